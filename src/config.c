@@ -1,0 +1,212 @@
+/* config.c: parse the configuration file, environment and flags. */
+#include "config.h"
+#include "limits.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void config_defaults(struct config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", LS_DEFAULT_DATA_DIR);
+	cfg->map_size = LS_DEFAULT_MAP_SIZE;
+	cfg->durability = DURABILITY_DURABLE;
+	cfg->max_body = LS_DEFAULT_MAX_BODY;
+	cfg->max_path = LS_DEFAULT_MAX_PATH;
+	cfg->long_poll_ms = LS_DEFAULT_LONG_POLL_MS;
+	cfg->sse_lifetime_ms = LS_DEFAULT_SSE_LIFETIME_MS;
+	cfg->heartbeat_ms = 15000;
+	snprintf(cfg->prefix, sizeof cfg->prefix, "%s", LS_DEFAULT_PREFIX);
+	snprintf(cfg->listen, sizeof cfg->listen, "%s", LS_DEFAULT_LISTEN);
+	cfg->max_connections = 10000;
+	cfg->threads = 2;
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	unsigned shift = 0;
+	switch (toupper((unsigned char)*end)) {
+	case '\0': break;
+	case 'K': shift = 10; end++; break;
+	case 'M': shift = 20; end++; break;
+	case 'G': shift = 30; end++; break;
+	case 'T': shift = 40; end++; break;
+	default: return -1;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end)
+		return -1;
+	if (shift && v > (~0ULL >> shift))
+		return -1;
+	*out = v << shift;
+	return 0;
+}
+
+static int parse_int(const char *s, long lo, long hi, int *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static int set_string(char *dst, size_t cap, const char *v)
+{
+	if (strlen(v) >= cap)
+		return -1;
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+int config_set(struct config *cfg, const char *key, const char *v, char *err, size_t errlen)
+{
+	uint64_t size;
+	int n;
+
+	if (!strcmp(key, "data_dir")) {
+		if (!*v || set_string(cfg->data_dir, sizeof cfg->data_dir, v))
+			goto bad;
+	} else if (!strcmp(key, "map_size")) {
+		if (config_parse_size(v, &size) || size < (1ULL << 20))
+			goto bad;
+		cfg->map_size = size;
+	} else if (!strcmp(key, "durability")) {
+		if (!strcmp(v, "durable"))
+			cfg->durability = DURABILITY_DURABLE;
+		else if (!strcmp(v, "fast"))
+			cfg->durability = DURABILITY_FAST;
+		else
+			goto bad;
+	} else if (!strcmp(key, "max_body")) {
+		if (config_parse_size(v, &size) || size < 1 || size > (1ULL << 31))
+			goto bad;
+		cfg->max_body = size;
+	} else if (!strcmp(key, "max_path")) {
+		if (parse_int(v, 16, LS_MAX_PATH_HARD, &n))
+			goto bad;
+		cfg->max_path = (size_t)n;
+	} else if (!strcmp(key, "long_poll_timeout")) {
+		if (parse_int(v, 100, 3600 * 1000, &n))
+			goto bad;
+		cfg->long_poll_ms = n;
+	} else if (!strcmp(key, "sse_lifetime")) {
+		if (parse_int(v, 100, 24 * 3600 * 1000, &n))
+			goto bad;
+		cfg->sse_lifetime_ms = n;
+	} else if (!strcmp(key, "heartbeat")) {
+		if (parse_int(v, 100, 3600 * 1000, &n))
+			goto bad;
+		cfg->heartbeat_ms = n;
+	} else if (!strcmp(key, "prefix")) {
+		size_t l = strlen(v);
+		if (l < 1 || v[0] != '/' || v[l - 1] != '/' || set_string(cfg->prefix, sizeof cfg->prefix, v))
+			goto bad;
+	} else if (!strcmp(key, "listen")) {
+		if (!strchr(v, ':') || set_string(cfg->listen, sizeof cfg->listen, v))
+			goto bad;
+	} else if (!strcmp(key, "max_connections")) {
+		if (parse_int(v, 1, 1000000, &n))
+			goto bad;
+		cfg->max_connections = n;
+	} else if (!strcmp(key, "threads")) {
+		if (parse_int(v, 1, 64, &n))
+			goto bad;
+		cfg->threads = n;
+	} else if (!strcmp(key, "notify_socket")) {
+		if (set_string(cfg->notify_path, sizeof cfg->notify_path, v))
+			goto bad;
+	} else {
+		snprintf(err, errlen, "unknown setting '%s'", key);
+		return -1;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "invalid value for %s: '%s'", key, v);
+	return -1;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t l = strlen(s);
+	while (l && isspace((unsigned char)s[l - 1]))
+		s[--l] = '\0';
+	return s;
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024], why[256];
+	int lineno = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof line, f)) {
+		lineno++;
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		char *s = trim(line);
+		if (!*s)
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		*eq = '\0';
+		if (config_set(cfg, trim(s), trim(eq + 1), why, sizeof why)) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+int config_from_env(struct config *cfg, char *err, size_t errlen)
+{
+	static const char *keys[] = {
+		"data_dir", "map_size", "durability", "max_body", "max_path",
+		"long_poll_timeout", "sse_lifetime", "heartbeat", "prefix", "listen",
+		"max_connections", "threads", "notify_socket",
+	};
+	const char *file = getenv("LMSTREAM_CONFIG");
+	char name[64], why[256];
+
+	if (file && *file && config_load(cfg, file, err, errlen))
+		return -1;
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		size_t j = 0;
+		j += (size_t)snprintf(name, sizeof name, "LMSTREAM_");
+		for (const char *k = keys[i]; *k && j + 1 < sizeof name; k++)
+			name[j++] = (char)toupper((unsigned char)*k);
+		name[j] = '\0';
+		const char *v = getenv(name);
+		if (v && *v && config_set(cfg, keys[i], v, why, sizeof why)) {
+			snprintf(err, errlen, "%s: %s", name, why);
+			return -1;
+		}
+	}
+	return 0;
+}

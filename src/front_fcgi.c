@@ -1,0 +1,415 @@
+/* front_fcgi.c: lmstream.fcgi, the FastCGI worker that also runs as a plain
+ * CGI program. It turns the web server's request variables into a
+ * proto_request, runs the protocol core and writes the response back. Live
+ * reads (long-poll, SSE) are served here for a bounded time: the fallback
+ * for hosting without lmstream-live. */
+#include "buf.h"
+#include "config.h"
+#include "limits.h"
+#include "log.h"
+#include "protocol.h"
+#include "sse.h"
+#include "store.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stopping;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stopping = 1;
+	FCGX_ShutdownPending();
+}
+
+/* Where request variables come from and where the response goes. */
+struct io {
+	FCGX_Request *fcgi;   /* NULL in CGI mode */
+	int failed;           /* the client went away */
+};
+
+static const char *param(struct io *io, const char *name)
+{
+	const char *v = io->fcgi ? FCGX_GetParam(name, io->fcgi->envp) : getenv(name);
+	return v;
+}
+
+static int io_write(struct io *io, const char *p, size_t n)
+{
+	if (io->failed)
+		return -1;
+	if (io->fcgi) {
+		while (n > 0) {
+			int chunk = n > (1 << 30) ? (1 << 30) : (int)n;
+			if (FCGX_PutStr(p, chunk, io->fcgi->out) != chunk) {
+				io->failed = 1;
+				return -1;
+			}
+			p += chunk;
+			n -= (size_t)chunk;
+		}
+		return 0;
+	}
+	if (n && fwrite(p, 1, n, stdout) != n) {
+		io->failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+static int io_flush(struct io *io)
+{
+	if (io->failed)
+		return -1;
+	int rc = io->fcgi ? FCGX_FFlush(io->fcgi->out) : fflush(stdout);
+	if (rc != 0 || (io->fcgi && FCGX_GetError(io->fcgi->out))) {
+		io->failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+static size_t io_read(struct io *io, char *p, size_t n)
+{
+	if (io->fcgi) {
+		int got = FCGX_GetStr(p, n > (1 << 30) ? (1 << 30) : (int)n, io->fcgi->in);
+		return got > 0 ? (size_t)got : 0;
+	}
+	return fread(p, 1, n, stdin);
+}
+
+static enum proto_method method_of(const char *m)
+{
+	if (!m) return M_OTHER;
+	if (!strcmp(m, "GET")) return M_GET;
+	if (!strcmp(m, "HEAD")) return M_HEAD;
+	if (!strcmp(m, "PUT")) return M_PUT;
+	if (!strcmp(m, "POST")) return M_POST;
+	if (!strcmp(m, "DELETE")) return M_DELETE;
+	if (!strcmp(m, "OPTIONS")) return M_OPTIONS;
+	return M_OTHER;
+}
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 507: return "Insufficient Storage";
+	default: return "Status";
+	}
+}
+
+static void write_head(struct io *io, const struct proto_response *r, int with_length, size_t length)
+{
+	struct buf h;
+	buf_init(&h);
+	buf_printf(&h, "Status: %d %s\r\n", r->status, status_text(r->status));
+	for (int i = 0; i < r->nheaders; i++)
+		buf_printf(&h, "%s: %s\r\n", r->headers[i].name, r->headers[i].value);
+	if (with_length)
+		buf_printf(&h, "Content-Length: %zu\r\n", length);
+	buf_puts(&h, "\r\n");
+	if (!h.failed)
+		io_write(io, h.data, h.len);
+	buf_free(&h);
+}
+
+static void write_response(struct io *io, const struct proto_response *r, int head)
+{
+	int bodyless = r->status == 204 || r->status == 304;
+	write_head(io, r, !bodyless, r->body.len);
+	if (!head && !bodyless && r->body.len)
+		io_write(io, r->body.data, r->body.len);
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* Waits until some process commits, or until deadline (monotonic ms).
+ * Returns 1 when a commit was seen, 0 on deadline or shutdown. */
+static int wait_commit(struct store *st, uint64_t *seen, int64_t deadline)
+{
+	while (!stopping) {
+		uint64_t now_id = store_last_txnid(st);
+		if (now_id != *seen) {
+			*seen = now_id;
+			return 1;
+		}
+		int64_t left = deadline - store_mono_ms();
+		if (left <= 0)
+			return 0;
+		sleep_ms(left < LS_POLL_INTERVAL_MS ? (int)left : LS_POLL_INTERVAL_MS);
+	}
+	return 0;
+}
+
+static void serve_longpoll(struct proto_ctx *ctx, struct io *io, const struct proto_request *req,
+                           struct proto_live *live, struct proto_response *resp)
+{
+	uint64_t seen = store_last_txnid(ctx->store);
+	int64_t deadline = store_mono_ms() + ctx->cfg->long_poll_ms;
+
+	/* Check once more: a commit may have landed before seen was read. */
+	proto_longpoll_poll(ctx, req, live, resp);
+	while (resp->action == PROTO_WAIT) {
+		if (!wait_commit(ctx->store, &seen, deadline)) {
+			proto_longpoll_timeout(ctx, req, live, resp);
+			break;
+		}
+		proto_longpoll_poll(ctx, req, live, resp);
+	}
+	write_response(io, resp, 0);
+}
+
+static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *live,
+                      const struct proto_response *resp)
+{
+	struct buf out;
+	int64_t start = store_mono_ms();
+	int64_t end = start + ctx->cfg->sse_lifetime_ms;
+	int64_t next_beat = start + ctx->cfg->heartbeat_ms;
+	uint64_t seen = store_last_txnid(ctx->store);
+
+	write_head(io, resp, 0, 0);
+	buf_init(&out);
+	while (!io->failed && !stopping) {
+		buf_reset(&out);
+		enum sse_step s = proto_sse_step(ctx, live, &out);
+		if (out.len && (io_write(io, out.data, out.len) || io_flush(io)))
+			break;
+		if (s == SSE_END)
+			break;
+		if (s == SSE_MORE)
+			continue;
+		int64_t now = store_mono_ms();
+		if (now >= end)
+			break;
+		int64_t until = next_beat < end ? next_beat : end;
+		if (!wait_commit(ctx->store, &seen, until)) {
+			if (store_mono_ms() >= next_beat && !stopping) {
+				buf_reset(&out);
+				sse_comment(&out, "keep-alive");
+				if (io_write(io, out.data, out.len) || io_flush(io))
+					break;
+				next_beat = store_mono_ms() + ctx->cfg->heartbeat_ms;
+			}
+		}
+	}
+	buf_free(&out);
+}
+
+static void header_ptr(struct io *io, const char **dst, const char *name)
+{
+	*dst = param(io, name);
+}
+
+/* One request: variables and body in, response out. */
+static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct proto_response *resp,
+                  struct proto_live *live, int have_store)
+{
+	struct proto_request req;
+	memset(&req, 0, sizeof req);
+
+	const char *uri = param(io, "REQUEST_URI");
+	const char *method = param(io, "REQUEST_METHOD");
+	req.method = method_of(method);
+	if (!uri) {
+		/* Not every CGI host sets REQUEST_URI: rebuild it. */
+		const char *sn = param(io, "SCRIPT_NAME"), *pi = param(io, "PATH_INFO");
+		static char rebuilt[4096];
+		snprintf(rebuilt, sizeof rebuilt, "%s%s", sn ? sn : "", pi ? pi : "");
+		uri = rebuilt;
+	}
+	const char *q = strchr(uri, '?');
+	req.target = uri;
+	req.target_len = q ? (size_t)(q - uri) : strlen(uri);
+	req.query = param(io, "QUERY_STRING");
+	if (!req.query)
+		req.query = q ? q + 1 : "";
+	req.query_len = strlen(req.query);
+	req.host = param(io, "HTTP_HOST");
+	const char *https = param(io, "HTTPS");
+	req.https = https && (!strcasecmp(https, "on") || !strcmp(https, "1"));
+	header_ptr(io, &req.content_type, "CONTENT_TYPE");
+	header_ptr(io, &req.stream_seq, "HTTP_STREAM_SEQ");
+	header_ptr(io, &req.stream_ttl, "HTTP_STREAM_TTL");
+	header_ptr(io, &req.stream_expires_at, "HTTP_STREAM_EXPIRES_AT");
+	header_ptr(io, &req.stream_closed, "HTTP_STREAM_CLOSED");
+	header_ptr(io, &req.producer_id, "HTTP_PRODUCER_ID");
+	header_ptr(io, &req.producer_epoch, "HTTP_PRODUCER_EPOCH");
+	header_ptr(io, &req.producer_seq, "HTTP_PRODUCER_SEQ");
+	header_ptr(io, &req.if_none_match, "HTTP_IF_NONE_MATCH");
+
+	/* The body: read to the end (a chunked body may come with no length),
+	 * stopping at max_body. A declared length over the limit is refused
+	 * without reading. */
+	buf_reset(body);
+	const char *cl = param(io, "CONTENT_LENGTH");
+	long long declared = cl && *cl ? atoll(cl) : -1;
+	if (declared > (long long)ctx->cfg->max_body) {
+		req.body_too_large = 1;
+	} else if (req.method == M_POST || req.method == M_PUT || declared > 0) {
+		size_t limit = ctx->cfg->max_body;
+		size_t want = io->fcgi || declared < 0 ? limit + 1 : (size_t)declared;
+		while (body->len < want) {
+			size_t chunk = want - body->len < 65536 ? want - body->len : 65536;
+			if (buf_reserve(body, chunk) < 0)
+				break;
+			size_t got = io_read(io, body->data + body->len, chunk);
+			if (got == 0)
+				break;
+			body->len += got;
+		}
+		if (body->failed) {
+			proto_error(resp, 503, "out of memory reading the request body");
+			write_response(io, resp, req.method == M_HEAD);
+			return;
+		}
+		if (body->len > limit)
+			req.body_too_large = 1;
+	}
+	req.body = body->data ? body->data : "";
+	req.body_len = body->len;
+
+	if (!have_store) {
+		proto_error(resp, 503, "storage unavailable");
+		write_response(io, resp, req.method == M_HEAD);
+		return;
+	}
+	proto_handle(ctx, &req, resp, live);
+	switch (resp->action) {
+	case PROTO_DONE:
+		write_response(io, resp, req.method == M_HEAD);
+		break;
+	case PROTO_WAIT:
+		serve_longpoll(ctx, io, &req, live, resp);
+		break;
+	case PROTO_SSE:
+		serve_sse(ctx, io, live, resp);
+		break;
+	}
+	if (resp->status >= 500)
+		log_warn("%s %.*s -> %d %s", method ? method : "-", (int)req.target_len, req.target,
+		         resp->status, resp->reason ? resp->reason : "");
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: lmstream.fcgi [--config FILE] [--data DIR] [--set key=value]...\n"
+	      "Runs as a FastCGI worker when started with a listening socket on fd 0\n"
+	      "(lighttpd mod_fastcgi, Apache mod_fcgid, spawn-fcgi), otherwise as a CGI program.\n"
+	      "Environment: LMSTREAM_CONFIG=FILE, LMSTREAM_<KEY>=value for any config key.\n", f);
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	char err[512];
+
+	log_init("lmstream.fcgi", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	config_defaults(&cfg);
+	if (config_from_env(&cfg, err, sizeof err)) {
+		log_error("%s", err);
+		return 2;
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "--version")) {
+			puts("lmstream.fcgi " PACKAGE_VERSION);
+			return 0;
+		} else if (!strcmp(a, "--config") && i + 1 < argc) {
+			if (config_load(&cfg, argv[++i], err, sizeof err)) {
+				log_error("%s", err);
+				return 2;
+			}
+		} else if (!strcmp(a, "--data") && i + 1 < argc) {
+			if (config_set(&cfg, "data_dir", argv[++i], err, sizeof err)) {
+				log_error("%s", err);
+				return 2;
+			}
+		} else if (!strcmp(a, "--set") && i + 1 < argc) {
+			char kv[600];
+			snprintf(kv, sizeof kv, "%s", argv[++i]);
+			char *eq = strchr(kv, '=');
+			if (!eq || (*eq = '\0', config_set(&cfg, kv, eq + 1, err, sizeof err))) {
+				log_error("--set %s: %s", argv[i], eq ? err : "expected key=value");
+				return 2;
+			}
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+
+	if (FCGX_Init() != 0) {
+		log_error("FCGX_Init failed");
+		return 1;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct store *st = NULL;
+	int have_store = store_open(&st, &cfg) == ST_OK;
+	struct proto_ctx ctx;
+	struct proto_response resp;
+	struct proto_live live;
+	struct buf body;
+	proto_init(&ctx, &cfg, st);
+	proto_response_init(&resp);
+	buf_init(&body);
+
+	if (FCGX_IsCGI()) {
+		struct io io = { NULL, 0 };
+		serve(&ctx, &io, &body, &resp, &live, have_store);
+		fflush(stdout);
+	} else {
+		FCGX_Request request;
+		FCGX_InitRequest(&request, 0, 0);
+		while (!stopping && FCGX_Accept_r(&request) >= 0) {
+			struct io io = { &request, 0 };
+			if (!have_store)
+				have_store = store_open(&st, &cfg) == ST_OK && (proto_init(&ctx, &cfg, st), 1);
+			serve(&ctx, &io, &body, &resp, &live, have_store);
+			FCGX_Finish_r(&request);
+			/* Do not keep a large body's memory between requests. */
+			if (body.cap > (1u << 20))
+				buf_free(&body);
+		}
+	}
+	buf_free(&body);
+	proto_response_free(&resp);
+	proto_fini(&ctx);
+	store_close(st);
+	return 0;
+}

@@ -1,0 +1,34 @@
+/* limits.h: every default and hard limit of lmstream, in one place. */
+#ifndef LS_LIMITS_H
+#define LS_LIMITS_H
+
+/* Configurable defaults (config file keys in parentheses). */
+#define LS_DEFAULT_MAP_SIZE        (8ULL << 30)   /* map_size: 8 GiB of address space */
+#define LS_DEFAULT_MAX_BODY        (64UL << 20)   /* max_body: 64 MiB per request body */
+#define LS_DEFAULT_MAX_PATH        400            /* max_path: bytes of decoded stream name */
+#define LS_DEFAULT_LONG_POLL_MS    20000          /* long_poll_timeout */
+#define LS_DEFAULT_SSE_LIFETIME_MS 60000          /* sse_lifetime */
+#define LS_DEFAULT_PREFIX          "/v1/stream/"  /* prefix */
+#define LS_DEFAULT_LISTEN          "127.0.0.1:8081" /* listen (lmstream-live) */
+#define LS_DEFAULT_DATA_DIR        "/var/lib/lmstream"
+
+/* Hard limits. */
+#define LS_MAX_PATH_HARD      480   /* LMDB keys are at most 511 bytes */
+#define LS_MAX_PRODUCER_ID    256   /* bytes of Producer-Id */
+#define LS_MAX_STREAM_SEQ     256   /* bytes of Stream-Seq */
+#define LS_MAX_CONTENT_TYPE   256   /* bytes of a stream's Content-Type */
+#define LS_MAX_EXPIRES_AT     64    /* bytes of Stream-Expires-At */
+#define LS_MAX_PREFIX         128
+#define LS_JSON_MAX_DEPTH     256   /* nesting accepted in JSON bodies */
+#define LS_READ_PAGE_BYTES    (1UL << 20) /* catch-up read stops after ~1 MiB (one message at least) */
+#define LS_SSE_BATCH_BYTES    (64UL << 10) /* SSE writes at most ~64 KiB of messages per step */
+#define LS_MAX_READERS        1022  /* LMDB reader slots; the same value in every process */
+#define LS_TTL_TOUCH_MS       1000  /* a read refreshes a sliding TTL at most this often */
+#define LS_PRODUCER_TTL_MS    (7LL * 24 * 3600 * 1000) /* idle producer state is forgotten */
+#define LS_GC_ROWS_PER_WRITE  512   /* rows of deleted streams reclaimed per write transaction */
+#define LS_CURSOR_INTERVAL_S  20    /* Stream-Cursor interval */
+#define LS_CURSOR_EPOCH_MS    1728432000000LL /* 2024-10-09T00:00:00Z */
+#define LS_POLL_INTERVAL_MS   10    /* a worker checks for new commits this often while waiting */
+#define LS_RETRY_AFTER_S      5     /* Retry-After on 503/507 */
+
+#endif

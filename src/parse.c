@@ -1,0 +1,266 @@
+/* parse.c: header value, path and query parsers. */
+#include "parse.h"
+
+#include <string.h>
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+int parse_ttl(const char *s, size_t len, uint64_t *seconds)
+{
+	uint64_t v = 0;
+	if (len == 0 || len > 10)
+		return -1;
+	if (s[0] == '0' && len > 1)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (!is_digit(s[i]))
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*seconds = v;
+	return 0;
+}
+
+int parse_uint53(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (len == 0 || len > 16)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (!is_digit(s[i]))
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > 9007199254740991ULL)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int fixed_digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!is_digit(s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int parse_expires_at(const char *s, size_t len, int64_t *ms)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h, mi, sec, frac_ms = 0;
+	size_t i;
+
+	/* YYYY-MM-DDTHH:MM:SS is 19 characters. */
+	if (len < 20 || len > 64)
+		return -1;
+	if (fixed_digits(s, 4, &y) || s[4] != '-' || fixed_digits(s + 5, 2, &mo) || s[7] != '-' ||
+	    fixed_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+	    fixed_digits(s + 11, 2, &h) || s[13] != ':' || fixed_digits(s + 14, 2, &mi) ||
+	    s[16] != ':' || fixed_digits(s + 17, 2, &sec))
+		return -1;
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
+		return -1;
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (mo == 2 && d == 29 && !leap)
+		return -1;
+	i = 19;
+	if (i < len && s[i] == '.') {
+		size_t start = ++i;
+		int scale = 100;
+		while (i < len && is_digit(s[i])) {
+			frac_ms += (s[i] - '0') * scale;
+			scale /= 10;
+			i++;
+		}
+		if (i == start || i - start > 9)
+			return -1;
+	}
+	int64_t tz = 0;
+	if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+		i++;
+	} else if (i < len && (s[i] == '+' || s[i] == '-')) {
+		int th, tm;
+		if (len - i != 6 || fixed_digits(s + i + 1, 2, &th) || s[i + 3] != ':' ||
+		    fixed_digits(s + i + 4, 2, &tm) || th > 23 || tm > 59)
+			return -1;
+		tz = (int64_t)(th * 60 + tm) * 60 * (s[i] == '+' ? 1 : -1);
+		i += 6;
+	} else {
+		return -1;
+	}
+	if (i != len)
+		return -1;
+	int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - tz;
+	*ms = secs * 1000 + frac_ms;
+	return 0;
+}
+
+static int is_token(char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c))
+		return 1;
+	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+int parse_media_type(const char *s, size_t len, char *out, size_t cap)
+{
+	size_t i = 0, n = 0;
+	int slash = 0;
+
+	while (i < len && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	size_t start = i;
+	for (; i < len && s[i] != ';' && s[i] != ' ' && s[i] != '\t'; i++) {
+		char c = s[i];
+		if (c == '/') {
+			if (slash || i == start)
+				return -1;
+			slash = 1;
+		} else if (!is_token(c)) {
+			return -1;
+		}
+		if (n + 1 >= cap)
+			return -1;
+		out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	}
+	if (!slash || out[n - 1] == '/')
+		return -1;
+	while (i < len && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	if (i < len && s[i] != ';')
+		return -1;
+	out[n] = '\0';
+	return (int)n;
+}
+
+int parse_header_safe(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len > max)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c >= 0x7f)
+			return -1;
+	}
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
+long parse_percent_decode(const char *in, size_t len, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = in[i];
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= len || (hi = hexval(in[i + 1])) < 0 || (lo = hexval(in[i + 2])) < 0)
+				return -1;
+			c = (char)(hi * 16 + lo);
+			i += 2;
+		}
+		if (n + 1 >= cap)
+			return -1;
+		out[n++] = c;
+	}
+	if (cap == 0)
+		return -1;
+	out[n] = '\0';
+	return (long)n;
+}
+
+enum path_error parse_stream_path(const char *target, size_t len, const char *prefix,
+                                  size_t max_name, char *out, size_t *outlen)
+{
+	size_t plen = strlen(prefix);
+	if (len < plen || memcmp(target, prefix, plen))
+		return PATH_NOT_PREFIX;
+	target += plen;
+	len -= plen;
+	if (len == 0)
+		return PATH_EMPTY;
+	/* Every escape shrinks the text, so more than 3x the limit is too long. */
+	if (len > max_name * 3)
+		return PATH_TOO_LONG;
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = target[i];
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= len || (hi = hexval(target[i + 1])) < 0 || (lo = hexval(target[i + 2])) < 0)
+				return PATH_BAD_ESCAPE;
+			c = (char)(hi * 16 + lo);
+			i += 2;
+		}
+		if ((unsigned char)c < 0x20 || c == 0x7f)
+			return PATH_BAD_CHAR;
+		if (n >= max_name)
+			return PATH_TOO_LONG;
+		out[n++] = c;
+	}
+	out[n] = '\0';
+	/* Reject "." and ".." as any segment of the decoded name. */
+	for (size_t s = 0; s < n;) {
+		size_t e = s;
+		while (e < n && out[e] != '/')
+			e++;
+		size_t sl = e - s;
+		if ((sl == 1 && out[s] == '.') || (sl == 2 && out[s] == '.' && out[s + 1] == '.'))
+			return PATH_DOT_SEGMENT;
+		s = e + 1;
+	}
+	*outlen = n;
+	return PATH_OK;
+}
+
+int parse_query_param(const char *q, size_t qlen, const char *name,
+                      char *val, size_t cap, size_t *vlen)
+{
+	size_t nlen = strlen(name);
+	int count = 0;
+	size_t i = 0;
+
+	*vlen = (size_t)-1;
+	while (i <= qlen) {
+		size_t e = i;
+		while (e < qlen && q[e] != '&')
+			e++;
+		const char *p = q + i;
+		size_t plen = e - i;
+		const char *eq = memchr(p, '=', plen);
+		size_t klen = eq ? (size_t)(eq - p) : plen;
+		if (klen == nlen && !memcmp(p, name, nlen)) {
+			if (count++ == 0) {
+				const char *v = eq ? eq + 1 : p + plen;
+				size_t vl = eq ? plen - klen - 1 : 0;
+				long d = parse_percent_decode(v, vl, val, cap);
+				if (d >= 0)
+					*vlen = (size_t)d;
+			}
+		}
+		i = e + 1;
+	}
+	return count;
+}

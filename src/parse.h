@@ -1,0 +1,57 @@
+/* parse.h: small parsers for request parts: header values, the stream path
+ * and the query string. Pure functions over (const char *, size_t); no I/O. */
+#ifndef LS_PARSE_H
+#define LS_PARSE_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Stream-TTL: "0" or a decimal without sign or leading zeros, at most
+ * 10 digits. Returns 0 or -1. */
+int parse_ttl(const char *s, size_t len, uint64_t *seconds);
+
+/* Stream-Expires-At: an RFC 3339 timestamp ("2025-01-01T00:00:00Z",
+ * optional fraction, "Z" or "+hh:mm"). Returns 0 with milliseconds since the
+ * epoch, or -1. */
+int parse_expires_at(const char *s, size_t len, int64_t *ms);
+
+/* Producer-Epoch / Producer-Seq: digits only, at most 2^53 - 1. */
+int parse_uint53(const char *s, size_t len, uint64_t *out);
+
+/* Lower-cased media type of a Content-Type value, without parameters or
+ * surrounding spaces, into out (cap bytes). Returns its length, or -1 when
+ * the value is not "type/subtype" made of token characters. */
+int parse_media_type(const char *s, size_t len, char *out, size_t cap);
+
+/* Checks that a header value may be stored and echoed: printable ASCII and
+ * spaces only, 1..max bytes. Returns 0 or -1. */
+int parse_header_safe(const char *s, size_t len, size_t max);
+
+enum path_error {
+	PATH_OK = 0,
+	PATH_NOT_PREFIX,    /* outside the configured prefix: 404 */
+	PATH_EMPTY,         /* the prefix itself, no stream name: 404 */
+	PATH_TOO_LONG,      /* 414 */
+	PATH_BAD_ESCAPE,    /* malformed %XX: 400 */
+	PATH_BAD_CHAR,      /* NUL, CR, LF or another control byte: 400 */
+	PATH_DOT_SEGMENT,   /* "." or ".." segment: 400 */
+};
+
+/* Decodes the path of a request target (percent-encoded, no query) that must
+ * start with prefix, and validates the stream name that follows it. On
+ * PATH_OK out holds the decoded name (NUL terminated, *outlen bytes). out
+ * must hold max_name + 1 bytes. */
+enum path_error parse_stream_path(const char *target, size_t len, const char *prefix,
+                                  size_t max_name, char *out, size_t *outlen);
+
+/* Finds parameter name in a query string ("a=1&b=2", no '?'). Returns how
+ * many times it occurs; the value of the first occurrence is percent-decoded
+ * into val (cap bytes, NUL terminated) with its length in *vlen, or *vlen is
+ * (size_t)-1 when it did not fit or was malformed. */
+int parse_query_param(const char *q, size_t qlen, const char *name,
+                      char *val, size_t cap, size_t *vlen);
+
+/* Percent-decodes in into out (cap bytes, NUL terminated). Returns the
+ * decoded length or -1 on a malformed escape or overflow. */
+long parse_percent_decode(const char *in, size_t len, char *out, size_t cap);
+
+#endif

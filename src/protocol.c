@@ -1,0 +1,1104 @@
+/* protocol.c: the Durable Streams protocol (create, append, read, live
+ * reads, close, delete, producers, TTL) over the store. No I/O. */
+#include "protocol.h"
+#include "jsonsplit.h"
+#include "limits.h"
+#include "log.h"
+#include "parse.h"
+#include "sse.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CT_JSON "application/json"
+
+static const char EXPOSE_HEADERS[] =
+	"Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
+	"Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, "
+	"Producer-Expected-Seq, Producer-Received-Seq, ETag, Location, Content-Type";
+static const char ALLOW_HEADERS[] =
+	"Content-Type, Authorization, If-None-Match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
+	"Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Last-Event-ID, Cache-Control";
+static const char ALLOW_METHODS[] = "GET, HEAD, POST, PUT, DELETE, OPTIONS";
+
+/* --- response helpers ---------------------------------------------------- */
+
+void proto_response_init(struct proto_response *r)
+{
+	r->status = 0;
+	r->reason = NULL;
+	r->nheaders = 0;
+	r->hlen = 0;
+	r->action = PROTO_DONE;
+	buf_init(&r->body);
+}
+
+void proto_response_reset(struct proto_response *r)
+{
+	r->status = 0;
+	r->reason = NULL;
+	r->nheaders = 0;
+	r->hlen = 0;
+	r->action = PROTO_DONE;
+	buf_reset(&r->body);
+}
+
+void proto_response_free(struct proto_response *r)
+{
+	buf_free(&r->body);
+}
+
+int proto_add_header(struct proto_response *r, const char *name, const char *value)
+{
+	size_t n = strlen(value);
+	if (r->nheaders >= PROTO_MAX_HEADERS || r->hlen + n + 1 > sizeof r->hbuf) {
+		log_error("response header space exhausted adding %s", name);
+		return -1;
+	}
+	char *dst = r->hbuf + r->hlen;
+	memcpy(dst, value, n + 1);
+	r->hlen += n + 1;
+	r->headers[r->nheaders].name = name;
+	r->headers[r->nheaders].value = dst;
+	r->nheaders++;
+	return 0;
+}
+
+const char *proto_get_header(const struct proto_response *r, const char *name)
+{
+	for (int i = 0; i < r->nheaders; i++)
+		if (!strcasecmp(r->headers[i].name, name))
+			return r->headers[i].value;
+	return NULL;
+}
+
+static void add_common(struct proto_response *r)
+{
+	proto_add_header(r, "Access-Control-Allow-Origin", "*");
+	proto_add_header(r, "Access-Control-Expose-Headers", EXPOSE_HEADERS);
+	proto_add_header(r, "X-Content-Type-Options", "nosniff");
+	proto_add_header(r, "Cross-Origin-Resource-Policy", "cross-origin");
+}
+
+static void add_u64(struct proto_response *r, const char *name, uint64_t v)
+{
+	char s[24];
+	snprintf(s, sizeof s, "%llu", (unsigned long long)v);
+	proto_add_header(r, name, s);
+}
+
+static void add_offset(struct proto_response *r, uint64_t seq, uint64_t bytes)
+{
+	char off[OFFSET_LEN + 1];
+	offset_format(off, seq, bytes);
+	proto_add_header(r, "Stream-Next-Offset", off);
+}
+
+void proto_error(struct proto_response *r, int status, const char *reason)
+{
+	proto_response_reset(r);
+	r->status = status;
+	r->reason = reason;
+	add_common(r);
+	proto_add_header(r, "Content-Type", "text/plain; charset=utf-8");
+	proto_add_header(r, "Cache-Control", "no-store");
+	if (status == 503 || status == 507) {
+		char s[16];
+		snprintf(s, sizeof s, "%d", LS_RETRY_AFTER_S);
+		proto_add_header(r, "Retry-After", s);
+	}
+	if (status == 405)
+		proto_add_header(r, "Allow", ALLOW_METHODS);
+	buf_puts(&r->body, reason);
+	buf_puts(&r->body, "\n");
+}
+
+static void store_error(struct proto_response *r, int rc)
+{
+	switch (rc) {
+	case ST_MAPFULL: proto_error(r, 507, "storage is full"); break;
+	case ST_BUSY: proto_error(r, 503, "server busy, try again"); break;
+	case ST_NOTFOUND: proto_error(r, 404, "stream not found"); break;
+	default: proto_error(r, 500, "internal storage error"); break;
+	}
+}
+
+/* --- context ------------------------------------------------------------- */
+
+void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *st)
+{
+	ctx->cfg = cfg;
+	ctx->store = st;
+	store_txn_init(&ctx->rtxn, st);
+}
+
+void proto_fini(struct proto_ctx *ctx)
+{
+	store_txn_release(&ctx->rtxn);
+}
+
+/* --- small helpers --------------------------------------------------------- */
+
+static int is_json_type(const char *ct)
+{
+	char mt[LS_MAX_CONTENT_TYPE + 1];
+	int n = parse_media_type(ct, strlen(ct), mt, sizeof mt);
+	return n > 0 && !strcmp(mt, CT_JSON);
+}
+
+/* Binary streams are base64-encoded in SSE: anything but text/ and JSON. */
+static int is_text_type(const char *ct)
+{
+	char mt[LS_MAX_CONTENT_TYPE + 1];
+	int n = parse_media_type(ct, strlen(ct), mt, sizeof mt);
+	return n > 0 && (!strncmp(mt, "text/", 5) || !strcmp(mt, CT_JSON));
+}
+
+static int same_media_type(const char *a, const char *b)
+{
+	char ma[LS_MAX_CONTENT_TYPE + 1], mb[LS_MAX_CONTENT_TYPE + 1];
+	if (parse_media_type(a, strlen(a), ma, sizeof ma) < 0)
+		return 0;
+	if (parse_media_type(b, strlen(b), mb, sizeof mb) < 0)
+		return 0;
+	return !strcmp(ma, mb);
+}
+
+static int is_true(const char *v)
+{
+	return v && !strcasecmp(v, "true");
+}
+
+static int expired(const struct stream_meta *m, int64_t now)
+{
+	int64_t e = store_meta_expiry(m);
+	return e && now >= e;
+}
+
+/* Stream-Cursor: the 20-second interval number since the protocol's epoch;
+ * a client already at or past it is moved ahead by a random jitter so that
+ * cached long-poll responses are never reused (PROTOCOL.md, caching). */
+static void make_cursor(const char *client, char out[24])
+{
+	int64_t now = store_now_ms();
+	uint64_t cur = (uint64_t)((now - LS_CURSOR_EPOCH_MS) / (LS_CURSOR_INTERVAL_S * 1000));
+	if (client && *client) {
+		uint64_t c = 0;
+		size_t n = strlen(client);
+		if (n <= 18 && strspn(client, "0123456789") == n) {
+			for (size_t i = 0; i < n; i++)
+				c = c * 10 + (uint64_t)(client[i] - '0');
+			if (c >= cur) {
+				uint32_t jitter_s = 1 + arc4random_uniform(3600);
+				uint64_t steps = (jitter_s + LS_CURSOR_INTERVAL_S - 1) / LS_CURSOR_INTERVAL_S;
+				cur = c + (steps ? steps : 1);
+			}
+		}
+	}
+	snprintf(out, 24, "%llu", (unsigned long long)cur);
+}
+
+/* Absolute URL of the stream for Location. The Host header is used only
+ * when it looks like a host name; the name is percent-encoded again. */
+static void add_location(struct proto_response *r, const struct proto_request *req,
+                         const char *prefix, const char *name, size_t nlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char url[2048];
+	size_t n = 0;
+	const char *host = req->host;
+	if (!host || !*host || strlen(host) > 255 ||
+	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != strlen(host))
+		host = "localhost";
+	n += (size_t)snprintf(url, sizeof url, "%s://%s%s", req->https ? "https" : "http", host, prefix);
+	for (size_t i = 0; i < nlen && n + 4 < sizeof url; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    strchr("-._~/!$&'()*+,;=:@", c)) {
+			url[n++] = (char)c;
+		} else {
+			url[n++] = '%';
+			url[n++] = hex[c >> 4];
+			url[n++] = hex[c & 15];
+		}
+	}
+	url[n] = '\0';
+	proto_add_header(r, "Location", url);
+}
+
+/* --- reading messages ---------------------------------------------------- */
+
+struct collect {
+	struct buf *out;
+	int json;
+	size_t limit;
+	size_t count;
+	uint64_t next_seq;
+	uint64_t next_bytes;
+};
+
+static int collect_msg(void *vctx, uint64_t seq, uint64_t end_bytes, const char *data, size_t len)
+{
+	struct collect *c = vctx;
+	if (c->count && c->out->len + len > c->limit)
+		return 1;
+	if (c->json && c->count)
+		buf_append(c->out, ",", 1);
+	buf_append(c->out, data, len);
+	c->count++;
+	c->next_seq = seq + 1;
+	c->next_bytes = end_bytes;
+	return c->out->failed ? 1 : 0;
+}
+
+/* Reads messages from seq on into out (JSON messages comma-separated, no
+ * brackets). Updates *seq and *bytes to the position after the last one. */
+static int read_messages(struct store_txn *t, const struct stream_meta *m, int json,
+                         size_t limit, struct buf *out, uint64_t *seq, uint64_t *bytes,
+                         size_t *count)
+{
+	struct collect c = { out, json, limit, 0, *seq, *bytes };
+	if (*seq >= m->tail_seq) {
+		*count = 0;
+		return ST_OK;
+	}
+	int rc = store_msg_scan(t, m->id, *seq, collect_msg, &c);
+	if (rc)
+		return rc;
+	if (out->failed)
+		return ST_ERROR;
+	*seq = c.next_seq;
+	*bytes = c.next_bytes;
+	*count = c.count;
+	return ST_OK;
+}
+
+/* Looks the stream up in the thread's read transaction, which stays open on
+ * ST_OK (the caller ends it). Expired streams are reported as absent. */
+static int lookup(struct proto_ctx *ctx, const char *name, size_t nlen, struct stream_meta *m)
+{
+	int rc = store_read_begin(&ctx->rtxn);
+	if (rc)
+		return rc;
+	rc = store_meta_get(&ctx->rtxn, name, nlen, m);
+	if (rc == ST_OK && expired(m, store_now_ms()))
+		rc = ST_NOTFOUND;
+	if (rc)
+		store_read_end(&ctx->rtxn);
+	return rc;
+}
+
+/* Sliding TTL: a read counts as access. Written without waiting for the
+ * disk (losing one on power loss only shortens a lifetime slightly), and at
+ * most once per LS_TTL_TOUCH_MS per stream. */
+static void touch(struct proto_ctx *ctx, const char *name, size_t nlen, const struct stream_meta *seen)
+{
+	if (!seen->has_ttl)
+		return;
+	int64_t now = store_now_ms();
+	int64_t every = LS_TTL_TOUCH_MS;
+	if ((int64_t)seen->ttl_s * 250 < every)
+		every = (int64_t)seen->ttl_s * 250;
+	if (now - seen->access_ms < every)
+		return;
+	struct store_txn w;
+	struct stream_meta m;
+	if (store_write_begin(&w, ctx->store))
+		return;
+	if (store_meta_get(&w, name, nlen, &m) == ST_OK && m.id == seen->id && !expired(&m, now)) {
+		m.access_ms = now;
+		if (store_meta_put(&w, name, nlen, &m) == ST_OK) {
+			store_commit(&w, 1);
+			return;
+		}
+	}
+	store_abort(&w);
+}
+
+static void etag_value(char *out, size_t cap, const struct stream_meta *m, uint64_t start,
+                       uint64_t end, int closed)
+{
+	snprintf(out, cap, "\"%llu-%llu-%llu%s\"", (unsigned long long)m->id,
+	         (unsigned long long)start, (unsigned long long)end, closed ? "-c" : "");
+}
+
+static int etag_matches(const char *header, const char *etag)
+{
+	/* If-None-Match: a list of entity tags, or "*". */
+	size_t el = strlen(etag);
+	const char *p = header;
+	while (*p) {
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		if (*p == '*')
+			return 1;
+		if (p[0] == 'W' && p[1] == '/')
+			p += 2;
+		const char *e = p;
+		while (*e && *e != ',')
+			e++;
+		const char *t = e;
+		while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
+			t--;
+		if ((size_t)(t - p) == el && !memcmp(p, etag, el))
+			return 1;
+		p = e;
+	}
+	return 0;
+}
+
+/* --- request parsing shared by the handlers ------------------------------- */
+
+struct target {
+	char name[LS_MAX_PATH_HARD + 1];
+	size_t nlen;
+};
+
+static int parse_target(struct proto_ctx *ctx, const struct proto_request *req,
+                        struct target *t, struct proto_response *resp)
+{
+	switch (parse_stream_path(req->target, req->target_len, ctx->cfg->prefix,
+	                          ctx->cfg->max_path, t->name, &t->nlen)) {
+	case PATH_OK: return 0;
+	case PATH_NOT_PREFIX:
+	case PATH_EMPTY: proto_error(resp, 404, "not found"); return -1;
+	case PATH_TOO_LONG: proto_error(resp, 414, "stream path too long"); return -1;
+	case PATH_BAD_ESCAPE: proto_error(resp, 400, "malformed percent-encoding in path"); return -1;
+	case PATH_BAD_CHAR: proto_error(resp, 400, "control character in path"); return -1;
+	case PATH_DOT_SEGMENT: proto_error(resp, 400, "'.' and '..' path segments are not allowed"); return -1;
+	}
+	return -1;
+}
+
+/* --- PUT: create ------------------------------------------------------------ */
+
+struct append_ctx {
+	struct store_txn *t;
+	struct stream_meta *m;
+	int rc;
+};
+
+static int append_one(void *vctx, const char *msg, size_t len)
+{
+	struct append_ctx *a = vctx;
+	uint64_t end = a->m->tail_bytes + len;
+	a->rc = store_msg_put(a->t, a->m->id, a->m->tail_seq, end, msg, len);
+	if (a->rc)
+		return 1;
+	a->m->tail_seq++;
+	a->m->tail_bytes = end;
+	return 0;
+}
+
+/* Appends the body as messages: JSON bodies were validated by the caller. */
+static int append_body(struct store_txn *t, struct stream_meta *m, int json,
+                       const char *body, size_t len)
+{
+	struct append_ctx a = { t, m, ST_OK };
+	if (json) {
+		size_t count;
+		const char *why;
+		int rc = json_split(body, len, append_one, &a, &count, &why);
+		if (rc < 0)
+			return ST_ERROR;
+		return a.rc;
+	}
+	if (len)
+		append_one(&a, body, len);
+	return a.rc;
+}
+
+static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
+                       const struct target *tg, struct proto_response *resp)
+{
+	uint64_t ttl = 0;
+	int64_t expires_ms = 0;
+	const char *ct = req->content_type;
+	char ctbuf[LS_MAX_CONTENT_TYPE + 1];
+	int closed = is_true(req->stream_closed);
+
+	if (req->stream_ttl && req->stream_expires_at)
+		return proto_error(resp, 400, "Stream-TTL and Stream-Expires-At cannot be combined");
+	if (req->stream_ttl && parse_ttl(req->stream_ttl, strlen(req->stream_ttl), &ttl))
+		return proto_error(resp, 400, "invalid Stream-TTL: expected a non-negative integer of seconds");
+	if (req->stream_expires_at &&
+	    (parse_header_safe(req->stream_expires_at, strlen(req->stream_expires_at), LS_MAX_EXPIRES_AT) ||
+	     parse_expires_at(req->stream_expires_at, strlen(req->stream_expires_at), &expires_ms)))
+		return proto_error(resp, 400, "invalid Stream-Expires-At: expected an RFC 3339 timestamp");
+	if (!ct || !*ct) {
+		ct = "application/octet-stream";
+	} else if (parse_header_safe(ct, strlen(ct), LS_MAX_CONTENT_TYPE) ||
+	           parse_media_type(ct, strlen(ct), ctbuf, sizeof ctbuf) < 0) {
+		return proto_error(resp, 400, "invalid Content-Type");
+	}
+	int json = is_json_type(ct);
+	if (json && req->body_len) {
+		size_t count;
+		const char *why;
+		if (json_split(req->body, req->body_len, NULL, NULL, &count, &why))
+			return proto_error(resp, 400, "invalid JSON body");
+	}
+
+	struct store_txn w;
+	struct stream_meta m;
+	int64_t now = store_now_ms();
+	int rc = store_write_begin(&w, ctx->store);
+	if (rc)
+		return store_error(resp, rc);
+	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
+	if (rc == ST_OK && expired(&m, now)) {
+		rc = store_meta_del(&w, tg->name, tg->nlen, &m);
+		if (rc)
+			goto fail;
+		rc = ST_NOTFOUND;
+	}
+	if (rc == ST_OK) {
+		/* Exists: the same configuration is an idempotent success. */
+		int same = same_media_type(m.content_type, ct) &&
+		           m.has_ttl == (req->stream_ttl != NULL) && (!m.has_ttl || m.ttl_s == ttl) &&
+		           !strcmp(m.expires_at, req->stream_expires_at ? req->stream_expires_at : "") &&
+		           m.closed == closed;
+		store_abort(&w);
+		if (!same)
+			return proto_error(resp, 409, "stream already exists with a different configuration");
+		resp->status = 200;
+		add_common(resp);
+		proto_add_header(resp, "Content-Type", m.content_type);
+		add_offset(resp, m.tail_seq, m.tail_bytes);
+		if (m.closed)
+			proto_add_header(resp, "Stream-Closed", "true");
+		return;
+	}
+	if (rc != ST_NOTFOUND)
+		goto fail;
+
+	memset(&m, 0, sizeof m);
+	rc = store_new_id(&w, &m.id);
+	if (rc)
+		goto fail;
+	m.created_ms = m.access_ms = now;
+	m.has_ttl = req->stream_ttl != NULL;
+	m.ttl_s = ttl;
+	m.expires_ms = expires_ms;
+	m.closed = closed;
+	snprintf(m.content_type, sizeof m.content_type, "%s", ct);
+	snprintf(m.expires_at, sizeof m.expires_at, "%s", req->stream_expires_at ? req->stream_expires_at : "");
+	rc = append_body(&w, &m, json, req->body, req->body_len);
+	if (rc)
+		goto fail;
+	rc = store_meta_put(&w, tg->name, tg->nlen, &m);
+	if (rc)
+		goto fail;
+	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
+	rc = store_commit(&w, 0);
+	if (rc)
+		return store_error(resp, rc);
+	resp->status = 201;
+	add_common(resp);
+	proto_add_header(resp, "Content-Type", m.content_type);
+	add_offset(resp, m.tail_seq, m.tail_bytes);
+	add_location(resp, req, ctx->cfg->prefix, tg->name, tg->nlen);
+	if (m.closed)
+		proto_add_header(resp, "Stream-Closed", "true");
+	return;
+fail:
+	store_abort(&w);
+	store_error(resp, rc);
+}
+
+/* --- POST: append / close ---------------------------------------------------- */
+
+enum producer_verdict { PV_ACCEPT, PV_DUPLICATE, PV_STALE, PV_BAD_EPOCH_SEQ, PV_GAP };
+
+struct producer {
+	const char *id;
+	size_t id_len;
+	uint64_t epoch, seq;
+};
+
+/* Kafka-style idempotent producer check (PROTOCOL.md, idempotent producers). */
+static enum producer_verdict check_producer(const struct producer *p, int found,
+                                            const struct producer_state *ps, int64_t now,
+                                            uint64_t *expected)
+{
+	if (!found || now - ps->updated_ms > LS_PRODUCER_TTL_MS) {
+		if (p->seq != 0) {
+			*expected = 0;
+			return PV_GAP;
+		}
+		return PV_ACCEPT;
+	}
+	if (p->epoch < ps->epoch)
+		return PV_STALE;
+	if (p->epoch > ps->epoch)
+		return p->seq == 0 ? PV_ACCEPT : PV_BAD_EPOCH_SEQ;
+	if (p->seq <= ps->last_seq)
+		return PV_DUPLICATE;
+	if (p->seq == ps->last_seq + 1)
+		return PV_ACCEPT;
+	*expected = ps->last_seq + 1;
+	return PV_GAP;
+}
+
+static void producer_reply(struct proto_response *resp, enum producer_verdict v,
+                           const struct producer *p, const struct producer_state *ps,
+                           uint64_t expected)
+{
+	switch (v) {
+	case PV_ACCEPT:
+		break;
+	case PV_DUPLICATE:
+		resp->status = 204;
+		add_common(resp);
+		add_u64(resp, "Producer-Epoch", p->epoch);
+		add_u64(resp, "Producer-Seq", ps->last_seq);
+		break;
+	case PV_STALE:
+		proto_error(resp, 403, "stale producer epoch");
+		add_u64(resp, "Producer-Epoch", ps->epoch);
+		break;
+	case PV_BAD_EPOCH_SEQ:
+		proto_error(resp, 400, "a new producer epoch must start at sequence 0");
+		break;
+	case PV_GAP:
+		proto_error(resp, 409, "producer sequence gap");
+		add_u64(resp, "Producer-Expected-Seq", expected);
+		add_u64(resp, "Producer-Received-Seq", p->seq);
+		break;
+	}
+}
+
+static int seq_le(const char *a, size_t al, const char *b, size_t bl)
+{
+	/* Stream-Seq values compare as byte strings. */
+	size_t n = al < bl ? al : bl;
+	int c = memcmp(a, b, n);
+	return c < 0 || (c == 0 && al <= bl);
+}
+
+static void closed_conflict(struct proto_response *resp, const struct stream_meta *m)
+{
+	proto_error(resp, 409, "stream is closed");
+	proto_add_header(resp, "Stream-Closed", "true");
+	add_offset(resp, m->tail_seq, m->tail_bytes);
+}
+
+static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
+                        const struct target *tg, struct proto_response *resp)
+{
+	struct producer p = { 0 };
+	int has_producer = 0;
+	int close = is_true(req->stream_closed);
+
+	int nprod = !!req->producer_id + !!req->producer_epoch + !!req->producer_seq;
+	if (nprod && nprod != 3)
+		return proto_error(resp, 400, "Producer-Id, Producer-Epoch and Producer-Seq must be sent together");
+	if (nprod == 3) {
+		p.id = req->producer_id;
+		p.id_len = strlen(p.id);
+		if (p.id_len == 0)
+			return proto_error(resp, 400, "invalid Producer-Id: must not be empty");
+		if (parse_header_safe(p.id, p.id_len, LS_MAX_PRODUCER_ID))
+			return proto_error(resp, 400, "invalid Producer-Id");
+		if (parse_uint53(req->producer_epoch, strlen(req->producer_epoch), &p.epoch))
+			return proto_error(resp, 400, "invalid Producer-Epoch: must be a non-negative integer");
+		if (parse_uint53(req->producer_seq, strlen(req->producer_seq), &p.seq))
+			return proto_error(resp, 400, "invalid Producer-Seq: must be a non-negative integer");
+		has_producer = 1;
+	}
+	if (req->stream_seq && parse_header_safe(req->stream_seq, strlen(req->stream_seq), LS_MAX_STREAM_SEQ))
+		return proto_error(resp, 400, "invalid Stream-Seq");
+	if (req->body_len == 0 && !close)
+		return proto_error(resp, 400, "empty body: nothing to append");
+	int json = 0;
+	if (req->body_len) {
+		char mt[LS_MAX_CONTENT_TYPE + 1];
+		if (!req->content_type || !*req->content_type)
+			return proto_error(resp, 400, "Content-Type header is required");
+		if (parse_media_type(req->content_type, strlen(req->content_type), mt, sizeof mt) < 0)
+			return proto_error(resp, 400, "invalid Content-Type");
+		json = !strcmp(mt, CT_JSON);
+		if (json) {
+			size_t count;
+			const char *why;
+			if (json_split(req->body, req->body_len, NULL, NULL, &count, &why))
+				return proto_error(resp, 400, "invalid JSON body");
+			if (count == 0)
+				return proto_error(resp, 400, "empty JSON array: nothing to append");
+		}
+	}
+
+	struct store_txn w;
+	struct stream_meta m;
+	struct producer_state ps = { 0 };
+	int64_t now = store_now_ms();
+	int rc = store_write_begin(&w, ctx->store);
+	if (rc)
+		return store_error(resp, rc);
+	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
+	if (rc == ST_OK && expired(&m, now))
+		rc = ST_NOTFOUND;
+	if (rc)
+		goto fail;
+
+	if (m.closed) {
+		int same_tuple = has_producer && m.closed_by_producer && m.cb_id_len == p.id_len &&
+		                 !memcmp(m.cb_id, p.id, p.id_len) && m.cb_epoch == p.epoch && m.cb_seq == p.seq;
+		store_abort(&w);
+		if (same_tuple) {
+			resp->status = 204;
+			add_common(resp);
+			add_offset(resp, m.tail_seq, m.tail_bytes);
+			proto_add_header(resp, "Stream-Closed", "true");
+			add_u64(resp, "Producer-Epoch", p.epoch);
+			add_u64(resp, "Producer-Seq", p.seq);
+			return;
+		}
+		if (!req->body_len && !has_producer) {
+			/* Closing a closed stream is idempotent. */
+			resp->status = 204;
+			add_common(resp);
+			add_offset(resp, m.tail_seq, m.tail_bytes);
+			proto_add_header(resp, "Stream-Closed", "true");
+			return;
+		}
+		return closed_conflict(resp, &m);
+	}
+
+	if (req->body_len && !same_media_type(m.content_type, req->content_type)) {
+		store_abort(&w);
+		return proto_error(resp, 409, "Content-Type does not match the stream's");
+	}
+
+	if (has_producer) {
+		uint64_t expected = 0;
+		rc = store_producer_get(&w, m.id, p.id, p.id_len, &ps);
+		if (rc != ST_OK && rc != ST_NOTFOUND)
+			goto fail;
+		enum producer_verdict v = check_producer(&p, rc == ST_OK, &ps, now, &expected);
+		if (v != PV_ACCEPT) {
+			store_abort(&w);
+			return producer_reply(resp, v, &p, &ps, expected);
+		}
+	}
+
+	if (req->stream_seq) {
+		size_t sl = strlen(req->stream_seq);
+		if (m.has_last_seq && seq_le(req->stream_seq, sl, m.last_seq, m.last_seq_len)) {
+			store_abort(&w);
+			return proto_error(resp, 409, "Stream-Seq is not greater than the last one");
+		}
+		memcpy(m.last_seq, req->stream_seq, sl + 1);
+		m.last_seq_len = sl;
+		m.has_last_seq = 1;
+	}
+
+	rc = append_body(&w, &m, json, req->body, req->body_len);
+	if (rc)
+		goto fail;
+	if (close) {
+		m.closed = 1;
+		if (has_producer) {
+			m.closed_by_producer = 1;
+			memcpy(m.cb_id, p.id, p.id_len + 1);
+			m.cb_id_len = p.id_len;
+			m.cb_epoch = p.epoch;
+			m.cb_seq = p.seq;
+		}
+	}
+	m.access_ms = now;
+	if (has_producer) {
+		ps.epoch = p.epoch;
+		ps.last_seq = p.seq;
+		ps.updated_ms = now;
+		rc = store_producer_put(&w, m.id, p.id, p.id_len, &ps);
+		if (rc)
+			goto fail;
+	}
+	rc = store_meta_put(&w, tg->name, tg->nlen, &m);
+	if (rc)
+		goto fail;
+	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
+	rc = store_commit(&w, 0);
+	if (rc)
+		return store_error(resp, rc);
+
+	resp->status = (has_producer && req->body_len) ? 200 : 204;
+	add_common(resp);
+	add_offset(resp, m.tail_seq, m.tail_bytes);
+	if (close)
+		proto_add_header(resp, "Stream-Closed", "true");
+	if (has_producer) {
+		add_u64(resp, "Producer-Epoch", p.epoch);
+		add_u64(resp, "Producer-Seq", p.seq);
+	}
+	return;
+fail:
+	store_abort(&w);
+	store_error(resp, rc);
+}
+
+/* --- DELETE ----------------------------------------------------------------- */
+
+static void handle_delete(struct proto_ctx *ctx, const struct target *tg, struct proto_response *resp)
+{
+	struct store_txn w;
+	struct stream_meta m;
+	int64_t now = store_now_ms();
+	int rc = store_write_begin(&w, ctx->store);
+	if (rc)
+		return store_error(resp, rc);
+	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
+	if (rc == ST_OK && expired(&m, now))
+		rc = ST_NOTFOUND;
+	if (rc == ST_OK)
+		rc = store_meta_del(&w, tg->name, tg->nlen, &m);
+	if (rc) {
+		store_abort(&w);
+		return store_error(resp, rc);
+	}
+	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
+	rc = store_commit(&w, 0);
+	if (rc)
+		return store_error(resp, rc);
+	resp->status = 204;
+	add_common(resp);
+}
+
+/* --- HEAD ---------------------------------------------------------------------- */
+
+static void add_stream_metadata(struct proto_response *resp, const struct stream_meta *m)
+{
+	char s[24];
+	proto_add_header(resp, "Content-Type", m->content_type);
+	if (m->has_ttl) {
+		snprintf(s, sizeof s, "%llu", (unsigned long long)m->ttl_s);
+		proto_add_header(resp, "Stream-TTL", s);
+	}
+	if (m->expires_at[0])
+		proto_add_header(resp, "Stream-Expires-At", m->expires_at);
+}
+
+static void handle_head(struct proto_ctx *ctx, const struct target *tg, struct proto_response *resp)
+{
+	struct stream_meta m;
+	char etag[80];
+	int rc = lookup(ctx, tg->name, tg->nlen, &m);
+	if (rc)
+		return store_error(resp, rc);
+	store_read_end(&ctx->rtxn);
+	resp->status = 200;
+	add_common(resp);
+	add_stream_metadata(resp, &m);
+	add_offset(resp, m.tail_seq, m.tail_bytes);
+	proto_add_header(resp, "Cache-Control", "no-store");
+	if (m.closed)
+		proto_add_header(resp, "Stream-Closed", "true");
+	etag_value(etag, sizeof etag, &m, 0, m.tail_seq, m.closed);
+	proto_add_header(resp, "ETag", etag);
+}
+
+/* --- GET ------------------------------------------------------------------------- */
+
+enum live_mode { LIVE_NONE, LIVE_LONG_POLL, LIVE_SSE };
+
+/* Fills a 200 catch-up response with messages from live->seq. The read
+ * transaction must be open; it is left open. */
+static int fill_read(struct proto_ctx *ctx, const struct stream_meta *m, struct proto_live *live,
+                     uint64_t start_seq, const char *if_none_match, int long_poll,
+                     struct proto_response *resp)
+{
+	size_t count;
+	char etag[80];
+	int json = is_json_type(m->content_type);
+
+	buf_reset(&resp->body);
+	if (json)
+		buf_append(&resp->body, "[", 1);
+	int rc = read_messages(&ctx->rtxn, m, json, LS_READ_PAGE_BYTES, &resp->body,
+	                       &live->seq, &live->bytes, &count);
+	if (rc)
+		return rc;
+	if (json)
+		buf_append(&resp->body, "]", 1);
+	if (resp->body.failed)
+		return ST_ERROR;
+	int up_to_date = live->seq >= m->tail_seq;
+	int closed = m->closed && up_to_date;
+
+	resp->status = 200;
+	add_common(resp);
+	proto_add_header(resp, "Content-Type", m->content_type);
+	add_offset(resp, live->seq, live->bytes);
+	if (up_to_date)
+		proto_add_header(resp, "Stream-Up-To-Date", "true");
+	if (closed)
+		proto_add_header(resp, "Stream-Closed", "true");
+	if (long_poll) {
+		char cur[24];
+		make_cursor(live->cursor_in, cur);
+		proto_add_header(resp, "Stream-Cursor", cur);
+	}
+	etag_value(etag, sizeof etag, m, start_seq, live->seq, closed);
+	proto_add_header(resp, "ETag", etag);
+	/* A range that ends before the tail never changes; the tail is revalidated. */
+	proto_add_header(resp, "Cache-Control", up_to_date ? "no-cache" : "public, max-age=60, stale-while-revalidate=300");
+	if (if_none_match && etag_matches(if_none_match, etag)) {
+		/* 304 keeps the validators only. */
+		proto_response_reset(resp);
+		resp->status = 304;
+		add_common(resp);
+		proto_add_header(resp, "ETag", etag);
+	}
+	return ST_OK;
+}
+
+static void handle_get(struct proto_ctx *ctx, const struct proto_request *req,
+                       const struct target *tg, struct proto_response *resp, struct proto_live *live)
+{
+	char val[64];
+	size_t vlen;
+	struct offset off = { OFFSET_START, 0, 0 };
+	enum live_mode mode = LIVE_NONE;
+
+	int n = parse_query_param(req->query, req->query_len, "offset", val, sizeof val, &vlen);
+	if (n > 1)
+		return proto_error(resp, 400, "more than one offset parameter");
+	if (n == 1 && (vlen == (size_t)-1 || vlen == 0 || offset_parse(val, vlen, &off)))
+		return proto_error(resp, 400, "invalid offset");
+	n = parse_query_param(req->query, req->query_len, "live", val, sizeof val, &vlen);
+	if (n > 1)
+		return proto_error(resp, 400, "more than one live parameter");
+	if (n == 1) {
+		if (vlen == 9 && !memcmp(val, "long-poll", 9))
+			mode = LIVE_LONG_POLL;
+		else if (vlen == 3 && !memcmp(val, "sse", 3))
+			mode = LIVE_SSE;
+		else if (!(vlen == 5 && !memcmp(val, "false", 5)))
+			return proto_error(resp, 400, "invalid live mode: expected long-poll or sse");
+	}
+	if (mode != LIVE_NONE && parse_query_param(req->query, req->query_len, "offset", val, sizeof val, &vlen) == 0)
+		return proto_error(resp, 400, mode == LIVE_SSE ? "SSE requires an offset parameter"
+		                                             : "long-poll requires an offset parameter");
+	memset(live, 0, offsetof(struct proto_live, name));
+	if (parse_query_param(req->query, req->query_len, "cursor", val, sizeof val, &vlen) >= 1 &&
+	    vlen != (size_t)-1 && vlen < sizeof live->cursor_in)
+		memcpy(live->cursor_in, val, vlen + 1);
+
+	struct stream_meta m;
+	int rc = lookup(ctx, tg->name, tg->nlen, &m);
+	if (rc)
+		return store_error(resp, rc);
+
+	uint64_t seq = off.kind == OFFSET_START ? 0 : off.kind == OFFSET_NOW ? m.tail_seq : off.seq;
+	if (seq > m.tail_seq)
+		seq = m.tail_seq;
+	live->stream_id = m.id;
+	live->seq = seq;
+	live->json = is_json_type(m.content_type);
+	live->base64 = !is_text_type(m.content_type);
+	memcpy(live->name, tg->name, tg->nlen + 1);
+	live->name_len = tg->nlen;
+	if (seq == m.tail_seq)
+		live->bytes = m.tail_bytes;
+	else if ((rc = store_msg_end_bytes(&ctx->rtxn, m.id, seq, &live->bytes)))
+		goto fail;
+
+	if (mode == LIVE_SSE) {
+		store_read_end(&ctx->rtxn);
+		resp->status = 200;
+		add_common(resp);
+		proto_add_header(resp, "Content-Type", "text/event-stream");
+		proto_add_header(resp, "Cache-Control", "no-cache");
+		if (live->base64)
+			proto_add_header(resp, "Stream-SSE-Data-Encoding", "base64");
+		resp->action = PROTO_SSE;
+		touch(ctx, tg->name, tg->nlen, &m);
+		return;
+	}
+
+	if (off.kind == OFFSET_NOW && mode == LIVE_NONE) {
+		store_read_end(&ctx->rtxn);
+		resp->status = 200;
+		add_common(resp);
+		proto_add_header(resp, "Content-Type", m.content_type);
+		add_offset(resp, m.tail_seq, m.tail_bytes);
+		proto_add_header(resp, "Stream-Up-To-Date", "true");
+		proto_add_header(resp, "Cache-Control", "no-store");
+		if (m.closed)
+			proto_add_header(resp, "Stream-Closed", "true");
+		if (live->json)
+			buf_puts(&resp->body, "[]");
+		touch(ctx, tg->name, tg->nlen, &m);
+		return;
+	}
+
+	if (mode == LIVE_LONG_POLL && seq >= m.tail_seq) {
+		store_read_end(&ctx->rtxn);
+		touch(ctx, tg->name, tg->nlen, &m);
+		if (m.closed)
+			return proto_longpoll_timeout(ctx, req, live, resp);
+		resp->action = PROTO_WAIT;
+		return;
+	}
+
+	rc = fill_read(ctx, &m, live, seq, req->if_none_match, mode == LIVE_LONG_POLL, resp);
+	store_read_end(&ctx->rtxn);
+	if (rc)
+		return store_error(resp, rc);
+	touch(ctx, tg->name, tg->nlen, &m);
+	return;
+fail:
+	store_read_end(&ctx->rtxn);
+	store_error(resp, rc);
+}
+
+void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
+                         struct proto_live *live, struct proto_response *resp)
+{
+	struct stream_meta m;
+	int rc = lookup(ctx, live->name, live->name_len, &m);
+	if (rc == ST_OK && m.id != live->stream_id) {
+		store_read_end(&ctx->rtxn);
+		rc = ST_NOTFOUND;
+	}
+	if (rc) {
+		resp->action = PROTO_DONE;
+		return store_error(resp, rc);
+	}
+	if (live->seq < m.tail_seq) {
+		uint64_t start = live->seq;
+		rc = fill_read(ctx, &m, live, start, NULL, 1, resp);
+		store_read_end(&ctx->rtxn);
+		resp->action = PROTO_DONE;
+		if (rc)
+			store_error(resp, rc);
+		return;
+	}
+	store_read_end(&ctx->rtxn);
+	if (m.closed) {
+		resp->action = PROTO_DONE;
+		return proto_longpoll_timeout(ctx, req, live, resp);
+	}
+	resp->action = PROTO_WAIT;
+}
+
+void proto_longpoll_timeout(struct proto_ctx *ctx, const struct proto_request *req,
+                            struct proto_live *live, struct proto_response *resp)
+{
+	struct stream_meta m;
+	char cur[24];
+	int closed = 0;
+	(void)req;
+
+	if (lookup(ctx, live->name, live->name_len, &m) == ST_OK) {
+		closed = m.id == live->stream_id && m.closed && live->seq >= m.tail_seq;
+		store_read_end(&ctx->rtxn);
+	}
+	proto_response_reset(resp);
+	resp->status = 204;
+	add_common(resp);
+	add_offset(resp, live->seq, live->bytes);
+	proto_add_header(resp, "Stream-Up-To-Date", "true");
+	if (closed) {
+		proto_add_header(resp, "Stream-Closed", "true");
+	} else {
+		make_cursor(live->cursor_in, cur);
+		proto_add_header(resp, "Stream-Cursor", cur);
+	}
+	proto_add_header(resp, "Cache-Control", "no-store");
+	resp->action = PROTO_DONE;
+}
+
+/* --- SSE ----------------------------------------------------------------------- */
+
+enum sse_step proto_sse_step(struct proto_ctx *ctx, struct proto_live *live, struct buf *out)
+{
+	struct stream_meta m;
+	struct buf payload;
+	char off[OFFSET_LEN + 1], cur[24];
+	size_t count = 0;
+
+	int rc = lookup(ctx, live->name, live->name_len, &m);
+	if (rc == ST_OK && m.id != live->stream_id) {
+		store_read_end(&ctx->rtxn);
+		rc = ST_NOTFOUND;
+	}
+	if (rc)
+		return SSE_END; /* deleted or expired: end the connection */
+
+	buf_init(&payload);
+	if (live->seq < m.tail_seq) {
+		if (live->json)
+			buf_append(&payload, "[", 1);
+		rc = read_messages(&ctx->rtxn, &m, live->json, LS_SSE_BATCH_BYTES, &payload,
+		                   &live->seq, &live->bytes, &count);
+		if (live->json)
+			buf_append(&payload, "]", 1);
+	}
+	store_read_end(&ctx->rtxn);
+	if (rc || payload.failed) {
+		buf_free(&payload);
+		return SSE_END;
+	}
+	if (count) {
+		if (live->base64) {
+			struct buf b64;
+			buf_init(&b64);
+			sse_base64(&b64, payload.data, payload.len);
+			sse_data_event(out, b64.data, b64.len);
+			buf_free(&b64);
+		} else {
+			sse_data_event(out, payload.data, payload.len);
+		}
+	}
+	buf_free(&payload);
+
+	int at_tail = live->seq >= m.tail_seq;
+	if (!count && live->control_sent)
+		return at_tail ? SSE_IDLE : SSE_MORE; /* nothing new since the last control event */
+	offset_format(off, live->seq, live->bytes);
+	if (at_tail && m.closed) {
+		sse_control_event(out, off, NULL, 1, 1);
+		return SSE_END;
+	}
+	make_cursor(live->cursor_in, cur);
+	sse_control_event(out, off, cur, at_tail, 0);
+	live->control_sent = 1; /* a control event has been sent at least once */
+	return at_tail ? SSE_IDLE : SSE_MORE;
+}
+
+/* --- entry point ----------------------------------------------------------------- */
+
+void proto_handle(struct proto_ctx *ctx, const struct proto_request *req,
+                  struct proto_response *resp, struct proto_live *live)
+{
+	struct target tg;
+
+	proto_response_reset(resp);
+	if (req->method == M_OPTIONS) {
+		resp->status = 204;
+		add_common(resp);
+		proto_add_header(resp, "Access-Control-Allow-Methods", ALLOW_METHODS);
+		proto_add_header(resp, "Access-Control-Allow-Headers", ALLOW_HEADERS);
+		proto_add_header(resp, "Access-Control-Max-Age", "86400");
+		return;
+	}
+	if (req->method == M_OTHER)
+		return proto_error(resp, 405, "method not allowed");
+	if (parse_target(ctx, req, &tg, resp))
+		return;
+	if (req->body_too_large)
+		return proto_error(resp, 413, "request body too large");
+	switch (req->method) {
+	case M_PUT: handle_put(ctx, req, &tg, resp); break;
+	case M_POST: handle_post(ctx, req, &tg, resp); break;
+	case M_GET: handle_get(ctx, req, &tg, resp, live); break;
+	case M_HEAD: handle_head(ctx, &tg, resp); break;
+	case M_DELETE: handle_delete(ctx, &tg, resp); break;
+	default: proto_error(resp, 405, "method not allowed"); break;
+	}
+}

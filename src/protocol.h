@@ -1,0 +1,126 @@
+/* protocol.h: the Durable Streams protocol, independent of any transport.
+ *
+ * A front (FastCGI/CGI, libmicrohttpd) parses the HTTP request into a
+ * struct proto_request, calls proto_handle and writes out the struct
+ * proto_response it gets back. No I/O happens here; the store is the only
+ * thing touched. Live reads come back as an action the front carries out:
+ * wait for a commit and call proto_longpoll_* again, or stream the events
+ * proto_sse_* produce. */
+#ifndef LS_PROTOCOL_H
+#define LS_PROTOCOL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "buf.h"
+#include "config.h"
+#include "offset.h"
+#include "store.h"
+
+enum proto_method {
+	M_GET, M_HEAD, M_PUT, M_POST, M_DELETE, M_OPTIONS, M_OTHER,
+};
+
+/* What the front found in the request. Header pointers are NULL when the
+ * header is absent; all strings are NUL terminated and owned by the front
+ * for the duration of the call. */
+struct proto_request {
+	enum proto_method method;
+	const char *target;  size_t target_len;  /* raw path, percent-encoded, no query */
+	const char *query;   size_t query_len;   /* raw query, no '?' */
+	const char *host;                        /* Host header, for Location */
+	int https;
+	const char *content_type;
+	const char *stream_seq;
+	const char *stream_ttl;
+	const char *stream_expires_at;
+	const char *stream_closed;
+	const char *producer_id;
+	const char *producer_epoch;
+	const char *producer_seq;
+	const char *if_none_match;
+	const char *body;    size_t body_len;
+	int body_too_large;  /* the front stopped reading past max_body: answer 413 */
+};
+
+enum proto_action {
+	PROTO_DONE,      /* send the response as it is */
+	PROTO_WAIT,      /* long-poll: wait for a commit, then proto_longpoll_poll */
+	PROTO_SSE,       /* send the headers, then stream proto_sse_step output */
+};
+
+#define PROTO_MAX_HEADERS 24
+
+struct proto_header {
+	const char *name;    /* static string */
+	char *value;         /* points into hbuf */
+};
+
+struct proto_response {
+	int status;
+	const char *reason;                 /* short reason phrase for logs */
+	struct proto_header headers[PROTO_MAX_HEADERS];
+	int nheaders;
+	char hbuf[2048];                    /* storage of header values */
+	size_t hlen;
+	struct buf body;                    /* owned: proto_response_free */
+	enum proto_action action;
+};
+
+/* State of one live read (long-poll or SSE) between calls. Small and fixed:
+ * a waiting connection holds this and nothing else. */
+struct proto_live {
+	uint64_t stream_id;
+	uint64_t seq;             /* next message to deliver */
+	uint64_t bytes;           /* byte count at seq */
+	char cursor_in[24];       /* client's cursor, "" if none */
+	unsigned json : 1, base64 : 1, control_sent : 1;
+	size_t name_len;
+	char name[LS_MAX_PATH_HARD + 1];
+};
+
+struct proto_ctx {
+	const struct config *cfg;
+	struct store *store;
+	struct store_txn rtxn;    /* reusable read transaction of this thread */
+};
+
+void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *st);
+void proto_fini(struct proto_ctx *ctx);
+
+void proto_response_init(struct proto_response *r);
+void proto_response_reset(struct proto_response *r);
+void proto_response_free(struct proto_response *r);
+
+/* Handles one request. Fills resp; for live reads also fills live and sets
+ * resp->action. Always returns with a complete status and headers. */
+void proto_handle(struct proto_ctx *ctx, const struct proto_request *req,
+                  struct proto_response *resp, struct proto_live *live);
+
+/* Long-poll: after a commit (or spuriously), check again. Returns with
+ * action PROTO_WAIT (nothing new yet; resp untouched) or PROTO_DONE. */
+void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
+                         struct proto_live *live, struct proto_response *resp);
+/* Long-poll deadline reached: 204 with the current offset and a cursor. */
+void proto_longpoll_timeout(struct proto_ctx *ctx, const struct proto_request *req,
+                            struct proto_live *live, struct proto_response *resp);
+
+enum sse_step {
+	SSE_MORE,   /* events were written and more are ready: call again */
+	SSE_IDLE,   /* caught up: wait for a commit */
+	SSE_END,    /* the stream closed (final events written) or vanished: finish */
+};
+
+/* Appends the next events (at most ~LS_SSE_BATCH_BYTES of messages, each
+ * batch followed by a control event) to out. */
+enum sse_step proto_sse_step(struct proto_ctx *ctx, struct proto_live *live, struct buf *out);
+
+/* Adds a response header (value copied). Returns 0 or -1 when full. */
+int proto_add_header(struct proto_response *r, const char *name, const char *value);
+
+/* The value of the first header called name (case-insensitive), or NULL. */
+const char *proto_get_header(const struct proto_response *r, const char *name);
+
+/* Fills an error response (used by fronts for failures before the core,
+ * such as 503 when over capacity). */
+void proto_error(struct proto_response *r, int status, const char *reason);
+
+#endif

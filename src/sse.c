@@ -1,0 +1,89 @@
+/* sse.c: Server-Sent Events framing. */
+#include "sse.h"
+
+#include <string.h>
+
+int sse_data_event(struct buf *out, const char *p, size_t len)
+{
+	size_t i = 0;
+
+	buf_puts(out, "event: data\n");
+	for (;;) {
+		size_t e = i;
+		while (e < len && p[e] != '\n' && p[e] != '\r')
+			e++;
+		buf_puts(out, "data:");
+		buf_append(out, p + i, e - i);
+		buf_puts(out, "\n");
+		if (e >= len)
+			break;
+		i = e + ((p[e] == '\r' && e + 1 < len && p[e + 1] == '\n') ? 2 : 1);
+		if (i >= len) {
+			/* The payload ends with a line break: one more, empty, line. */
+			buf_puts(out, "data:\n");
+			break;
+		}
+	}
+	return buf_puts(out, "\n");
+}
+
+int sse_base64(struct buf *out, const void *data, size_t len)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *s = data;
+	size_t olen = (len + 2) / 3 * 4;
+
+	if (buf_reserve(out, olen) < 0)
+		return -1;
+	char *o = out->data + out->len;
+	size_t i = 0;
+	for (; i + 2 < len; i += 3) {
+		*o++ = tab[s[i] >> 2];
+		*o++ = tab[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+		*o++ = tab[((s[i + 1] & 15) << 2) | (s[i + 2] >> 6)];
+		*o++ = tab[s[i + 2] & 63];
+	}
+	if (i < len) {
+		*o++ = tab[s[i] >> 2];
+		if (i + 1 < len) {
+			*o++ = tab[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+			*o++ = tab[(s[i + 1] & 15) << 2];
+		} else {
+			*o++ = tab[(s[i] & 3) << 4];
+			*o++ = '=';
+		}
+		*o++ = '=';
+	}
+	out->len += olen;
+	out->data[out->len] = '\0';
+	return 0;
+}
+
+int sse_control_event(struct buf *out, const char *next_offset, const char *cursor,
+                      int up_to_date, int closed)
+{
+	/* Offsets and cursors are digits and '_' only: no escaping needed. */
+	buf_puts(out, "event: control\ndata:{\"streamNextOffset\":\"");
+	buf_puts(out, next_offset);
+	buf_puts(out, "\"");
+	if (closed) {
+		buf_puts(out, ",\"streamClosed\":true");
+	} else {
+		if (cursor) {
+			buf_puts(out, ",\"streamCursor\":\"");
+			buf_puts(out, cursor);
+			buf_puts(out, "\"");
+		}
+		if (up_to_date)
+			buf_puts(out, ",\"upToDate\":true");
+	}
+	return buf_puts(out, "}\n\n");
+}
+
+int sse_comment(struct buf *out, const char *text)
+{
+	buf_puts(out, ": ");
+	buf_puts(out, text);
+	return buf_puts(out, "\n\n");
+}

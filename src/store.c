@@ -1,0 +1,760 @@
+/* store.c: LMDB storage for streams, messages and producer state. */
+#include "store.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Shared between processes through a small mapped file: the highest
+ * transaction id known to be on disk (group commit). */
+struct sync_shared {
+	_Atomic uint64_t synced_txnid;
+};
+
+struct store {
+	MDB_env *env;
+	MDB_dbi streams, data, producers, expiry, gc, sys;
+	enum durability durability;
+	int sync_fd;
+	struct sync_shared *sync;
+	char dir[512];
+};
+
+#define META_VERSION 1
+
+int64_t store_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t store_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void be64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (unsigned char)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static int map_rc(struct store *st, int rc, const char *what)
+{
+	(void)st;
+	switch (rc) {
+	case 0: return ST_OK;
+	case MDB_NOTFOUND: return ST_NOTFOUND;
+	case MDB_MAP_FULL: return ST_MAPFULL;
+	case MDB_READERS_FULL: return ST_BUSY;
+	default:
+		log_error("lmdb %s: %s", what, mdb_strerror(rc));
+		return ST_ERROR;
+	}
+}
+
+static int mkdir_p(const char *dir)
+{
+	char tmp[512];
+	size_t len = strlen(dir);
+	if (len == 0 || len >= sizeof tmp)
+		return -1;
+	memcpy(tmp, dir, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (tmp[i] == '/' || tmp[i] == '\0') {
+			char c = tmp[i];
+			tmp[i] = '\0';
+			if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+				return -1;
+			tmp[i] = c;
+		}
+	}
+	return 0;
+}
+
+static int open_sync_file(struct store *st)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/lmstream.sync", st->dir);
+	st->sync_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (st->sync_fd < 0) {
+		log_error("open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat sb;
+	if (fstat(st->sync_fd, &sb) == 0 && sb.st_size < (off_t)sizeof(struct sync_shared) &&
+	    ftruncate(st->sync_fd, (off_t)sizeof(struct sync_shared)) < 0) {
+		log_error("ftruncate %s: %s", path, strerror(errno));
+		return -1;
+	}
+	void *p = mmap(NULL, sizeof(struct sync_shared), PROT_READ | PROT_WRITE, MAP_SHARED, st->sync_fd, 0);
+	if (p == MAP_FAILED) {
+		log_error("mmap %s: %s", path, strerror(errno));
+		return -1;
+	}
+	st->sync = p;
+	return 0;
+}
+
+static int open_dbis(struct store *st)
+{
+	MDB_txn *txn;
+	int rc;
+
+	/* A DBI opened in a transaction becomes usable by the process only once
+	 * that transaction commits, so open them all in one write transaction. */
+	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+	if (rc)
+		return map_rc(st, rc, "txn_begin (open)");
+	if ((rc = mdb_dbi_open(txn, "streams", MDB_CREATE, &st->streams)) ||
+	    (rc = mdb_dbi_open(txn, "data", MDB_CREATE, &st->data)) ||
+	    (rc = mdb_dbi_open(txn, "producers", MDB_CREATE, &st->producers)) ||
+	    (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &st->expiry)) ||
+	    (rc = mdb_dbi_open(txn, "gc", MDB_CREATE, &st->gc)) ||
+	    (rc = mdb_dbi_open(txn, "sys", MDB_CREATE, &st->sys))) {
+		mdb_txn_abort(txn);
+		return map_rc(st, rc, "dbi_open");
+	}
+	rc = mdb_txn_commit(txn);
+	return map_rc(st, rc, "txn_commit (open)");
+}
+
+int store_open(struct store **out, const struct config *cfg)
+{
+	struct store *st = calloc(1, sizeof *st);
+	int rc;
+
+	if (!st)
+		return ST_ERROR;
+	st->sync_fd = -1;
+	st->durability = cfg->durability;
+	snprintf(st->dir, sizeof st->dir, "%s", cfg->data_dir);
+	if (mkdir_p(st->dir) < 0) {
+		log_error("cannot create data directory %s: %s", st->dir, strerror(errno));
+		free(st);
+		return ST_ERROR;
+	}
+	if ((rc = mdb_env_create(&st->env)) ||
+	    (rc = mdb_env_set_maxdbs(st->env, 8)) ||
+	    (rc = mdb_env_set_maxreaders(st->env, LS_MAX_READERS)) ||
+	    (rc = mdb_env_set_mapsize(st->env, (size_t)cfg->map_size))) {
+		log_error("lmdb setup: %s", mdb_strerror(rc));
+		goto fail;
+	}
+	/* NOMETASYNC: the commit flushes the data pages; the meta page is flushed
+	 * by store_commit outside the writer lock, shared by concurrent writers.
+	 * Power loss can only undo commits that were not yet acknowledged. */
+	for (int attempt = 0;; attempt++) {
+		rc = mdb_env_open(st->env, st->dir, MDB_NOMETASYNC | MDB_NORDAHEAD, 0640);
+		if (rc == 0)
+			break;
+		/* Opening can race another process's open or close: retry a little. */
+		if (attempt >= 20 || rc == ENOENT || rc == EACCES || rc == MDB_VERSION_MISMATCH ||
+		    rc == MDB_INVALID) {
+			log_error("cannot open LMDB environment in %s: %s", st->dir, mdb_strerror(rc));
+			goto fail;
+		}
+		usleep(5000);
+	}
+	int dead = 0;
+	mdb_reader_check(st->env, &dead);
+	if (dead)
+		log_info("cleared %d stale reader slot(s)", dead);
+	if (open_sync_file(st) < 0)
+		goto fail;
+	rc = open_dbis(st);
+	if (rc != ST_OK)
+		goto fail_rc;
+	*out = st;
+	return ST_OK;
+fail:
+	rc = ST_ERROR;
+fail_rc:
+	store_close(st);
+	return rc;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	if (st->env)
+		mdb_env_close(st->env);
+	if (st->sync)
+		munmap(st->sync, sizeof(struct sync_shared));
+	if (st->sync_fd >= 0)
+		close(st->sync_fd);
+	free(st);
+}
+
+uint64_t store_last_txnid(struct store *st)
+{
+	MDB_envinfo info;
+	mdb_env_info(st->env, &info);
+	return info.me_last_txnid;
+}
+
+int store_reader_check(struct store *st)
+{
+	int dead = 0;
+	mdb_reader_check(st->env, &dead);
+	return dead;
+}
+
+/* Another process may have grown the map: adopt its size and retry. */
+static int txn_begin(struct store *st, unsigned flags, MDB_txn **txn)
+{
+	int rc = mdb_txn_begin(st->env, NULL, flags, txn);
+	if (rc == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(st->env, 0);
+		rc = mdb_txn_begin(st->env, NULL, flags, txn);
+	}
+	if (rc == MDB_READERS_FULL) {
+		/* Slots of dead processes are the usual cause. */
+		store_reader_check(st);
+		rc = mdb_txn_begin(st->env, NULL, flags, txn);
+	}
+	return rc;
+}
+
+void store_txn_init(struct store_txn *t, struct store *st)
+{
+	t->st = st;
+	t->txn = NULL;
+	t->write = 0;
+	t->active = 0;
+}
+
+int store_read_begin(struct store_txn *t)
+{
+	int rc;
+	if (t->txn) {
+		rc = mdb_txn_renew(t->txn);
+		if (rc == 0) {
+			t->active = 1;
+			return ST_OK;
+		}
+		mdb_txn_abort(t->txn);
+		t->txn = NULL;
+	}
+	MDB_txn *txn;
+	rc = txn_begin(t->st, MDB_RDONLY, &txn);
+	if (rc)
+		return map_rc(t->st, rc, "read txn_begin");
+	t->txn = txn;
+	t->active = 1;
+	return ST_OK;
+}
+
+void store_read_end(struct store_txn *t)
+{
+	if (t->txn && t->active)
+		mdb_txn_reset(t->txn);
+	t->active = 0;
+}
+
+void store_txn_release(struct store_txn *t)
+{
+	if (t->txn)
+		mdb_txn_abort(t->txn);
+	t->txn = NULL;
+	t->active = 0;
+}
+
+int store_write_begin(struct store_txn *t, struct store *st)
+{
+	MDB_txn *txn;
+	store_txn_init(t, st);
+	int rc = txn_begin(st, 0, &txn);
+	if (rc)
+		return map_rc(st, rc, "write txn_begin");
+	t->txn = txn;
+	t->write = 1;
+	t->active = 1;
+	return ST_OK;
+}
+
+void store_abort(struct store_txn *t)
+{
+	if (t->txn)
+		mdb_txn_abort(t->txn);
+	t->txn = NULL;
+	t->active = 0;
+}
+
+/* Group commit: make every commit up to txnid durable. The first writer to
+ * take the lock flushes for everyone who committed before it; those waiting
+ * behind it find their commit covered and return without flushing. */
+static int group_sync(struct store *st, uint64_t txnid)
+{
+	if (atomic_load(&st->sync->synced_txnid) >= txnid)
+		return ST_OK;
+	while (flock(st->sync_fd, LOCK_EX) < 0) {
+		if (errno != EINTR)
+			return ST_ERROR;
+	}
+	int rc = ST_OK;
+	if (atomic_load(&st->sync->synced_txnid) < txnid) {
+		uint64_t last = store_last_txnid(st);
+		int r = mdb_env_sync(st->env, 1);
+		if (r) {
+			log_error("fsync: %s", mdb_strerror(r));
+			rc = ST_ERROR;
+		} else {
+			uint64_t cur = atomic_load(&st->sync->synced_txnid);
+			while (cur < last && !atomic_compare_exchange_weak(&st->sync->synced_txnid, &cur, last))
+				;
+		}
+	}
+	flock(st->sync_fd, LOCK_UN);
+	return rc;
+}
+
+int store_commit(struct store_txn *t, int nosync)
+{
+	MDB_txn *txn = t->txn;
+	uint64_t id = mdb_txn_id(txn);
+	t->txn = NULL;
+	t->active = 0;
+	int rc = mdb_txn_commit(txn);
+	if (rc)
+		return map_rc(t->st, rc, "txn_commit");
+	if (nosync || t->st->durability == DURABILITY_FAST)
+		return ST_OK;
+	return group_sync(t->st, id);
+}
+
+/* --- stream metadata ------------------------------------------------- */
+
+static int put_str(unsigned char **p, const char *s, size_t len)
+{
+	(*p)[0] = (unsigned char)(len >> 8);
+	(*p)[1] = (unsigned char)len;
+	memcpy(*p + 2, s, len);
+	*p += 2 + len;
+	return 0;
+}
+
+static int get_str(const unsigned char **p, const unsigned char *end, char *out, size_t cap, size_t *len)
+{
+	if (end - *p < 2)
+		return -1;
+	size_t n = ((size_t)(*p)[0] << 8) | (*p)[1];
+	if ((size_t)(end - *p) < 2 + n || n >= cap)
+		return -1;
+	memcpy(out, *p + 2, n);
+	out[n] = '\0';
+	*p += 2 + n;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+#define META_FIXED (1 + 8 * 10 + 1)
+
+static size_t meta_encode(const struct stream_meta *m, unsigned char *buf)
+{
+	unsigned char *p = buf;
+	*p++ = META_VERSION;
+	be64(p, m->id); p += 8;
+	be64(p, m->tail_seq); p += 8;
+	be64(p, m->tail_bytes); p += 8;
+	be64(p, (uint64_t)m->created_ms); p += 8;
+	be64(p, (uint64_t)m->access_ms); p += 8;
+	be64(p, (uint64_t)m->expires_ms); p += 8;
+	be64(p, m->ttl_s); p += 8;
+	be64(p, m->cb_epoch); p += 8;
+	be64(p, m->cb_seq); p += 8;
+	be64(p, 0); p += 8; /* reserved */
+	*p++ = (unsigned char)((m->has_ttl ? 1 : 0) | (m->closed ? 2 : 0) |
+	                       (m->closed_by_producer ? 4 : 0) | (m->has_last_seq ? 8 : 0));
+	put_str(&p, m->cb_id, m->cb_id_len);
+	put_str(&p, m->last_seq, m->last_seq_len);
+	put_str(&p, m->content_type, strlen(m->content_type));
+	put_str(&p, m->expires_at, strlen(m->expires_at));
+	return (size_t)(p - buf);
+}
+
+static int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m)
+{
+	const unsigned char *end = p + len;
+	if (len < META_FIXED || p[0] != META_VERSION)
+		return -1;
+	p++;
+	m->id = get_be64(p); p += 8;
+	m->tail_seq = get_be64(p); p += 8;
+	m->tail_bytes = get_be64(p); p += 8;
+	m->created_ms = (int64_t)get_be64(p); p += 8;
+	m->access_ms = (int64_t)get_be64(p); p += 8;
+	m->expires_ms = (int64_t)get_be64(p); p += 8;
+	m->ttl_s = get_be64(p); p += 8;
+	m->cb_epoch = get_be64(p); p += 8;
+	m->cb_seq = get_be64(p); p += 8;
+	p += 8;
+	unsigned flags = *p++;
+	m->has_ttl = !!(flags & 1);
+	m->closed = !!(flags & 2);
+	m->closed_by_producer = !!(flags & 4);
+	m->has_last_seq = !!(flags & 8);
+	if (get_str(&p, end, m->cb_id, sizeof m->cb_id, &m->cb_id_len) ||
+	    get_str(&p, end, m->last_seq, sizeof m->last_seq, &m->last_seq_len) ||
+	    get_str(&p, end, m->content_type, sizeof m->content_type, NULL) ||
+	    get_str(&p, end, m->expires_at, sizeof m->expires_at, NULL))
+		return -1;
+	return 0;
+}
+
+int64_t store_meta_expiry(const struct stream_meta *m)
+{
+	int64_t e = 0;
+	if (m->expires_ms)
+		e = m->expires_ms;
+	if (m->has_ttl) {
+		int64_t t = m->access_ms + (int64_t)m->ttl_s * 1000;
+		if (!e || t < e)
+			e = t;
+	}
+	return e;
+}
+
+int store_meta_get(struct store_txn *t, const char *name, size_t len, struct stream_meta *m)
+{
+	MDB_val k = { len, (void *)name }, v;
+	int rc = mdb_get(t->txn, t->st->streams, &k, &v);
+	if (rc)
+		return map_rc(t->st, rc, "get meta");
+	if (meta_decode(v.mv_data, v.mv_size, m)) {
+		log_error("corrupt metadata for a stream (%zu bytes)", v.mv_size);
+		return ST_ERROR;
+	}
+	return ST_OK;
+}
+
+static int expiry_key(unsigned char k[16], int64_t expiry, uint64_t id)
+{
+	be64(k, (uint64_t)expiry);
+	be64(k + 8, id);
+	return 0;
+}
+
+static int expiry_index(struct store_txn *t, const char *name, size_t len,
+                        int64_t old_exp, uint64_t old_id, int64_t new_exp, uint64_t new_id)
+{
+	unsigned char kb[16];
+	MDB_val k = { 16, kb };
+	int rc;
+
+	if (old_exp == new_exp && old_id == new_id)
+		return ST_OK;
+	if (old_exp) {
+		expiry_key(kb, old_exp, old_id);
+		rc = mdb_del(t->txn, t->st->expiry, &k, NULL);
+		if (rc && rc != MDB_NOTFOUND)
+			return map_rc(t->st, rc, "del expiry");
+	}
+	if (new_exp) {
+		MDB_val v = { len, (void *)name };
+		expiry_key(kb, new_exp, new_id);
+		rc = mdb_put(t->txn, t->st->expiry, &k, &v, 0);
+		if (rc)
+			return map_rc(t->st, rc, "put expiry");
+	}
+	return ST_OK;
+}
+
+int store_meta_put(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m)
+{
+	unsigned char buf[META_FIXED + 8 + sizeof m->cb_id + sizeof m->last_seq +
+	                  sizeof m->content_type + sizeof m->expires_at];
+	struct stream_meta old;
+	int64_t old_exp = 0;
+	uint64_t old_id = 0;
+
+	if (store_meta_get(t, name, len, &old) == ST_OK) {
+		old_exp = store_meta_expiry(&old);
+		old_id = old.id;
+	}
+	int rc = expiry_index(t, name, len, old_exp, old_id, store_meta_expiry(m), m->id);
+	if (rc)
+		return rc;
+	MDB_val k = { len, (void *)name }, v = { meta_encode(m, buf), buf };
+	rc = mdb_put(t->txn, t->st->streams, &k, &v, 0);
+	return map_rc(t->st, rc, "put meta");
+}
+
+int store_meta_del(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m)
+{
+	unsigned char idb[8];
+	MDB_val k = { len, (void *)name }, gk = { 8, idb }, gv = { 0, "" };
+	int rc = expiry_index(t, name, len, store_meta_expiry(m), m->id, 0, 0);
+	if (rc)
+		return rc;
+	rc = mdb_del(t->txn, t->st->streams, &k, NULL);
+	if (rc)
+		return map_rc(t->st, rc, "del meta");
+	be64(idb, m->id);
+	rc = mdb_put(t->txn, t->st->gc, &gk, &gv, 0);
+	return map_rc(t->st, rc, "put gc");
+}
+
+int store_new_id(struct store_txn *t, uint64_t *id)
+{
+	MDB_val k = { 7, "next_id" }, v;
+	unsigned char b[8];
+	uint64_t next = 1;
+	int rc = mdb_get(t->txn, t->st->sys, &k, &v);
+	if (rc == 0 && v.mv_size == 8)
+		next = get_be64(v.mv_data);
+	else if (rc && rc != MDB_NOTFOUND)
+		return map_rc(t->st, rc, "get next_id");
+	be64(b, next + 1);
+	v.mv_size = 8;
+	v.mv_data = b;
+	rc = mdb_put(t->txn, t->st->sys, &k, &v, 0);
+	if (rc)
+		return map_rc(t->st, rc, "put next_id");
+	*id = next;
+	return ST_OK;
+}
+
+/* --- messages ---------------------------------------------------------- */
+
+int store_msg_put(struct store_txn *t, uint64_t id, uint64_t seq, uint64_t end_bytes,
+                  const void *data, size_t len)
+{
+	unsigned char kb[16];
+	MDB_val k = { 16, kb }, v = { len + 8, NULL };
+	be64(kb, id);
+	be64(kb + 8, seq);
+	/* Reserve the value in place and write it once. */
+	int rc = mdb_put(t->txn, t->st->data, &k, &v, MDB_RESERVE);
+	if (rc)
+		return map_rc(t->st, rc, "put data");
+	be64(v.mv_data, end_bytes);
+	if (len)
+		memcpy((unsigned char *)v.mv_data + 8, data, len);
+	return ST_OK;
+}
+
+int store_msg_scan(struct store_txn *t, uint64_t id, uint64_t from, store_msg_fn fn, void *ctx)
+{
+	unsigned char kb[16];
+	MDB_val k = { 16, kb }, v;
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, t->st->data, &c);
+	if (rc)
+		return map_rc(t->st, rc, "cursor_open");
+	be64(kb, id);
+	be64(kb + 8, from);
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (rc == 0) {
+		if (k.mv_size != 16 || get_be64(k.mv_data) != id)
+			break;
+		if (v.mv_size < 8) {
+			rc = EINVAL;
+			break;
+		}
+		uint64_t seq = get_be64((unsigned char *)k.mv_data + 8);
+		if (fn(ctx, seq, get_be64(v.mv_data), (const char *)v.mv_data + 8, v.mv_size - 8))
+			break;
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	return map_rc(t->st, rc, "scan data");
+}
+
+int store_msg_end_bytes(struct store_txn *t, uint64_t id, uint64_t seq, uint64_t *bytes)
+{
+	unsigned char kb[16];
+	MDB_val k = { 16, kb }, v;
+	if (seq == 0) {
+		*bytes = 0;
+		return ST_OK;
+	}
+	be64(kb, id);
+	be64(kb + 8, seq - 1);
+	int rc = mdb_get(t->txn, t->st->data, &k, &v);
+	if (rc)
+		return map_rc(t->st, rc, "get data");
+	if (v.mv_size < 8)
+		return ST_ERROR;
+	*bytes = get_be64(v.mv_data);
+	return ST_OK;
+}
+
+/* --- producers --------------------------------------------------------- */
+
+static size_t producer_key(unsigned char *kb, uint64_t id, const char *pid, size_t plen)
+{
+	be64(kb, id);
+	memcpy(kb + 8, pid, plen);
+	return 8 + plen;
+}
+
+int store_producer_get(struct store_txn *t, uint64_t id, const char *pid, size_t plen,
+                       struct producer_state *ps)
+{
+	unsigned char kb[8 + LS_MAX_PRODUCER_ID];
+	if (plen > LS_MAX_PRODUCER_ID)
+		return ST_NOTFOUND;
+	MDB_val k = { producer_key(kb, id, pid, plen), kb }, v;
+	int rc = mdb_get(t->txn, t->st->producers, &k, &v);
+	if (rc)
+		return map_rc(t->st, rc, "get producer");
+	if (v.mv_size != 24)
+		return ST_ERROR;
+	ps->epoch = get_be64(v.mv_data);
+	ps->last_seq = get_be64((unsigned char *)v.mv_data + 8);
+	ps->updated_ms = (int64_t)get_be64((unsigned char *)v.mv_data + 16);
+	return ST_OK;
+}
+
+int store_producer_put(struct store_txn *t, uint64_t id, const char *pid, size_t plen,
+                       const struct producer_state *ps)
+{
+	unsigned char kb[8 + LS_MAX_PRODUCER_ID], vb[24];
+	if (plen > LS_MAX_PRODUCER_ID)
+		return ST_ERROR;
+	MDB_val k = { producer_key(kb, id, pid, plen), kb }, v = { 24, vb };
+	be64(vb, ps->epoch);
+	be64(vb + 8, ps->last_seq);
+	be64(vb + 16, (uint64_t)ps->updated_ms);
+	int rc = mdb_put(t->txn, t->st->producers, &k, &v, 0);
+	return map_rc(t->st, rc, "put producer");
+}
+
+/* --- housekeeping ------------------------------------------------------ */
+
+/* Deletes up to *budget rows of dbi whose key starts with be64(id). Returns
+ * 1 when none are left, 0 when the budget ran out, or an error. */
+static int delete_prefix(struct store_txn *t, MDB_dbi dbi, uint64_t id, int *budget)
+{
+	unsigned char kb[8];
+	MDB_val k = { 8, kb }, v;
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, dbi, &c);
+	if (rc)
+		return map_rc(t->st, rc, "cursor_open");
+	int done = 0;
+	for (;;) {
+		/* Position afresh after every delete: simple and O(log n). */
+		be64(kb, id);
+		k.mv_size = 8;
+		k.mv_data = kb;
+		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+		if (rc)
+			break;
+		if (k.mv_size < 8 || get_be64(k.mv_data) != id) {
+			done = 1;
+			break;
+		}
+		if (*budget <= 0)
+			break;
+		rc = mdb_cursor_del(c, 0);
+		if (rc)
+			break;
+		(*budget)--;
+	}
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND)
+		return 1;
+	if (rc)
+		return map_rc(t->st, rc, "gc delete");
+	return done;
+}
+
+int store_housekeep(struct store_txn *t, int64_t now_ms, int max)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	int budget = max, rc;
+
+	/* Expired streams first: they become deleted streams. */
+	for (int n = 0; n < 16 && budget > 0; n++) {
+		rc = mdb_cursor_open(t->txn, t->st->expiry, &c);
+		if (rc)
+			return map_rc(t->st, rc, "cursor_open");
+		rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+		if (rc || k.mv_size != 16 || (int64_t)get_be64(k.mv_data) > now_ms) {
+			mdb_cursor_close(c);
+			break;
+		}
+		char name[LS_MAX_PATH_HARD + 1];
+		size_t nlen = v.mv_size < sizeof name ? v.mv_size : sizeof name - 1;
+		memcpy(name, v.mv_data, nlen);
+		uint64_t id = get_be64((unsigned char *)k.mv_data + 8);
+		mdb_cursor_del(c, 0);
+		mdb_cursor_close(c);
+		struct stream_meta m;
+		if (store_meta_get(t, name, nlen, &m) == ST_OK && m.id == id) {
+			int64_t e = store_meta_expiry(&m);
+			if (e && e <= now_ms) {
+				if ((rc = store_meta_del(t, name, nlen, &m)))
+					return rc;
+			} else if (e) {
+				/* Stale index entry: put the right one back. */
+				unsigned char kb[16];
+				MDB_val ek = { 16, kb }, ev = { nlen, name };
+				expiry_key(kb, e, id);
+				if ((rc = mdb_put(t->txn, t->st->expiry, &ek, &ev, 0)))
+					return map_rc(t->st, rc, "put expiry");
+			}
+		}
+		budget--;
+	}
+
+	/* Then reclaim the rows of deleted streams. */
+	while (budget > 0) {
+		rc = mdb_cursor_open(t->txn, t->st->gc, &c);
+		if (rc)
+			return map_rc(t->st, rc, "cursor_open");
+		rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+		if (rc || k.mv_size != 8) {
+			mdb_cursor_close(c);
+			return rc == MDB_NOTFOUND || rc == 0 ? ST_OK : map_rc(t->st, rc, "gc first");
+		}
+		uint64_t id = get_be64(k.mv_data);
+		mdb_cursor_close(c);
+		int d1 = delete_prefix(t, t->st->data, id, &budget);
+		if (d1 < 0)
+			return d1;
+		int d2 = d1 ? delete_prefix(t, t->st->producers, id, &budget) : 0;
+		if (d2 < 0)
+			return d2;
+		if (d1 == 1 && d2 == 1) {
+			unsigned char idb[8];
+			MDB_val gk = { 8, idb };
+			be64(idb, id);
+			if ((rc = mdb_del(t->txn, t->st->gc, &gk, NULL)))
+				return map_rc(t->st, rc, "del gc");
+		} else {
+			break;
+		}
+	}
+	return ST_OK;
+}

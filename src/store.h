@@ -1,0 +1,131 @@
+/* store.h: the LMDB store, the only module that knows LMDB.
+ *
+ * One environment per data directory, opened by every process (FastCGI and
+ * CGI workers, lmstream-live). Named databases:
+ *   streams   decoded stream name      -> struct stream_meta (serialised)
+ *   data      be64 id, be64 seq        -> be64 end byte count, message bytes
+ *   producers be64 id, producer id     -> epoch, last seq, last update
+ *   expiry    be64 expiry ms, be64 id  -> stream name (TTL / Expires-At index)
+ *   gc        be64 id                  -> (empty) data of deleted streams to reclaim
+ *   sys       "next_id"                -> be64
+ *
+ * Values returned by a read (message bytes in store_msg_scan) point into the
+ * memory map and are valid only until the transaction ends: copy them first.
+ * A read transaction must never be held across a wait. */
+#ifndef LS_STORE_H
+#define LS_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "limits.h"
+
+enum store_rc {
+	ST_OK = 0,
+	ST_NOTFOUND = 1,
+	ST_ERROR = -1,    /* I/O or internal error, logged */
+	ST_MAPFULL = -2,  /* the map is full: 507 */
+	ST_BUSY = -3,     /* out of reader slots or a transient open failure: 503 */
+};
+
+struct stream_meta {
+	uint64_t id;              /* unique per creation: a re-created path gets a new id */
+	uint64_t tail_seq;        /* number of messages */
+	uint64_t tail_bytes;      /* number of payload bytes */
+	int64_t  created_ms;
+	int64_t  access_ms;       /* last read or write, for the sliding TTL */
+	int64_t  expires_ms;      /* absolute expiry from Stream-Expires-At, 0 = none */
+	uint64_t ttl_s;           /* Stream-TTL seconds when has_ttl */
+	int      has_ttl;
+	int      closed;
+	int      closed_by_producer;
+	uint64_t cb_epoch, cb_seq;
+	size_t   cb_id_len;
+	char     cb_id[LS_MAX_PRODUCER_ID + 1];
+	int      has_last_seq;
+	size_t   last_seq_len;
+	char     last_seq[LS_MAX_STREAM_SEQ + 1];     /* last Stream-Seq accepted */
+	char     content_type[LS_MAX_CONTENT_TYPE + 1]; /* as given at creation */
+	char     expires_at[LS_MAX_EXPIRES_AT + 1];   /* Stream-Expires-At as given */
+};
+
+struct producer_state {
+	uint64_t epoch;
+	uint64_t last_seq;
+	int64_t  updated_ms;
+};
+
+struct store;
+
+/* A transaction handle. Read handles are reusable: begin/end many times on
+ * one thread. Write handles live for one transaction. */
+struct store_txn {
+	struct store *st;
+	void *txn;      /* MDB_txn *, opaque to callers */
+	int write;
+	int active;
+};
+
+/* Opens (creating if needed) the environment in cfg->data_dir, opens every
+ * database once and clears reader slots left by dead processes. Returns
+ * ST_OK with *out set, or an error (logged). */
+int store_open(struct store **out, const struct config *cfg);
+void store_close(struct store *st);
+
+/* ID of the last committed write transaction of any process: a lock-free read
+ * of the meta page, used to notice commits. */
+uint64_t store_last_txnid(struct store *st);
+
+/* Clears reader slots of dead processes. Returns how many were cleared. */
+int store_reader_check(struct store *st);
+
+/* Milliseconds since the epoch, and a monotonic clock. */
+int64_t store_now_ms(void);
+int64_t store_mono_ms(void);
+
+/* Read transactions. store_read_begin returns ST_OK or ST_BUSY/ST_ERROR. */
+void store_txn_init(struct store_txn *t, struct store *st);
+int  store_read_begin(struct store_txn *t);
+void store_read_end(struct store_txn *t);
+void store_txn_release(struct store_txn *t); /* frees a reusable read handle */
+
+/* Write transactions (one at a time per process; they serialise across
+ * processes). store_commit makes the commit durable as configured before it
+ * returns, unless nosync is set (for metadata nobody was promised). */
+int  store_write_begin(struct store_txn *t, struct store *st);
+int  store_commit(struct store_txn *t, int nosync);
+void store_abort(struct store_txn *t);
+
+/* Stream metadata, in a read or write transaction. */
+int store_meta_get(struct store_txn *t, const char *name, size_t len, struct stream_meta *m);
+/* Writes metadata and keeps the expiry index in step. */
+int store_meta_put(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m);
+/* Removes the stream; its messages and producer state are reclaimed by
+ * later write transactions (store_gc_step). */
+int store_meta_del(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m);
+/* Allocates a new stream id. */
+int store_new_id(struct store_txn *t, uint64_t *id);
+
+/* Effective expiry of a stream in ms since the epoch, or 0 when it never expires. */
+int64_t store_meta_expiry(const struct stream_meta *m);
+
+/* Messages. end_bytes is the stream's byte count after this message. */
+int store_msg_put(struct store_txn *t, uint64_t id, uint64_t seq, uint64_t end_bytes,
+                  const void *data, size_t len);
+/* Calls fn for messages seq >= from in order until fn returns non-zero or
+ * the stream ends. Returns ST_OK or an error. */
+typedef int (*store_msg_fn)(void *ctx, uint64_t seq, uint64_t end_bytes, const char *data, size_t len);
+int store_msg_scan(struct store_txn *t, uint64_t id, uint64_t from, store_msg_fn fn, void *ctx);
+/* Byte count of the stream after message seq - 1 (0 for seq 0). */
+int store_msg_end_bytes(struct store_txn *t, uint64_t id, uint64_t seq, uint64_t *bytes);
+
+/* Idempotent producer state. */
+int store_producer_get(struct store_txn *t, uint64_t id, const char *pid, size_t plen,
+                       struct producer_state *ps);
+int store_producer_put(struct store_txn *t, uint64_t id, const char *pid, size_t plen,
+                       const struct producer_state *ps);
+
+/* Housekeeping inside a write transaction, bounded by max rows: reclaim
+ * deleted streams and delete expired ones. */
+int store_housekeep(struct store_txn *t, int64_t now_ms, int max);
+
+#endif
