@@ -7,6 +7,7 @@
 #include "config.h"
 #include "limits.h"
 #include "log.h"
+#include "notify.h"
 #include "protocol.h"
 #include "sse.h"
 #include "store.h"
@@ -316,6 +317,13 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 		         resp->status, resp->reason ? resp->reason : "");
 }
 
+/* Tell lmstream-live (if it runs) which stream changed. */
+static void announce(void *arg, uint64_t stream_id, uint64_t txnid)
+{
+	(void)arg;
+	notify_send(stream_id, txnid);
+}
+
 static void usage(FILE *f)
 {
 	fputs("usage: lmstream.fcgi [--config FILE] [--data DIR] [--set key=value]...\n"
@@ -385,7 +393,9 @@ int main(int argc, char **argv)
 	struct proto_response resp;
 	struct proto_live live;
 	struct buf body;
+	notify_sender_init(&cfg);
 	proto_init(&ctx, &cfg, st);
+	ctx.on_commit = announce;
 	proto_response_init(&resp);
 	buf_init(&body);
 
@@ -399,7 +409,7 @@ int main(int argc, char **argv)
 		while (!stopping && FCGX_Accept_r(&request) >= 0) {
 			struct io io = { &request, 0 };
 			if (!have_store)
-				have_store = store_open(&st, &cfg) == ST_OK && (proto_init(&ctx, &cfg, st), 1);
+				have_store = store_open(&st, &cfg) == ST_OK && (proto_init(&ctx, &cfg, st), ctx.on_commit = announce, 1);
 			serve(&ctx, &io, &body, &resp, &live, have_store);
 			FCGX_Finish_r(&request);
 			/* Do not keep a large body's memory between requests. */

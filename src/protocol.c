@@ -133,6 +133,14 @@ void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *s
 	ctx->cfg = cfg;
 	ctx->store = st;
 	store_txn_init(&ctx->rtxn, st);
+	ctx->on_commit = NULL;
+	ctx->hook_arg = NULL;
+}
+
+static void committed(struct proto_ctx *ctx, const struct store_txn *w, uint64_t stream_id)
+{
+	if (ctx->on_commit)
+		ctx->on_commit(ctx->hook_arg, stream_id, w->committed_txnid);
 }
 
 void proto_fini(struct proto_ctx *ctx)
@@ -311,7 +319,8 @@ static void touch(struct proto_ctx *ctx, const char *name, size_t nlen, const st
 	if (store_meta_get(&w, name, nlen, &m) == ST_OK && m.id == seen->id && !expired(&m, now)) {
 		m.access_ms = now;
 		if (store_meta_put(&w, name, nlen, &m) == ST_OK) {
-			store_commit(&w, 1);
+			if (store_commit(&w, 1) == ST_OK)
+				committed(ctx, &w, m.id);
 			return;
 		}
 	}
@@ -496,6 +505,7 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	rc = store_commit(&w, 0);
 	if (rc)
 		return store_error(resp, rc);
+	committed(ctx, &w, m.id);
 	resp->status = 201;
 	add_common(resp);
 	proto_add_header(resp, "Content-Type", m.content_type);
@@ -725,6 +735,7 @@ static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
 	rc = store_commit(&w, 0);
 	if (rc)
 		return store_error(resp, rc);
+	committed(ctx, &w, m.id);
 
 	resp->status = (has_producer && req->body_len) ? 200 : 204;
 	add_common(resp);
@@ -764,6 +775,7 @@ static void handle_delete(struct proto_ctx *ctx, const struct target *tg, struct
 	rc = store_commit(&w, 0);
 	if (rc)
 		return store_error(resp, rc);
+	committed(ctx, &w, m.id);
 	resp->status = 204;
 	add_common(resp);
 }

@@ -77,10 +77,16 @@ struct proto_live {
 	char name[LS_MAX_PATH_HARD + 1];
 };
 
+/* Called after every commit that touched stream_id, so the front can wake
+ * live readers (in this process or, through notify.h, in lmstream-live). */
+typedef void (*proto_commit_hook)(void *arg, uint64_t stream_id, uint64_t txnid);
+
 struct proto_ctx {
 	const struct config *cfg;
 	struct store *store;
 	struct store_txn rtxn;    /* reusable read transaction of this thread */
+	proto_commit_hook on_commit;
+	void *hook_arg;
 };
 
 void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *st);

@@ -246,6 +246,7 @@ void store_txn_init(struct store_txn *t, struct store *st)
 	t->txn = NULL;
 	t->write = 0;
 	t->active = 0;
+	t->committed_txnid = 0;
 }
 
 int store_read_begin(struct store_txn *t)
@@ -342,6 +343,7 @@ int store_commit(struct store_txn *t, int nosync)
 	int rc = mdb_txn_commit(txn);
 	if (rc)
 		return map_rc(t->st, rc, "txn_commit");
+	t->committed_txnid = id;
 	if (nosync || t->st->durability == DURABILITY_FAST)
 		return ST_OK;
 	return group_sync(t->st, id);

@@ -63,6 +63,7 @@ struct store_txn {
 	void *txn;      /* MDB_txn *, opaque to callers */
 	int write;
 	int active;
+	uint64_t committed_txnid; /* set by a successful store_commit */
 };
 
 /* Opens (creating if needed) the environment in cfg->data_dir, opens every

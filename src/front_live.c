@@ -1,0 +1,813 @@
+/* front_live.c: lmstream-live, the libmicrohttpd daemon that holds live
+ * readers (SSE and long-poll) and serves the whole protocol when it runs
+ * alone.
+ *
+ * A waiting connection is suspended in libmicrohttpd and listed under its
+ * stream id in the waiter registry; it holds its offset (struct proto_live)
+ * and no queue. A commit by any process reaches the notifier thread as a
+ * datagram (notify.h) or, for this daemon's own writes, as a direct call; the
+ * waiters of that stream, and only those, are resumed and read what follows
+ * their offset from the store. A lost datagram is caught by comparing the
+ * store's last transaction id with the last one notified. */
+#include "buf.h"
+#include "config.h"
+#include "limits.h"
+#include "log.h"
+#include "notify.h"
+#include "protocol.h"
+#include "sse.h"
+#include "store.h"
+
+#include <errno.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TICK_MS 100            /* timer scan and lost-notification check */
+#define RECONCILE_AFTER_MS 200 /* a commit not notified within this wakes everyone */
+
+enum conn_kind { K_NEW, K_PLAIN, K_LONGPOLL, K_SSE };
+
+struct conn {
+	enum conn_kind kind;
+	struct MHD_Connection *mc;
+	struct proto_request req;
+	struct proto_live live;
+	struct buf body;         /* request body (standalone writes) */
+	struct buf out;          /* SSE bytes not yet handed to libmicrohttpd */
+	size_t out_off;
+	char *target;            /* raw path */
+	char *query;             /* raw query rebuilt from the arguments */
+	/* waiter registry (under reg.lock) */
+	struct conn *wnext, *wprev;
+	int waiting;
+	uint64_t wstream;
+	/* timers (monotonic ms) */
+	int64_t deadline;        /* long-poll timeout */
+	int64_t sse_end;         /* SSE connection lifetime */
+	int64_t next_beat;       /* next SSE heartbeat */
+	int timed_out;           /* set by the timer before resuming */
+	int beat_due;
+	int ended;               /* SSE: final events written, end after out drains */
+};
+
+/* --- waiter registry ------------------------------------------------------ */
+
+struct registry {
+	pthread_mutex_t lock;
+	struct conn **buckets;
+	size_t nbuckets;         /* power of two */
+	size_t count;
+	_Atomic uint64_t notify_seq;  /* bumped by every wake-up */
+	_Atomic uint64_t notified_txnid;
+};
+
+static struct registry reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static struct config cfg;
+static struct store *store;
+static struct MHD_Daemon *daemon_h;
+static atomic_int nconn;
+static atomic_int draining;
+static atomic_long stat_wakeups, stat_requests;
+
+static size_t bucket_of(uint64_t id)
+{
+	return (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 20) & (reg.nbuckets - 1);
+}
+
+static void reg_grow(void)
+{
+	size_t n = reg.nbuckets ? reg.nbuckets * 2 : 1024;
+	struct conn **b = calloc(n, sizeof *b);
+	if (!b)
+		return;
+	struct conn **old = reg.buckets;
+	size_t oldn = reg.nbuckets;
+	reg.buckets = b;
+	reg.nbuckets = n;
+	for (size_t i = 0; i < oldn; i++) {
+		struct conn *c = old[i];
+		while (c) {
+			struct conn *next = c->wnext;
+			size_t k = bucket_of(c->wstream);
+			c->wprev = NULL;
+			c->wnext = reg.buckets[k];
+			if (c->wnext)
+				c->wnext->wprev = c;
+			reg.buckets[k] = c;
+			c = next;
+		}
+	}
+	free(old);
+}
+
+/* Both under reg.lock. */
+static void reg_add(struct conn *c, uint64_t stream)
+{
+	if (reg.count >= reg.nbuckets * 2)
+		reg_grow();
+	size_t k = bucket_of(stream);
+	c->wstream = stream;
+	c->wprev = NULL;
+	c->wnext = reg.buckets[k];
+	if (c->wnext)
+		c->wnext->wprev = c;
+	reg.buckets[k] = c;
+	c->waiting = 1;
+	reg.count++;
+}
+
+static void reg_remove(struct conn *c)
+{
+	if (!c->waiting)
+		return;
+	if (c->wprev)
+		c->wprev->wnext = c->wnext;
+	else
+		reg.buckets[bucket_of(c->wstream)] = c->wnext;
+	if (c->wnext)
+		c->wnext->wprev = c->wprev;
+	c->wnext = c->wprev = NULL;
+	c->waiting = 0;
+	reg.count--;
+}
+
+/* Suspends c until the stream changes, unless a wake-up happened since seq
+ * was read (then the caller must look at the store again). Returns 1 when
+ * suspended. */
+static int reg_wait(struct conn *c, uint64_t stream, uint64_t seq)
+{
+	pthread_mutex_lock(&reg.lock);
+	if (atomic_load(&reg.notify_seq) != seq || atomic_load(&draining)) {
+		pthread_mutex_unlock(&reg.lock);
+		return 0;
+	}
+	reg_add(c, stream);
+	MHD_suspend_connection(c->mc);
+	pthread_mutex_unlock(&reg.lock);
+	return 1;
+}
+
+/* Resumes every waiter of stream. */
+static void reg_wake(uint64_t stream)
+{
+	pthread_mutex_lock(&reg.lock);
+	atomic_fetch_add(&reg.notify_seq, 1);
+	if (reg.nbuckets) {
+		struct conn *c = reg.buckets[bucket_of(stream)];
+		while (c) {
+			struct conn *next = c->wnext;
+			if (c->wstream == stream) {
+				reg_remove(c);
+				MHD_resume_connection(c->mc);
+				atomic_fetch_add(&stat_wakeups, 1);
+			}
+			c = next;
+		}
+	}
+	pthread_mutex_unlock(&reg.lock);
+}
+
+/* Resumes waiters whose timer is due, or all of them (all = 1). */
+static void reg_scan(int64_t now, int all)
+{
+	pthread_mutex_lock(&reg.lock);
+	if (all)
+		atomic_fetch_add(&reg.notify_seq, 1);
+	for (size_t i = 0; i < reg.nbuckets; i++) {
+		struct conn *c = reg.buckets[i];
+		while (c) {
+			struct conn *next = c->wnext;
+			int due = all;
+			if (c->kind == K_LONGPOLL && now >= c->deadline)
+				due = c->timed_out = 1;
+			if (c->kind == K_SSE && (now >= c->next_beat || now >= c->sse_end))
+				due = c->beat_due = 1;
+			if (due) {
+				reg_remove(c);
+				MHD_resume_connection(c->mc);
+			}
+			c = next;
+		}
+	}
+	pthread_mutex_unlock(&reg.lock);
+}
+
+static void note_txnid(uint64_t txnid)
+{
+	uint64_t cur = atomic_load(&reg.notified_txnid);
+	while (cur < txnid && !atomic_compare_exchange_weak(&reg.notified_txnid, &cur, txnid))
+		;
+}
+
+/* Commits made by this daemon (standalone writes): wake directly. */
+static void on_own_commit(void *arg, uint64_t stream_id, uint64_t txnid)
+{
+	(void)arg;
+	note_txnid(txnid);
+	reg_wake(stream_id);
+}
+
+/* --- per-thread protocol context --------------------------------------- */
+
+struct tls {
+	int ready;
+	struct proto_ctx ctx;
+	struct proto_response resp;
+};
+static _Thread_local struct tls tls;
+
+static struct tls *thread_state(void)
+{
+	if (!tls.ready) {
+		proto_init(&tls.ctx, &cfg, store);
+		tls.ctx.on_commit = on_own_commit;
+		proto_response_init(&tls.resp);
+		tls.ready = 1;
+	}
+	return &tls;
+}
+
+/* --- responses ------------------------------------------------------------- */
+
+static enum MHD_Result queue(struct conn *c, struct proto_response *r)
+{
+	int bodyless = r->status == 204 || r->status == 304;
+	struct MHD_Response *mr = MHD_create_response_from_buffer(
+		bodyless ? 0 : r->body.len, bodyless ? "" : r->body.data, MHD_RESPMEM_MUST_COPY);
+	if (!mr)
+		return MHD_NO;
+	for (int i = 0; i < r->nheaders; i++)
+		MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
+	MHD_destroy_response(mr);
+	(void)c;
+	return ok;
+}
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max);
+
+static enum MHD_Result queue_sse(struct conn *c, struct proto_response *r)
+{
+	struct MHD_Response *mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024,
+	                                                            sse_reader, c, NULL);
+	if (!mr)
+		return MHD_NO;
+	for (int i = 0; i < r->nheaders; i++)
+		MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
+	MHD_destroy_response(mr);
+	return ok;
+}
+
+/* SSE body: hand out pending bytes; when none, ask the core for more; when
+ * caught up, suspend until the stream changes or a timer fires. */
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct conn *c = cls;
+	struct tls *t = thread_state();
+	(void)pos;
+
+	for (;;) {
+		if (c->out_off < c->out.len) {
+			size_t n = c->out.len - c->out_off;
+			if (n > max)
+				n = max;
+			memcpy(buf, c->out.data + c->out_off, n);
+			c->out_off += n;
+			if (c->out_off == c->out.len) {
+				/* Idle connections keep no buffer. */
+				if (c->out.cap > 16384)
+					buf_free(&c->out);
+				else
+					buf_reset(&c->out);
+				c->out_off = 0;
+			}
+			return (ssize_t)n;
+		}
+		if (c->ended)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		int64_t now = store_mono_ms();
+		if (atomic_load(&draining) || now >= c->sse_end) {
+			c->ended = 1;
+			continue;
+		}
+		uint64_t seq = atomic_load(&reg.notify_seq);
+		enum sse_step s = proto_sse_step(&t->ctx, &c->live, &c->out);
+		if (s == SSE_END) {
+			c->ended = 1;
+			continue;
+		}
+		if (c->out.len)
+			continue;
+		if (s == SSE_MORE)
+			continue;
+		if (c->beat_due || now >= c->next_beat) {
+			c->beat_due = 0;
+			c->next_beat = now + cfg.heartbeat_ms;
+			sse_comment(&c->out, "keep-alive");
+			continue;
+		}
+		if (reg_wait(c, c->live.stream_id, seq))
+			return 0;
+	}
+}
+
+/* --- request handling -------------------------------------------------------- */
+
+static enum proto_method method_of(const char *m)
+{
+	if (!strcmp(m, "GET")) return M_GET;
+	if (!strcmp(m, "HEAD")) return M_HEAD;
+	if (!strcmp(m, "PUT")) return M_PUT;
+	if (!strcmp(m, "POST")) return M_POST;
+	if (!strcmp(m, "DELETE")) return M_DELETE;
+	if (!strcmp(m, "OPTIONS")) return M_OPTIONS;
+	return M_OTHER;
+}
+
+/* Keep escapes as they are: the core decodes paths and query values itself. */
+static size_t keep_escapes(void *cls, struct MHD_Connection *mc, char *s)
+{
+	(void)cls;
+	(void)mc;
+	return strlen(s);
+}
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t klen,
+                               const char *value, size_t vlen)
+{
+	struct buf *q = cls;
+	(void)kind;
+	if (q->len)
+		buf_append(q, "&", 1);
+	buf_append(q, key, klen);
+	if (value) {
+		buf_append(q, "=", 1);
+		buf_append(q, value, vlen);
+	}
+	return MHD_YES;
+}
+
+static const char *hdr(struct MHD_Connection *mc, const char *name)
+{
+	return MHD_lookup_connection_value(mc, MHD_HEADER_KIND, name);
+}
+
+static void build_request(struct conn *c, const char *url, const char *method)
+{
+	struct MHD_Connection *mc = c->mc;
+	struct buf q;
+	struct proto_request *r = &c->req;
+
+	memset(r, 0, sizeof *r);
+	r->method = method_of(method);
+	c->target = strdup(url);
+	buf_init(&q);
+	MHD_get_connection_values_n(mc, MHD_GET_ARGUMENT_KIND, add_arg, &q);
+	c->query = q.data ? q.data : strdup("");
+	r->target = c->target ? c->target : "";
+	r->target_len = strlen(r->target);
+	r->query = c->query ? c->query : "";
+	r->query_len = strlen(r->query);
+	r->host = hdr(mc, "Host");
+	const char *proto = hdr(mc, "X-Forwarded-Proto");
+	r->https = proto && !strcasecmp(proto, "https");
+	r->content_type = hdr(mc, "Content-Type");
+	r->stream_seq = hdr(mc, "Stream-Seq");
+	r->stream_ttl = hdr(mc, "Stream-TTL");
+	r->stream_expires_at = hdr(mc, "Stream-Expires-At");
+	r->stream_closed = hdr(mc, "Stream-Closed");
+	r->producer_id = hdr(mc, "Producer-Id");
+	r->producer_epoch = hdr(mc, "Producer-Epoch");
+	r->producer_seq = hdr(mc, "Producer-Seq");
+	r->if_none_match = hdr(mc, "If-None-Match");
+	const char *cl = hdr(mc, "Content-Length");
+	if (cl && strtoull(cl, NULL, 10) > cfg.max_body)
+		r->body_too_large = 1;
+}
+
+static void start_longpoll(struct conn *c)
+{
+	c->kind = K_LONGPOLL;
+	c->deadline = store_mono_ms() + cfg.long_poll_ms;
+}
+
+/* Long-poll after proto_handle or a wake-up: answer, or suspend again. */
+static enum MHD_Result longpoll_step(struct conn *c, struct tls *t)
+{
+	for (;;) {
+		if (c->timed_out || atomic_load(&draining)) {
+			proto_longpoll_timeout(&t->ctx, &c->req, &c->live, &t->resp);
+			return queue(c, &t->resp);
+		}
+		uint64_t seq = atomic_load(&reg.notify_seq);
+		proto_longpoll_poll(&t->ctx, &c->req, &c->live, &t->resp);
+		if (t->resp.action != PROTO_WAIT)
+			return queue(c, &t->resp);
+		if (reg_wait(c, c->live.stream_id, seq))
+			return MHD_YES;
+	}
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct conn *c = *con_cls;
+	struct tls *t = thread_state();
+	(void)cls;
+	(void)version;
+
+	if (!c) {
+		c = calloc(1, sizeof *c);
+		if (!c)
+			return MHD_NO;
+		c->mc = mc;
+		buf_init(&c->body);
+		buf_init(&c->out);
+		*con_cls = c;
+		build_request(c, url, method);
+		atomic_fetch_add(&stat_requests, 1);
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		if (!c->req.body_too_large) {
+			if (c->body.len + *upload_data_size > cfg.max_body)
+				c->req.body_too_large = 1;
+			else
+				buf_append(&c->body, upload_data, *upload_data_size);
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (c->kind == K_LONGPOLL)
+		return longpoll_step(c, t);
+	if (c->kind != K_NEW)
+		return MHD_NO;
+
+	c->kind = K_PLAIN;
+	if (atomic_load(&nconn) > cfg.max_connections || atomic_load(&draining)) {
+		proto_error(&t->resp, 503, atomic_load(&draining) ? "server is shutting down"
+		                                                  : "too many connections");
+		return queue(c, &t->resp);
+	}
+	if (c->body.failed) {
+		proto_error(&t->resp, 503, "out of memory reading the request body");
+		return queue(c, &t->resp);
+	}
+	c->req.body = c->body.data ? c->body.data : "";
+	c->req.body_len = c->body.len;
+	uint64_t seq = atomic_load(&reg.notify_seq);
+	proto_handle(&t->ctx, &c->req, &t->resp, &c->live);
+	/* The body is not needed any more. */
+	buf_free(&c->body);
+	c->req.body = "";
+	c->req.body_len = 0;
+	switch (t->resp.action) {
+	case PROTO_DONE:
+		return queue(c, &t->resp);
+	case PROTO_WAIT:
+		start_longpoll(c);
+		if (reg_wait(c, c->live.stream_id, seq))
+			return MHD_YES;
+		return longpoll_step(c, t);
+	case PROTO_SSE: {
+		int64_t now = store_mono_ms();
+		c->kind = K_SSE;
+		c->sse_end = now + cfg.sse_lifetime_ms;
+		c->next_beat = now + cfg.heartbeat_ms;
+		return queue_sse(c, &t->resp);
+	}
+	}
+	return MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct conn *c = *con_cls;
+	(void)cls;
+	(void)mc;
+	(void)toe;
+	if (!c)
+		return;
+	pthread_mutex_lock(&reg.lock);
+	reg_remove(c);
+	pthread_mutex_unlock(&reg.lock);
+	buf_free(&c->body);
+	buf_free(&c->out);
+	free(c->target);
+	free(c->query);
+	free(c);
+	*con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	(void)mc;
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		atomic_fetch_add(&nconn, 1);
+	else
+		atomic_fetch_sub(&nconn, 1);
+}
+
+/* --- notifier thread ---------------------------------------------------------- */
+
+static int notify_fd = -1;
+static atomic_int notifier_stop;
+
+static void *notifier(void *arg)
+{
+	uint64_t pending_since_txn = 0;
+	int64_t pending_since = 0, last_tick = store_mono_ms(), last_reader_check = last_tick;
+	(void)arg;
+
+	while (!atomic_load(&notifier_stop)) {
+		struct pollfd p = { notify_fd, POLLIN, 0 };
+		int r = poll(&p, notify_fd >= 0 ? 1 : 0, TICK_MS);
+		if (r > 0) {
+			struct notify_msg m;
+			int n;
+			while ((n = notify_recv(notify_fd, &m)) == 1) {
+				note_txnid(m.txnid);
+				reg_wake(m.stream_id);
+			}
+		}
+		int64_t now = store_mono_ms();
+		if (now - last_tick < TICK_MS)
+			continue;
+		last_tick = now;
+		reg_scan(now, 0);
+
+		/* A commit that was never announced: wake everyone once to reconcile. */
+		uint64_t last = store_last_txnid(store);
+		if (last > atomic_load(&reg.notified_txnid)) {
+			if (pending_since_txn == 0) {
+				pending_since_txn = last;
+				pending_since = now;
+			} else if (now - pending_since >= RECONCILE_AFTER_MS) {
+				log_debug("commit %llu was not announced: waking all waiters",
+				          (unsigned long long)last);
+				note_txnid(pending_since_txn);
+				reg_scan(now, 1);
+				pending_since_txn = 0;
+			}
+		} else {
+			pending_since_txn = 0;
+		}
+		if (now - last_reader_check > 10000) {
+			last_reader_check = now;
+			int dead = store_reader_check(store);
+			if (dead)
+				log_info("cleared %d stale reader slot(s)", dead);
+		}
+	}
+	return NULL;
+}
+
+/* --- start-up ------------------------------------------------------------------- */
+
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[128];
+	const char *colon = strrchr(s, ':');
+	if (!colon || (size_t)(colon - s) >= sizeof host)
+		return -1;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	int port = atoi(colon + 1);
+	if (port <= 0 || port > 65535)
+		return -1;
+	memset(ss, 0, sizeof *ss);
+	char *h = host;
+	if (h[0] == '[') {
+		h++;
+		h[strlen(h) - 1] = '\0';
+	}
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*len = sizeof *a4;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*len = sizeof *a6;
+		return 0;
+	}
+	return -1;
+}
+
+/* Every connection needs one descriptor; keep room for the store, logs and
+ * the notify socket. */
+static int raise_fd_limit(int connections)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)connections + 64;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	if (rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		log_error("max_connections = %d needs %llu file descriptors but the hard limit is %llu; "
+		          "lower max_connections or raise the limit (ulimit -Hn, LimitNOFILE=)",
+		          connections, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+		return -1;
+	}
+	rl.rlim_cur = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_error("setrlimit(RLIMIT_NOFILE, %llu): %s", (unsigned long long)need, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: lmstream-live [--config FILE] [--data DIR] [--listen HOST:PORT]\n"
+	      "                     [--threads N] [--max-connections N] [--set key=value]...\n"
+	      "Serves the Durable Streams protocol over HTTP from the LMDB data directory:\n"
+	      "live reads (SSE, long-poll) behind lighttpd or Apache, or everything when alone.\n"
+	      "Environment: LMSTREAM_CONFIG=FILE, LMSTREAM_<KEY>=value for any config key.\n", f);
+}
+
+static int apply_flag(const char *key, const char *value)
+{
+	char err[512];
+	if (config_set(&cfg, key, value, err, sizeof err)) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	char err[512];
+
+	log_init("lmstream-live", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	config_defaults(&cfg);
+	if (config_from_env(&cfg, err, sizeof err)) {
+		log_error("%s", err);
+		return 2;
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "--version")) {
+			puts("lmstream-live " PACKAGE_VERSION);
+			return 0;
+		} else if (!strcmp(a, "--standalone")) {
+			/* Always serves the whole protocol; kept for clarity in scripts. */
+		} else if (!strcmp(a, "--config") && v) {
+			if (config_load(&cfg, v, err, sizeof err)) {
+				log_error("%s", err);
+				return 2;
+			}
+			i++;
+		} else if (!strcmp(a, "--data") && v) {
+			if (apply_flag("data_dir", v))
+				return 2;
+			i++;
+		} else if (!strcmp(a, "--listen") && v) {
+			if (apply_flag("listen", v))
+				return 2;
+			i++;
+		} else if (!strcmp(a, "--threads") && v) {
+			if (apply_flag("threads", v))
+				return 2;
+			i++;
+		} else if (!strcmp(a, "--max-connections") && v) {
+			if (apply_flag("max_connections", v))
+				return 2;
+			i++;
+		} else if (!strcmp(a, "--set") && v) {
+			char kv[600];
+			snprintf(kv, sizeof kv, "%s", v);
+			char *eq = strchr(kv, '=');
+			if (!eq) {
+				log_error("--set %s: expected key=value", v);
+				return 2;
+			}
+			*eq = '\0';
+			if (apply_flag(kv, eq + 1))
+				return 2;
+			i++;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	if (parse_listen(cfg.listen, &ss, &sslen)) {
+		log_error("invalid listen address '%s' (expected HOST:PORT)", cfg.listen);
+		return 2;
+	}
+	/* The daemon's own limit sits a little above the cap so that the cap
+	 * can be answered with 503 instead of a refused connection. */
+	int mhd_limit = cfg.max_connections + 32;
+	if (raise_fd_limit(mhd_limit) < 0)
+		return 1;
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this */
+	signal(SIGPIPE, SIG_IGN);
+
+	if (store_open(&store, &cfg) != ST_OK)
+		return 1;
+	notify_fd = notify_listen(&cfg);
+	if (notify_fd < 0)
+		log_warn("cannot bind the notify socket (%s): commits by other processes are seen "
+		         "by polling only", strerror(errno));
+	note_txnid(store_last_txnid(store));
+	pthread_mutex_lock(&reg.lock);
+	reg_grow();
+	pthread_mutex_unlock(&reg.lock);
+
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	                 MHD_USE_TURBO;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	daemon_h = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, NULL,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.threads,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+		MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)1024,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		MHD_OPTION_END);
+	if (!daemon_h) {
+		log_error("cannot listen on %s", cfg.listen);
+		return 1;
+	}
+	pthread_t nt;
+	if (pthread_create(&nt, NULL, notifier, NULL)) {
+		log_error("cannot start the notifier thread");
+		return 1;
+	}
+	log_info("listening on %s (data %s, %d thread(s), max %d connections)", cfg.listen,
+	         cfg.data_dir, cfg.threads, cfg.max_connections);
+
+	int sig = 0;
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+		log_info("%d connections, %ld requests, %ld wake-ups", atomic_load(&nconn),
+		         atomic_load(&stat_requests), atomic_load(&stat_wakeups));
+
+	/* Drain: stop accepting, end live responses, give them a moment. */
+	log_info("signal %d: draining %d connection(s)", sig, atomic_load(&nconn));
+	atomic_store(&draining, 1);
+	MHD_socket lfd = MHD_quiesce_daemon(daemon_h);
+	reg_scan(store_mono_ms(), 1);
+	for (int i = 0; i < 100 && atomic_load(&nconn) > 0; i++) {
+		usleep(20000);
+		reg_scan(store_mono_ms(), 1);
+	}
+	atomic_store(&notifier_stop, 1);
+	pthread_join(nt, NULL);
+	reg_scan(store_mono_ms(), 1);
+	MHD_stop_daemon(daemon_h);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	if (notify_fd >= 0) {
+		char path[600];
+		close(notify_fd);
+		if (notify_path(&cfg, path, sizeof path) == 0)
+			unlink(path);
+	}
+	store_close(store);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,97 @@
+/* notify.c: best-effort commit notifications over an AF_UNIX datagram socket. */
+#include "notify.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int send_fd = -1;
+static struct sockaddr_un send_addr;
+static socklen_t send_len;
+
+int notify_path(const struct config *cfg, char *out, size_t cap)
+{
+	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path);
+	int n = cfg->notify_path[0] ? snprintf(out, cap, "%s", cfg->notify_path)
+	                            : snprintf(out, cap, "%s/live.sock", cfg->data_dir);
+	if (n < 0 || (size_t)n >= cap || (size_t)n >= max)
+		return -1;
+	return 0;
+}
+
+static int fill_addr(const struct config *cfg, struct sockaddr_un *a, socklen_t *len)
+{
+	memset(a, 0, sizeof *a);
+	a->sun_family = AF_UNIX;
+	if (notify_path(cfg, a->sun_path, sizeof a->sun_path))
+		return -1;
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(a->sun_path) + 1);
+	return 0;
+}
+
+void notify_sender_init(const struct config *cfg)
+{
+	if (send_fd >= 0)
+		return;
+	if (fill_addr(cfg, &send_addr, &send_len)) {
+		log_warn("notify socket path too long; lmstream-live will rely on polling");
+		return;
+	}
+	send_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+void notify_send(uint64_t stream_id, uint64_t txnid)
+{
+	struct notify_msg m = { stream_id, txnid };
+	if (send_fd < 0)
+		return;
+	/* ENOENT / ECONNREFUSED: no daemon. EAGAIN: its queue is full; it will
+	 * notice the commit through the store's transaction id. */
+	ssize_t r = sendto(send_fd, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL,
+	                   (struct sockaddr *)&send_addr, send_len);
+	(void)r;
+}
+
+int notify_listen(const struct config *cfg)
+{
+	struct sockaddr_un a;
+	socklen_t len;
+	if (fill_addr(cfg, &a, &len)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	unlink(a.sun_path);
+	if (bind(fd, (struct sockaddr *)&a, len) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	/* Writers may run as another user of the same group. */
+	chmod(a.sun_path, 0660);
+	int sz = 4 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+	return fd;
+}
+
+int notify_recv(int fd, struct notify_msg *msg)
+{
+	ssize_t n = recv(fd, msg, sizeof *msg, MSG_DONTWAIT);
+	if (n == (ssize_t)sizeof *msg)
+		return 1;
+	if (n >= 0)
+		return 0; /* short datagram: ignore */
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return 0;
+	return -1;
+}

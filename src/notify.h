@@ -1,0 +1,32 @@
+/* notify.h: commit notifications from any process to lmstream-live.
+ *
+ * After a commit a writer sends one best-effort datagram (stream id, txn id)
+ * to the daemon's AF_UNIX socket. Nothing waits for it and nothing breaks
+ * when no daemon runs; the daemon reconciles lost datagrams against the
+ * store's last transaction id. */
+#ifndef LS_NOTIFY_H
+#define LS_NOTIFY_H
+#include <stdint.h>
+#include "config.h"
+
+struct notify_msg {
+	uint64_t stream_id;
+	uint64_t txnid;
+};
+
+/* Socket path for cfg (notify_socket, else <data_dir>/live.sock) into out.
+ * Returns 0, or -1 when it does not fit a socket address. */
+int notify_path(const struct config *cfg, char *out, size_t cap);
+
+/* Sender side (any process). notify_send never blocks and never fails
+ * loudly. */
+void notify_sender_init(const struct config *cfg);
+void notify_send(uint64_t stream_id, uint64_t txnid);
+
+/* Receiver side (lmstream-live): binds the socket (replacing a stale one)
+ * and returns its descriptor, or -1 with errno. */
+int notify_listen(const struct config *cfg);
+/* Reads one datagram; returns 1 with *msg, 0 when none is pending, -1 on error. */
+int notify_recv(int fd, struct notify_msg *msg);
+
+#endif
