@@ -23,6 +23,7 @@ void config_defaults(struct config *cfg)
 	snprintf(cfg->listen, sizeof cfg->listen, "%s", LS_DEFAULT_LISTEN);
 	cfg->max_connections = 10000;
 	cfg->threads = 2;
+	snprintf(cfg->cache_control, sizeof cfg->cache_control, "%s", "public, max-age=60, stale-while-revalidate=300");
 }
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -126,6 +127,9 @@ int config_set(struct config *cfg, const char *key, const char *v, char *err, si
 		if (parse_int(v, 1, 64, &n))
 			goto bad;
 		cfg->threads = n;
+	} else if (!strcmp(key, "cache_control")) {
+		if (!*v || strpbrk(v, "\r\n") || set_string(cfg->cache_control, sizeof cfg->cache_control, v))
+			goto bad;
 	} else if (!strcmp(key, "notify_socket")) {
 		if (set_string(cfg->notify_path, sizeof cfg->notify_path, v))
 			goto bad;
@@ -189,7 +193,7 @@ int config_from_env(struct config *cfg, char *err, size_t errlen)
 	static const char *keys[] = {
 		"data_dir", "map_size", "durability", "max_body", "max_path",
 		"long_poll_timeout", "sse_lifetime", "heartbeat", "prefix", "listen",
-		"max_connections", "threads", "notify_socket",
+		"max_connections", "threads", "notify_socket", "cache_control",
 	};
 	const char *file = getenv("LMSTREAM_CONFIG");
 	char name[64], why[256];

@@ -856,8 +856,9 @@ static int fill_read(struct proto_ctx *ctx, const struct stream_meta *m, struct 
 	}
 	etag_value(etag, sizeof etag, m, start_seq, live->seq, closed);
 	proto_add_header(resp, "ETag", etag);
-	/* A range that ends before the tail never changes; the tail is revalidated. */
-	proto_add_header(resp, "Cache-Control", up_to_date ? "no-cache" : "public, max-age=60, stale-while-revalidate=300");
+	/* Data at an offset never changes (PROTOCOL.md section 10.1); an empty
+	 * read at the tail must not hide what comes next. */
+	proto_add_header(resp, "Cache-Control", count ? ctx->cfg->cache_control : "no-cache");
 	if (if_none_match && etag_matches(if_none_match, etag)) {
 		/* 304 keeps the validators only. */
 		proto_response_reset(resp);

@@ -68,7 +68,7 @@ int sse_control_event(struct buf *out, const char *next_offset, const char *curs
 	buf_puts(out, next_offset);
 	buf_puts(out, "\"");
 	if (closed) {
-		buf_puts(out, ",\"streamClosed\":true");
+		buf_puts(out, ",\"streamClosed\":true,\"upToDate\":true");
 	} else {
 		if (cursor) {
 			buf_puts(out, ",\"streamCursor\":\"");

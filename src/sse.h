@@ -13,7 +13,7 @@ int sse_data_event(struct buf *out, const char *payload, size_t len);
 int sse_base64(struct buf *out, const void *data, size_t len);
 
 /* Appends a control event: {"streamNextOffset":..,"streamCursor":..,"upToDate":true}
- * or, when closed, {"streamNextOffset":..,"streamClosed":true} (no cursor).
+ * or, when closed, {"streamNextOffset":..,"streamClosed":true,"upToDate":true} (no cursor).
  * cursor may be NULL. */
 int sse_control_event(struct buf *out, const char *next_offset, const char *cursor,
                       int up_to_date, int closed);
