@@ -165,6 +165,19 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	}
 	while (fgets(line, sizeof line, f)) {
 		lineno++;
+		size_t ll = strlen(line);
+		if (ll && line[ll - 1] != '\n' && !feof(f)) {
+			/* Longer than the buffer: only a comment may be that long. */
+			int c;
+			while ((c = fgetc(f)) != EOF && c != '\n')
+				;
+			if (*trim(line) != '#') {
+				snprintf(err, errlen, "%s:%d: line too long", path, lineno);
+				fclose(f);
+				return -1;
+			}
+			continue;
+		}
 		char *hash = strchr(line, '#');
 		if (hash)
 			*hash = '\0';

@@ -407,7 +407,7 @@ static int append_body(struct store_txn *t, struct stream_meta *m, int json,
                        const char *body, size_t len)
 {
 	struct append_ctx a = { t, m, ST_OK };
-	if (json) {
+	if (json && len) {
 		size_t count;
 		const char *why;
 		int rc = json_split(body, len, append_one, &a, &count, &why);
@@ -1071,13 +1071,13 @@ enum sse_step proto_sse_step(struct proto_ctx *ctx, struct proto_live *live, str
 	buf_free(&payload);
 
 	int at_tail = live->seq >= m.tail_seq;
-	if (!count && live->control_sent)
-		return at_tail ? SSE_IDLE : SSE_MORE; /* nothing new since the last control event */
 	offset_format(off, live->seq, live->bytes);
 	if (at_tail && m.closed) {
 		sse_control_event(out, off, NULL, 1, 1);
 		return SSE_END;
 	}
+	if (!count && live->control_sent)
+		return at_tail ? SSE_IDLE : SSE_MORE; /* nothing new since the last control event */
 	make_cursor(live->cursor_in, cur);
 	sse_control_event(out, off, cur, at_tail, 0);
 	live->control_sent = 1; /* a control event has been sent at least once */

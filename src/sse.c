@@ -12,7 +12,8 @@ int sse_data_event(struct buf *out, const char *p, size_t len)
 		size_t e = i;
 		while (e < len && p[e] != '\n' && p[e] != '\r')
 			e++;
-		buf_puts(out, "data:");
+		/* Readers drop one space after "data:": keep a leading one. */
+		buf_puts(out, (e > i && p[i] == ' ') ? "data: " : "data:");
 		buf_append(out, p + i, e - i);
 		buf_puts(out, "\n");
 		if (e >= len)

@@ -101,7 +101,7 @@ int store_meta_get(struct store_txn *t, const char *name, size_t len, struct str
 /* Writes metadata and keeps the expiry index in step. */
 int store_meta_put(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m);
 /* Removes the stream; its messages and producer state are reclaimed by
- * later write transactions (store_gc_step). */
+ * later write transactions (store_housekeep). */
 int store_meta_del(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m);
 /* Allocates a new stream id. */
 int store_new_id(struct store_txn *t, uint64_t *id);

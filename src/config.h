@@ -1,0 +1,46 @@
+/* config.h: the one configuration file both binaries read, plus overrides. */
+#ifndef LS_CONFIG_H
+#define LS_CONFIG_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum durability {
+	DURABILITY_DURABLE, /* acknowledge after the commit is on disk (group commit) */
+	DURABILITY_FAST,    /* acknowledge after the commit; power loss may undo the last commits */
+};
+
+struct config {
+	char     data_dir[512];
+	uint64_t map_size;
+	enum durability durability;
+	uint64_t max_body;
+	size_t   max_path;
+	int      long_poll_ms;
+	int      sse_lifetime_ms;
+	int      heartbeat_ms;     /* SSE comment interval (lmstream-live) */
+	char     prefix[128];
+	char     listen[128];      /* host:port of lmstream-live */
+	int      max_connections;  /* lmstream-live connection cap */
+	int      threads;          /* lmstream-live worker threads */
+	char     notify_path[512]; /* AF_UNIX socket of lmstream-live; "" = <data_dir>/live.sock */
+	char     cache_control[128]; /* Cache-Control of reads that return data */
+};
+
+/* Fills cfg with the built-in defaults. */
+void config_defaults(struct config *cfg);
+
+/* Applies one "key = value" setting. Returns 0, or -1 with a reason in err. */
+int config_set(struct config *cfg, const char *key, const char *value, char *err, size_t errlen);
+
+/* Reads a config file ("key = value" lines, '#' comments). Returns 0 or -1
+ * with "file:line: reason" in err. */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* Applies LMSTREAM_CONFIG (a file) and then LMSTREAM_<KEY> variables of the
+ * environment (for example LMSTREAM_DATA_DIR). Returns 0 or -1 with err. */
+int config_from_env(struct config *cfg, char *err, size_t errlen);
+
+/* Parses sizes such as "64M", "8G", "512". Returns 0 or -1. */
+int config_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,759 @@
+/* test_store.c: unit tests of src/store.c against a fresh LMDB environment in
+ * a temporary directory (removed at the end). */
+#include "log.h"
+#include "store.h"
+#include "unit.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char tmpdir[64];
+static char datadir[128];
+
+static struct config test_config(void)
+{
+	struct config cfg;
+	config_defaults(&cfg);
+	snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", datadir);
+	cfg.map_size = 64ULL << 20;
+	return cfg;
+}
+
+/* --- helpers ------------------------------------------------------------------ */
+
+struct msg { uint64_t seq, end; char *data; size_t len; };
+struct scan { struct msg m[256]; size_t n; size_t stop_after; };
+
+static int scan_fn(void *ctx, uint64_t seq, uint64_t end_bytes, const char *data, size_t len)
+{
+	struct scan *s = ctx;
+	if (s->n < NELEM(s->m)) {
+		s->m[s->n].seq = seq;
+		s->m[s->n].end = end_bytes;
+		s->m[s->n].data = malloc(len ? len : 1);
+		memcpy(s->m[s->n].data, data, len);   /* copy: valid only until txn end */
+		s->m[s->n].len = len;
+	}
+	s->n++;
+	return s->stop_after && s->n >= s->stop_after;
+}
+
+static void scan_free(struct scan *s)
+{
+	for (size_t i = 0; i < s->n && i < NELEM(s->m); i++)
+		free(s->m[i].data);
+	s->n = 0;
+}
+
+/* Messages of stream id from seq on, in a read transaction. */
+static size_t count_msgs(struct store *st, uint64_t id, uint64_t from)
+{
+	struct store_txn r;
+	struct scan s = { .n = 0 };
+	store_txn_init(&r, st);
+	if (store_read_begin(&r) != ST_OK)
+		return (size_t)-1;
+	int rc = store_msg_scan(&r, id, from, scan_fn, &s);
+	store_read_end(&r);
+	store_txn_release(&r);
+	size_t n = rc == ST_OK ? s.n : (size_t)-1;
+	scan_free(&s);
+	return n;
+}
+
+static int meta_exists(struct store *st, const char *name)
+{
+	struct store_txn r;
+	struct stream_meta m;
+	store_txn_init(&r, st);
+	store_read_begin(&r);
+	int rc = store_meta_get(&r, name, strlen(name), &m);
+	store_read_end(&r);
+	store_txn_release(&r);
+	return rc == ST_OK;
+}
+
+static int producer_exists(struct store *st, uint64_t id, const char *pid)
+{
+	struct store_txn r;
+	struct producer_state ps;
+	store_txn_init(&r, st);
+	store_read_begin(&r);
+	int rc = store_producer_get(&r, id, pid, strlen(pid), &ps);
+	store_read_end(&r);
+	store_txn_release(&r);
+	return rc == ST_OK;
+}
+
+/* Creates a stream with n messages "m<seq>" and one producer "p". */
+static uint64_t make_stream(struct store *st, const char *name, int n, int has_ttl, uint64_t ttl_s,
+                            int64_t access_ms, int64_t expires_ms)
+{
+	struct store_txn w;
+	struct stream_meta m;
+	memset(&m, 0, sizeof m);
+	if (store_write_begin(&w, st) != ST_OK)
+		return 0;
+	store_new_id(&w, &m.id);
+	for (int i = 0; i < n; i++) {
+		char buf[32];
+		int l = snprintf(buf, sizeof buf, "m%d", i);
+		m.tail_bytes += (uint64_t)l;
+		store_msg_put(&w, m.id, m.tail_seq++, m.tail_bytes, buf, (size_t)l);
+	}
+	m.created_ms = m.access_ms = access_ms;
+	m.has_ttl = has_ttl;
+	m.ttl_s = ttl_s;
+	m.expires_ms = expires_ms;
+	snprintf(m.content_type, sizeof m.content_type, "text/plain");
+	struct producer_state ps = { 1, 2, access_ms };
+	store_producer_put(&w, m.id, "p", 1, &ps);
+	if (store_meta_put(&w, name, strlen(name), &m) != ST_OK || store_commit(&w, 0) != ST_OK)
+		return 0;
+	return m.id;
+}
+
+static int housekeep(struct store *st, int64_t now, int max)
+{
+	struct store_txn w;
+	int rc = store_write_begin(&w, st);
+	if (rc)
+		return rc;
+	rc = store_housekeep(&w, now, max);
+	if (rc) {
+		store_abort(&w);
+		return rc;
+	}
+	return store_commit(&w, 0);
+}
+
+/* --- tests ------------------------------------------------------------------------ */
+
+static void test_open(struct store **out)
+{
+	struct config cfg = test_config();
+	struct store *st = NULL;
+	CHECK_INT(store_open(&st, &cfg), ST_OK);
+	CHECK(st != NULL);
+	struct stat sb;
+	CHECK(stat(datadir, &sb) == 0 && S_ISDIR(sb.st_mode));   /* nested dirs created */
+	CHECK(store_reader_check(st) >= 0);
+	*out = st;
+
+	/* A data directory that is a file cannot be opened. */
+	char file[160];
+	snprintf(file, sizeof file, "%s/plainfile", tmpdir);
+	FILE *f = fopen(file, "w");
+	if (f)
+		fclose(f);
+	struct config bad = test_config();
+	snprintf(bad.data_dir, sizeof bad.data_dir, "%s", file);
+	struct store *st2 = NULL;
+	CHECK(store_open(&st2, &bad) != ST_OK);
+	unlink(file);
+}
+
+static void test_clock(void)
+{
+	int64_t now = store_now_ms(), t = (int64_t)time(NULL) * 1000;
+	CHECK(now >= t - 2000 && now <= t + 2000);
+	int64_t a = store_mono_ms(), b = store_mono_ms();
+	CHECK(a > 0 && b >= a);
+}
+
+static void test_ids(struct store *st)
+{
+	uint64_t ids[100], last = 0;
+	struct store_txn w;
+	int distinct = 1;
+
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	for (size_t i = 0; i < NELEM(ids); i++) {
+		CHECK_INT(store_new_id(&w, &ids[i]), ST_OK);
+		if (ids[i] == 0)
+			distinct = 0;
+		for (size_t j = 0; j < i; j++)
+			if (ids[j] == ids[i])
+				distinct = 0;
+	}
+	CHECK(distinct);
+	CHECK_INT(store_commit(&w, 0), ST_OK);
+	for (size_t i = 0; i < NELEM(ids); i++)
+		if (ids[i] > last)
+			last = ids[i];
+	/* Ids of committed transactions are never handed out again. */
+	uint64_t next;
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	CHECK_INT(store_new_id(&w, &next), ST_OK);
+	CHECK(next > last);
+	store_abort(&w);
+}
+
+/* Fills every field of a stream_meta with distinct values; strings at their
+ * maximum length. */
+static void full_meta(struct stream_meta *m, uint64_t id)
+{
+	memset(m, 0, sizeof *m);
+	m->id = id;
+	m->tail_seq = 0x0102030405060708ULL;
+	m->tail_bytes = 0x1112131415161718ULL;
+	m->created_ms = 1728432000123LL;
+	m->access_ms = 1728432999999LL;
+	m->expires_ms = 4102444800000LL;
+	m->ttl_s = 9999999999ULL;
+	m->has_ttl = 1;
+	m->closed = 1;
+	m->closed_by_producer = 1;
+	m->cb_epoch = 9007199254740991ULL;
+	m->cb_seq = 9007199254740990ULL;
+	m->cb_id_len = LS_MAX_PRODUCER_ID;
+	for (size_t i = 0; i < LS_MAX_PRODUCER_ID; i++)
+		m->cb_id[i] = (char)('!' + i % 90);
+	m->has_last_seq = 1;
+	m->last_seq_len = LS_MAX_STREAM_SEQ;
+	for (size_t i = 0; i < LS_MAX_STREAM_SEQ; i++)
+		m->last_seq[i] = (char)('0' + i % 10);
+	for (size_t i = 0; i < LS_MAX_CONTENT_TYPE; i++)
+		m->content_type[i] = (char)('a' + i % 26);
+	for (size_t i = 0; i < LS_MAX_EXPIRES_AT; i++)
+		m->expires_at[i] = (char)('A' + i % 26);
+}
+
+static void check_meta_eq(int line, const struct stream_meta *a, const struct stream_meta *b)
+{
+	CHECK_UINT_AT(line, a->id, b->id);
+	CHECK_UINT_AT(line, a->tail_seq, b->tail_seq);
+	CHECK_UINT_AT(line, a->tail_bytes, b->tail_bytes);
+	CHECK_INT_AT(line, a->created_ms, b->created_ms);
+	CHECK_INT_AT(line, a->access_ms, b->access_ms);
+	CHECK_INT_AT(line, a->expires_ms, b->expires_ms);
+	CHECK_UINT_AT(line, a->ttl_s, b->ttl_s);
+	CHECK_INT_AT(line, a->has_ttl, b->has_ttl);
+	CHECK_INT_AT(line, a->closed, b->closed);
+	CHECK_INT_AT(line, a->closed_by_producer, b->closed_by_producer);
+	CHECK_UINT_AT(line, a->cb_epoch, b->cb_epoch);
+	CHECK_UINT_AT(line, a->cb_seq, b->cb_seq);
+	CHECK_MEM_AT(line, a->cb_id, a->cb_id_len, b->cb_id, b->cb_id_len);
+	CHECK_INT_AT(line, a->has_last_seq, b->has_last_seq);
+	CHECK_MEM_AT(line, a->last_seq, a->last_seq_len, b->last_seq, b->last_seq_len);
+	CHECK_STR_AT(line, a->content_type, b->content_type);
+	CHECK_STR_AT(line, a->expires_at, b->expires_at);
+}
+
+static void test_meta(struct store *st)
+{
+	static const struct {
+		int line;
+		int full;          /* every field at its maximum, else all zero but id */
+		size_t name_len;   /* name of this many bytes */
+	} rows[] = {
+		{ __LINE__, 1, 1 },
+		{ __LINE__, 1, 37 },
+		{ __LINE__, 0, 2 },
+		{ __LINE__, 1, LS_MAX_PATH_HARD },
+		{ __LINE__, 0, LS_MAX_PATH_HARD - 1 },
+	};
+	for (size_t i = 0; i < NELEM(rows); i++) {
+		int line = rows[i].line;
+		char name[LS_MAX_PATH_HARD + 1];
+		for (size_t k = 0; k < rows[i].name_len; k++)
+			name[k] = (char)("abc/xyz\xc3\xa9"[k % 9]);
+		name[0] = (char)('0' + i);
+		name[rows[i].name_len] = '\0';
+		size_t nlen = rows[i].name_len;
+
+		struct store_txn w, r;
+		struct stream_meta m, got;
+		CHECK_INT_AT(line, store_write_begin(&w, st), ST_OK);
+		uint64_t id;
+		store_new_id(&w, &id);
+		if (rows[i].full) {
+			full_meta(&m, id);
+		} else {
+			memset(&m, 0, sizeof m);
+			m.id = id;
+		}
+		CHECK_INT_AT(line, store_meta_get(&w, name, nlen, &got), ST_NOTFOUND);
+		CHECK_INT_AT(line, store_meta_put(&w, name, nlen, &m), ST_OK);
+		memset(&got, 0x5a, sizeof got);
+		CHECK_INT_AT(line, store_meta_get(&w, name, nlen, &got), ST_OK);   /* same txn */
+		check_meta_eq(line, &got, &m);
+		CHECK_INT_AT(line, store_commit(&w, 0), ST_OK);
+
+		store_txn_init(&r, st);
+		CHECK_INT_AT(line, store_read_begin(&r), ST_OK);
+		memset(&got, 0xa5, sizeof got);
+		CHECK_INT_AT(line, store_meta_get(&r, name, nlen, &got), ST_OK);
+		check_meta_eq(line, &got, &m);
+		/* A prefix of the name is another stream. */
+		if (nlen > 1)
+			CHECK_INT_AT(line, store_meta_get(&r, name, nlen - 1, &got), ST_NOTFOUND);
+		store_read_end(&r);
+		store_txn_release(&r);
+
+		/* Overwrite: the last put wins. */
+		CHECK_INT_AT(line, store_write_begin(&w, st), ST_OK);
+		m.tail_seq = 5;
+		m.closed = 0;
+		CHECK_INT_AT(line, store_meta_put(&w, name, nlen, &m), ST_OK);
+		CHECK_INT_AT(line, store_commit(&w, 0), ST_OK);
+		store_txn_init(&r, st);
+		store_read_begin(&r);
+		CHECK_INT_AT(line, store_meta_get(&r, name, nlen, &got), ST_OK);
+		CHECK_UINT_AT(line, got.tail_seq, 5);
+		CHECK_INT_AT(line, got.closed, 0);
+		store_read_end(&r);
+		store_txn_release(&r);
+	}
+}
+
+static void test_expiry_value(void)
+{
+	static const struct {
+		int line;
+		int has_ttl;
+		uint64_t ttl_s;
+		int64_t access_ms, expires_ms, want;
+	} rows[] = {
+		{ __LINE__, 0, 0, 1000, 0, 0 },
+		{ __LINE__, 0, 60, 1000, 0, 0 },            /* ttl_s without has_ttl */
+		{ __LINE__, 1, 60, 1000, 0, 61000 },
+		{ __LINE__, 1, 0, 1000, 0, 1000 },
+		{ __LINE__, 0, 0, 1000, 5000, 5000 },
+		{ __LINE__, 1, 60, 1000, 5000, 5000 },       /* the earlier of the two */
+		{ __LINE__, 1, 1, 1000, 5000, 2000 },
+	};
+	for (size_t i = 0; i < NELEM(rows); i++) {
+		struct stream_meta m;
+		memset(&m, 0, sizeof m);
+		m.has_ttl = rows[i].has_ttl;
+		m.ttl_s = rows[i].ttl_s;
+		m.access_ms = rows[i].access_ms;
+		m.expires_ms = rows[i].expires_ms;
+		CHECK_INT_AT(rows[i].line, store_meta_expiry(&m), rows[i].want);
+	}
+}
+
+static void test_msgs(struct store *st)
+{
+	static const struct { const char *data; size_t len; } msgs[] = {
+		{ "hello", 5 }, { "", 0 }, { "a\0b", 3 }, { "\xff\xfe", 2 }, { "x", 1 },
+		{ "", 0 }, { "0123456789", 10 }, { "last", 4 },
+	};
+	struct store_txn w, r;
+	uint64_t id, other_lo, other_hi, end[NELEM(msgs)], total = 0;
+
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	store_new_id(&w, &other_lo);
+	store_new_id(&w, &id);
+	store_new_id(&w, &other_hi);
+	CHECK(other_lo < id && id < other_hi);
+	for (size_t i = 0; i < NELEM(msgs); i++) {
+		total += msgs[i].len;
+		end[i] = total;
+		CHECK_INT(store_msg_put(&w, id, i, total, msgs[i].data, msgs[i].len), ST_OK);
+	}
+	/* Neighbouring streams: their messages must never show up in id's scans. */
+	for (uint64_t s = 0; s < 3; s++) {
+		CHECK_INT(store_msg_put(&w, other_lo, s, s + 1, "L", 1), ST_OK);
+		CHECK_INT(store_msg_put(&w, other_hi, s, s + 1, "H", 1), ST_OK);
+	}
+	CHECK_INT(store_commit(&w, 0), ST_OK);
+
+	static const struct { int line; uint64_t from; size_t stop; size_t want_n; uint64_t first; } scans[] = {
+		{ __LINE__, 0, 0, NELEM(msgs), 0 },
+		{ __LINE__, 1, 0, NELEM(msgs) - 1, 1 },
+		{ __LINE__, 5, 0, NELEM(msgs) - 5, 5 },
+		{ __LINE__, NELEM(msgs) - 1, 0, 1, NELEM(msgs) - 1 },
+		{ __LINE__, NELEM(msgs), 0, 0, 0 },
+		{ __LINE__, 1000, 0, 0, 0 },
+		{ __LINE__, UINT64_MAX, 0, 0, 0 },
+		{ __LINE__, 0, 3, 3, 0 },       /* fn stops the scan */
+		{ __LINE__, 2, 1, 1, 2 },
+	};
+	store_txn_init(&r, st);
+	for (size_t i = 0; i < NELEM(scans); i++) {
+		int line = scans[i].line;
+		struct scan s = { .stop_after = scans[i].stop };
+		CHECK_INT_AT(line, store_read_begin(&r), ST_OK);
+		CHECK_INT_AT(line, store_msg_scan(&r, id, scans[i].from, scan_fn, &s), ST_OK);
+		store_read_end(&r);
+		CHECK_UINT_AT(line, s.n, scans[i].want_n);
+		for (size_t k = 0; k < s.n && k < NELEM(s.m); k++) {
+			uint64_t seq = scans[i].first + k;
+			CHECK_UINT_AT(line, s.m[k].seq, seq);
+			if (seq >= NELEM(msgs))
+				continue;
+			CHECK_UINT_AT(line, s.m[k].end, end[seq]);
+			CHECK_MEM_AT(line, s.m[k].data, s.m[k].len, msgs[seq].data, msgs[seq].len);
+		}
+		scan_free(&s);
+	}
+
+	/* Byte counts before each message. */
+	CHECK_INT(store_read_begin(&r), ST_OK);
+	for (uint64_t seq = 0; seq <= NELEM(msgs); seq++) {
+		uint64_t b = 777;
+		CHECK_INT(store_msg_end_bytes(&r, id, seq, &b), ST_OK);
+		CHECK_UINT(b, seq ? end[seq - 1] : 0);
+	}
+	uint64_t b;
+	CHECK_INT(store_msg_end_bytes(&r, id, NELEM(msgs) + 5, &b), ST_NOTFOUND);
+	store_read_end(&r);
+	store_txn_release(&r);
+
+	CHECK_UINT(count_msgs(st, other_lo, 0), 3);
+	CHECK_UINT(count_msgs(st, other_hi, 0), 3);
+
+	/* A large message comes back byte for byte. */
+	size_t big = (1u << 20) + 17;
+	char *data = malloc(big);
+	for (size_t i = 0; i < big; i++)
+		data[i] = (char)(i * 31 + 7);
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	uint64_t bid;
+	store_new_id(&w, &bid);
+	CHECK_INT(store_msg_put(&w, bid, 0, big, data, big), ST_OK);
+	CHECK_INT(store_commit(&w, 0), ST_OK);
+	struct scan s = { .n = 0 };
+	store_txn_init(&r, st);
+	CHECK_INT(store_read_begin(&r), ST_OK);
+	CHECK_INT(store_msg_scan(&r, bid, 0, scan_fn, &s), ST_OK);
+	store_read_end(&r);
+	store_txn_release(&r);
+	CHECK_UINT(s.n, 1);
+	if (s.n == 1) {
+		CHECK_UINT(s.m[0].end, big);
+		CHECK(s.m[0].len == big && !memcmp(s.m[0].data, data, big));
+	}
+	scan_free(&s);
+	free(data);
+}
+
+static void test_producers(struct store *st)
+{
+	char longid[LS_MAX_PRODUCER_ID + 1];
+	memset(longid, 'q', sizeof longid);
+	static const struct {
+		int line;
+		size_t plen;      /* bytes of longid, or 0 for "w-1" */
+		int put_rc, get_rc;
+	} rows[] = {
+		{ __LINE__, 0, ST_OK, ST_OK },
+		{ __LINE__, 1, ST_OK, ST_OK },
+		{ __LINE__, LS_MAX_PRODUCER_ID, ST_OK, ST_OK },
+		{ __LINE__, LS_MAX_PRODUCER_ID + 1, ST_ERROR, ST_NOTFOUND },
+	};
+	struct store_txn w, r;
+	uint64_t id, id2;
+
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	store_new_id(&w, &id);
+	store_new_id(&w, &id2);
+	for (size_t i = 0; i < NELEM(rows); i++) {
+		const char *pid = rows[i].plen ? longid : "w-1";
+		size_t plen = rows[i].plen ? rows[i].plen : 3;
+		struct producer_state ps = { 3 + i, 9007199254740991ULL - i, 1728432000000LL + (int64_t)i }, got;
+		CHECK_INT_AT(rows[i].line, store_producer_get(&w, id, pid, plen, &got), ST_NOTFOUND);
+		CHECK_INT_AT(rows[i].line, store_producer_put(&w, id, pid, plen, &ps), rows[i].put_rc);
+		memset(&got, 0, sizeof got);
+		CHECK_INT_AT(rows[i].line, store_producer_get(&w, id, pid, plen, &got), rows[i].get_rc);
+		if (rows[i].get_rc == ST_OK) {
+			CHECK_UINT_AT(rows[i].line, got.epoch, ps.epoch);
+			CHECK_UINT_AT(rows[i].line, got.last_seq, ps.last_seq);
+			CHECK_INT_AT(rows[i].line, got.updated_ms, ps.updated_ms);
+		}
+		/* Scoped to the stream. */
+		CHECK_INT_AT(rows[i].line, store_producer_get(&w, id2, pid, plen, &got), ST_NOTFOUND);
+	}
+	/* Overwrite. */
+	struct producer_state ps = { 10, 0, 5 }, got;
+	CHECK_INT(store_producer_put(&w, id, "w-1", 3, &ps), ST_OK);
+	CHECK_INT(store_commit(&w, 0), ST_OK);
+	store_txn_init(&r, st);
+	CHECK_INT(store_read_begin(&r), ST_OK);
+	CHECK_INT(store_producer_get(&r, id, "w-1", 3, &got), ST_OK);
+	CHECK_UINT(got.epoch, 10);
+	CHECK_UINT(got.last_seq, 0);
+	CHECK_INT(got.updated_ms, 5);
+	CHECK_INT(store_producer_get(&r, id, "w-", 2, &got), ST_NOTFOUND);
+	CHECK_INT(store_producer_get(&r, id, "w-1x", 4, &got), ST_NOTFOUND);
+	store_read_end(&r);
+	store_txn_release(&r);
+}
+
+static void test_delete_and_gc(struct store *st)
+{
+	int64_t now = store_now_ms();
+	uint64_t keep = make_stream(st, "gc/keep", 5, 0, 0, now, 0);
+	uint64_t gone = make_stream(st, "gc/gone", 20, 0, 0, now, 0);
+	CHECK(keep && gone);
+	CHECK_UINT(count_msgs(st, gone, 0), 20);
+
+	struct store_txn w;
+	struct stream_meta m;
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	CHECK_INT(store_meta_get(&w, "gc/gone", 7, &m), ST_OK);
+	CHECK_INT(store_meta_del(&w, "gc/gone", 7, &m), ST_OK);
+	CHECK_INT(store_meta_get(&w, "gc/gone", 7, &m), ST_NOTFOUND);
+	CHECK_INT(store_commit(&w, 0), ST_OK);
+	CHECK(!meta_exists(st, "gc/gone"));
+
+	/* Reclaimed a few rows at a time. */
+	int calls = 0;
+	while (count_msgs(st, gone, 0) > 0 && calls < 20) {
+		size_t before = count_msgs(st, gone, 0);
+		CHECK_INT(housekeep(st, now, 7), ST_OK);
+		CHECK(count_msgs(st, gone, 0) < before);
+		calls++;
+	}
+	CHECK_UINT(count_msgs(st, gone, 0), 0);
+	CHECK(calls >= 3 && calls <= 4);
+	CHECK_INT(housekeep(st, now, 7), ST_OK);   /* producer rows */
+	CHECK(!producer_exists(st, gone, "p"));
+	CHECK_INT(housekeep(st, now, 1000), ST_OK); /* nothing left: still fine */
+
+	/* The other stream is untouched. */
+	CHECK(meta_exists(st, "gc/keep"));
+	CHECK_UINT(count_msgs(st, keep, 0), 5);
+	CHECK(producer_exists(st, keep, "p"));
+
+	/* A path re-created after a delete is a new stream with a new id and no old data. */
+	uint64_t again = make_stream(st, "gc/gone", 2, 0, 0, now, 0);
+	CHECK(again != 0 && again != gone);
+	CHECK_UINT(count_msgs(st, again, 0), 2);
+}
+
+static void test_expiry(struct store *st)
+{
+	int64_t now = store_now_ms();
+	static const struct {
+		int line;
+		const char *name;
+		int has_ttl;
+		uint64_t ttl_s;
+		int64_t access_ago_ms;    /* access_ms = now - this */
+		int64_t expires_in_ms;    /* expires_ms = now + this, 0 = none */
+		int deleted;
+	} rows[] = {
+		{ __LINE__, "exp/ttl-past", 1, 1, 10000, 0, 1 },
+		{ __LINE__, "exp/ttl-zero", 1, 0, 1, 0, 1 },
+		{ __LINE__, "exp/ttl-future", 1, 3600, 10000, 0, 0 },
+		{ __LINE__, "exp/at-past", 0, 0, 0, -5000, 1 },
+		{ __LINE__, "exp/at-future", 0, 0, 0, 3600000, 0 },
+		{ __LINE__, "exp/both-at-first", 1, 3600, 0, -1, 1 },
+		{ __LINE__, "exp/both-ttl-first", 1, 1, 5000, 3600000, 1 },
+		{ __LINE__, "exp/none", 0, 0, 999999999, 0, 0 },
+	};
+	uint64_t ids[NELEM(rows)];
+	for (size_t i = 0; i < NELEM(rows); i++) {
+		ids[i] = make_stream(st, rows[i].name, 3, rows[i].has_ttl, rows[i].ttl_s,
+		                     now - rows[i].access_ago_ms,
+		                     rows[i].expires_in_ms ? now + rows[i].expires_in_ms : 0);
+		CHECK_AT(rows[i].line, ids[i] != 0);
+	}
+	CHECK_INT(housekeep(st, now, 1000), ST_OK);
+	for (size_t i = 0; i < NELEM(rows); i++) {
+		CHECK_INT_AT(rows[i].line, meta_exists(st, rows[i].name), !rows[i].deleted);
+		CHECK_UINT_AT(rows[i].line, count_msgs(st, ids[i], 0), rows[i].deleted ? 0 : 3);
+		CHECK_INT_AT(rows[i].line, producer_exists(st, ids[i], "p"), !rows[i].deleted);
+	}
+
+	/* Later, the others expire too, except the one without expiry. */
+	CHECK_INT(housekeep(st, now + 4000LL * 1000, 1000), ST_OK);
+	for (size_t i = 0; i < NELEM(rows); i++)
+		CHECK_INT_AT(rows[i].line, meta_exists(st, rows[i].name), !strcmp(rows[i].name, "exp/none"));
+
+	/* A sliding TTL that was refreshed moves its index entry: no early delete. */
+	uint64_t id = make_stream(st, "exp/refreshed", 1, 1, 10, now - 60000, 0);
+	struct store_txn w;
+	struct stream_meta m;
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	CHECK_INT(store_meta_get(&w, "exp/refreshed", 13, &m), ST_OK);
+	m.access_ms = now;
+	CHECK_INT(store_meta_put(&w, "exp/refreshed", 13, &m), ST_OK);
+	CHECK_INT(store_commit(&w, 0), ST_OK);
+	CHECK_INT(housekeep(st, now + 5000, 1000), ST_OK);
+	CHECK(meta_exists(st, "exp/refreshed"));
+	CHECK_INT(housekeep(st, now + 11000, 1000), ST_OK);
+	CHECK(!meta_exists(st, "exp/refreshed"));
+	CHECK_UINT(count_msgs(st, id, 0), 0);
+
+	/* The expiry entry of a deleted stream never deletes a newer stream on the same path. */
+	CHECK(make_stream(st, "exp/reborn", 1, 1, 10, now, 0) != 0);
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	CHECK_INT(store_meta_get(&w, "exp/reborn", 10, &m), ST_OK);
+	CHECK_INT(store_meta_del(&w, "exp/reborn", 10, &m), ST_OK);
+	CHECK_INT(store_commit(&w, 0), ST_OK);
+	uint64_t reborn = make_stream(st, "exp/reborn", 2, 0, 0, now, 0);
+	CHECK_INT(housekeep(st, now + 60000, 1000), ST_OK);
+	CHECK(meta_exists(st, "exp/reborn"));
+	CHECK_UINT(count_msgs(st, reborn, 0), 2);
+
+	/* Many expired streams: bounded work per call, all gone in the end. */
+	for (int i = 0; i < 40; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "exp/many-%02d", i);
+		make_stream(st, name, 2, 1, 1, now - 10000, 0);
+	}
+	int calls = 0;
+	while (meta_exists(st, "exp/many-39") || meta_exists(st, "exp/many-00")) {
+		if (++calls > 40)
+			break;
+		CHECK_INT(housekeep(st, now, 8), ST_OK);
+	}
+	CHECK(calls > 1 && calls <= 40);
+	for (int i = 0; i < 40; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "exp/many-%02d", i);
+		CHECK(!meta_exists(st, name));
+	}
+}
+
+static void test_txnid(struct store *st)
+{
+	struct store_txn w, r;
+	uint64_t t0 = store_last_txnid(st);
+
+	for (int i = 1; i <= 5; i++) {
+		uint64_t id;
+		CHECK_INT(store_write_begin(&w, st), ST_OK);
+		store_new_id(&w, &id);
+		CHECK_INT(store_commit(&w, i % 2), ST_OK);     /* with and without sync */
+		CHECK_UINT(store_last_txnid(st), t0 + (uint64_t)i);
+		CHECK_UINT(w.committed_txnid, t0 + (uint64_t)i);
+	}
+	/* Aborted writes and reads commit nothing. */
+	uint64_t t1 = store_last_txnid(st);
+	uint64_t id;
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	store_new_id(&w, &id);
+	store_abort(&w);
+	store_txn_init(&r, st);
+	CHECK_INT(store_read_begin(&r), ST_OK);
+	store_read_end(&r);
+	store_txn_release(&r);
+	CHECK_UINT(store_last_txnid(st), t1);
+}
+
+static void test_read_reuse(struct store *st)
+{
+	struct store_txn r;
+	struct stream_meta m;
+	int ok = 1;
+
+	store_txn_init(&r, st);
+	for (int i = 0; i < 2000; i++) {
+		if (store_read_begin(&r) != ST_OK || store_meta_get(&r, "gc/keep", 7, &m) != ST_OK)
+			ok = 0;
+		store_read_end(&r);
+		/* Writes in between: each begin sees the latest commit. */
+		if (i % 500 == 0) {
+			struct store_txn w;
+			store_write_begin(&w, st);
+			m.tail_bytes = (uint64_t)i;
+			store_meta_put(&w, "gc/keep", 7, &m);
+			store_commit(&w, 1);
+			store_read_begin(&r);
+			store_meta_get(&r, "gc/keep", 7, &m);
+			store_read_end(&r);
+			if (m.tail_bytes != (uint64_t)i)
+				ok = 0;
+		}
+	}
+	CHECK(ok);
+	store_read_end(&r);    /* ending twice is harmless */
+	store_txn_release(&r);
+	store_txn_release(&r); /* so is releasing twice */
+}
+
+static void test_reopen(struct store **stp)
+{
+	struct store *st = *stp;
+	struct store_txn w, r;
+	struct stream_meta m;
+	uint64_t id_before, id_after;
+
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	store_new_id(&w, &id_before);
+	store_abort(&w);
+	uint64_t id = make_stream(st, "reopen/s", 4, 0, 0, store_now_ms(), 0);
+	store_close(st);
+
+	struct config cfg = test_config();
+	st = NULL;
+	CHECK_INT(store_open(&st, &cfg), ST_OK);
+	*stp = st;
+	if (!st)
+		return;
+	store_txn_init(&r, st);
+	CHECK_INT(store_read_begin(&r), ST_OK);
+	CHECK_INT(store_meta_get(&r, "reopen/s", 8, &m), ST_OK);
+	CHECK_UINT(m.id, id);
+	CHECK_UINT(m.tail_seq, 4);
+	store_read_end(&r);
+	store_txn_release(&r);
+	CHECK_UINT(count_msgs(st, id, 0), 4);
+	CHECK(producer_exists(st, id, "p"));
+	CHECK(meta_exists(st, "gc/keep"));
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	store_new_id(&w, &id_after);
+	store_abort(&w);
+	CHECK(id_after > id);
+	CHECK(id_after > id_before);
+}
+
+/* --- temporary directory --------------------------------------------------------------- */
+
+static void rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			char sub[512];
+			snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+			rm_rf(sub);
+		}
+		closedir(d);
+		rmdir(path);
+	} else {
+		unlink(path);
+	}
+}
+
+int main(void)
+{
+	struct store *st = NULL;
+
+	log_init("test_store", LOG_LVL_WARN);
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/lmstream-test-store-XXXXXX");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 99;
+	}
+	snprintf(datadir, sizeof datadir, "%s/data/nested", tmpdir);
+
+	test_open(&st);
+	if (st) {
+		test_clock();
+		test_ids(st);
+		test_meta(st);
+		test_expiry_value();
+		test_msgs(st);
+		test_producers(st);
+		test_delete_and_gc(st);
+		test_expiry(st);
+		test_txnid(st);
+		test_read_reuse(st);
+		test_reopen(&st);
+		store_close(st);
+	}
+	rm_rf(tmpdir);
+	return unit_done();
+}
