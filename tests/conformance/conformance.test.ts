@@ -1,0 +1,32 @@
+// Runs the official Durable Streams server conformance suite
+// (@durable-streams/server-conformance-tests) against one running server.
+//
+// Environment:
+//   LMSTREAM_BASE_URL     base URL of the server, e.g. http://127.0.0.1:8080
+//                         (the suite requests ${base}/v1/stream/...)
+//   LMSTREAM_LONGPOLL_MS  the server's long-poll timeout in ms (default 20000);
+//                         the suite sizes its long-poll test timeouts from it.
+//
+// Normally invoked through tests/conformance/run, which also applies the
+// test-name filter that excludes the `Fork - ...` groups.
+import { runConformanceTests } from "@durable-streams/server-conformance-tests"
+
+const baseUrl = process.env.LMSTREAM_BASE_URL
+if (!baseUrl) {
+  throw new Error(
+    `LMSTREAM_BASE_URL is not set (use tests/conformance/run, or export it)`
+  )
+}
+
+const longPollRaw = process.env.LMSTREAM_LONGPOLL_MS ?? `20000`
+const longPollTimeoutMs = Number(longPollRaw)
+if (!Number.isInteger(longPollTimeoutMs) || longPollTimeoutMs <= 0) {
+  throw new Error(`LMSTREAM_LONGPOLL_MS must be a positive integer, got "${longPollRaw}"`)
+}
+
+runConformanceTests({
+  baseUrl: baseUrl.replace(/\/+$/, ``),
+  longPollTimeoutMs,
+  // The optional `Reserved subscription APIs` group is not implemented.
+  subscriptions: false,
+})

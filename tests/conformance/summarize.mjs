@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// Counts one conformance run from vitest's JSON report.
+//
+//   node summarize.mjs NAME RESULTS.json EXPECTED_RUN COUNTS_OUT
+//
+// Prints the failed tests (with the first lines of their error) and one line
+//   conformance[NAME]: P passed, F failed, S skipped (...)
+// and writes "passed failed skipped" to COUNTS_OUT for the caller to sum.
+// Exit status: 0 all run tests passed and the number run is as expected,
+//              1 failures, 2 fewer/more tests ran than expected or no report.
+import { readFileSync, writeFileSync } from "node:fs"
+
+const [name, jsonPath, expectedRaw, countsOut] = process.argv.slice(2)
+const expectedRun = Number(expectedRaw)
+
+let report
+try {
+  report = JSON.parse(readFileSync(jsonPath, `utf8`))
+} catch (e) {
+  console.log(`conformance[${name}]: no usable vitest JSON report at ${jsonPath} (${e.message})`)
+  if (countsOut) writeFileSync(countsOut, `0 0 0\n`)
+  process.exit(2)
+}
+
+const tests = (report.testResults ?? []).flatMap((f) => f.assertionResults ?? [])
+const group = (t) => (t.ancestorTitles?.[0] ?? ``)
+const counts = { passed: 0, failed: 0, fork: 0, subs: 0, otherSkip: 0 }
+const failed = []
+for (const t of tests) {
+  if (t.status === `passed`) counts.passed++
+  else if (t.status === `failed`) {
+    counts.failed++
+    failed.push(t)
+  } else if (/^Fork /.test(group(t))) counts.fork++
+  else if (group(t) === `Reserved subscription APIs`) counts.subs++
+  else counts.otherSkip++
+}
+// A file-level error (e.g. the suite failed to import) has no assertions.
+const fileErrors = (report.testResults ?? []).filter(
+  (f) => f.status === `failed` && (f.assertionResults ?? []).length === 0
+)
+
+for (const t of failed) {
+  const msg = (t.failureMessages ?? [``])[0] ?? ``
+  const lines = msg
+    .split(`\n`)
+    .filter((l) => l.trim() && !/^\s+at /.test(l))
+    .slice(0, 3)
+    .map((l) => `      ${l.trim().slice(0, 200)}`)
+  console.log(`  FAIL [${name}] ${[...(t.ancestorTitles ?? []), t.title].join(` > `)}`)
+  if (lines.length) console.log(lines.join(`\n`))
+}
+for (const f of fileErrors) {
+  console.log(`  FILE ERROR [${name}] ${f.name}: ${(f.message ?? ``).split(`\n`)[0]}`)
+}
+
+const run = counts.passed + counts.failed
+const skipped = counts.fork + counts.subs + counts.otherSkip
+const parts = [`${counts.fork} excluded: Fork groups`]
+if (counts.subs) parts.push(`${counts.subs} disabled: Reserved subscription APIs`)
+if (counts.otherSkip) parts.push(`${counts.otherSkip} skipped by the suite`)
+console.log(
+  `conformance[${name}]: ${counts.passed} passed, ${counts.failed} failed, ${skipped} skipped (${parts.join(`; `)})`
+)
+if (countsOut) writeFileSync(countsOut, `${counts.passed} ${counts.failed} ${skipped}\n`)
+
+let status = counts.failed > 0 || fileErrors.length > 0 ? 1 : 0
+if (!(run > 0) || run + counts.otherSkip !== expectedRun) {
+  console.log(
+    `conformance[${name}]: ERROR: ${run} tests ran (+${counts.otherSkip} skipped by the suite), expected ${expectedRun}`
+  )
+  status = 2
+}
+process.exit(status)
