@@ -1,0 +1,307 @@
+// Start and stop one lmstream deployment for a black-box integration test.
+//
+//   LMSTREAM_TEST_SERVER  which deployment: passed to `deploy/run --server`
+//                         (default "lighttpd"); "reference" starts the Node
+//                         reference server of the protocol in this process.
+//   LMSTREAM_RUN          path of deploy/run (default: <repo>/deploy/run).
+//   LMSTREAM_KEEP_DATA=1  keep the temporary data directory after the test.
+//
+// Each deployment gets a fresh temporary directory (data dir, config file) and
+// a free loopback port. Only processes that this module started, or that
+// descend from them, are ever signalled.
+
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import http from 'node:http'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+export const REPO_ROOT = path.resolve(HERE, '..', '..', '..')
+export const SERVER_KIND = process.env.LMSTREAM_TEST_SERVER || 'lighttpd'
+export const IS_REFERENCE = SERVER_KIND === 'reference'
+export const RUN_PATH = process.env.LMSTREAM_RUN || path.join(REPO_ROOT, 'deploy', 'run')
+export const STREAM_PREFIX = '/v1/stream/'
+export const WORKER_NAME = 'lmstream.fcgi'
+
+const READY_RE = /lmstream: ready on (http:\/\/\S+)/
+const READY_TIMEOUT_MS = 30_000
+const STOP_TIMEOUT_MS = 10_000
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.unref()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** Render a config object as the `key = value` lines lmstream reads. */
+export function renderConfig(config) {
+  return Object.entries(config).map(([k, v]) => `${k} = ${v}\n`).join('')
+}
+
+/**
+ * Resolve after any HTTP response (whatever its status) from host:port, so we
+ * know the listener accepts and answers. Rejects after timeoutMs.
+ */
+export async function waitHttp(port, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs
+  let lastErr
+  while (Date.now() < deadline) {
+    try {
+      await new Promise((resolve, reject) => {
+        const req = http.request(
+          { host: '127.0.0.1', port, method: 'HEAD', path: `${STREAM_PREFIX}__ready_probe__`, agent: false, timeout: 2000 },
+          (res) => { res.resume(); res.on('end', resolve) },
+        )
+        req.on('timeout', () => req.destroy(new Error('probe timeout')))
+        req.on('error', reject)
+        req.end()
+      })
+      return
+    } catch (e) {
+      lastErr = e
+      await sleep(100)
+    }
+  }
+  throw new Error(`no HTTP answer on port ${port} within ${timeoutMs} ms: ${lastErr?.message}`)
+}
+
+/**
+ * Wait for the "lmstream: ready on URL" line on the child's stderr.
+ * Rejects if the child exits first or the timeout passes.
+ */
+export function waitReady(child, log, timeoutMs = READY_TIMEOUT_MS) {
+  return new Promise((resolve, reject) => {
+    let buf = ''
+    const done = (fn, arg) => {
+      clearTimeout(timer)
+      child.stderr.off('data', onData)
+      child.off('exit', onExit)
+      fn(arg)
+    }
+    const onData = (chunk) => {
+      buf += chunk.toString('utf8')
+      const m = READY_RE.exec(buf)
+      if (m) done(resolve, m[1])
+    }
+    const onExit = (code, signal) =>
+      done(reject, new Error(`deploy/run exited before ready (code ${code}, signal ${signal})\n${log.tail()}`))
+    const timer = setTimeout(
+      () => done(reject, new Error(`deploy/run not ready after ${timeoutMs} ms\n${log.tail()}`)),
+      timeoutMs,
+    )
+    child.stderr.on('data', onData)
+    child.on('exit', onExit)
+  })
+}
+
+// ---------------------------------------------------------------- /proc walk
+
+function readProc(pid, file) {
+  try { return fs.readFileSync(`/proc/${pid}/${file}`) } catch { return null }
+}
+
+function procTable() {
+  const table = new Map()
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const status = readProc(name, 'status')
+    if (!status) continue
+    const m = /^PPid:\s+(\d+)/m.exec(status.toString('latin1'))
+    if (!m) continue
+    const cmd = readProc(name, 'cmdline')
+    table.set(Number(name), {
+      ppid: Number(m[1]),
+      argv: cmd ? cmd.toString('utf8').split('\0').filter(Boolean) : [],
+    })
+  }
+  return table
+}
+
+function isWorker(pid, info) {
+  // argv[0] is the binary; argv[1] when an interpreter runs a script of that name.
+  if (info.argv.slice(0, 2).some((a) => path.basename(a) === WORKER_NAME)) return true
+  try { return path.basename(fs.readlinkSync(`/proc/${pid}/exe`)) === WORKER_NAME } catch { return false }
+}
+
+/**
+ * Pids of lmstream.fcgi processes that belong to the deployment started as
+ * rootPid: its descendants, or (if a front end daemonised away from us) ones
+ * whose command line or environment names our private temporary directory.
+ */
+export function findWorkers(rootPid, marker) {
+  const table = procTable()
+  const children = new Map()
+  for (const [pid, info] of table) {
+    if (!children.has(info.ppid)) children.set(info.ppid, [])
+    children.get(info.ppid).push(pid)
+  }
+  const mine = new Set()
+  const stack = [rootPid]
+  while (stack.length) {
+    const p = stack.pop()
+    for (const c of children.get(p) || []) { mine.add(c); stack.push(c) }
+  }
+  const out = []
+  for (const [pid, info] of table) {
+    if (!isWorker(pid, info)) continue
+    if (mine.has(pid)) { out.push(pid); continue }
+    if (marker) {
+      const env = readProc(pid, 'environ')
+      if (info.argv.join(' ').includes(marker) || (env && env.includes(marker))) out.push(pid)
+    }
+  }
+  return out
+}
+
+// ---------------------------------------------------------------- start/stop
+
+function makeLog(limit = 64 * 1024) {
+  let text = ''
+  return {
+    add(chunk) { text += chunk.toString('utf8'); if (text.length > limit) text = text.slice(-limit) },
+    tail(n = 40) { return text.split('\n').slice(-n).join('\n') },
+    get text() { return text },
+  }
+}
+
+async function loadReference() {
+  const roots = [
+    path.join(REPO_ROOT, 'tests', 'node_modules'),
+    path.join(HERE, '..', 'node_modules'),
+    '/tmp/ct/node_modules',
+  ]
+  for (const root of roots) {
+    const dir = path.join(root, '@durable-streams', 'server')
+    let pkg
+    try { pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) } catch { continue }
+    const rel = pkg.exports?.['.']?.import?.default || pkg.module || 'dist/index.js'
+    return import(pathToFileURL(path.join(dir, rel)).href)
+  }
+  throw new Error(`@durable-streams/server not found in: ${roots.join(', ')}`)
+}
+
+async function startReference({ label }) {
+  const { DurableStreamTestServer } = await loadReference()
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), `lmstream-it-${label}-`))
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort()
+    const server = new DurableStreamTestServer({ port, host: '127.0.0.1', longPollTimeout: 2000 })
+    try {
+      const url = await server.start()
+      return {
+        kind: 'reference', url, port, root, dataDir: null, pid: process.pid,
+        canKill: false, hasLimits: false,
+        workers: () => [],
+        logTail: () => '(reference server runs in-process)',
+        async stop() {
+          await server.stop()
+          if (!process.env.LMSTREAM_KEEP_DATA) fs.rmSync(root, { recursive: true, force: true })
+        },
+      }
+    } catch (e) {
+      if (attempt >= 2) throw e
+    }
+  }
+}
+
+async function startDeployment({ label, config }) {
+  if (!fs.existsSync(RUN_PATH)) {
+    throw new Error(`${RUN_PATH} not found (set LMSTREAM_RUN, or LMSTREAM_TEST_SERVER=reference)`)
+  }
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), `lmstream-it-${label}-`))
+  const dataDir = path.join(root, 'data')
+  fs.mkdirSync(dataDir)
+  let configFile = null
+  if (config && Object.keys(config).length) {
+    configFile = path.join(root, 'lmstream.conf')
+    fs.writeFileSync(configFile, renderConfig(config))
+  }
+
+  let lastErr
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort()
+    const args = ['--server', SERVER_KIND, '--port', String(port), '--data', dataDir]
+    if (configFile) args.push('--config', configFile)
+    const log = makeLog()
+    const child = spawn(RUN_PATH, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout.on('data', (c) => log.add(c))
+    child.stderr.on('data', (c) => log.add(c))
+    const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+    const onProcessExit = () => { try { child.kill('SIGTERM') } catch {} }
+    process.once('exit', onProcessExit)
+    child.once('error', (e) => log.add(`spawn error: ${e.message}\n`))
+
+    let url
+    try {
+      url = await waitReady(child, log)
+      await waitHttp(port)
+    } catch (e) {
+      lastErr = e
+      try { child.kill('SIGTERM') } catch {}
+      await Promise.race([exited, sleep(STOP_TIMEOUT_MS)])
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      process.off('exit', onProcessExit)
+      if (/address already in use|EADDRINUSE|bind/i.test(log.text)) continue
+      break
+    }
+    url = url.replace(/\/+$/, '')
+
+    const handle = {
+      kind: SERVER_KIND, url, port, root, dataDir, configFile, pid: child.pid, child,
+      canKill: true, hasLimits: true,
+      workers: () => findWorkers(child.pid, root),
+      logTail: (n) => log.tail(n),
+      async stop() {
+        const leftovers = handle.workers()
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGTERM')
+          const r = await Promise.race([exited, sleep(STOP_TIMEOUT_MS).then(() => null)])
+          if (!r) {
+            process.stderr.write(`lmstream test: deploy/run ignored SIGTERM for ${STOP_TIMEOUT_MS} ms; sending SIGKILL\n`)
+            child.kill('SIGKILL')
+            await exited
+          }
+        }
+        process.off('exit', onProcessExit)
+        // Workers of this deployment must be gone once deploy/run has stopped.
+        await sleep(200)
+        const alive = findWorkers(-1, root).concat(leftovers.filter((p) => {
+          const info = readProc(p, 'cmdline')
+          return info && info.toString('utf8').split('\0').slice(0, 2).some((a) => path.basename(a) === WORKER_NAME)
+        }))
+        for (const p of new Set(alive)) {
+          process.stderr.write(`lmstream test: worker ${p} outlived deploy/run; sending SIGKILL\n`)
+          try { process.kill(p, 'SIGKILL') } catch {}
+        }
+        handle.strayWorkers = [...new Set(alive)]
+        if (!process.env.LMSTREAM_KEEP_DATA) fs.rmSync(root, { recursive: true, force: true })
+      },
+    }
+    return handle
+  }
+  fs.rmSync(root, { recursive: true, force: true })
+  throw lastErr
+}
+
+/**
+ * Start the deployment chosen by LMSTREAM_TEST_SERVER.
+ * options.label: short name used in the temporary directory name.
+ * options.config: object of lmstream config keys (written to a file and
+ *   passed as --config); ignored by the reference server.
+ * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() }.
+ */
+export function startServer({ label = 'it', config } = {}) {
+  return IS_REFERENCE ? startReference({ label }) : startDeployment({ label, config })
+}
