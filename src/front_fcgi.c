@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,11 +150,31 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Waits until some process commits, or until deadline (monotonic ms).
- * Returns 1 when a commit was seen, 0 on deadline or shutdown. */
-static int wait_commit(struct store *st, uint64_t *seen, int64_t deadline)
+/* The web server aborts a request whose client went away by closing the
+ * FastCGI connection (or, for CGI, by signalling the process): while we
+ * wait, the connection must stay silent, so anything readable means gone. */
+static int client_gone(struct io *io, int wait_ms)
 {
-	while (!stopping) {
+	if (!io->fcgi) {
+		if (wait_ms > 0)
+			sleep_ms(wait_ms);
+		return 0;
+	}
+	struct pollfd p = { io->fcgi->ipcFd, POLLIN, 0 };
+	int r = poll(&p, 1, wait_ms);
+	if (r > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
+		io->failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Waits until some process commits, or until deadline (monotonic ms).
+ * Returns 1 when a commit was seen, 0 on deadline, shutdown or when the
+ * client went away. */
+static int wait_commit(struct io *io, struct store *st, uint64_t *seen, int64_t deadline)
+{
+	while (!stopping && !io->failed) {
 		uint64_t now_id = store_last_txnid(st);
 		if (now_id != *seen) {
 			*seen = now_id;
@@ -162,7 +183,8 @@ static int wait_commit(struct store *st, uint64_t *seen, int64_t deadline)
 		int64_t left = deadline - store_mono_ms();
 		if (left <= 0)
 			return 0;
-		sleep_ms(left < LS_POLL_INTERVAL_MS ? (int)left : LS_POLL_INTERVAL_MS);
+		if (client_gone(io, left < LS_POLL_INTERVAL_MS ? (int)left : LS_POLL_INTERVAL_MS))
+			return 0;
 	}
 	return 0;
 }
@@ -176,7 +198,9 @@ static void serve_longpoll(struct proto_ctx *ctx, struct io *io, const struct pr
 	/* Check once more: a commit may have landed before seen was read. */
 	proto_longpoll_poll(ctx, req, live, resp);
 	while (resp->action == PROTO_WAIT) {
-		if (!wait_commit(ctx->store, &seen, deadline)) {
+		if (!wait_commit(io, ctx->store, &seen, deadline)) {
+			if (io->failed)
+				return;
 			proto_longpoll_timeout(ctx, req, live, resp);
 			break;
 		}
@@ -209,7 +233,7 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 		if (now >= end)
 			break;
 		int64_t until = next_beat < end ? next_beat : end;
-		if (!wait_commit(ctx->store, &seen, until)) {
+		if (!wait_commit(io, ctx->store, &seen, until)) {
 			if (store_mono_ms() >= next_beat && !stopping) {
 				buf_reset(&out);
 				sse_comment(&out, "keep-alive");
@@ -244,12 +268,14 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 		snprintf(rebuilt, sizeof rebuilt, "%s%s", sn ? sn : "", pi ? pi : "");
 		uri = rebuilt;
 	}
+	/* The query comes from REQUEST_URI too: some servers normalise
+	 * QUERY_STRING (lighttpd decodes %2F in it). */
 	const char *q = strchr(uri, '?');
 	req.target = uri;
 	req.target_len = q ? (size_t)(q - uri) : strlen(uri);
-	req.query = param(io, "QUERY_STRING");
+	req.query = q ? q + 1 : param(io, "QUERY_STRING");
 	if (!req.query)
-		req.query = q ? q + 1 : "";
+		req.query = "";
 	req.query_len = strlen(req.query);
 	req.host = param(io, "HTTP_HOST");
 	const char *https = param(io, "HTTPS");
