@@ -215,7 +215,10 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 	struct buf out;
 	int64_t start = store_mono_ms();
 	int64_t end = start + ctx->cfg->sse_lifetime_ms;
-	int64_t next_beat = start + ctx->cfg->heartbeat_ms;
+	/* A worker learns that its client left only when a write fails, and it
+	 * serves nobody else meanwhile: beat often. */
+	int beat_ms = ctx->cfg->heartbeat_ms < LS_FALLBACK_BEAT_MS ? ctx->cfg->heartbeat_ms : LS_FALLBACK_BEAT_MS;
+	int64_t next_beat = start + beat_ms;
 	uint64_t seen = store_last_txnid(ctx->store);
 
 	write_head(io, resp, 0, 0);
@@ -239,7 +242,7 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 				sse_comment(&out, "keep-alive");
 				if (io_write(io, out.data, out.len) || io_flush(io))
 					break;
-				next_beat = store_mono_ms() + ctx->cfg->heartbeat_ms;
+				next_beat = store_mono_ms() + beat_ms;
 			}
 		}
 	}

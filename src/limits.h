@@ -30,5 +30,6 @@
 #define LS_CURSOR_EPOCH_MS    1728432000000LL /* 2024-10-09T00:00:00Z */
 #define LS_POLL_INTERVAL_MS   10    /* a worker checks for new commits this often while waiting */
 #define LS_RETRY_AFTER_S      5     /* Retry-After on 503/507 */
+#define LS_FALLBACK_BEAT_MS   2000  /* SSE heartbeat of a worker serving live reads itself */
 
 #endif
