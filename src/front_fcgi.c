@@ -115,6 +115,7 @@ static const char *status_text(int status)
 	case 413: return "Payload Too Large";
 	case 414: return "URI Too Long";
 	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
 	case 503: return "Service Unavailable";
 	case 507: return "Insufficient Storage";
 	default: return "Status";
@@ -126,6 +127,7 @@ static void write_head(struct io *io, const struct proto_response *r, int with_l
 	struct buf h;
 	buf_init(&h);
 	buf_printf(&h, "Status: %d %s\r\n", r->status, status_text(r->status));
+	buf_puts(&h, "X-Lmstream-Front: fcgi\r\n");
 	for (int i = 0; i < r->nheaders; i++)
 		buf_printf(&h, "%s: %s\r\n", r->headers[i].name, r->headers[i].value);
 	if (with_length)
@@ -292,6 +294,7 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 	header_ptr(io, &req.producer_epoch, "HTTP_PRODUCER_EPOCH");
 	header_ptr(io, &req.producer_seq, "HTTP_PRODUCER_SEQ");
 	header_ptr(io, &req.if_none_match, "HTTP_IF_NONE_MATCH");
+	header_ptr(io, &req.forked_from, "HTTP_STREAM_FORKED_FROM");
 
 	/* The body: read to the end (a chunked body may come with no length),
 	 * stopping at max_body. A declared length over the limit is refused

@@ -242,6 +242,14 @@ static struct tls *thread_state(void)
 
 /* --- responses ------------------------------------------------------------- */
 
+/* X-Lmstream-Front tells operators (and the routing tests) which process answered. */
+static void add_headers(struct MHD_Response *mr, const struct proto_response *r)
+{
+	for (int i = 0; i < r->nheaders; i++)
+		MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+	MHD_add_response_header(mr, "X-Lmstream-Front", "live");
+}
+
 static enum MHD_Result queue(struct conn *c, struct proto_response *r)
 {
 	int bodyless = r->status == 204 || r->status == 304;
@@ -249,11 +257,9 @@ static enum MHD_Result queue(struct conn *c, struct proto_response *r)
 		bodyless ? 0 : r->body.len, bodyless ? "" : r->body.data, MHD_RESPMEM_MUST_COPY);
 	if (!mr)
 		return MHD_NO;
-	for (int i = 0; i < r->nheaders; i++)
-		MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+	add_headers(mr, r);
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
 	MHD_destroy_response(mr);
-	(void)c;
 	return ok;
 }
 
@@ -265,8 +271,7 @@ static enum MHD_Result queue_sse(struct conn *c, struct proto_response *r)
 	                                                            sse_reader, c, NULL);
 	if (!mr)
 		return MHD_NO;
-	for (int i = 0; i < r->nheaders; i++)
-		MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+	add_headers(mr, r);
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
 	MHD_destroy_response(mr);
 	return ok;
@@ -394,6 +399,7 @@ static void build_request(struct conn *c, const char *url, const char *method)
 	r->producer_epoch = hdr(mc, "Producer-Epoch");
 	r->producer_seq = hdr(mc, "Producer-Seq");
 	r->if_none_match = hdr(mc, "If-None-Match");
+	r->forked_from = hdr(mc, "Stream-Forked-From");
 	const char *cl = hdr(mc, "Content-Length");
 	if (cl && strtoull(cl, NULL, 10) > cfg.max_body)
 		r->body_too_large = 1;

@@ -429,6 +429,8 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	char ctbuf[LS_MAX_CONTENT_TYPE + 1];
 	int closed = is_true(req->stream_closed);
 
+	if (req->forked_from)
+		return proto_error(resp, 501, "stream forks are not supported by this server");
 	if (req->stream_ttl && req->stream_expires_at)
 		return proto_error(resp, 400, "Stream-TTL and Stream-Expires-At cannot be combined");
 	if (req->stream_ttl && parse_ttl(req->stream_ttl, strlen(req->stream_ttl), &ttl))

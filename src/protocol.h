@@ -37,6 +37,7 @@ struct proto_request {
 	const char *producer_epoch;
 	const char *producer_seq;
 	const char *if_none_match;
+	const char *forked_from;             /* Stream-Forked-From (not supported) */
 	const char *body;    size_t body_len;
 	int body_too_large;  /* the front stopped reading past max_body: answer 413 */
 };
