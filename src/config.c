@@ -127,6 +127,9 @@ int config_set(struct config *cfg, const char *key, const char *v, char *err, si
 		if (parse_int(v, 1, 64, &n))
 			goto bad;
 		cfg->threads = n;
+	} else if (!strcmp(key, "www")) {
+		if (set_string(cfg->www, sizeof cfg->www, v))
+			goto bad;
 	} else if (!strcmp(key, "cache_control")) {
 		if (!*v || strpbrk(v, "\r\n") || set_string(cfg->cache_control, sizeof cfg->cache_control, v))
 			goto bad;
@@ -206,7 +209,7 @@ int config_from_env(struct config *cfg, char *err, size_t errlen)
 	static const char *keys[] = {
 		"data_dir", "map_size", "durability", "max_body", "max_path",
 		"long_poll_timeout", "sse_lifetime", "heartbeat", "prefix", "listen",
-		"max_connections", "threads", "notify_socket", "cache_control",
+		"max_connections", "threads", "notify_socket", "cache_control", "www",
 	};
 	const char *file = getenv("LMSTREAM_CONFIG");
 	char name[64], why[256];

@@ -24,6 +24,7 @@ struct config {
 	int      threads;          /* lmstream-live worker threads */
 	char     notify_path[512]; /* AF_UNIX socket of lmstream-live; "" = <data_dir>/live.sock */
 	char     cache_control[128]; /* Cache-Control of reads that return data */
+	char     www[512];         /* static files lmstream-live serves outside the prefix; "" = none */
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -14,11 +14,13 @@
 #include "limits.h"
 #include "log.h"
 #include "notify.h"
+#include "parse.h"
 #include "protocol.h"
 #include "sse.h"
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -33,6 +35,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TICK_MS 100            /* timer scan and lost-notification check */
@@ -330,6 +333,65 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	}
 }
 
+/* --- static files (the demo page when running alone) ------------------------ */
+
+static const char *mime_of(const char *path)
+{
+	static const struct { const char *ext, *type; } types[] = {
+		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+		{ ".css", "text/css; charset=utf-8" }, { ".json", "application/json" },
+		{ ".svg", "image/svg+xml" }, { ".png", "image/png" }, { ".ico", "image/x-icon" },
+		{ ".txt", "text/plain; charset=utf-8" },
+	};
+	const char *dot = strrchr(path, '.');
+	for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+		if (!strcmp(dot, types[i].ext))
+			return types[i].type;
+	return "application/octet-stream";
+}
+
+/* Serves cfg.www for GET and HEAD outside the stream prefix. Returns MHD_NO
+ * through *handled = 0 when the request is not for a static file. */
+static enum MHD_Result serve_static(struct conn *c, struct tls *t, int *handled)
+{
+	char rel[512], path[1100];
+	const char *target = c->req.target;
+	*handled = 0;
+	if (!cfg.www[0] || !strncmp(target, cfg.prefix, strlen(cfg.prefix)))
+		return MHD_NO;
+	*handled = 1;
+	if (c->req.method != M_GET && c->req.method != M_HEAD) {
+		proto_error(&t->resp, 405, "method not allowed");
+		return queue(c, &t->resp);
+	}
+	long n = parse_percent_decode(target, c->req.target_len, rel, sizeof rel);
+	if (n <= 0 || rel[0] != '/' || strstr(rel, "/..") || memchr(rel, '\0', (size_t)n) ||
+	    strchr(rel, '\\')) {
+		proto_error(&t->resp, 404, "not found");
+		return queue(c, &t->resp);
+	}
+	snprintf(path, sizeof path, "%s%s%s", cfg.www, rel, rel[n - 1] == '/' ? "index.html" : "");
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		proto_error(&t->resp, 404, "not found");
+		return queue(c, &t->resp);
+	}
+	struct MHD_Response *mr = MHD_create_response_from_fd((uint64_t)sb.st_size, fd);
+	if (!mr) {
+		close(fd);
+		return MHD_NO;
+	}
+	MHD_add_response_header(mr, "Content-Type", mime_of(path));
+	MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(mr, "Cache-Control", "no-cache");
+	enum MHD_Result ok = MHD_queue_response(c->mc, MHD_HTTP_OK, mr);
+	MHD_destroy_response(mr);
+	return ok;
+}
+
 /* --- request handling -------------------------------------------------------- */
 
 static enum proto_method method_of(const char *m)
@@ -474,6 +536,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		proto_error(&t->resp, 503, "out of memory reading the request body");
 		return queue(c, &t->resp);
 	}
+	int handled;
+	enum MHD_Result sr = serve_static(c, t, &handled);
+	if (handled)
+		return sr;
 	c->req.body = c->body.data ? c->body.data : "";
 	c->req.body_len = c->body.len;
 	uint64_t seq = atomic_load(&reg.notify_seq);
