@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,10 @@ struct store {
 	int sync_fd;
 	struct sync_shared *sync;
 	char dir[512];
+	/* Every transaction holds this shared; adopting a map grown by another
+	 * process (mdb_env_set_mapsize) needs it exclusive: no transaction may
+	 * be active in the process then. */
+	pthread_rwlock_t resize_lock;
 };
 
 #define META_VERSION 1
@@ -151,6 +156,7 @@ int store_open(struct store **out, const struct config *cfg)
 		return ST_ERROR;
 	st->sync_fd = -1;
 	st->durability = cfg->durability;
+	pthread_rwlock_init(&st->resize_lock, NULL);
 	snprintf(st->dir, sizeof st->dir, "%s", cfg->data_dir);
 	if (mkdir_p(st->dir) < 0) {
 		log_error("cannot create data directory %s: %s", st->dir, strerror(errno));
@@ -207,6 +213,7 @@ void store_close(struct store *st)
 		munmap(st->sync, sizeof(struct sync_shared));
 	if (st->sync_fd >= 0)
 		close(st->sync_fd);
+	pthread_rwlock_destroy(&st->resize_lock);
 	free(st);
 }
 
@@ -224,12 +231,18 @@ int store_reader_check(struct store *st)
 	return dead;
 }
 
-/* Another process may have grown the map: adopt its size and retry. */
+/* Begins a transaction with resize_lock held shared (released by txn_end).
+ * If another process grew the map, adopt its size and retry. */
 static int txn_begin(struct store *st, unsigned flags, MDB_txn **txn)
 {
+	pthread_rwlock_rdlock(&st->resize_lock);
 	int rc = mdb_txn_begin(st->env, NULL, flags, txn);
 	if (rc == MDB_MAP_RESIZED) {
+		pthread_rwlock_unlock(&st->resize_lock);
+		pthread_rwlock_wrlock(&st->resize_lock);
 		mdb_env_set_mapsize(st->env, 0);
+		pthread_rwlock_unlock(&st->resize_lock);
+		pthread_rwlock_rdlock(&st->resize_lock);
 		rc = mdb_txn_begin(st->env, NULL, flags, txn);
 	}
 	if (rc == MDB_READERS_FULL) {
@@ -237,7 +250,14 @@ static int txn_begin(struct store *st, unsigned flags, MDB_txn **txn)
 		store_reader_check(st);
 		rc = mdb_txn_begin(st->env, NULL, flags, txn);
 	}
+	if (rc)
+		pthread_rwlock_unlock(&st->resize_lock);
 	return rc;
+}
+
+static void txn_end(struct store *st)
+{
+	pthread_rwlock_unlock(&st->resize_lock);
 }
 
 void store_txn_init(struct store_txn *t, struct store *st)
@@ -253,11 +273,13 @@ int store_read_begin(struct store_txn *t)
 {
 	int rc;
 	if (t->txn) {
+		pthread_rwlock_rdlock(&t->st->resize_lock);
 		rc = mdb_txn_renew(t->txn);
 		if (rc == 0) {
 			t->active = 1;
 			return ST_OK;
 		}
+		pthread_rwlock_unlock(&t->st->resize_lock);
 		mdb_txn_abort(t->txn);
 		t->txn = NULL;
 	}
@@ -272,13 +294,17 @@ int store_read_begin(struct store_txn *t)
 
 void store_read_end(struct store_txn *t)
 {
-	if (t->txn && t->active)
+	if (t->txn && t->active) {
 		mdb_txn_reset(t->txn);
+		txn_end(t->st);
+	}
 	t->active = 0;
 }
 
 void store_txn_release(struct store_txn *t)
 {
+	if (t->txn && t->active)
+		txn_end(t->st);
 	if (t->txn)
 		mdb_txn_abort(t->txn);
 	t->txn = NULL;
@@ -300,8 +326,10 @@ int store_write_begin(struct store_txn *t, struct store *st)
 
 void store_abort(struct store_txn *t)
 {
-	if (t->txn)
+	if (t->txn) {
 		mdb_txn_abort(t->txn);
+		txn_end(t->st);
+	}
 	t->txn = NULL;
 	t->active = 0;
 }
@@ -341,6 +369,7 @@ int store_commit(struct store_txn *t, int nosync)
 	t->txn = NULL;
 	t->active = 0;
 	int rc = mdb_txn_commit(txn);
+	txn_end(t->st);
 	if (rc)
 		return map_rc(t->st, rc, "txn_commit");
 	t->committed_txnid = id;
