@@ -24,7 +24,6 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -33,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +64,12 @@ struct conn {
 	int timed_out;           /* set by the timer before resuming */
 	int beat_due;
 	int ended;               /* SSE: final events written, end after out drains */
+	/* hang-up watch (under reg.lock): the socket is in watch_ep from its
+	 * first wait until completion; a completed conn is freed by the notifier */
+	int watched;
+	int dead;
+	int hung_up;             /* the client closed its side while we waited */
+	struct conn *grave_next;
 };
 
 /* --- waiter registry ------------------------------------------------------ */
@@ -82,7 +88,10 @@ static struct config cfg;
 static struct store *store;
 static struct MHD_Daemon *daemon_h;
 static atomic_int nconn;
+static atomic_int nreq;          /* requests in progress (not idle keep-alive) */
 static atomic_int draining;
+static int watch_ep = -1;        /* epoll set: notify socket and waiting sockets' hang-ups */
+static struct conn *graveyard;   /* completed conns the notifier frees (under reg.lock) */
 static atomic_long stat_wakeups, stat_requests;
 
 static size_t bucket_of(uint64_t id)
@@ -158,6 +167,15 @@ static int reg_wait(struct conn *c, uint64_t stream, uint64_t seq)
 		return 0;
 	}
 	reg_add(c, stream);
+	if (!c->watched && watch_ep >= 0) {
+		/* libmicrohttpd does not watch suspended sockets: learn of a client
+		 * that leaves while waiting from an edge-triggered hang-up event. */
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.ptr = c };
+		if (ci && epoll_ctl(watch_ep, EPOLL_CTL_ADD, ci->connect_fd, &ev) == 0)
+			c->watched = 1;
+	}
 	MHD_suspend_connection(c->mc);
 	pthread_mutex_unlock(&reg.lock);
 	return 1;
@@ -305,6 +323,8 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			}
 			return (ssize_t)n;
 		}
+		if (c->hung_up)
+			return MHD_CONTENT_READER_END_WITH_ERROR; /* nobody to write to */
 		if (c->ended)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		int64_t now = store_mono_ms();
@@ -477,6 +497,8 @@ static void start_longpoll(struct conn *c)
 static enum MHD_Result longpoll_step(struct conn *c, struct tls *t)
 {
 	for (;;) {
+		if (c->hung_up)
+			return MHD_NO; /* close: the client left */
 		if (c->timed_out || atomic_load(&draining)) {
 			proto_longpoll_timeout(&t->ctx, &c->req, &c->live, &t->resp);
 			return queue(c, &t->resp);
@@ -509,6 +531,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		*con_cls = c;
 		build_request(c, url, method);
 		atomic_fetch_add(&stat_requests, 1);
+		atomic_fetch_add(&nreq, 1);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -572,19 +595,30 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 {
 	struct conn *c = *con_cls;
 	(void)cls;
-	(void)mc;
 	(void)toe;
 	if (!c)
 		return;
-	pthread_mutex_lock(&reg.lock);
-	reg_remove(c);
-	pthread_mutex_unlock(&reg.lock);
 	buf_free(&c->body);
 	buf_free(&c->out);
 	free(c->target);
 	free(c->query);
-	free(c);
 	*con_cls = NULL;
+	atomic_fetch_sub(&nreq, 1);
+	pthread_mutex_lock(&reg.lock);
+	reg_remove(c);
+	if (c->watched) {
+		/* The notifier may hold an event for it: it frees the struct. */
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (ci)
+			epoll_ctl(watch_ep, EPOLL_CTL_DEL, ci->connect_fd, NULL);
+		c->dead = 1;
+		c->grave_next = graveyard;
+		graveyard = c;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&reg.lock);
+	free(c);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
@@ -611,15 +645,37 @@ static void *notifier(void *arg)
 	(void)arg;
 
 	while (!atomic_load(&notifier_stop)) {
-		struct pollfd p = { notify_fd, POLLIN, 0 };
-		int r = poll(&p, notify_fd >= 0 ? 1 : 0, TICK_MS);
-		if (r > 0) {
-			struct notify_msg m;
-			int n;
-			while ((n = notify_recv(notify_fd, &m)) == 1) {
-				note_txnid(m.txnid);
-				reg_wake(m.stream_id);
+		/* Completed conns: no event from before their removal is pending now. */
+		pthread_mutex_lock(&reg.lock);
+		struct conn *grave = graveyard;
+		graveyard = NULL;
+		pthread_mutex_unlock(&reg.lock);
+		while (grave) {
+			struct conn *next = grave->grave_next;
+			free(grave);
+			grave = next;
+		}
+
+		struct epoll_event evs[64];
+		int r = epoll_wait(watch_ep, evs, 64, TICK_MS);
+		for (int i = 0; i < r; i++) {
+			if (!evs[i].data.ptr) {
+				struct notify_msg m;
+				while (notify_recv(notify_fd, &m) == 1) {
+					note_txnid(m.txnid);
+					reg_wake(m.stream_id);
+				}
+				continue;
 			}
+			/* A waiting client hung up: resume it so libmicrohttpd sees it. */
+			struct conn *c = evs[i].data.ptr;
+			pthread_mutex_lock(&reg.lock);
+			if (!c->dead && c->waiting) {
+				c->hung_up = 1;
+				reg_remove(c);
+				MHD_resume_connection(c->mc);
+			}
+			pthread_mutex_unlock(&reg.lock);
 		}
 		int64_t now = store_mono_ms();
 		if (now - last_tick < TICK_MS)
@@ -831,6 +887,15 @@ int main(int argc, char **argv)
 		log_warn("cannot bind the notify socket (%s): commits by other processes are seen "
 		         "by polling only", strerror(errno));
 	note_txnid(store_last_txnid(store));
+	watch_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (watch_ep < 0) {
+		log_error("epoll_create1: %s", strerror(errno));
+		return 1;
+	}
+	if (notify_fd >= 0) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+		epoll_ctl(watch_ep, EPOLL_CTL_ADD, notify_fd, &ev);
+	}
 	pthread_mutex_lock(&reg.lock);
 	reg_grow();
 	pthread_mutex_unlock(&reg.lock);
@@ -876,7 +941,7 @@ int main(int argc, char **argv)
 	atomic_store(&draining, 1);
 	MHD_socket lfd = MHD_quiesce_daemon(daemon_h);
 	reg_scan(store_mono_ms(), 1);
-	for (int i = 0; i < 100 && atomic_load(&nconn) > 0; i++) {
+	for (int i = 0; i < 100 && atomic_load(&nreq) > 0; i++) {
 		usleep(20000);
 		reg_scan(store_mono_ms(), 1);
 	}
@@ -884,6 +949,12 @@ int main(int argc, char **argv)
 	pthread_join(nt, NULL);
 	reg_scan(store_mono_ms(), 1);
 	MHD_stop_daemon(daemon_h);
+	while (graveyard) {
+		struct conn *next = graveyard->grave_next;
+		free(graveyard);
+		graveyard = next;
+	}
+	close(watch_ep);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
 	if (notify_fd >= 0) {

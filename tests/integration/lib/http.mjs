@@ -115,3 +115,131 @@ export async function readAll(baseUrl, streamPath, { offset = '-1', retryMs = 0,
   }
   throw new Error(`stream ${streamPath} did not reach Stream-Up-To-Date within ${maxPages} pages`)
 }
+
+/**
+ * Open a Server-Sent Events response with node:http and parse it as it
+ * arrives. Returns at once with an object:
+ *   response   Promise of { status, headers, rawHeaders } (rejects on a network error)
+ *   events     [{ type, data, at }] in arrival order (comments are not events;
+ *              `at` is performance.now() when the event was complete)
+ *   comments   number of comment lines (heartbeats) seen
+ *   body       Buffer of the whole body for a non-200 answer (once ended)
+ *   ended      Promise of { complete, error }: complete is true when the
+ *              response ended properly (chunked terminator or Content-Length),
+ *              false when the connection was cut short
+ *   waitFor(pred, timeoutMs, what)  resolves with the first event (old or
+ *              new) for which pred(event, index) is true; rejects on timeout
+ *              or if the response ends first
+ *   close()    destroy the connection
+ * opts: headers, agent (default: none, one connection per request), timeoutMs
+ * (rejects `response` if no headers came by then; default 15 s).
+ */
+export function openSse(baseUrl, path, { headers = {}, agent = false, timeoutMs = 15_000 } = {}) {
+  const u = new URL(baseUrl)
+  const sub = { events: [], comments: 0, body: null, status: null }
+  const waiters = new Set()
+  let endedResult = null
+  let resolveEnded
+  sub.ended = new Promise((r) => { resolveEnded = r })
+  const finish = (result) => {
+    if (endedResult) return
+    endedResult = result
+    resolveEnded(result)
+    for (const w of [...waiters]) w.check()
+  }
+
+  const req = http.request({
+    host: u.hostname, port: u.port, method: 'GET', path, agent,
+    headers: { Accept: 'text/event-stream', ...headers },
+  })
+  sub.response = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => req.destroy(new Error(`no response headers within ${timeoutMs} ms: GET ${path}`)), timeoutMs)
+    req.on('error', (e) => { clearTimeout(timer); reject(e); finish({ complete: false, error: e }) })
+    req.on('response', (res) => {
+      clearTimeout(timer)
+      sub.status = res.statusCode
+      resolve({ status: res.statusCode, headers: res.headers, rawHeaders: res.rawHeaders })
+      if (res.statusCode !== 200) {
+        const chunks = []
+        res.on('data', (c) => chunks.push(c))
+        res.on('end', () => { sub.body = Buffer.concat(chunks) })
+      } else {
+        let buf = ''
+        let type = null
+        let data = []
+        res.setEncoding('utf8')
+        res.on('data', (text) => {
+          buf += text
+          let nl
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            let line = buf.slice(0, nl)
+            buf = buf.slice(nl + 1)
+            if (line.endsWith('\r')) line = line.slice(0, -1)
+            if (line === '') {
+              if (type !== null || data.length) {
+                sub.events.push({ type: type ?? 'message', data: data.join('\n'), at: performance.now() })
+                for (const w of [...waiters]) w.check()
+              }
+              type = null
+              data = []
+            } else if (line.startsWith(':')) {
+              sub.comments++
+            } else {
+              const i = line.indexOf(':')
+              const field = i < 0 ? line : line.slice(0, i)
+              let value = i < 0 ? '' : line.slice(i + 1)
+              if (value.startsWith(' ')) value = value.slice(1)
+              if (field === 'event') type = value
+              else if (field === 'data') data.push(value)
+            }
+          }
+        })
+      }
+      // 'close' comes after 'end' for a complete response, alone if cut short.
+      res.on('close', () => finish({ complete: res.complete, error: null }))
+      res.on('error', () => {})
+    })
+  })
+  req.end()
+  sub.response.catch(() => {}) // the caller may not look; `ended` reports it too
+
+  sub.waitFor = (pred, waitMs = 10_000, what = 'event') => new Promise((resolve, reject) => {
+    let timer
+    const w = {
+      check() {
+        const i = sub.events.findIndex((e, k) => pred(e, k))
+        if (i >= 0) { done(); resolve(sub.events[i]); return }
+        if (endedResult) {
+          done()
+          reject(new Error(`SSE ${path} ended (${endedResult.complete ? 'complete' : 'cut short'}) before ${what}; ` +
+            `${sub.events.length} events received`))
+        }
+      },
+    }
+    const done = () => { clearTimeout(timer); waiters.delete(w) }
+    timer = setTimeout(() => { done(); reject(new Error(`no ${what} on SSE ${path} within ${waitMs} ms (${sub.events.length} events received)`)) }, waitMs)
+    waiters.add(w)
+    w.check()
+  })
+  sub.close = () => req.destroy()
+  return sub
+}
+
+/** The JSON messages carried by the `data` events of an SSE subscription (arrays flattened). */
+export function sseMessages(sub) {
+  const out = []
+  for (const e of sub.events) {
+    if (e.type !== 'data') continue
+    const v = JSON.parse(e.data)
+    if (Array.isArray(v)) out.push(...v)
+    else out.push(v)
+  }
+  return out
+}
+
+/** Number of times the header `name` occurs in a raw header list. */
+export function headerCount(rawHeaders, name) {
+  let n = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].toLowerCase() === name.toLowerCase()) n++
+  return n
+}

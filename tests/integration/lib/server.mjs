@@ -3,6 +3,8 @@
 //   LMSTREAM_TEST_SERVER  which deployment: passed to `deploy/run --server`
 //                         (default "lighttpd"); "reference" starts the Node
 //                         reference server of the protocol in this process.
+//                         A test may name its deployment itself instead:
+//                         startServer({ server: 'apache' }).
 //   LMSTREAM_RUN          path of deploy/run (default: <repo>/deploy/run).
 //   LMSTREAM_KEEP_DATA=1  keep the temporary data directory after the test.
 //
@@ -25,12 +27,25 @@ export const IS_REFERENCE = SERVER_KIND === 'reference'
 export const RUN_PATH = process.env.LMSTREAM_RUN || path.join(REPO_ROOT, 'deploy', 'run')
 export const STREAM_PREFIX = '/v1/stream/'
 export const WORKER_NAME = 'lmstream.fcgi'
+export const LIVE_NAME = 'lmstream-live'
+/** deploy/run deployments that start lmstream-live behind a web server. */
+export const PROXIED_KINDS = new Set(['lighttpd', 'apache'])
 
 const READY_RE = /lmstream: ready on (http:\/\/\S+)/
+// setpriv (util-linux, which deploy/run needs anyway), if installed.
+const SETPRIV = (process.env.PATH || '/usr/bin:/bin').split(':').concat('/usr/bin', '/bin')
+  .map((d) => path.join(d || '.', 'setpriv')).find((f) => { try { fs.accessSync(f, fs.constants.X_OK); return true } catch { return false } })
 const READY_TIMEOUT_MS = 30_000
 const STOP_TIMEOUT_MS = 10_000
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** Resolve with p's value, or with `fallback` after ms; the timer never outlives the race. */
+function within(p, ms, fallback = null) {
+  let timer
+  return Promise.race([p, new Promise((r) => { timer = setTimeout(() => r(fallback), ms) })])
+    .finally(() => clearTimeout(timer))
+}
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort() {
@@ -129,10 +144,14 @@ function procTable() {
   return table
 }
 
-function isWorker(pid, info) {
+function isProgram(pid, info, name) {
   // argv[0] is the binary; argv[1] when an interpreter runs a script of that name.
-  if (info.argv.slice(0, 2).some((a) => path.basename(a) === WORKER_NAME)) return true
-  try { return path.basename(fs.readlinkSync(`/proc/${pid}/exe`)) === WORKER_NAME } catch { return false }
+  if (info.argv.slice(0, 2).some((a) => path.basename(a) === name)) return true
+  try { return path.basename(fs.readlinkSync(`/proc/${pid}/exe`)) === name } catch { return false }
+}
+
+function isWorker(pid, info) {
+  return isProgram(pid, info, WORKER_NAME)
 }
 
 /**
@@ -141,6 +160,11 @@ function isWorker(pid, info) {
  * whose command line or environment names our private temporary directory.
  */
 export function findWorkers(rootPid, marker) {
+  return findPrograms(rootPid, marker, WORKER_NAME)
+}
+
+/** Like findWorkers, for processes running the program `name`. */
+export function findPrograms(rootPid, marker, name) {
   const table = procTable()
   const children = new Map()
   for (const [pid, info] of table) {
@@ -155,7 +179,7 @@ export function findWorkers(rootPid, marker) {
   }
   const out = []
   for (const [pid, info] of table) {
-    if (!isWorker(pid, info)) continue
+    if (!isProgram(pid, info, name)) continue
     if (mine.has(pid)) { out.push(pid); continue }
     if (marker) {
       const env = readProc(pid, 'environ')
@@ -169,10 +193,22 @@ export function findWorkers(rootPid, marker) {
 
 function makeLog(limit = 64 * 1024) {
   let text = ''
+  let partial = ''
+  const lineListeners = new Set()
   return {
-    add(chunk) { text += chunk.toString('utf8'); if (text.length > limit) text = text.slice(-limit) },
+    add(chunk) {
+      const s = chunk.toString('utf8')
+      text += s
+      if (text.length > limit) text = text.slice(-limit)
+      if (!lineListeners.size) { partial = ''; return }
+      const lines = (partial + s).split('\n')
+      partial = lines.pop()
+      for (const line of lines) for (const fn of [...lineListeners]) fn(line)
+    },
     tail(n = 40) { return text.split('\n').slice(-n).join('\n') },
     get text() { return text },
+    /** Call fn(line) for each complete line added from now on; returns an unsubscribe function. */
+    onLine(fn) { lineListeners.add(fn); return () => lineListeners.delete(fn) },
   }
 }
 
@@ -216,13 +252,16 @@ async function startReference({ label }) {
   }
 }
 
-async function startDeployment({ label, config }) {
+async function startDeployment({ label, config, kind = SERVER_KIND, workers }) {
   if (!fs.existsSync(RUN_PATH)) {
     throw new Error(`${RUN_PATH} not found (set LMSTREAM_RUN, or LMSTREAM_TEST_SERVER=reference)`)
   }
   const root = fs.mkdtempSync(path.join(os.tmpdir(), `lmstream-it-${label}-`))
   const dataDir = path.join(root, 'data')
   fs.mkdirSync(dataDir)
+  // As root, deploy/run runs Apache and lmstream-live as www-data: it must be
+  // able to reach the data directory (and read the config) inside ours.
+  if (kind === 'apache' && process.getuid?.() === 0) fs.chmodSync(root, 0o711)
   let configFile = null
   if (config && Object.keys(config).length) {
     configFile = path.join(root, 'lmstream.conf')
@@ -232,10 +271,17 @@ async function startDeployment({ label, config }) {
   let lastErr
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort()
-    const args = ['--server', SERVER_KIND, '--port', String(port), '--data', dataDir]
+    const args = ['--server', kind, '--port', String(port), '--data', dataDir]
     if (configFile) args.push('--config', configFile)
+    if (workers) args.push('--workers', String(workers))
+    // A port the kernel just let us bind: deploy/run's own pick may land on a
+    // port that a TIME_WAIT client socket still holds on a busy machine.
+    if (PROXIED_KINDS.has(kind)) args.push('--live-port', String(await freePort()))
     const log = makeLog()
-    const child = spawn(RUN_PATH, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    // Under setpriv --pdeathsig, deploy/run gets SIGTERM (and stops everything
+    // it started) even if this test process is killed before it can clean up.
+    const [cmd, cmdArgs] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', '--', RUN_PATH, ...args]] : [RUN_PATH, args]
+    const child = spawn(cmd, cmdArgs, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout.on('data', (c) => log.add(c))
     child.stderr.on('data', (c) => log.add(c))
     const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
@@ -250,24 +296,67 @@ async function startDeployment({ label, config }) {
     } catch (e) {
       lastErr = e
       try { child.kill('SIGTERM') } catch {}
-      await Promise.race([exited, sleep(STOP_TIMEOUT_MS)])
+      await within(exited, STOP_TIMEOUT_MS)
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
       process.off('exit', onProcessExit)
-      if (/address already in use|EADDRINUSE|bind/i.test(log.text)) continue
+      if (/address already in use|EADDRINUSE|bind|cannot listen/i.test(log.text)) continue
       break
     }
     url = url.replace(/\/+$/, '')
 
     const handle = {
-      kind: SERVER_KIND, url, port, root, dataDir, configFile, pid: child.pid, child,
+      kind, url, port, root, dataDir, configFile, pid: child.pid, child,
       canKill: true, hasLimits: true,
       workers: () => findWorkers(child.pid, root),
+      /** Pids of this deployment's lmstream-live (one, unless it is being restarted). */
+      livePids: () => findPrograms(child.pid, root, LIVE_NAME),
+      /** { host, port } lmstream-live listens on (from its --listen argument), or null. */
+      liveAddress() {
+        for (const pid of handle.livePids()) {
+          const argv = (readProc(pid, 'cmdline') || Buffer.alloc(0)).toString('utf8').split('\0')
+          const i = argv.indexOf('--listen')
+          const m = i >= 0 ? /^\[?([^\]]*)\]?:(\d+)$/.exec(argv[i + 1] || '') : null
+          if (m) return { host: m[1], port: Number(m[2]) }
+        }
+        return null
+      },
+      /**
+       * Resolve with the match of the first stderr line matching re that
+       * deploy/run (or a child) writes from now on. Call it before the action
+       * that causes the line. Rejects after timeoutMs or if deploy/run exits.
+       */
+      waitLog(re, timeoutMs = 10_000) {
+        return new Promise((resolve, reject) => {
+          let off = null
+          const finish = (fn, arg) => { clearTimeout(timer); off?.(); child.off('exit', onExit); fn(arg) }
+          const onExit = (code, sig) =>
+            finish(reject, new Error(`deploy/run exited (code ${code}, signal ${sig}) while waiting for ${re}\n${log.tail()}`))
+          const timer = setTimeout(
+            () => finish(reject, new Error(`no stderr line matching ${re} within ${timeoutMs} ms\n${log.tail()}`)),
+            timeoutMs,
+          )
+          off = log.onLine((line) => { const m = re.exec(line); if (m) finish(resolve, m) })
+          child.once('exit', onExit)
+        })
+      },
+      /**
+       * The daemon's own counters: sends SIGHUP to lmstream-live and parses
+       * the line it logs, "N connections, N requests, N wake-ups".
+       */
+      async liveStats(timeoutMs = 5000) {
+        const pids = handle.livePids()
+        if (pids.length !== 1) throw new Error(`expected one ${LIVE_NAME}, found ${JSON.stringify(pids)}`)
+        const line = handle.waitLog(/(\d+) connections, (\d+) requests, (\d+) wake-ups/, timeoutMs)
+        process.kill(pids[0], 'SIGHUP')
+        const m = await line
+        return { connections: Number(m[1]), requests: Number(m[2]), wakeups: Number(m[3]) }
+      },
       logTail: (n) => log.tail(n),
       async stop() {
         const leftovers = handle.workers()
         if (child.exitCode === null && child.signalCode === null) {
           child.kill('SIGTERM')
-          const r = await Promise.race([exited, sleep(STOP_TIMEOUT_MS).then(() => null)])
+          const r = await within(exited, STOP_TIMEOUT_MS)
           if (!r) {
             process.stderr.write(`lmstream test: deploy/run ignored SIGTERM for ${STOP_TIMEOUT_MS} ms; sending SIGKILL\n`)
             child.kill('SIGKILL')
@@ -286,6 +375,12 @@ async function startDeployment({ label, config }) {
           try { process.kill(p, 'SIGKILL') } catch {}
         }
         handle.strayWorkers = [...new Set(alive)]
+        const strayLive = findPrograms(-1, root, LIVE_NAME)
+        for (const p of strayLive) {
+          process.stderr.write(`lmstream test: ${LIVE_NAME} ${p} outlived deploy/run; sending SIGKILL\n`)
+          try { process.kill(p, 'SIGKILL') } catch {}
+        }
+        handle.strayLive = strayLive
         if (!process.env.LMSTREAM_KEEP_DATA) fs.rmSync(root, { recursive: true, force: true })
       },
     }
@@ -300,8 +395,14 @@ async function startDeployment({ label, config }) {
  * options.label: short name used in the temporary directory name.
  * options.config: object of lmstream config keys (written to a file and
  *   passed as --config); ignored by the reference server.
- * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() }.
+ * options.server: deployment to start instead of LMSTREAM_TEST_SERVER's
+ *   (lighttpd, fastcgi, cgi, apache, standalone or reference).
+ * options.workers: --workers for deploy/run.
+ * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() };
+ * deploy/run deployments also have livePids(), liveAddress(), waitLog(re)
+ * and liveStats() (lmstream-live's own counters, through SIGHUP).
  */
-export function startServer({ label = 'it', config } = {}) {
-  return IS_REFERENCE ? startReference({ label }) : startDeployment({ label, config })
+export function startServer({ label = 'it', config, server, workers } = {}) {
+  const kind = server || SERVER_KIND
+  return kind === 'reference' ? startReference({ label }) : startDeployment({ label, config, kind, workers })
 }

@@ -1,0 +1,196 @@
+// Routing and streaming through the web servers.
+//
+// Each deployment is started by this file with deploy/run:
+//  - lighttpd, apache: live reads (?live=sse, ?live=long-poll) must be answered
+//    by lmstream-live (X-Lmstream-Front: live), everything else (writes,
+//    catch-up reads, HEAD, DELETE, plain OPTIONS) by the FastCGI workers
+//    (X-Lmstream-Front: fcgi); a CORS preflight of a live URL must carry
+//    exactly one Access-Control-Allow-Origin header;
+//  - every deployment (also fastcgi, cgi and standalone, where no proxy sits
+//    in between): SSE events are passed on as they are written, not buffered.
+//    Two events are published 1 s apart; the first must reach the subscriber
+//    within 1 s of its acknowledgement and before the second is sent, and the
+//    second at least 0.8 s after the first. The bounds are loose on purpose: a
+//    buffering proxy delays events by seconds or until the response ends.
+//
+// LMSTREAM_ROUTING_SERVERS (space-separated) limits the deployments run.
+
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { startServer, sleep, STREAM_PREFIX } from './lib/server.mjs'
+import { rawRequest, openSse, sseMessages, headerCount } from './lib/http.mjs'
+
+const ALL = ['lighttpd', 'apache', 'fastcgi', 'cgi', 'standalone']
+const PROXIED = new Set(['lighttpd', 'apache'])
+const KINDS = process.env.LMSTREAM_ROUTING_SERVERS
+  ? process.env.LMSTREAM_ROUTING_SERVERS.split(/\s+/).filter(Boolean)
+  : ALL
+
+// A short long-poll timeout so that `offset=now&live=long-poll` answers 204
+// quickly instead of after the default 20 s.
+const CONFIG = { long_poll_timeout: 1500 }
+const GAP_MS = 1000        // between the two publishes
+const MIN_GAP_MS = 800     // the second event must come at least this long after the first
+const MAX_DELAY_MS = 1000  // the first event must come within this of its acknowledgement
+
+const tag = randomBytes(4).toString('hex')
+const JSON_CT = { 'Content-Type': 'application/json' }
+
+function front(r) {
+  return r.headers['x-lmstream-front']
+}
+
+function describeResponse(r) {
+  return `${r.status} front=${front(r)} ${r.body ? r.body.toString('utf8').slice(0, 200) : ''}`
+}
+
+/** Wait until `at` (performance.now() time); used to schedule a publish, never to assert. */
+async function until(at) {
+  const ms = at - performance.now()
+  if (ms > 0) await sleep(ms)
+}
+
+async function createJsonStream(srv, path) {
+  const r = await rawRequest(srv.url, { method: 'PUT', path, headers: JSON_CT })
+  assert.equal(r.status, 201, `PUT ${path}: ${describeResponse(r)}`)
+  return r
+}
+
+async function tailOffset(srv, path) {
+  const r = await rawRequest(srv.url, { method: 'HEAD', path })
+  assert.equal(r.status, 200, `HEAD ${path}: ${describeResponse(r)}`)
+  const off = r.headers['stream-next-offset']
+  assert.ok(off, `HEAD ${path}: no Stream-Next-Offset`)
+  return off
+}
+
+async function publish(srv, path, value) {
+  const sent = performance.now()
+  const r = await rawRequest(srv.url, { method: 'POST', path, headers: JSON_CT, body: JSON.stringify(value) })
+  assert.ok(r.status === 200 || r.status === 204, `POST ${path}: ${describeResponse(r)}`)
+  return { sent, acked: performance.now(), response: r }
+}
+
+for (const kind of KINDS) {
+  describe(`routing[${kind}]`, () => {
+    let srv
+    before(async () => { srv = await startServer({ label: `routing-${kind}`, server: kind, config: CONFIG }) })
+    after(async () => { await srv?.stop() })
+
+    if (PROXIED.has(kind)) {
+      test('live reads are answered by lmstream-live, everything else by the workers', { timeout: 30_000 }, async () => {
+        const path = `${STREAM_PREFIX}route-${tag}`
+        const seen = []
+        const expect = (what, r, status, want) => {
+          seen.push(`${what} -> ${r.status} ${front(r)}`)
+          assert.equal(r.status, status, `${what}: ${describeResponse(r)}`)
+          assert.equal(front(r), want, `${what} answered by ${front(r)}, expected ${want}`)
+        }
+
+        expect('PUT', await createJsonStream(srv, path), 201, 'fcgi')
+        const post = await rawRequest(srv.url, { method: 'POST', path, headers: JSON_CT, body: '{"n":1}' })
+        expect('POST', post, post.status === 200 ? 200 : 204, 'fcgi')
+        expect('HEAD', await rawRequest(srv.url, { method: 'HEAD', path }), 200, 'fcgi')
+        const catchUp = await rawRequest(srv.url, { path: `${path}?offset=-1` })
+        expect('GET ?offset=-1', catchUp, 200, 'fcgi')
+        assert.deepEqual(JSON.parse(catchUp.body.toString('utf8')), [{ n: 1 }])
+        // "live" elsewhere than in the live parameter does not route to the daemon
+        expect('GET ?offset=-1&xlive=sse', await rawRequest(srv.url, { path: `${path}?offset=-1&xlive=sse` }), 200, 'fcgi')
+        expect('OPTIONS (not live)', await rawRequest(srv.url, {
+          method: 'OPTIONS', path, headers: { Origin: 'http://example.test', 'Access-Control-Request-Method': 'POST' },
+        }), 204, 'fcgi')
+
+        // SSE from the start: headers from the daemon, then the stored message.
+        for (const q of ['offset=-1&live=sse', 'live=sse&offset=-1']) {
+          const sub = openSse(srv.url, `${path}?${q}`)
+          try {
+            const r = await sub.response
+            expect(`GET ?${q}`, r, 200, 'live')
+            assert.match(r.headers['content-type'] || '', /^text\/event-stream/)
+            await sub.waitFor((e) => e.type === 'control', 5000, 'the first control event')
+            assert.deepEqual(sseMessages(sub), [{ n: 1 }])
+          } finally {
+            sub.close()
+          }
+        }
+
+        // Long-poll: with data after the offset it answers at once, at the
+        // tail it waits long_poll_timeout and answers 204.
+        expect('GET ?offset=-1&live=long-poll', await rawRequest(srv.url, { path: `${path}?offset=-1&live=long-poll` }), 200, 'live')
+        const t0 = performance.now()
+        const lp = await rawRequest(srv.url, { path: `${path}?offset=now&live=long-poll` })
+        expect('GET ?offset=now&live=long-poll', lp, 204, 'live')
+        assert.ok(performance.now() - t0 >= CONFIG.long_poll_timeout - 200,
+          `offset=now long-poll returned after ${Math.round(performance.now() - t0)} ms, before the timeout`)
+
+        expect('DELETE', await rawRequest(srv.url, { method: 'DELETE', path }), 204, 'fcgi')
+        expect('HEAD after DELETE', await rawRequest(srv.url, { method: 'HEAD', path }), 404, 'fcgi')
+        expect('GET ?offset=-1&live=sse after DELETE', await rawRequest(srv.url, { path: `${path}?offset=-1&live=sse` }), 404, 'live')
+      })
+
+      test('a CORS preflight of a live URL gets exactly one Access-Control-Allow-Origin', { timeout: 20_000 }, async () => {
+        const path = `${STREAM_PREFIX}cors-${tag}`
+        await createJsonStream(srv, path)
+        const headers = {
+          Origin: 'http://example.test',
+          'Access-Control-Request-Method': 'GET',
+          'Access-Control-Request-Headers': 'last-event-id',
+        }
+        for (const q of ['offset=-1&live=sse', 'offset=now&live=long-poll']) {
+          const r = await rawRequest(srv.url, { method: 'OPTIONS', path: `${path}?${q}`, headers })
+          assert.ok(r.status === 200 || r.status === 204, `OPTIONS ?${q}: ${describeResponse(r)}`)
+          assert.equal(front(r), 'live', `OPTIONS ?${q} answered by ${front(r)}`)
+          assert.equal(headerCount(r.rawHeaders, 'Access-Control-Allow-Origin'), 1,
+            `OPTIONS ?${q}: Access-Control-Allow-Origin ${headerCount(r.rawHeaders, 'Access-Control-Allow-Origin')} times: ` +
+            JSON.stringify(r.rawHeaders))
+          assert.match(r.headers['access-control-allow-methods'] || '', /\bGET\b/)
+        }
+        // The SSE response itself, too.
+        const sub = openSse(srv.url, `${path}?offset=-1&live=sse`, { headers: { Origin: 'http://example.test' } })
+        try {
+          const r = await sub.response
+          assert.equal(r.status, 200)
+          assert.equal(headerCount(r.rawHeaders, 'Access-Control-Allow-Origin'), 1,
+            `SSE response: Access-Control-Allow-Origin ${headerCount(r.rawHeaders, 'Access-Control-Allow-Origin')} times`)
+        } finally {
+          sub.close()
+        }
+      })
+    }
+
+    test('SSE events reach the subscriber as they are published (no buffering)', { timeout: 30_000 }, async (t) => {
+      const path = `${STREAM_PREFIX}unbuffered-${tag}`
+      await createJsonStream(srv, path)
+      const offset = await tailOffset(srv, path)
+      const sub = openSse(srv.url, `${path}?offset=${offset}&live=sse`)
+      try {
+        const r = await sub.response
+        assert.equal(r.status, 200, `SSE: status ${r.status}`)
+        assert.match(r.headers['content-type'] || '', /^text\/event-stream/)
+        if (PROXIED.has(kind)) assert.equal(front(r), 'live')
+        // The subscription is in place once the server said it is up to date.
+        await sub.waitFor((e) => e.type === 'control', 10_000, 'the first control event')
+
+        const isMsg = (n) => (e) => e.type === 'data' && JSON.parse(e.data).some((m) => m.n === n)
+        const p1 = await publish(srv, path, { n: 1 })
+        await until(p1.acked + GAP_MS)
+        const p2 = await publish(srv, path, { n: 2 })
+        const e1 = await sub.waitFor(isMsg(1), 10_000, 'event 1')
+        const e2 = await sub.waitFor(isMsg(2), 10_000, 'event 2')
+
+        const d1 = e1.at - p1.acked
+        const gap = e2.at - e1.at
+        t.diagnostic(`${kind}: event 1 ${Math.round(e1.at - p1.sent)} ms after its POST was sent ` +
+          `(${Math.round(d1)} ms after the acknowledgement); event 2 ${Math.round(gap)} ms after event 1, ` +
+          `${Math.round(e2.at - p2.sent)} ms after its POST was sent`)
+        assert.ok(d1 <= MAX_DELAY_MS, `event 1 arrived ${Math.round(d1)} ms after its POST was acknowledged (> ${MAX_DELAY_MS} ms)`)
+        assert.ok(e1.at < p2.sent, 'event 1 arrived only after event 2 was published: the response is buffered')
+        assert.ok(gap >= MIN_GAP_MS, `event 2 arrived ${Math.round(gap)} ms after event 1 (< ${MIN_GAP_MS} ms): buffered together`)
+        assert.deepEqual(sseMessages(sub), [{ n: 1 }, { n: 2 }], 'each event exactly once, in order')
+      } finally {
+        sub.close()
+      }
+    })
+  })
+}
