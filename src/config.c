@@ -23,6 +23,7 @@ void config_defaults(struct config *cfg)
 	snprintf(cfg->listen, sizeof cfg->listen, "%s", LS_DEFAULT_LISTEN);
 	cfg->max_connections = 10000;
 	cfg->threads = 2;
+	cfg->conn_memory = 5120;
 	snprintf(cfg->cache_control, sizeof cfg->cache_control, "%s", "public, max-age=60, stale-while-revalidate=300");
 }
 
@@ -123,6 +124,10 @@ int config_set(struct config *cfg, const char *key, const char *v, char *err, si
 		if (parse_int(v, 1, 1000000, &n))
 			goto bad;
 		cfg->max_connections = n;
+	} else if (!strcmp(key, "conn_memory")) {
+		if (config_parse_size(v, &size) || size < 2048 || size > (1 << 20))
+			goto bad;
+		cfg->conn_memory = (int)size;
 	} else if (!strcmp(key, "threads")) {
 		if (parse_int(v, 1, 64, &n))
 			goto bad;
@@ -209,7 +214,7 @@ int config_from_env(struct config *cfg, char *err, size_t errlen)
 	static const char *keys[] = {
 		"data_dir", "map_size", "durability", "max_body", "max_path",
 		"long_poll_timeout", "sse_lifetime", "heartbeat", "prefix", "listen",
-		"max_connections", "threads", "notify_socket", "cache_control", "www",
+		"max_connections", "threads", "conn_memory", "notify_socket", "cache_control", "www",
 	};
 	const char *file = getenv("LMSTREAM_CONFIG");
 	char name[64], why[256];

@@ -22,6 +22,7 @@ struct config {
 	char     listen[128];      /* host:port of lmstream-live */
 	int      max_connections;  /* lmstream-live connection cap */
 	int      threads;          /* lmstream-live worker threads */
+	int      conn_memory;      /* lmstream-live bytes per connection for headers and writes */
 	char     notify_path[512]; /* AF_UNIX socket of lmstream-live; "" = <data_dir>/live.sock */
 	char     cache_control[128]; /* Cache-Control of reads that return data */
 	char     www[512];         /* static files lmstream-live serves outside the prefix; "" = none */

@@ -344,6 +344,7 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 		serve_sse(ctx, io, live, resp);
 		break;
 	}
+	proto_live_clear(live);
 	if (resp->status >= 500)
 		log_warn("%s %.*s -> %d %s", method ? method : "-", (int)req.target_len, req.target,
 		         resp->status, resp->reason ? resp->reason : "");
@@ -423,7 +424,7 @@ int main(int argc, char **argv)
 	int have_store = store_open(&st, &cfg) == ST_OK;
 	struct proto_ctx ctx;
 	struct proto_response resp;
-	struct proto_live live;
+	struct proto_live live = { 0 };
 	struct buf body;
 	notify_sender_init(&cfg);
 	proto_init(&ctx, &cfg, st);

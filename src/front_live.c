@@ -288,7 +288,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max);
 
 static enum MHD_Result queue_sse(struct conn *c, struct proto_response *r)
 {
-	struct MHD_Response *mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024,
+	struct MHD_Response *mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64,
 	                                                            sse_reader, c, NULL);
 	if (!mr)
 		return MHD_NO;
@@ -314,11 +314,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			memcpy(buf, c->out.data + c->out_off, n);
 			c->out_off += n;
 			if (c->out_off == c->out.len) {
-				/* Idle connections keep no buffer. */
-				if (c->out.cap > 16384)
-					buf_free(&c->out);
-				else
-					buf_reset(&c->out);
+				buf_free(&c->out); /* idle connections keep no buffer */
 				c->out_off = 0;
 			}
 			return (ssize_t)n;
@@ -602,6 +598,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	buf_free(&c->out);
 	free(c->target);
 	free(c->query);
+	proto_live_clear(&c->live);
 	*con_cls = NULL;
 	atomic_fetch_sub(&nreq, 1);
 	pthread_mutex_lock(&reg.lock);
@@ -910,8 +907,8 @@ int main(int argc, char **argv)
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
-		MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)1024,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg.conn_memory,
+		MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)512,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,

@@ -898,7 +898,7 @@ static void handle_get(struct proto_ctx *ctx, const struct proto_request *req,
 	if (mode != LIVE_NONE && parse_query_param(req->query, req->query_len, "offset", val, sizeof val, &vlen) == 0)
 		return proto_error(resp, 400, mode == LIVE_SSE ? "SSE requires an offset parameter"
 		                                             : "long-poll requires an offset parameter");
-	memset(live, 0, offsetof(struct proto_live, name));
+	proto_live_clear(live);
 	if (parse_query_param(req->query, req->query_len, "cursor", val, sizeof val, &vlen) >= 1 &&
 	    vlen != (size_t)-1 && vlen < sizeof live->cursor_in)
 		memcpy(live->cursor_in, val, vlen + 1);
@@ -915,8 +915,14 @@ static void handle_get(struct proto_ctx *ctx, const struct proto_request *req,
 	live->seq = seq;
 	live->json = is_json_type(m.content_type);
 	live->base64 = !is_text_type(m.content_type);
-	memcpy(live->name, tg->name, tg->nlen + 1);
-	live->name_len = tg->nlen;
+	if (mode != LIVE_NONE) {
+		live->name = strndup(tg->name, tg->nlen);
+		if (!live->name) {
+			rc = ST_BUSY;
+			goto fail;
+		}
+		live->name_len = tg->nlen;
+	}
 	if (seq == m.tail_seq)
 		live->bytes = m.tail_bytes;
 	else if ((rc = store_msg_end_bytes(&ctx->rtxn, m.id, seq, &live->bytes)))
@@ -969,6 +975,12 @@ static void handle_get(struct proto_ctx *ctx, const struct proto_request *req,
 fail:
 	store_read_end(&ctx->rtxn);
 	store_error(resp, rc);
+}
+
+void proto_live_clear(struct proto_live *live)
+{
+	free(live->name);
+	memset(live, 0, sizeof *live);
 }
 
 void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,

@@ -75,8 +75,11 @@ struct proto_live {
 	char cursor_in[24];       /* client's cursor, "" if none */
 	unsigned json : 1, base64 : 1, control_sent : 1;
 	size_t name_len;
-	char name[LS_MAX_PATH_HARD + 1];
+	char *name;               /* owned: set for live reads, freed by proto_live_clear */
 };
+
+/* Frees what a live read holds and zeroes it; safe on a zeroed struct. */
+void proto_live_clear(struct proto_live *live);
 
 /* Called after every commit that touched stream_id, so the front can wake
  * live readers (in this process or, through notify.h, in lmstream-live). */

@@ -41,6 +41,14 @@ static struct store *st;
 static struct proto_ctx ctx;
 static struct proto_response R;
 static struct proto_live L;
+
+/* A live read owns its name: copies get their own. */
+static struct proto_live live_dup(const struct proto_live *l)
+{
+	struct proto_live c = *l;
+	c.name = l->name ? strdup(l->name) : NULL;
+	return c;
+}
 static struct proto_request Q;
 
 /* The commit hook: what proto reported. */
@@ -457,7 +465,7 @@ static void test_longpoll(void)
 		.query = "offset=0000000000000001_0000000000000001&live=long-poll", .action = PROTO_WAIT };
 	run(&wait);
 	struct proto_request wreq = Q;   /* the front keeps the request while waiting */
-	struct proto_live wlive = L;
+	struct proto_live wlive = live_dup(&L);
 	proto_response_reset(&R);
 	proto_longpoll_poll(&ctx, &wreq, &wlive, &R);
 	CHECK_INT(R.action, PROTO_WAIT);
@@ -468,7 +476,7 @@ static void test_longpoll(void)
 	proto_response_init(&pr);
 	struct proto_request preq;
 	build(&post, &preq);
-	struct proto_live plive;
+	struct proto_live plive = { 0 };
 	proto_handle(&ctx, &preq, &pr, &plive);
 	CHECK_INT(pr.status, 204);
 	proto_response_free(&pr);
@@ -488,7 +496,8 @@ static void test_longpoll(void)
 		.query = "offset=0000000000000002_0000000000000003&live=long-poll&cursor=5", .action = PROTO_WAIT };
 	run(&wait2);
 	wreq = Q;
-	wlive = L;
+	proto_live_clear(&wlive);
+	wlive = live_dup(&L);
 	proto_response_reset(&R);
 	proto_longpoll_timeout(&ctx, &wreq, &wlive, &R);
 	CHECK_INT(R.action, PROTO_DONE);
@@ -509,7 +518,8 @@ static void test_longpoll(void)
 	const struct step wait3 = { __LINE__, M_GET, P("lp"), .query = q, .action = PROTO_WAIT };
 	run(&wait3);
 	wreq = Q;
-	wlive = L;
+	proto_live_clear(&wlive);
+	wlive = live_dup(&L);
 	proto_response_reset(&R);
 	proto_longpoll_timeout(&ctx, &wreq, &wlive, &R);
 	cur = proto_get_header(&R, "Stream-Cursor");
@@ -518,7 +528,8 @@ static void test_longpoll(void)
 	/* Closing while waiting ends the wait with 204 and Stream-Closed. */
 	run(&wait2);
 	wreq = Q;
-	wlive = L;
+	proto_live_clear(&wlive);
+	wlive = live_dup(&L);
 	static const struct step close = { __LINE__, M_POST, P("lp"), .closed = "true", .status = 204 };
 	build(&close, &preq);
 	proto_response_init(&pr);
@@ -549,7 +560,8 @@ static void test_longpoll(void)
 	};
 	RUN(steps2);
 	wreq = Q;
-	wlive = L;
+	proto_live_clear(&wlive);
+	wlive = live_dup(&L);
 	static const struct step del = { __LINE__, M_DELETE, P("lp2"), .status = 204 };
 	run(&del);
 	proto_response_reset(&R);
@@ -564,7 +576,8 @@ static void test_longpoll(void)
 	};
 	RUN(steps3);
 	wreq = Q;
-	wlive = L;
+	proto_live_clear(&wlive);
+	wlive = live_dup(&L);
 	static const struct step recreate[] = {
 		{ __LINE__, M_DELETE, P("lp3"), .status = 204 },
 		{ __LINE__, M_PUT, P("lp3"), .ct = "text/plain", .body = "new", .status = 201 },
@@ -574,6 +587,8 @@ static void test_longpoll(void)
 	proto_longpoll_poll(&ctx, &wreq, &wlive, &R);
 	CHECK_INT(R.action, PROTO_DONE);
 	CHECK_INT(R.status, 404);
+	proto_live_clear(&wlive);
+	proto_live_clear(&plive);
 }
 
 /* --- SSE -------------------------------------------------------------------------------------- */
@@ -601,7 +616,7 @@ static void test_sse(void)
 		         { "Cache-Control", ANY } } },
 	};
 	RUN(setup);
-	struct proto_live live = L;
+	struct proto_live live = live_dup(&L);
 	struct buf out;
 	buf_init(&out);
 	char want[256];
@@ -621,7 +636,7 @@ static void test_sse(void)
 
 	/* An append: its data and a control event. */
 	static const struct step post3 = { __LINE__, M_POST, P("ss"), .ct = "text/plain", .body = "three", .status = 204 };
-	struct proto_live scratch;
+	struct proto_live scratch = { 0 };
 	struct proto_request rq;
 	struct proto_response rs;
 	proto_response_init(&rs);
@@ -647,7 +662,8 @@ static void test_sse(void)
 		{ __LINE__, M_GET, P("ss2"), .query = "offset=now&live=sse", .status = 200, .action = PROTO_SSE },
 	};
 	RUN(s2);
-	live = L;
+	proto_live_clear(&live);
+	live = live_dup(&L);
 	CHECK_INT(sse(&live, &out), SSE_IDLE);     /* the first control event */
 	CHECK(mem_find(out.data, out.len, "\"upToDate\":true") != NULL);
 	CHECK(mem_find(out.data, out.len, "event: data") == NULL);
@@ -663,7 +679,8 @@ static void test_sse(void)
 	static const struct step s3 = { __LINE__, M_GET, P("ss2"), .query = "offset=now&live=sse", .status = 200,
 	                                .action = PROTO_SSE };
 	run(&s3);
-	live = L;
+	proto_live_clear(&live);
+	live = live_dup(&L);
 	CHECK_INT(sse(&live, &out), SSE_END);
 	CHECK_INT(count_of(out.data, out.len, "event: "), 1);
 	CHECK(mem_find(out.data, out.len, "event: control\n") == out.data);
@@ -677,7 +694,8 @@ static void test_sse(void)
 		  .h = { { "Stream-SSE-Data-Encoding", "base64" } } },
 	};
 	RUN(bin);
-	live = L;
+	proto_live_clear(&live);
+	live = live_dup(&L);
 	CHECK_INT(sse(&live, &out), SSE_IDLE);
 	CHECK(starts_with(&out, "event: data\ndata:AA0K/w==\n\n"));
 
@@ -688,7 +706,8 @@ static void test_sse(void)
 		  .h = { { "Stream-SSE-Data-Encoding", ABSENT } } },
 	};
 	RUN(js);
-	live = L;
+	proto_live_clear(&live);
+	live = live_dup(&L);
 	CHECK_INT(sse(&live, &out), SSE_IDLE);
 	CHECK(starts_with(&out, "event: data\ndata:[{\"k\":\"v\"},2]\n\n"));
 
@@ -706,7 +725,8 @@ static void test_sse(void)
 	static const struct step bigget = { __LINE__, M_GET, P("ssl"), .query = "offset=-1&live=sse", .status = 200,
 	                                    .action = PROTO_SSE };
 	run(&bigget);
-	live = L;
+	proto_live_clear(&live);
+	live = live_dup(&L);
 	CHECK_INT(sse(&live, &out), SSE_MORE);
 	CHECK(mem_find(out.data, out.len, "upToDate") == NULL);
 	CHECK(mem_find(out.data, out.len, "0000000000000001_0000000000040000") != NULL);
@@ -722,6 +742,8 @@ static void test_sse(void)
 #undef SIDE
 	proto_response_free(&rs);
 	buf_free(&out);
+	proto_live_clear(&live);
+	proto_live_clear(&scratch);
 }
 
 /* --- idempotent producers ---------------------------------------------------------------------- */
@@ -1127,6 +1149,7 @@ int main(void)
 	test_limits();
 
 	proto_response_free(&R);
+	proto_live_clear(&L);
 	proto_fini(&ctx);
 	store_close(st);
 	rm_rf(tmpdir);
