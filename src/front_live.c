@@ -249,6 +249,15 @@ struct tls {
 	struct proto_response resp;
 };
 static _Thread_local struct tls tls;
+static pthread_key_t tls_key; /* only for its destructor: frees tls when a thread ends */
+
+static void tls_release(void *arg)
+{
+	struct tls *t = arg;
+	proto_response_free(&t->resp);
+	proto_fini(&t->ctx);
+	t->ready = 0;
+}
 
 static struct tls *thread_state(void)
 {
@@ -256,6 +265,7 @@ static struct tls *thread_state(void)
 		proto_init(&tls.ctx, &cfg, store);
 		tls.ctx.on_commit = on_own_commit;
 		proto_response_init(&tls.resp);
+		pthread_setspecific(tls_key, &tls);
 		tls.ready = 1;
 	}
 	return &tls;
@@ -879,6 +889,7 @@ int main(int argc, char **argv)
 
 	if (store_open(&store, &cfg) != ST_OK)
 		return 1;
+	pthread_key_create(&tls_key, tls_release);
 	notify_fd = notify_listen(&cfg);
 	if (notify_fd < 0)
 		log_warn("cannot bind the notify socket (%s): commits by other processes are seen "
@@ -952,6 +963,7 @@ int main(int argc, char **argv)
 		graveyard = next;
 	}
 	close(watch_ep);
+	free(reg.buckets);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
 	if (notify_fd >= 0) {
