@@ -235,3 +235,41 @@ int config_from_env(struct config *cfg, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size_t errlen)
+{
+	const char *a = argv[i];
+	char key[64], why[256];
+
+	if (strncmp(a, "--", 2) || i + 1 >= argc)
+		return 0;
+	const char *v = argv[i + 1];
+	if (!strcmp(a, "--config"))
+		return config_load(cfg, v, err, errlen) ? -1 : 2;
+	if (!strcmp(a, "--set")) {
+		const char *eq = strchr(v, '=');
+		if (!eq || (size_t)(eq - v) >= sizeof key) {
+			snprintf(err, errlen, "--set %s: expected key=value", v);
+			return -1;
+		}
+		memcpy(key, v, (size_t)(eq - v));
+		key[eq - v] = '\0';
+		v = eq + 1;
+	} else if (!strcmp(a, "--data")) {
+		snprintf(key, sizeof key, "data_dir");
+	} else {
+		size_t n = strlen(a + 2);
+		if (n == 0 || n >= sizeof key)
+			return 0;
+		for (size_t k = 0; k <= n; k++)
+			key[k] = a[2 + k] == '-' ? '_' : a[2 + k];
+		struct config probe = *cfg;
+		if (config_set(&probe, key, v, why, sizeof why) && !strncmp(why, "unknown setting", 15))
+			return 0;
+	}
+	if (config_set(cfg, key, v, why, sizeof why)) {
+		snprintf(err, errlen, "%s: %s", a, why);
+		return -1;
+	}
+	return 2;
+}

@@ -42,6 +42,12 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
  * environment (for example LMSTREAM_DATA_DIR). Returns 0 or -1 with err. */
 int config_from_env(struct config *cfg, char *err, size_t errlen);
 
+/* Applies the command-line option at argv[i]: "--config FILE",
+ * "--data DIR", "--set key=value", or "--KEY value" for any setting, with
+ * '-' for '_' (--max-connections 500). Returns how many arguments it used,
+ * 0 when argv[i] is none of these, or -1 with a reason in err. */
+int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size_t errlen);
+
 /* Parses sizes such as "64M", "8G", "512". Returns 0 or -1. */
 int config_parse_size(const char *s, uint64_t *out);
 

@@ -376,36 +376,27 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		return 2;
 	}
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc;) {
 		const char *a = argv[i];
+		int used = config_arg(&cfg, argc, argv, i, err, sizeof err);
+		if (used < 0) {
+			log_error("%s", err);
+			return 2;
+		}
+		if (used > 0) {
+			i += used;
+			continue;
+		}
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			return 0;
-		} else if (!strcmp(a, "--version")) {
+		}
+		if (!strcmp(a, "--version")) {
 			puts("lmstream.fcgi " PACKAGE_VERSION);
 			return 0;
-		} else if (!strcmp(a, "--config") && i + 1 < argc) {
-			if (config_load(&cfg, argv[++i], err, sizeof err)) {
-				log_error("%s", err);
-				return 2;
-			}
-		} else if (!strcmp(a, "--data") && i + 1 < argc) {
-			if (config_set(&cfg, "data_dir", argv[++i], err, sizeof err)) {
-				log_error("%s", err);
-				return 2;
-			}
-		} else if (!strcmp(a, "--set") && i + 1 < argc) {
-			char kv[600];
-			snprintf(kv, sizeof kv, "%s", argv[++i]);
-			char *eq = strchr(kv, '=');
-			if (!eq || (*eq = '\0', config_set(&cfg, kv, eq + 1, err, sizeof err))) {
-				log_error("--set %s: %s", argv[i], eq ? err : "expected key=value");
-				return 2;
-			}
-		} else {
-			usage(stderr);
-			return 2;
 		}
+		usage(stderr);
+		return 2;
 	}
 
 	if (FCGX_Init() != 0) {

@@ -796,16 +796,6 @@ static void usage(FILE *f)
 	      "Environment: LMSTREAM_CONFIG=FILE, LMSTREAM_<KEY>=value for any config key.\n", f);
 }
 
-static int apply_flag(const char *key, const char *value)
-{
-	char err[512];
-	if (config_set(&cfg, key, value, err, sizeof err)) {
-		log_error("%s", err);
-		return -1;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	char err[512];
@@ -816,55 +806,29 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		return 2;
 	}
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc;) {
 		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		int used = config_arg(&cfg, argc, argv, i, err, sizeof err);
+		if (used < 0) {
+			log_error("%s", err);
+			return 2;
+		}
+		if (used > 0) {
+			i += used;
+			continue;
+		}
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			return 0;
 		} else if (!strcmp(a, "--version")) {
 			puts("lmstream-live " PACKAGE_VERSION);
 			return 0;
-		} else if (!strcmp(a, "--standalone")) {
-			/* Always serves the whole protocol; kept for clarity in scripts. */
-		} else if (!strcmp(a, "--config") && v) {
-			if (config_load(&cfg, v, err, sizeof err)) {
-				log_error("%s", err);
-				return 2;
-			}
-			i++;
-		} else if (!strcmp(a, "--data") && v) {
-			if (apply_flag("data_dir", v))
-				return 2;
-			i++;
-		} else if (!strcmp(a, "--listen") && v) {
-			if (apply_flag("listen", v))
-				return 2;
-			i++;
-		} else if (!strcmp(a, "--threads") && v) {
-			if (apply_flag("threads", v))
-				return 2;
-			i++;
-		} else if (!strcmp(a, "--max-connections") && v) {
-			if (apply_flag("max_connections", v))
-				return 2;
-			i++;
-		} else if (!strcmp(a, "--set") && v) {
-			char kv[600];
-			snprintf(kv, sizeof kv, "%s", v);
-			char *eq = strchr(kv, '=');
-			if (!eq) {
-				log_error("--set %s: expected key=value", v);
-				return 2;
-			}
-			*eq = '\0';
-			if (apply_flag(kv, eq + 1))
-				return 2;
-			i++;
-		} else {
+		} else if (strcmp(a, "--standalone")) {
+			/* --standalone is accepted for clarity: it always serves everything. */
 			usage(stderr);
 			return 2;
 		}
+		i++;
 	}
 
 	struct sockaddr_storage ss;
@@ -915,7 +879,7 @@ int main(int argc, char **argv)
 	daemon_h = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.threads,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg.threads > 1 ? cfg.threads : 0),
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg.conn_memory,

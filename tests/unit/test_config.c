@@ -456,6 +456,53 @@ static void cleanup(void)
 	rmdir(tmpdir);
 }
 
+/* Command-line options shared by both binaries. */
+static void test_args(void)
+{
+	static const struct {
+		int line;
+		const char *argv[3];
+		int used;          /* what config_arg returns */
+	} rows[] = {
+		{ __LINE__, { "prog", "--data", "/tmp/x" }, 2 },
+		{ __LINE__, { "prog", "--max-connections", "500" }, 2 },
+		{ __LINE__, { "prog", "--set", "heartbeat=3000" }, 2 },
+		{ __LINE__, { "prog", "--long-poll-timeout", "1500" }, 2 },
+		{ __LINE__, { "prog", "--help", "x" }, 0 },       /* the binary's own */
+		{ __LINE__, { "prog", "--standalone", "x" }, 0 },
+		{ __LINE__, { "prog", "-h", "x" }, 0 },
+		{ __LINE__, { "prog", "--threads", "x" }, -1 },   /* known key, bad value */
+		{ __LINE__, { "prog", "--set", "novalue" }, -1 },
+		{ __LINE__, { "prog", "--set", "bogus=1" }, -1 },
+		{ __LINE__, { "prog", "--config", "/nonexistent/lmstream.conf" }, -1 },
+	};
+	for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+		struct config cfg;
+		char err[512] = "";
+		config_defaults(&cfg);
+		int got = config_arg(&cfg, 3, (char **)rows[r].argv, 1, err, sizeof err);
+		CHECK_INT_AT(rows[r].line, got, rows[r].used);
+		CHECK_AT(rows[r].line, got >= 0 || err[0]);
+	}
+	struct config cfg;
+	char err[512];
+	const char *argv[] = { "prog", "--max-connections", "500", "--data", "/tmp/y", "--set", "heartbeat=3000" };
+	config_defaults(&cfg);
+	for (int i = 1; i < 7;) {
+		int used = config_arg(&cfg, 7, (char **)argv, i, err, sizeof err);
+		CHECK_INT(used, 2);
+		if (used <= 0)
+			break;
+		i += used;
+	}
+	CHECK_INT(cfg.max_connections, 500);
+	CHECK_STR(cfg.data_dir, "/tmp/y");
+	CHECK_INT(cfg.heartbeat_ms, 3000);
+	/* An option without its value is left to the caller. */
+	const char *lone[] = { "prog", "--data" };
+	CHECK_INT(config_arg(&cfg, 2, (char **)lone, 1, err, sizeof err), 0);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "/tmp/lmstream-test-config-XXXXXX");
@@ -469,6 +516,7 @@ int main(void)
 	test_set();
 	test_load();
 	test_env();
+	test_args();
 	cleanup();
 	return unit_done();
 }
