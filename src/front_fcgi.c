@@ -88,18 +88,6 @@ static size_t io_read(struct io *io, char *p, size_t n)
 	return fread(p, 1, n, stdin);
 }
 
-static enum proto_method method_of(const char *m)
-{
-	if (!m) return M_OTHER;
-	if (!strcmp(m, "GET")) return M_GET;
-	if (!strcmp(m, "HEAD")) return M_HEAD;
-	if (!strcmp(m, "PUT")) return M_PUT;
-	if (!strcmp(m, "POST")) return M_POST;
-	if (!strcmp(m, "DELETE")) return M_DELETE;
-	if (!strcmp(m, "OPTIONS")) return M_OPTIONS;
-	return M_OTHER;
-}
-
 static const char *status_text(int status)
 {
 	switch (status) {
@@ -265,7 +253,7 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 
 	const char *uri = param(io, "REQUEST_URI");
 	const char *method = param(io, "REQUEST_METHOD");
-	req.method = method_of(method);
+	req.method = proto_method(method);
 	if (!uri) {
 		/* Not every CGI host sets REQUEST_URI: rebuild it. */
 		const char *sn = param(io, "SCRIPT_NAME"), *pi = param(io, "PATH_INFO");

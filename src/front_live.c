@@ -420,17 +420,6 @@ static enum MHD_Result serve_static(struct conn *c, struct tls *t, int *handled)
 
 /* --- request handling -------------------------------------------------------- */
 
-static enum proto_method method_of(const char *m)
-{
-	if (!strcmp(m, "GET")) return M_GET;
-	if (!strcmp(m, "HEAD")) return M_HEAD;
-	if (!strcmp(m, "PUT")) return M_PUT;
-	if (!strcmp(m, "POST")) return M_POST;
-	if (!strcmp(m, "DELETE")) return M_DELETE;
-	if (!strcmp(m, "OPTIONS")) return M_OPTIONS;
-	return M_OTHER;
-}
-
 /* Keep escapes as they are: the core decodes paths and query values itself. */
 static size_t keep_escapes(void *cls, struct MHD_Connection *mc, char *s)
 {
@@ -466,7 +455,7 @@ static void build_request(struct conn *c, const char *url, const char *method)
 	struct proto_request *r = &c->req;
 
 	memset(r, 0, sizeof *r);
-	r->method = method_of(method);
+	r->method = proto_method(method);
 	c->target = strdup(url);
 	buf_init(&q);
 	MHD_get_connection_values_n(mc, MHD_GET_ARGUMENT_KIND, add_arg, &q);

@@ -126,6 +126,18 @@ static void store_error(struct proto_response *r, int rc)
 	}
 }
 
+enum proto_method proto_method(const char *m)
+{
+	static const struct { const char *name; enum proto_method m; } methods[] = {
+		{ "GET", M_GET }, { "HEAD", M_HEAD }, { "PUT", M_PUT }, { "POST", M_POST },
+		{ "DELETE", M_DELETE }, { "OPTIONS", M_OPTIONS },
+	};
+	for (size_t i = 0; m && i < sizeof methods / sizeof methods[0]; i++)
+		if (!strcmp(m, methods[i].name))
+			return methods[i].m;
+	return M_OTHER;
+}
+
 /* --- context ------------------------------------------------------------- */
 
 void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *st)

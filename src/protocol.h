@@ -19,6 +19,9 @@ enum proto_method {
 	M_GET, M_HEAD, M_PUT, M_POST, M_DELETE, M_OPTIONS, M_OTHER,
 };
 
+/* The method named by an HTTP request line; M_OTHER for any other (405). */
+enum proto_method proto_method(const char *name);
+
 /* What the front found in the request. Header pointers are NULL when the
  * header is absent; all strings are NUL terminated and owned by the front
  * for the duration of the call. */
