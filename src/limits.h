@@ -20,6 +20,7 @@
 #define LS_MAX_EXPIRES_AT     64    /* bytes of Stream-Expires-At */
 #define LS_MAX_PREFIX         128
 #define LS_JSON_MAX_DEPTH     256   /* nesting accepted in JSON bodies */
+#define LS_MAX_BATCH_MESSAGES 1000000 /* JSON array elements in one request (413 above) */
 #define LS_READ_PAGE_BYTES    (1UL << 20) /* catch-up read stops after ~1 MiB (one message at least) */
 #define LS_SSE_BATCH_BYTES    (64UL << 10) /* SSE writes at most ~64 KiB of messages per step */
 #define LS_MAX_READERS        1022  /* LMDB reader slots; the same value in every process */

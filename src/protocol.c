@@ -396,40 +396,88 @@ static int parse_target(struct proto_ctx *ctx, const struct proto_request *req,
 
 /* --- PUT: create ------------------------------------------------------------ */
 
-struct append_ctx {
-	struct store_txn *t;
-	struct stream_meta *m;
-	int rc;
+/* The messages of a request body, as slices of it. JSON bodies are
+ * validated and split here, before the writer lock is taken, so the write
+ * transaction only copies bytes. */
+struct messages {
+	size_t n, cap;
+	struct span { uint32_t off, len; } *v;
+	struct span one;          /* storage when there is a single message */
 };
 
-static int append_one(void *vctx, const char *msg, size_t len)
+static int add_span(void *vctx, const char *msg, size_t len)
 {
-	struct append_ctx *a = vctx;
-	uint64_t end = a->m->tail_bytes + len;
-	a->rc = store_msg_put(a->t, a->m->id, a->m->tail_seq, end, msg, len);
-	if (a->rc)
+	struct messages *ms = ((void **)vctx)[0];
+	const char *base = ((void **)vctx)[1];
+	if (ms->n >= LS_MAX_BATCH_MESSAGES)
 		return 1;
-	a->m->tail_seq++;
-	a->m->tail_bytes = end;
+	if (ms->n == ms->cap) {
+		size_t cap = ms->cap ? ms->cap * 2 : 64;
+		struct span *v = realloc(ms->v == &ms->one ? NULL : ms->v, cap * sizeof *v);
+		if (!v)
+			return 1;
+		if (ms->v == &ms->one)
+			v[0] = ms->one;
+		ms->v = v;
+		ms->cap = cap;
+	}
+	ms->v[ms->n].off = (uint32_t)(msg - base);
+	ms->v[ms->n].len = (uint32_t)len;
+	ms->n++;
 	return 0;
 }
 
-/* Appends the body as messages: JSON bodies were validated by the caller. */
-static int append_body(struct store_txn *t, struct stream_meta *m, int json,
-                       const char *body, size_t len)
+static void messages_free(struct messages *ms)
 {
-	struct append_ctx a = { t, m, ST_OK };
-	if (json && len) {
-		size_t count;
-		const char *why;
-		int rc = json_split(body, len, append_one, &a, &count, &why);
-		if (rc < 0)
-			return ST_ERROR;
-		return a.rc;
+	if (ms->v != &ms->one)
+		free(ms->v);
+	ms->v = NULL;
+	ms->n = ms->cap = 0;
+}
+
+/* Returns NULL, or the reason the body cannot be appended (a 400 or 413). */
+static const char *split_body(const char *body, size_t len, int json, struct messages *ms,
+                              int *status)
+{
+	ms->n = 0;
+	ms->cap = 1;
+	ms->v = &ms->one;
+	*status = 400;
+	if (!len)
+		return NULL;
+	if (!json) {
+		ms->one.off = 0;
+		ms->one.len = (uint32_t)len;
+		ms->n = 1;
+		return NULL;
 	}
-	if (len)
-		append_one(&a, body, len);
-	return a.rc;
+	size_t count;
+	const char *why;
+	void *cb[2] = { ms, (void *)body };
+	int rc = json_split(body, len, add_span, cb, &count, &why);
+	if (rc < 0)
+		return "invalid JSON body";
+	if (rc > 0) {
+		*status = ms->n >= LS_MAX_BATCH_MESSAGES ? 413 : 503;
+		return ms->n >= LS_MAX_BATCH_MESSAGES ? "too many messages in one request"
+		                                      : "out of memory splitting the body";
+	}
+	return NULL;
+}
+
+/* Appends the messages of body to the stream in the open write transaction. */
+static int append_body(struct store_txn *t, struct stream_meta *m, const char *body,
+                       const struct messages *ms)
+{
+	for (size_t i = 0; i < ms->n; i++) {
+		uint64_t end = m->tail_bytes + ms->v[i].len;
+		int rc = store_msg_put(t, m->id, m->tail_seq, end, body + ms->v[i].off, ms->v[i].len);
+		if (rc)
+			return rc;
+		m->tail_seq++;
+		m->tail_bytes = end;
+	}
+	return ST_OK;
 }
 
 static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
@@ -457,20 +505,22 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	           parse_media_type(ct, strlen(ct), ctbuf, sizeof ctbuf) < 0) {
 		return proto_error(resp, 400, "invalid Content-Type");
 	}
-	int json = is_json_type(ct);
-	if (json && req->body_len) {
-		size_t count;
-		const char *why;
-		if (json_split(req->body, req->body_len, NULL, NULL, &count, &why))
-			return proto_error(resp, 400, "invalid JSON body");
+	struct messages ms;
+	int status;
+	const char *bad = split_body(req->body, req->body_len, is_json_type(ct), &ms, &status);
+	if (bad) {
+		messages_free(&ms);
+		return proto_error(resp, status, bad);
 	}
 
 	struct store_txn w;
 	struct stream_meta m;
 	int64_t now = store_now_ms();
 	int rc = store_write_begin(&w, ctx->store);
-	if (rc)
+	if (rc) {
+		messages_free(&ms);
 		return store_error(resp, rc);
+	}
 	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
 	if (rc == ST_OK && expired(&m, now)) {
 		rc = store_meta_del(&w, tg->name, tg->nlen, &m);
@@ -485,6 +535,7 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 		           !strcmp(m.expires_at, req->stream_expires_at ? req->stream_expires_at : "") &&
 		           m.closed == closed;
 		store_abort(&w);
+		messages_free(&ms);
 		if (!same)
 			return proto_error(resp, 409, "stream already exists with a different configuration");
 		resp->status = 200;
@@ -509,13 +560,14 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	m.closed = closed;
 	snprintf(m.content_type, sizeof m.content_type, "%s", ct);
 	snprintf(m.expires_at, sizeof m.expires_at, "%s", req->stream_expires_at ? req->stream_expires_at : "");
-	rc = append_body(&w, &m, json, req->body, req->body_len);
+	rc = append_body(&w, &m, req->body, &ms);
 	if (rc)
 		goto fail;
 	rc = store_meta_put(&w, tg->name, tg->nlen, &m);
 	if (rc)
 		goto fail;
 	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
+	messages_free(&ms);
 	rc = store_commit(&w, 0);
 	if (rc)
 		return store_error(resp, rc);
@@ -530,6 +582,7 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	return;
 fail:
 	store_abort(&w);
+	messages_free(&ms);
 	store_error(resp, rc);
 }
 
@@ -610,6 +663,11 @@ static void closed_conflict(struct proto_response *resp, const struct stream_met
 	add_offset(resp, m->tail_seq, m->tail_bytes);
 }
 
+static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request *req,
+                               const struct target *tg, struct proto_response *resp,
+                               const struct producer *pp, int has_producer, int close,
+                               const struct messages *ms);
+
 static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
                         const struct target *tg, struct proto_response *resp)
 {
@@ -645,15 +703,27 @@ static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
 		if (parse_media_type(req->content_type, strlen(req->content_type), mt, sizeof mt) < 0)
 			return proto_error(resp, 400, "invalid Content-Type");
 		json = !strcmp(mt, CT_JSON);
-		if (json) {
-			size_t count;
-			const char *why;
-			if (json_split(req->body, req->body_len, NULL, NULL, &count, &why))
-				return proto_error(resp, 400, "invalid JSON body");
-			if (count == 0)
-				return proto_error(resp, 400, "empty JSON array: nothing to append");
-		}
 	}
+	struct messages ms;
+	int status;
+	const char *bad = split_body(req->body, req->body_len, json, &ms, &status);
+	if (!bad && req->body_len && ms.n == 0)
+		bad = "empty JSON array: nothing to append";
+	if (bad) {
+		messages_free(&ms);
+		return proto_error(resp, status, bad);
+	}
+	/* From here on every return frees ms: handle_post_locked does the work. */
+	handle_post_locked(ctx, req, tg, resp, &p, has_producer, close, &ms);
+	messages_free(&ms);
+}
+
+static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request *req,
+                               const struct target *tg, struct proto_response *resp,
+                               const struct producer *pp, int has_producer, int close,
+                               const struct messages *ms)
+{
+	struct producer p = *pp;
 
 	struct store_txn w;
 	struct stream_meta m;
@@ -720,7 +790,7 @@ static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
 		m.has_last_seq = 1;
 	}
 
-	rc = append_body(&w, &m, json, req->body, req->body_len);
+	rc = append_body(&w, &m, req->body, ms);
 	if (rc)
 		goto fail;
 	if (close) {
