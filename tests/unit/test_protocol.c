@@ -1052,6 +1052,40 @@ static char *repeat(const char *head, const char *unit, size_t n)
 	return s;
 }
 
+/* A JSON batch is split before the write: at most LS_MAX_BATCH_MESSAGES
+ * messages, the whole batch or nothing. */
+static void test_batch(void)
+{
+	size_t n = LS_MAX_BATCH_MESSAGES;
+	size_t len = 2 * (n + 1) + 1;
+	char *big = malloc(len + 1);
+	big[0] = '[';
+	for (size_t i = 0; i <= n; i++) {   /* n + 1 elements: one too many */
+		big[1 + 2 * i] = '7';
+		big[2 + 2 * i] = ',';
+	}
+	big[len - 1] = ']';
+	big[len] = '\0';
+	const struct step steps[] = {
+		{ __LINE__, M_PUT, P("batch"), .ct = "application/json", .status = 201, .h = { { "Stream-Next-Offset", "@0:0" } } },
+		{ __LINE__, M_POST, P("batch"), .ct = "application/json", .body = big, .body_len = len, .status = 413 },
+		{ __LINE__, M_HEAD, P("batch"), .status = 200, .h = { { "Stream-Next-Offset", "@0:0" } } },
+	};
+	RUN(steps);
+	/* One fewer fits, and every element is its own message. */
+	big[2] = '[';  /* big + 2 is "[7,7,...]" with n elements */
+	const struct step fits = { __LINE__, M_POST, P("batch"), .ct = "application/json", .body = big + 2,
+	                           .body_len = len - 2, .status = 204 };
+	run(&fits);
+	char want[OFFSET_LEN + 1];
+	offset_format(want, n, n);
+	static const struct step head = { __LINE__, M_HEAD, P("batch"), .status = 200 };
+	run(&head);
+	const char *got = proto_get_header(&R, "Stream-Next-Offset");
+	CHECK(got && !strcmp(got, want));
+	free(big);
+}
+
 static void test_limits(void)
 {
 	char *name_max = repeat(P(""), "n", LS_DEFAULT_MAX_PATH);
@@ -1146,6 +1180,7 @@ int main(void)
 	test_ttl();
 	test_hook();
 	test_paging();
+	test_batch();
 	test_limits();
 
 	proto_response_free(&R);
