@@ -68,7 +68,7 @@ struct conn {
 	 * first wait until completion; a completed conn is freed by the notifier */
 	int watched;
 	int dead;
-	int hung_up;             /* the client closed its side while we waited */
+	atomic_int hung_up;      /* the client closed its side (set by the notifier) */
 	struct conn *grave_next;
 };
 
@@ -162,7 +162,7 @@ static void reg_remove(struct conn *c)
 static int reg_wait(struct conn *c, uint64_t stream, uint64_t seq)
 {
 	pthread_mutex_lock(&reg.lock);
-	if (atomic_load(&reg.notify_seq) != seq || atomic_load(&draining)) {
+	if (atomic_load(&reg.notify_seq) != seq || atomic_load(&draining) || atomic_load(&c->hung_up)) {
 		pthread_mutex_unlock(&reg.lock);
 		return 0;
 	}
@@ -329,7 +329,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			}
 			return (ssize_t)n;
 		}
-		if (c->hung_up)
+		if (atomic_load(&c->hung_up))
 			return MHD_CONTENT_READER_END_WITH_ERROR; /* nobody to write to */
 		if (c->ended)
 			return MHD_CONTENT_READER_END_OF_STREAM;
@@ -492,7 +492,7 @@ static void start_longpoll(struct conn *c)
 static enum MHD_Result longpoll_step(struct conn *c, struct tls *t)
 {
 	for (;;) {
-		if (c->hung_up)
+		if (atomic_load(&c->hung_up))
 			return MHD_NO; /* close: the client left */
 		if (c->timed_out || atomic_load(&draining)) {
 			proto_longpoll_timeout(&t->ctx, &c->req, &c->live, &t->resp);
@@ -663,13 +663,17 @@ static void *notifier(void *arg)
 				}
 				continue;
 			}
-			/* A waiting client hung up: resume it so libmicrohttpd sees it. */
+			/* A client hung up. The edge comes once: if the connection is
+			 * busy right now, the flag makes its next step end it instead
+			 * of waiting again; if it waits, resume it to end it. */
 			struct conn *c = evs[i].data.ptr;
 			pthread_mutex_lock(&reg.lock);
-			if (!c->dead && c->waiting) {
-				c->hung_up = 1;
-				reg_remove(c);
-				MHD_resume_connection(c->mc);
+			if (!c->dead) {
+				atomic_store(&c->hung_up, 1);
+				if (c->waiting) {
+					reg_remove(c);
+					MHD_resume_connection(c->mc);
+				}
 			}
 			pthread_mutex_unlock(&reg.lock);
 		}
