@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 static struct sockaddr_in dst;
 static char host_hdr[300], path[4096], ctype[200] = "application/json";
 static double rate = 1, duration = 30;
@@ -52,13 +54,6 @@ struct worker {
 	uint32_t *lat; /* append latencies, us */
 	size_t nlat, caplat;
 };
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static int64_t mono_us(void)
 {
@@ -295,12 +290,6 @@ static void at_rate(struct worker *w)
 	}
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static void on_stop(int s)
 {
 	(void)s;
@@ -359,28 +348,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	const char *h = url + 7, *slash = strchr(h, '/');
-	if (!slash)
-		slash = h + strlen(h);
-	if ((size_t)(slash - h) >= sizeof host_hdr)
-		return 2;
-	memcpy(host_hdr, h, (size_t)(slash - h));
-	snprintf(path, sizeof path, "%s", *slash ? slash : "/");
-	char hostonly[300];
-	snprintf(hostonly, sizeof hostonly, "%s", host_hdr);
-	int port = 80;
-	char *colon = strrchr(hostonly, ':');
-	if (colon) {
-		*colon = '\0';
-		port = atoi(colon + 1);
-	}
-	if (!strcmp(hostonly, "localhost"))
-		strcpy(hostonly, "127.0.0.1");
-	dst.sin_family = AF_INET;
-	dst.sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, hostonly, &dst.sin_addr) != 1 ||
-	    (ntohl(dst.sin_addr.s_addr) >> 24) != 127) {
-		fprintf(stderr, "publish: the target must be a loopback IPv4 address\n");
+	const char *bad = parse_loopback_url(url, host_hdr, sizeof host_hdr, path, sizeof path, &dst);
+	if (bad) {
+		fprintf(stderr, "publish: %s\n", bad);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -50,6 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
@@ -151,13 +153,6 @@ static uint64_t phase_first = 0; /* count ids >= this as the phase's */
 static uint64_t total_dropped, total_failed, total_http_err, total_bytes, total_events;
 static int n_connected, n_pending;
 static volatile sig_atomic_t sig_reset, sig_report, sig_stop;
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static int64_t mono_ms(void)
 {
@@ -645,12 +640,6 @@ static void write_stats(FILE *f, const struct stats *s)
 			fprintf(f, "m %d %u %u\n", i, msg_max[i], msg_cnt[i]);
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* fan-out time per message (latest delivery of each message): median, max */
 static void msg_summary(double *p50, double *p90, double *mx, int *n)
 {
@@ -918,32 +907,9 @@ int main(int argc, char **argv)
 	}
 
 	/* URL: http://A.B.C.D:PORT/path?query (loopback benchmark: IPv4 literal) */
-	if (strncmp(url, "http://", 7))
-		die("only http:// URLs");
-	const char *h = url + 7, *slash = strchr(h, '/');
-	if (!slash)
-		slash = h + strlen(h);
-	if ((size_t)(slash - h) >= sizeof host_hdr)
-		die("host too long");
-	memcpy(host_hdr, h, (size_t)(slash - h));
-	host_hdr[slash - h] = '\0';
-	snprintf(path_q, sizeof path_q, "%s", *slash ? slash : "/");
-	char hostonly[300];
-	snprintf(hostonly, sizeof hostonly, "%s", host_hdr);
-	int port = 80;
-	char *colon = strrchr(hostonly, ':');
-	if (colon) {
-		*colon = '\0';
-		port = atoi(colon + 1);
-	}
-	if (!strcmp(hostonly, "localhost"))
-		strcpy(hostonly, "127.0.0.1");
-	dst.sin_family = AF_INET;
-	dst.sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, hostonly, &dst.sin_addr) != 1)
-		die("host must be an IPv4 address (loopback)");
-	if ((ntohl(dst.sin_addr.s_addr) >> 24) != 127)
-		die("refusing a non-loopback target: this tool is for loopback benchmarks only");
+	const char *bad = parse_loopback_url(url, host_hdr, sizeof host_hdr, path_q, sizeof path_q, &dst);
+	if (bad)
+		die(bad);
 	request_len = snprintf(request, sizeof request,
 	                       "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
 	                       "Cache-Control: no-cache\r\nUser-Agent: lmstream-sse-load\r\n\r\n",
