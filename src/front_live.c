@@ -898,8 +898,9 @@ int main(int argc, char **argv)
 
 	int sig = 0;
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-		log_info("%d connections, %ld requests, %ld wake-ups", atomic_load(&nconn),
-		         atomic_load(&stat_requests), atomic_load(&stat_wakeups));
+		log_info("%d connections, %ld requests, %ld wake-ups, %d in progress, %zu waiting",
+		         atomic_load(&nconn), atomic_load(&stat_requests), atomic_load(&stat_wakeups),
+		         atomic_load(&nreq), reg.count);
 
 	/* Drain: stop accepting, end live responses, give them a moment. */
 	log_info("signal %d: draining %d connection(s)", sig, atomic_load(&nconn));

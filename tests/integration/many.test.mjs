@@ -65,7 +65,7 @@ async function waitConnections(srv, pred, budgetMs, what) {
   for (;;) {
     last = (await srv.liveStats()).connections
     if (pred(last)) return last
-    assert.ok(Date.now() < deadline, `${what}: lmstream-live still reports ${last} connections after ${budgetMs} ms`)
+    assert.ok(Date.now() < deadline, `${what}: lmstream-live still reports ${last} connections after ${budgetMs} ms\n${srv.logTail(8)}`)
     await sleep(200) // polling interval
   }
 }
