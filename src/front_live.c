@@ -201,6 +201,19 @@ static void reg_wake(uint64_t stream)
 	pthread_mutex_unlock(&reg.lock);
 }
 
+/* True when the client of a waiting connection has closed its side: a
+ * heartbeat's check that does not depend on a write failing. */
+static int peer_gone(struct conn *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char b;
+	if (!ci)
+		return 0;
+	ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 /* Resumes waiters whose timer is due, or all of them (all = 1). */
 static void reg_scan(int64_t now, int all)
 {
@@ -216,6 +229,8 @@ static void reg_scan(int64_t now, int all)
 				due = c->timed_out = 1;
 			if (c->kind == K_SSE && (now >= c->next_beat || now >= c->sse_end))
 				due = c->beat_due = 1;
+			if (due && !all && peer_gone(c))
+				atomic_store(&c->hung_up, 1);
 			if (due) {
 				reg_remove(c);
 				MHD_resume_connection(c->mc);
