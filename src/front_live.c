@@ -304,6 +304,11 @@ static enum MHD_Result queue(struct conn *c, struct proto_response *r)
 	if (!mr)
 		return MHD_NO;
 	add_headers(mr, r);
+	/* A live response ends a connection: the next long-poll or SSE request
+	 * comes on a new one. libmicrohttpd may miss a hang-up that happened
+	 * while the connection was suspended, so it must not keep it idle. */
+	if (c->kind == K_LONGPOLL)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
 	MHD_destroy_response(mr);
 	return ok;
@@ -318,6 +323,7 @@ static enum MHD_Result queue_sse(struct conn *c, struct proto_response *r)
 	if (!mr)
 		return MHD_NO;
 	add_headers(mr, r);
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
 	MHD_destroy_response(mr);
 	return ok;
@@ -889,7 +895,9 @@ int main(int argc, char **argv)
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg.threads > 1 ? cfg.threads : 0),
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+		/* Idle connections are closed after this; suspended ones are exempt,
+		 * and a live response writes at least every heartbeat. */
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg.heartbeat_ms / 1000 * 2 + 60),
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg.conn_memory,
 		MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)512,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
