@@ -22,6 +22,7 @@ export default defineConfig({
     // test.concurrent (the TTL expiry group, which mostly sleeps); those run
     // at vitest's default maxConcurrency (5).
     fileParallelism: false,
+    maxConcurrency: Number(process.env.LMSTREAM_TEST_CONCURRENCY ?? 5),
     pool: `forks`,
     testTimeout,
     hookTimeout: 30_000,
