@@ -566,7 +566,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		return MHD_NO;
 
 	c->kind = K_PLAIN;
-	if (atomic_load(&nconn) > cfg.max_connections || atomic_load(&draining)) {
+	/* The cap counts requests in progress (this one included): what the
+	 * daemon holds for its clients. libmicrohttpd's own limit, a little
+	 * higher, bounds the sockets. */
+	if (atomic_load(&nreq) > cfg.max_connections || atomic_load(&draining)) {
 		proto_error(&t->resp, 503, atomic_load(&draining) ? "server is shutting down"
 		                                                  : "too many connections");
 		return queue(c, &t->resp);
