@@ -1,0 +1,529 @@
+// lmstream.js: follow a Durable Stream from a browser, each message once and in order, and append to it safely.
+// No dependencies, no build step. A classic <script> defines window.LmStream; lmstream.mjs re-exports it for
+// `import`. See the README ("Browser client") for the options.
+;(function (root) {
+  'use strict'
+
+  const LEVELS = ['sse', 'long-poll', 'poll'] // the fallback ladder, best first
+
+  const enc = encodeURIComponent
+  const join = (url, query) => url + (url.indexOf('?') < 0 ? '?' : '&') + query
+  const absolute = (url) => new URL(url, root.location ? root.location.href : undefined).href
+
+  function storageOf (name) {
+    try { const s = root[name]; s.length; return s } catch { return null } // disabled or sandboxed
+  }
+
+  function sleep (ms, signal) {
+    return new Promise((resolve) => {
+      if (signal && signal.aborted) return resolve()
+      const t = setTimeout(done, ms)
+      function done () { clearTimeout(t); if (signal) signal.removeEventListener('abort', done); resolve() }
+      if (signal) signal.addEventListener('abort', done)
+    })
+  }
+
+  // Parses the body of a catch-up or long-poll read, or the data of an SSE "data" event.
+  function parseMessages (text, json) {
+    if (!json) return text === '' ? [] : [text]
+    if (text.trim() === '') return []
+    const v = JSON.parse(text)
+    return Array.isArray(v) ? v : [v]
+  }
+
+  /**
+   * follow(url, options): calls options.onMessage(message, info) once per message of the stream at `url`,
+   * in order, from the saved offset (or options.offset), and keeps following it until close() or until the
+   * stream is closed. Returns { close(), offset, state, transport, closed, resync() }.
+   */
+  function follow (url, opts) {
+    opts = opts || {}
+    const href = absolute(url)
+    const json = opts.json !== false
+    const fetchFn = opts.fetch || root.fetch.bind(root)
+    const backoffMin = opts.backoffMin || 500
+    const backoffMax = opts.backoffMax || 15000
+    const pollInterval = opts.pollInterval || 1500
+    const sseStallMs = opts.sseStallMs || 10000 // an SSE response with no control event for this long: a buffering proxy
+    const idleMs = opts.idleMs || 90000 // no event on an open SSE response for this long: assume a dead link
+    const requestTimeout = opts.requestTimeout || 45000 // longest wait for a long-poll or catch-up answer
+    const probeMs = opts.probeMs || 15000 // on a lower rung, how often to try the better transports again
+    const forced = opts.transport && opts.transport !== 'auto' ? opts.transport : null
+    if (forced && LEVELS.indexOf(forced) < 0) throw new Error('lmstream: unknown transport ' + forced)
+    const storage = opts.persist === false ? null : storageOf('localStorage')
+    const key = typeof opts.persist === 'string' ? opts.persist : 'lmstream:' + href
+    const call = (fn, ...args) => { if (typeof fn === 'function') return fn(...args) }
+
+    const stopper = new AbortController() // aborted by close(): ends every wait and request
+    const sub = {
+      offset: '-1',
+      cursor: null,
+      closed: false,
+      state: 'connecting',
+      transport: null,
+      role: 'solo', // 'leader' or 'follower' when tabs share one connection
+      close,
+      resync: () => wake(), // retry now (e.g. after the app knows the network is back)
+    }
+    let waker = null // aborts the current backoff wait
+    let current = null // { abort() } of the request in flight
+    let bc = null
+
+    function setState (state, transport) {
+      if (sub.closed && state !== 'closed') return
+      if (state === sub.state && transport === sub.transport) return
+      sub.state = state
+      sub.transport = transport
+      call(opts.onState, state, { transport, offset: sub.offset, role: sub.role })
+    }
+
+    function save () {
+      if (!storage) return
+      const rec = { offset: sub.offset, closed: sub.closed, cursor: sub.cursor }
+      if (typeof opts.saveState === 'function') rec.state = opts.saveState()
+      try { storage.setItem(key, JSON.stringify(rec)) } catch { try { storage.removeItem(key) } catch {} }
+    }
+
+    // The one place messages reach the application. A batch read from offset `from` applies only if `from`
+    // is still our offset: a late answer of an abandoned request, or a batch another tab already gave us,
+    // is dropped, so nothing is delivered twice; and we never move past messages we did not deliver.
+    function deliver (from, msgs, next, closed, cursor) {
+      if (stopper.signal.aborted || from !== sub.offset || typeof next !== 'string' || next === '') return false
+      let i = 0
+      for (const m of msgs) call(opts.onMessage, m, { offset: next, last: ++i === msgs.length })
+      sub.offset = next
+      if (cursor) sub.cursor = cursor
+      if (closed) sub.closed = true
+      save()
+      if (msgs.length) call(opts.onBatch, msgs, { from, offset: next })
+      if (bc && sub.role === 'leader') bc.postMessage({ t: 'batch', from, next, msgs, closed: sub.closed })
+      if (sub.closed) finish()
+      return true
+    }
+
+    function finish () {
+      setState('closed', null)
+      call(opts.onClosed, { offset: sub.offset })
+      stop()
+    }
+
+    function stop () {
+      if (stopper.signal.aborted) return
+      stopper.abort()
+      if (current) current.abort()
+      if (bc) { try { bc.close() } catch {} }
+      root.removeEventListener && root.removeEventListener('online', wake)
+      root.removeEventListener && root.removeEventListener('offline', onOffline)
+    }
+
+    function close () { stop() }
+
+    function wake () { if (waker) waker.abort() }
+    function onOffline () { if (current) current.abort() } // the link is gone: do not wait for a timeout
+
+    // ------------------------------------------------------------ one request per transport
+
+    // fetch with our stop signal, a per-request abort and a time limit.
+    async function get (query, timeout) {
+      const ctl = new AbortController()
+      const abort = () => ctl.abort()
+      current = { abort }
+      stopper.signal.addEventListener('abort', abort)
+      const t = setTimeout(abort, timeout)
+      try {
+        const res = await fetchFn(join(href, query), { cache: 'no-store', signal: ctl.signal, headers: opts.headers })
+        const body = await res.text()
+        return { res, body }
+      } finally {
+        clearTimeout(t)
+        stopper.signal.removeEventListener('abort', abort)
+        if (current && current.abort === abort) current = null
+      }
+    }
+
+    function fromHeaders (from, res, body) {
+      const h = (n) => res.headers.get(n)
+      const next = h('Stream-Next-Offset')
+      if (!next) throw new Error('no Stream-Next-Offset')
+      const msgs = res.status === 204 ? [] : parseMessages(body, json)
+      deliver(from, msgs, next, h('Stream-Closed') === 'true', h('Stream-Cursor'))
+      return h('Stream-Up-To-Date') === 'true'
+    }
+
+    function httpError (res) {
+      const e = new Error('HTTP ' + res.status)
+      e.status = res.status
+      return e
+    }
+
+    // Catch-up reads until up to date. Returns { progressed }.
+    async function runPoll () {
+      let progressed = false
+      for (;;) {
+        const from = sub.offset
+        const { res, body } = await get('offset=' + enc(from), requestTimeout)
+        if (!res.ok) throw httpError(res)
+        setState('polling', 'poll')
+        const upToDate = fromHeaders(from, res, body)
+        progressed = true
+        if (upToDate || sub.closed || stopper.signal.aborted) return { progressed, wait: pollInterval }
+      }
+    }
+
+    async function runLongPoll () {
+      const from = sub.offset
+      let q = 'offset=' + enc(from) + '&live=long-poll'
+      if (sub.cursor) q += '&cursor=' + enc(sub.cursor)
+      const { res, body } = await get(q, requestTimeout)
+      if (res.status !== 200 && res.status !== 204) throw httpError(res)
+      setState('live', 'long-poll')
+      fromHeaders(from, res, body)
+      return { progressed: true, wait: 0 }
+    }
+
+    // One EventSource response. Messages of "data" events are held until the "control" event that carries
+    // their end offset, so a response cut in between loses nothing and doubles nothing. The EventSource is
+    // closed on any error or end: its own reconnect would restart from the first URL's offset.
+    function runSse () {
+      return new Promise((resolve) => {
+        let from = sub.offset
+        let q = 'offset=' + enc(from) + '&live=sse'
+        if (sub.cursor) q += '&cursor=' + enc(sub.cursor)
+        const es = new root.EventSource(join(href, q))
+        let pending = []
+        let progressed = false
+        let done = false
+        let stall = setTimeout(() => end({ stalled: true }), sseStallMs)
+        let idle = null
+        const touch = () => { clearTimeout(idle); idle = setTimeout(() => end({}), idleMs) }
+        function end (extra) {
+          if (done) return
+          done = true
+          clearTimeout(stall)
+          clearTimeout(idle)
+          es.close()
+          stopper.signal.removeEventListener('abort', abort)
+          if (current && current.abort === abort) current = null
+          resolve(Object.assign({ progressed, wait: 0 }, extra))
+        }
+        const abort = () => end({})
+        current = { abort }
+        stopper.signal.addEventListener('abort', abort)
+        touch()
+        es.addEventListener('data', (e) => {
+          touch()
+          try { pending = pending.concat(parseMessages(e.data, json)) } catch { end({}) }
+        })
+        es.addEventListener('control', (e) => {
+          touch()
+          let c
+          try { c = JSON.parse(e.data) } catch { return end({}) }
+          clearTimeout(stall)
+          if (!deliver(from, pending, c.streamNextOffset, c.streamClosed === true, c.streamCursor)) return end({})
+          from = sub.offset
+          pending = []
+          progressed = true
+          setState('live', 'sse')
+          if (sub.closed) end({})
+        })
+        es.onerror = () => end({})
+      })
+    }
+
+    // ------------------------------------------------------------ the ladder
+
+    const best = forced ? LEVELS.indexOf(forced) : (typeof root.EventSource === 'function' ? 0 : 1)
+    let level = best
+    let lastProbe = 0
+
+    async function runLoop () {
+      let failures = 0
+      let levelFailures = 0
+      let delay = 0
+      while (!stopper.signal.aborted) {
+        if (delay > 0) {
+          waker = new AbortController()
+          const both = new AbortController()
+          const a = () => both.abort()
+          waker.signal.addEventListener('abort', a)
+          stopper.signal.addEventListener('abort', a)
+          await sleep(delay, both.signal)
+          stopper.signal.removeEventListener('abort', a)
+          waker = null
+          if (stopper.signal.aborted) return
+        }
+        // On a lower rung, try the best transport again now and then.
+        let tried = level
+        if (!forced && level > best && Date.now() - lastProbe > probeMs) { tried = best; lastProbe = Date.now() }
+        let r
+        try {
+          r = tried === 0 ? await runSse() : tried === 1 ? await runLongPoll() : await runPoll()
+        } catch (e) {
+          if (stopper.signal.aborted) return
+          if (e && (e.status === 404 || e.status === 410)) { // the stream is gone: nothing will ever come
+            setState('error', LEVELS[tried])
+            call(opts.onError, e)
+            stop()
+            return
+          }
+          r = { progressed: false, error: e }
+        }
+        if (stopper.signal.aborted) return
+        if (r.progressed) {
+          if (tried !== level) level = tried // the probe worked: climb back
+          failures = 0
+          levelFailures = 0
+          delay = r.wait
+          continue
+        }
+        if (tried !== level) { delay = 0; continue } // a failed probe: back to the rung that works, at once
+        failures++
+        levelFailures++
+        // Go one rung down when this one keeps failing, or at once when SSE connects but stays silent.
+        if (!forced && level < LEVELS.length - 1 && (r.stalled || levelFailures >= 3)) {
+          level++
+          levelFailures = 0
+          lastProbe = Date.now()
+          delay = 0
+        } else {
+          const d = Math.min(backoffMax, backoffMin * Math.pow(2, failures - 1))
+          delay = d / 2 + Math.random() * d / 2 // jitter: tabs of many users do not return in step
+        }
+        setState(root.navigator && root.navigator.onLine === false ? 'offline' : 'reconnecting', LEVELS[level])
+      }
+    }
+
+    // ------------------------------------------------------------ start: restore, snapshot, share
+
+    async function loadSnapshot () {
+      const { res, body } = await get('snapshot', requestTimeout)
+      if (!res.ok) return false
+      const next = res.headers.get('Stream-Next-Offset')
+      const all = JSON.parse(body)
+      if (!next || !Array.isArray(all)) return false
+      const ctl = (m) => m && typeof m === 'object' && m.headers && typeof m.headers === 'object' ? m.headers.control : undefined
+      let start = all.findIndex((m) => ctl(m) === 'snapshot-start')
+      let end = all.findIndex((m) => ctl(m) === 'snapshot-end')
+      if (start < 0) start = -1
+      if (end < 0) end = all.length
+      const rows = all.slice(start + 1, end).filter((m) => ctl(m) === undefined)
+      call(opts.onSnapshot, rows, { offset: next })
+      sub.offset = next
+      sub.closed = res.headers.get('Stream-Closed') === 'true'
+      save()
+      return true
+    }
+
+    async function start () {
+      let rec = null
+      if (storage) { try { rec = JSON.parse(storage.getItem(key)) } catch {} }
+      const snapshot = opts.snapshot === 'always' || (opts.snapshot && !(rec && typeof rec.offset === 'string'))
+      if (!snapshot && rec && typeof rec.offset === 'string') {
+        sub.offset = rec.offset
+        sub.cursor = typeof rec.cursor === 'string' ? rec.cursor : null
+        sub.closed = rec.closed === true
+        call(opts.onRestore, rec.state, { offset: sub.offset, closed: sub.closed })
+        if (sub.closed) return finish() // a closed stream never changes again: no request at all
+      } else {
+        sub.offset = opts.offset != null ? String(opts.offset) : '-1'
+      }
+      if (snapshot) {
+        for (let failures = 0; !stopper.signal.aborted; failures++) {
+          try {
+            if (await loadSnapshot()) break
+            sub.offset = opts.offset != null ? String(opts.offset) : '-1' // not offered: replay the stream
+            break
+          } catch {
+            setState('reconnecting', null)
+            await sleep(Math.min(backoffMax, backoffMin * Math.pow(2, failures)), stopper.signal)
+          }
+        }
+        if (sub.closed) return finish()
+      }
+      if (root.addEventListener) {
+        root.addEventListener('online', wake)
+        root.addEventListener('offline', onOffline)
+      }
+      const share = opts.share && typeof root.BroadcastChannel === 'function' &&
+        root.navigator && root.navigator.locks && typeof root.navigator.locks.request === 'function'
+      if (!share) return runLoop()
+      startShared(typeof opts.share === 'string' ? opts.share : 'lmstream:' + href)
+    }
+
+    // Tabs of one origin hold one connection: the tab holding the Web Lock is the leader and posts every
+    // batch it delivers; the others apply those that start at their own offset and catch up with plain
+    // reads when they are behind. When the leader goes away, the lock passes to another tab.
+    function startShared (name) {
+      bc = new root.BroadcastChannel(name)
+      sub.role = 'follower'
+      let catching = false
+      async function catchUp () {
+        if (catching) return
+        catching = true
+        try {
+          for (let failures = 0; !stopper.signal.aborted && sub.role === 'follower';) {
+            try {
+              const from = sub.offset
+              const { res, body } = await get('offset=' + enc(from), requestTimeout)
+              if (!res.ok) throw httpError(res)
+              if (fromHeaders(from, res, body)) return
+            } catch {
+              failures++
+              await sleep(Math.min(backoffMax, backoffMin * Math.pow(2, failures)), stopper.signal)
+            }
+          }
+        } finally { catching = false }
+      }
+      bc.onmessage = (e) => {
+        const m = e.data
+        if (!m || sub.role !== 'follower') return
+        if (m.t === 'batch') {
+          if (m.from === sub.offset) deliver(m.from, m.msgs, m.next, m.closed, null)
+          else if (m.next > sub.offset) catchUp() // we missed something (offsets sort as strings)
+          setState('live', 'shared')
+        } else if (m.t === 'tip' && m.offset !== sub.offset && m.offset > sub.offset) {
+          catchUp()
+        }
+        if (m.t === 'tip' || m.t === 'batch') setState('live', 'shared')
+      }
+      root.navigator.locks.request(name, { signal: stopper.signal }, () => {
+        if (stopper.signal.aborted) return
+        sub.role = 'leader'
+        bc.onmessage = (e) => { if (e.data && e.data.t === 'hello') bc.postMessage({ t: 'tip', offset: sub.offset }) }
+        // Held until this subscription stops (or the tab goes away).
+        return new Promise((resolve) => {
+          stopper.signal.addEventListener('abort', resolve)
+          runLoop().then(resolve, resolve)
+        })
+      }).catch(() => {})
+      setTimeout(() => {
+        if (sub.role !== 'follower' || stopper.signal.aborted) return
+        bc.postMessage({ t: 'hello' })
+        catchUp() // up to the tail now; the leader's batches keep us there
+      }, 0)
+    }
+
+    setTimeout(() => { start().catch((e) => { call(opts.onError, e); setState('error', null) }) }, 0)
+    return sub
+  }
+
+  /**
+   * producer(url, options): an idempotent producer (Producer-Id, Producer-Epoch, Producer-Seq). append(value)
+   * queues value and resolves once the server has it (200, or 204 for a retry it already had). Each queued
+   * item keeps its sequence number across retries and, with options.storage (default sessionStorage), across
+   * reloads, so resending after a lost answer never stores a message twice. Returns { append, pending, id }.
+   */
+  function producer (url, opts) {
+    opts = opts || {}
+    const href = absolute(url)
+    const fetchFn = opts.fetch || root.fetch.bind(root)
+    const storage = opts.storage === null ? null : (opts.storage || storageOf('sessionStorage'))
+    const contentType = opts.contentType || 'application/json'
+    const epoch = String(opts.epoch || 0)
+    const backoffMax = opts.backoffMax || 8000
+    const idKey = 'lmstream-producer:' + href
+    let id = opts.id
+    if (!id && storage) id = storage.getItem(idKey)
+    if (!id) id = 'p-' + Array.from(root.crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('')
+    if (storage) { try { storage.setItem(idKey, id) } catch {} }
+    const boxKey = 'lmstream-outbox:' + href + ':' + id
+    const load = () => {
+      try { const v = JSON.parse(storage && storage.getItem(boxKey)); if (v && Array.isArray(v.box)) return v } catch {}
+      return { next: 0, box: [] }
+    }
+    const st = load()
+    const waiters = new Map() // body index -> resolve/reject of append()
+    let uid = 0
+    const persist = () => { if (storage) { try { storage.setItem(boxKey, JSON.stringify(st)) } catch {} } }
+    const changed = () => { if (typeof opts.onChange === 'function') opts.onChange(st.box.length, api.lastError) }
+    let pumping = false
+    let waker = null
+
+    async function pump () {
+      if (pumping) return
+      pumping = true
+      let delay = 500
+      try {
+        while (st.box.length) {
+          const item = st.box[0]
+          if (item.seq == null) { item.seq = st.next; persist() }
+          let res = null
+          try {
+            res = await fetchFn(href, {
+              method: 'POST',
+              cache: 'no-store',
+              headers: Object.assign({}, opts.headers, {
+                'Content-Type': contentType,
+                'Producer-Id': id,
+                'Producer-Epoch': epoch,
+                'Producer-Seq': String(item.seq),
+              }),
+              body: item.body,
+            })
+          } catch (e) { api.lastError = 'offline' }
+          if (res && res.ok) { // 200 stored now, 204 stored by an earlier try whose answer was lost
+            st.next = item.seq + 1
+            st.box.shift()
+            persist()
+            api.lastError = null
+            delay = 500
+            settle(item, null)
+            changed()
+            continue
+          }
+          const expected = res && res.headers.get('Producer-Expected-Seq')
+          if (res && res.status === 409 && expected !== null && /^\d+$/.test(expected)) {
+            item.seq = Number(expected) // the server knows fewer of our sends than we do: resend at its number
+            persist()
+            continue
+          }
+          if (res && res.status < 500 && res.status !== 429) { // refused for good; its seq was not used
+            st.box.shift()
+            persist()
+            api.lastError = res.headers.get('Stream-Closed') === 'true' ? 'stream closed' : 'HTTP ' + res.status
+            settle(item, new Error(api.lastError))
+            changed()
+            continue
+          }
+          if (res) api.lastError = 'HTTP ' + res.status
+          changed()
+          waker = new AbortController()
+          await sleep(delay / 2 + Math.random() * delay / 2, waker.signal)
+          waker = null
+          delay = Math.min(delay * 2, backoffMax)
+        }
+      } finally { pumping = false }
+    }
+
+    function settle (item, err) {
+      const w = waiters.get(item.uid)
+      if (!w) return
+      waiters.delete(item.uid)
+      if (err) w.reject(err); else w.resolve()
+    }
+
+    const api = {
+      id,
+      lastError: null,
+      get pending () { return st.box.length },
+      append (value) {
+        const body = contentType.indexOf('json') >= 0 && typeof value !== 'string' ? JSON.stringify(value) : String(value)
+        const item = { body, seq: null, uid: Date.now() + ':' + (uid++) }
+        st.box.push(item)
+        persist()
+        changed()
+        const p = new Promise((resolve, reject) => waiters.set(item.uid, { resolve, reject }))
+        pump()
+        return p
+      },
+      retryNow () { if (waker) waker.abort(); pump() },
+    }
+    if (root.addEventListener) root.addEventListener('online', () => api.retryNow())
+    if (st.box.length) setTimeout(pump, 0) // items left by an earlier page of this tab
+    return api
+  }
+
+  const LmStream = { follow, producer, version: '0.1.0' }
+  root.LmStream = LmStream
+  if (typeof module === 'object' && module && module.exports) module.exports = LmStream
+})(typeof globalThis !== 'undefined' ? globalThis : this)

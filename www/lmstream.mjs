@@ -1,0 +1,6 @@
+// lmstream.mjs: lmstream.js as an ES module (import LmStream, { follow, producer } from './lmstream.mjs').
+import './lmstream.js'
+const LmStream = globalThis.LmStream
+export const follow = LmStream.follow
+export const producer = LmStream.producer
+export default LmStream
