@@ -283,6 +283,8 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 	header_ptr(io, &req.producer_seq, "HTTP_PRODUCER_SEQ");
 	header_ptr(io, &req.if_none_match, "HTTP_IF_NONE_MATCH");
 	header_ptr(io, &req.forked_from, "HTTP_STREAM_FORKED_FROM");
+	header_ptr(io, &req.fork_offset, "HTTP_STREAM_FORK_OFFSET");
+	header_ptr(io, &req.fork_sub_offset, "HTTP_STREAM_FORK_SUB_OFFSET");
 
 	/* The body: read to the end (a chunked body may come with no length),
 	 * stopping at max_body. A declared length over the limit is refused

@@ -498,6 +498,8 @@ static void build_request(struct conn *c, const char *url, const char *method)
 	r->producer_seq = hdr(mc, "Producer-Seq");
 	r->if_none_match = hdr(mc, "If-None-Match");
 	r->forked_from = hdr(mc, "Stream-Forked-From");
+	r->fork_offset = hdr(mc, "Stream-Fork-Offset");
+	r->fork_sub_offset = hdr(mc, "Stream-Fork-Sub-Offset");
 	const char *cl = hdr(mc, "Content-Length");
 	if (cl && strtoull(cl, NULL, 10) > cfg.max_body)
 		r->body_too_large = 1;

@@ -32,5 +32,6 @@
 #define LS_POLL_INTERVAL_MS   10    /* a worker checks for new commits this often while waiting */
 #define LS_RETRY_AFTER_S      5     /* Retry-After on 503/507 */
 #define LS_FALLBACK_BEAT_MS   2000  /* SSE heartbeat of a worker serving live reads itself */
+#define LS_MAX_FORK_DEPTH     32    /* inherited ranges of a fork: a chain of at most 32 forks */
 
 #endif

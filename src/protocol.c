@@ -21,7 +21,8 @@ static const char EXPOSE_HEADERS[] =
 	"Producer-Expected-Seq, Producer-Received-Seq, ETag, Location, Content-Type";
 static const char ALLOW_HEADERS[] =
 	"Content-Type, Authorization, If-None-Match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
-	"Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Last-Event-ID, Cache-Control";
+	"Stream-Closed, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, Producer-Id, "
+	"Producer-Epoch, Producer-Seq, Last-Event-ID, Cache-Control";
 static const char ALLOW_METHODS[] = "GET, HEAD, POST, PUT, DELETE, OPTIONS";
 
 /* --- response helpers ---------------------------------------------------- */
@@ -116,9 +117,15 @@ void proto_error(struct proto_response *r, int status, const char *reason)
 	buf_puts(&r->body, "\n");
 }
 
+/* A store lookup found a soft-deleted stream (forks still read it). */
+#define RC_GONE 100
+/* A handler helper has already filled the response. */
+#define RC_REPLIED 101
+
 static void store_error(struct proto_response *r, int rc)
 {
 	switch (rc) {
+	case RC_GONE: proto_error(r, 410, "stream was deleted"); break;
 	case ST_MAPFULL: proto_error(r, 507, "storage is full"); break;
 	case ST_BUSY: proto_error(r, 503, "server busy, try again"); break;
 	case ST_NOTFOUND: proto_error(r, 404, "stream not found"); break;
@@ -285,7 +292,7 @@ static int read_messages(struct store_txn *t, const struct stream_meta *m, int j
 		*count = 0;
 		return ST_OK;
 	}
-	int rc = store_msg_scan(t, m->id, *seq, collect_msg, &c);
+	int rc = store_stream_scan(t, m, *seq, collect_msg, &c);
 	if (rc)
 		return rc;
 	if (out->failed)
@@ -306,6 +313,8 @@ static int lookup(struct proto_ctx *ctx, const char *name, size_t nlen, struct s
 	rc = store_meta_get(&ctx->rtxn, name, nlen, m);
 	if (rc == ST_OK && expired(m, store_now_ms()))
 		rc = ST_NOTFOUND;
+	if (rc == ST_OK && m->soft_deleted)
+		rc = RC_GONE;
 	if (rc)
 		store_read_end(&ctx->rtxn);
 	return rc;
@@ -480,6 +489,232 @@ static int append_body(struct store_txn *t, struct stream_meta *m, const char *b
 	return ST_OK;
 }
 
+/* What a fork PUT asks for (PROTOCOL.md section 4.2). */
+struct fork_req {
+	struct target src;
+	int has_offset;
+	struct offset off;
+	uint64_t sub;
+};
+
+/* Validates the fork headers, before any transaction. Returns 0 (with
+ * *is_fork) or -1 with resp filled. */
+static int parse_fork(struct proto_ctx *ctx, const struct proto_request *req, struct fork_req *f,
+                      int *is_fork, struct proto_response *resp)
+{
+	*is_fork = req->forked_from != NULL;
+	memset(f, 0, sizeof *f);
+	if (!*is_fork) {
+		if (req->fork_offset || req->fork_sub_offset) {
+			proto_error(resp, 400, "Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From");
+			return -1;
+		}
+		return 0;
+	}
+	const char *from = req->forked_from;
+	size_t flen = strcspn(from, "?#");
+	switch (parse_stream_path(from, flen, ctx->cfg->prefix, ctx->cfg->max_path, f->src.name,
+	                          &f->src.nlen)) {
+	case PATH_OK: break;
+	case PATH_NOT_PREFIX:
+	case PATH_EMPTY: proto_error(resp, 404, "source stream not found"); return -1;
+	default: proto_error(resp, 400, "invalid Stream-Forked-From: expected the source stream's path"); return -1;
+	}
+	if (req->fork_offset) {
+		f->has_offset = 1;
+		if (offset_parse(req->fork_offset, strlen(req->fork_offset), &f->off)) {
+			proto_error(resp, 400, "invalid Stream-Fork-Offset");
+			return -1;
+		}
+	}
+	if (req->fork_sub_offset &&
+	    parse_ttl(req->fork_sub_offset, strlen(req->fork_sub_offset), &f->sub)) {
+		proto_error(resp, 400, "invalid Stream-Fork-Sub-Offset: expected a non-negative integer");
+		return -1;
+	}
+	if (f->sub && !f->has_offset) {
+		proto_error(resp, 400, "Stream-Fork-Sub-Offset needs Stream-Fork-Offset");
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads the first message at or after seq into a malloc'd copy. */
+struct first_msg {
+	char *data;
+	size_t len;
+	int found;
+};
+
+static int copy_first(void *vctx, uint64_t seq, uint64_t end_bytes, const char *data, size_t len)
+{
+	struct first_msg *f = vctx;
+	(void)seq;
+	(void)end_bytes;
+	f->data = malloc(len ? len : 1);
+	if (f->data)
+		memcpy(f->data, data, len);
+	f->len = len;
+	f->found = 1;
+	return 1;
+}
+
+/* Fills the fork part of a new stream m (id, timestamps and the request's
+ * TTL/expiry already set) from its source, inside the write transaction:
+ * resolves the fork point, inherits content type and expiry, links the
+ * inherited ranges and takes a reference on the source. Returns ST_OK, a
+ * store error, or RC_REPLIED with resp filled. */
+static int make_fork(struct store_txn *w, const struct proto_request *req, const struct fork_req *f,
+                     int64_t now, struct stream_meta *m, const char **ct, struct proto_response *resp)
+{
+	struct stream_meta *src = malloc(sizeof *src);
+	struct first_msg first = { 0 };
+	uint64_t seq, bytes, fseq;
+	int rc;
+
+	if (!src)
+		return ST_BUSY;
+	rc = store_meta_get(w, f->src.name, f->src.nlen, src);
+	if (rc == ST_OK && expired(src, now))
+		rc = ST_NOTFOUND;
+	if (rc == ST_NOTFOUND) {
+		proto_error(resp, 404, "source stream not found");
+		rc = RC_REPLIED;
+		goto out;
+	}
+	if (rc)
+		goto out;
+	if (src->soft_deleted) {
+		proto_error(resp, 409, "source stream was deleted");
+		rc = RC_REPLIED;
+		goto out;
+	}
+	if (req->content_type && *req->content_type && !same_media_type(src->content_type, *ct)) {
+		proto_error(resp, 409, "Content-Type does not match the source stream's");
+		rc = RC_REPLIED;
+		goto out;
+	}
+	*ct = NULL; /* the source's, set below */
+	snprintf(m->content_type, sizeof m->content_type, "%s", src->content_type);
+
+	/* The fork point. */
+	if (!f->has_offset || f->off.kind == OFFSET_NOW) {
+		seq = src->tail_seq;
+		bytes = src->tail_bytes;
+	} else if (f->off.kind == OFFSET_START) {
+		seq = bytes = 0;
+	} else {
+		seq = f->off.seq;
+		if (seq > src->tail_seq) {
+			proto_error(resp, 400, "Stream-Fork-Offset is beyond the source stream's tail");
+			rc = RC_REPLIED;
+			goto out;
+		}
+		if ((rc = store_stream_end_bytes(w, src, seq, &bytes)))
+			goto out;
+		if (bytes != f->off.bytes) {
+			proto_error(resp, 400, "Stream-Fork-Offset is not an offset of the source stream");
+			rc = RC_REPLIED;
+			goto out;
+		}
+	}
+	fseq = seq;
+	if (f->sub) {
+		if (seq >= src->tail_seq) {
+			proto_error(resp, 400, "Stream-Fork-Sub-Offset: the source has no data after Stream-Fork-Offset");
+			rc = RC_REPLIED;
+			goto out;
+		}
+		if (is_json_type(src->content_type)) {
+			/* JSON messages are stored one per value: count them. */
+			if (f->sub > src->tail_seq - seq) {
+				proto_error(resp, 400, "Stream-Fork-Sub-Offset is past the source's last message");
+				rc = RC_REPLIED;
+				goto out;
+			}
+			fseq = seq + f->sub;
+		} else {
+			if ((rc = store_stream_scan(w, src, seq, copy_first, &first)))
+				goto out;
+			if (!first.found || !first.data) {
+				rc = first.found ? ST_BUSY : ST_ERROR;
+				goto out;
+			}
+			if (f->sub > first.len) {
+				proto_error(resp, 400, "Stream-Fork-Sub-Offset is past the end of the message at Stream-Fork-Offset");
+				rc = RC_REPLIED;
+				goto out;
+			}
+			if (f->sub == first.len) {
+				fseq = seq + 1;
+				first.len = 0; /* the whole message is inherited: nothing to copy */
+			}
+		}
+	}
+
+	if (store_fork_link(m, src, f->src.name, f->src.nlen, fseq)) {
+		proto_error(resp, 400, "fork chain too deep");
+		rc = RC_REPLIED;
+		goto out;
+	}
+	m->fork_seq = seq;
+	m->fork_bytes = bytes;
+	m->fork_sub = f->sub;
+	m->tail_seq = fseq;
+	if ((rc = store_stream_end_bytes(w, src, fseq, &m->tail_bytes)))
+		goto out;
+	if (first.len && f->sub) {
+		/* A binary fork point inside a message: the fork's first own
+		 * message is that prefix (at most one message is copied). */
+		m->tail_bytes = bytes + f->sub;
+		if ((rc = store_msg_put(w, m->id, seq, m->tail_bytes, first.data, (size_t)f->sub)))
+			goto out;
+		m->tail_seq = seq + 1;
+	}
+	/* Expiry: the fork's own if asked for, else the source's (4.2). */
+	if (!req->stream_ttl && !req->stream_expires_at) {
+		m->has_ttl = src->has_ttl;
+		m->ttl_s = src->ttl_s;
+		m->ttl_inherited = src->has_ttl;
+		m->expires_ms = src->expires_ms;
+		memcpy(m->expires_at, src->expires_at, sizeof m->expires_at);
+		m->expires_inherited = src->expires_at[0] != '\0';
+	}
+	rc = store_meta_put(w, f->src.name, f->src.nlen, src);
+out:
+	free(first.data);
+	free(src);
+	return rc;
+}
+
+/* Does an existing stream have the configuration a PUT asks for? */
+static int same_config(const struct stream_meta *m, const struct proto_request *req, const char *ct,
+                       uint64_t ttl, int closed, int is_fork, const struct fork_req *f)
+{
+	int inherit = is_fork && !req->stream_ttl && !req->stream_expires_at;
+	if (m->is_fork != is_fork || m->closed != closed)
+		return 0;
+	if (!(is_fork && (!req->content_type || !*req->content_type)) && !same_media_type(m->content_type, ct))
+		return 0;
+	if (inherit) {
+		if ((m->has_ttl && !m->ttl_inherited) || (m->expires_at[0] && !m->expires_inherited))
+			return 0;
+	} else if (m->has_ttl != (req->stream_ttl != NULL) || (m->has_ttl && m->ttl_s != ttl) ||
+	           strcmp(m->expires_at, req->stream_expires_at ? req->stream_expires_at : "")) {
+		return 0;
+	}
+	if (!is_fork)
+		return 1;
+	if (m->source_len != f->src.nlen || memcmp(m->source, f->src.name, f->src.nlen) || m->fork_sub != f->sub)
+		return 0;
+	if (f->has_offset) {
+		uint64_t seq = f->off.kind == OFFSET_AT ? f->off.seq : 0;
+		if (f->off.kind == OFFSET_NOW || seq != m->fork_seq)
+			return f->off.kind == OFFSET_NOW;
+	}
+	return 1;
+}
+
 static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
                        const struct target *tg, struct proto_response *resp)
 {
@@ -488,9 +723,14 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	const char *ct = req->content_type;
 	char ctbuf[LS_MAX_CONTENT_TYPE + 1];
 	int closed = is_true(req->stream_closed);
+	struct fork_req *f = NULL;
+	int is_fork;
+	struct fork_req fbuf;
 
-	if (req->forked_from)
-		return proto_error(resp, 501, "stream forks are not supported by this server");
+	if (parse_fork(ctx, req, &fbuf, &is_fork, resp))
+		return;
+	if (is_fork)
+		f = &fbuf;
 	if (req->stream_ttl && req->stream_expires_at)
 		return proto_error(resp, 400, "Stream-TTL and Stream-Expires-At cannot be combined");
 	if (req->stream_ttl && parse_ttl(req->stream_ttl, strlen(req->stream_ttl), &ttl))
@@ -505,84 +745,111 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	           parse_media_type(ct, strlen(ct), ctbuf, sizeof ctbuf) < 0) {
 		return proto_error(resp, 400, "invalid Content-Type");
 	}
-	struct messages ms;
+	/* A fork's body is split once its content type is known. */
+	struct messages ms = { 0 };
 	int status;
-	const char *bad = split_body(req->body, req->body_len, is_json_type(ct), &ms, &status);
+	const char *bad = is_fork ? NULL : split_body(req->body, req->body_len, is_json_type(ct), &ms, &status);
 	if (bad) {
 		messages_free(&ms);
 		return proto_error(resp, status, bad);
 	}
 
 	struct store_txn w;
-	struct stream_meta m;
+	struct stream_meta *mp = malloc(sizeof *mp);
 	int64_t now = store_now_ms();
-	int rc = store_write_begin(&w, ctx->store);
+	int rc = mp ? store_write_begin(&w, ctx->store) : ST_BUSY;
 	if (rc) {
+		free(mp);
 		messages_free(&ms);
 		return store_error(resp, rc);
 	}
-	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
-	if (rc == ST_OK && expired(&m, now)) {
-		rc = store_meta_del(&w, tg->name, tg->nlen, &m);
+	struct stream_meta *m = mp;
+	rc = store_meta_get(&w, tg->name, tg->nlen, m);
+	if (rc == ST_OK && expired(m, now)) {
+		rc = store_meta_del(&w, tg->name, tg->nlen, m);
 		if (rc)
 			goto fail;
-		rc = ST_NOTFOUND;
+		/* Forks may still hold it: then it is soft-deleted now. */
+		rc = store_meta_get(&w, tg->name, tg->nlen, m);
 	}
 	if (rc == ST_OK) {
 		/* Exists: the same configuration is an idempotent success. */
-		int same = same_media_type(m.content_type, ct) &&
-		           m.has_ttl == (req->stream_ttl != NULL) && (!m.has_ttl || m.ttl_s == ttl) &&
-		           !strcmp(m.expires_at, req->stream_expires_at ? req->stream_expires_at : "") &&
-		           m.closed == closed;
+		int same = !m->soft_deleted && same_config(m, req, ct, ttl, closed, is_fork, f);
 		store_abort(&w);
 		messages_free(&ms);
-		if (!same)
-			return proto_error(resp, 409, "stream already exists with a different configuration");
+		if (!same) {
+			int soft = m->soft_deleted;
+			free(mp);
+			return proto_error(resp, 409, soft ? "a deleted stream still read by forks holds this path"
+			                                   : "stream already exists with a different configuration");
+		}
 		resp->status = 200;
 		add_common(resp);
-		proto_add_header(resp, "Content-Type", m.content_type);
-		add_offset(resp, m.tail_seq, m.tail_bytes);
-		if (m.closed)
+		proto_add_header(resp, "Content-Type", m->content_type);
+		add_offset(resp, m->tail_seq, m->tail_bytes);
+		if (m->closed)
 			proto_add_header(resp, "Stream-Closed", "true");
+		free(mp);
 		return;
 	}
 	if (rc != ST_NOTFOUND)
 		goto fail;
 
-	memset(&m, 0, sizeof m);
-	rc = store_new_id(&w, &m.id);
+	memset(m, 0, sizeof *m);
+	rc = store_new_id(&w, &m->id);
 	if (rc)
 		goto fail;
-	m.created_ms = m.access_ms = now;
-	m.has_ttl = req->stream_ttl != NULL;
-	m.ttl_s = ttl;
-	m.expires_ms = expires_ms;
-	m.closed = closed;
-	snprintf(m.content_type, sizeof m.content_type, "%s", ct);
-	snprintf(m.expires_at, sizeof m.expires_at, "%s", req->stream_expires_at ? req->stream_expires_at : "");
-	rc = append_body(&w, &m, req->body, &ms);
+	m->created_ms = m->access_ms = now;
+	m->has_ttl = req->stream_ttl != NULL;
+	m->ttl_s = ttl;
+	m->expires_ms = expires_ms;
+	m->closed = closed;
+	snprintf(m->content_type, sizeof m->content_type, "%s", ct);
+	snprintf(m->expires_at, sizeof m->expires_at, "%s", req->stream_expires_at ? req->stream_expires_at : "");
+	if (is_fork) {
+		rc = make_fork(&w, req, f, now, m, &ct, resp);
+		if (rc == RC_REPLIED) {
+			store_abort(&w);
+			free(mp);
+			return; /* resp holds the reason */
+		}
+		if (rc)
+			goto fail;
+		bad = split_body(req->body, req->body_len, is_json_type(m->content_type), &ms, &status);
+		if (bad) {
+			store_abort(&w);
+			messages_free(&ms);
+			free(mp);
+			return proto_error(resp, status, bad);
+		}
+	}
+	rc = append_body(&w, m, req->body, &ms);
 	if (rc)
 		goto fail;
-	rc = store_meta_put(&w, tg->name, tg->nlen, &m);
+	rc = store_meta_put(&w, tg->name, tg->nlen, m);
 	if (rc)
 		goto fail;
 	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
 	messages_free(&ms);
 	rc = store_commit(&w, 0);
-	if (rc)
+	if (rc) {
+		free(mp);
 		return store_error(resp, rc);
-	committed(ctx, &w, m.id);
+	}
+	committed(ctx, &w, m->id);
 	resp->status = 201;
 	add_common(resp);
-	proto_add_header(resp, "Content-Type", m.content_type);
-	add_offset(resp, m.tail_seq, m.tail_bytes);
+	proto_add_header(resp, "Content-Type", m->content_type);
+	add_offset(resp, m->tail_seq, m->tail_bytes);
 	add_location(resp, req, ctx->cfg->prefix, tg->name, tg->nlen);
-	if (m.closed)
+	if (m->closed)
 		proto_add_header(resp, "Stream-Closed", "true");
+	free(mp);
 	return;
 fail:
 	store_abort(&w);
 	messages_free(&ms);
+	free(mp);
 	store_error(resp, rc);
 }
 
@@ -735,6 +1002,8 @@ static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request
 	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
 	if (rc == ST_OK && expired(&m, now))
 		rc = ST_NOTFOUND;
+	if (rc == ST_OK && m.soft_deleted)
+		rc = RC_GONE;
 	if (rc)
 		goto fail;
 
@@ -849,6 +1118,8 @@ static void handle_delete(struct proto_ctx *ctx, const struct target *tg, struct
 	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
 	if (rc == ST_OK && expired(&m, now))
 		rc = ST_NOTFOUND;
+	if (rc == ST_OK && m.soft_deleted)
+		rc = RC_GONE;
 	if (rc == ST_OK)
 		rc = store_meta_del(&w, tg->name, tg->nlen, &m);
 	if (rc) {
@@ -1007,7 +1278,7 @@ static void handle_get(struct proto_ctx *ctx, const struct proto_request *req,
 	}
 	if (seq == m.tail_seq)
 		live->bytes = m.tail_bytes;
-	else if ((rc = store_msg_end_bytes(&ctx->rtxn, m.id, seq, &live->bytes)))
+	else if ((rc = store_stream_end_bytes(&ctx->rtxn, &m, seq, &live->bytes)))
 		goto fail;
 
 	if (mode == LIVE_SSE) {

@@ -40,7 +40,9 @@ struct proto_request {
 	const char *producer_epoch;
 	const char *producer_seq;
 	const char *if_none_match;
-	const char *forked_from;             /* Stream-Forked-From (not supported) */
+	const char *forked_from;             /* Stream-Forked-From */
+	const char *fork_offset;             /* Stream-Fork-Offset */
+	const char *fork_sub_offset;         /* Stream-Fork-Sub-Offset */
 	const char *body;    size_t body_len;
 	int body_too_large;  /* the front stopped reading past max_body: answer 413 */
 };

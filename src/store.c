@@ -35,7 +35,8 @@ struct store {
 	pthread_rwlock_t resize_lock;
 };
 
-#define META_VERSION 1
+/* Version 1 had no fork fields; version 2 appends them. Both are read. */
+#define META_VERSION 2
 
 int64_t store_now_ms(void)
 {
@@ -405,6 +406,10 @@ static int get_str(const unsigned char **p, const unsigned char *end, char *out,
 }
 
 #define META_FIXED (1 + 8 * 10 + 1)
+#define META_FORK_FIXED (8 * 6 + 1)
+#define META_MAX (META_FIXED + 8 + LS_MAX_PRODUCER_ID + LS_MAX_STREAM_SEQ + LS_MAX_CONTENT_TYPE + \
+                  LS_MAX_EXPIRES_AT + META_FORK_FIXED + 2 + LS_MAX_PATH_HARD + 1 + \
+                  24 * LS_MAX_FORK_DEPTH)
 
 static size_t meta_encode(const struct stream_meta *m, unsigned char *buf)
 {
@@ -426,15 +431,32 @@ static size_t meta_encode(const struct stream_meta *m, unsigned char *buf)
 	put_str(&p, m->last_seq, m->last_seq_len);
 	put_str(&p, m->content_type, strlen(m->content_type));
 	put_str(&p, m->expires_at, strlen(m->expires_at));
+	/* Version 2: forks. */
+	be64(p, m->fork_refs); p += 8;
+	be64(p, m->base_seq); p += 8;
+	be64(p, m->source_id); p += 8;
+	be64(p, m->fork_seq); p += 8;
+	be64(p, m->fork_bytes); p += 8;
+	be64(p, m->fork_sub); p += 8;
+	*p++ = (unsigned char)((m->soft_deleted ? 1 : 0) | (m->is_fork ? 2 : 0) |
+	                       (m->ttl_inherited ? 4 : 0) | (m->expires_inherited ? 8 : 0));
+	put_str(&p, m->source, m->source_len);
+	*p++ = (unsigned char)m->nseg;
+	for (int i = 0; i < m->nseg; i++) {
+		be64(p, m->seg[i].id); p += 8;
+		be64(p, m->seg[i].from); p += 8;
+		be64(p, m->seg[i].to); p += 8;
+	}
 	return (size_t)(p - buf);
 }
 
 static int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m)
 {
 	const unsigned char *end = p + len;
-	if (len < META_FIXED || p[0] != META_VERSION)
+	if (len < META_FIXED || (p[0] != 1 && p[0] != 2))
 		return -1;
-	p++;
+	int version = *p++;
+	memset(m, 0, sizeof *m);
 	m->id = get_be64(p); p += 8;
 	m->tail_seq = get_be64(p); p += 8;
 	m->tail_bytes = get_be64(p); p += 8;
@@ -455,12 +477,39 @@ static int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m
 	    get_str(&p, end, m->content_type, sizeof m->content_type, NULL) ||
 	    get_str(&p, end, m->expires_at, sizeof m->expires_at, NULL))
 		return -1;
+	if (version == 1)
+		return 0;
+	if (end - p < META_FORK_FIXED)
+		return -1;
+	m->fork_refs = get_be64(p); p += 8;
+	m->base_seq = get_be64(p); p += 8;
+	m->source_id = get_be64(p); p += 8;
+	m->fork_seq = get_be64(p); p += 8;
+	m->fork_bytes = get_be64(p); p += 8;
+	m->fork_sub = get_be64(p); p += 8;
+	flags = *p++;
+	m->soft_deleted = !!(flags & 1);
+	m->is_fork = !!(flags & 2);
+	m->ttl_inherited = !!(flags & 4);
+	m->expires_inherited = !!(flags & 8);
+	if (get_str(&p, end, m->source, sizeof m->source, &m->source_len) || end - p < 1)
+		return -1;
+	m->nseg = *p++;
+	if (m->nseg > LS_MAX_FORK_DEPTH || (size_t)(end - p) < (size_t)m->nseg * 24)
+		return -1;
+	for (int i = 0; i < m->nseg; i++) {
+		m->seg[i].id = get_be64(p); p += 8;
+		m->seg[i].from = get_be64(p); p += 8;
+		m->seg[i].to = get_be64(p); p += 8;
+	}
 	return 0;
 }
 
 int64_t store_meta_expiry(const struct stream_meta *m)
 {
 	int64_t e = 0;
+	if (m->soft_deleted)
+		return 0;
 	if (m->expires_ms)
 		e = m->expires_ms;
 	if (m->has_ttl) {
@@ -518,8 +567,7 @@ static int expiry_index(struct store_txn *t, const char *name, size_t len,
 
 int store_meta_put(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m)
 {
-	unsigned char buf[META_FIXED + 8 + sizeof m->cb_id + sizeof m->last_seq +
-	                  sizeof m->content_type + sizeof m->expires_at];
+	unsigned char buf[META_MAX];
 	struct stream_meta old;
 	int64_t old_exp = 0;
 	uint64_t old_id = 0;
@@ -536,7 +584,9 @@ int store_meta_put(struct store_txn *t, const char *name, size_t len, const stru
 	return map_rc(t->st, rc, "put meta");
 }
 
-int store_meta_del(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m)
+/* Removes a stream outright: its name, its expiry entry, and (later, in
+ * store_housekeep) its rows. */
+static int hard_delete(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m)
 {
 	unsigned char idb[8];
 	MDB_val k = { len, (void *)name }, gk = { 8, idb }, gv = { 0, "" };
@@ -549,6 +599,77 @@ int store_meta_del(struct store_txn *t, const char *name, size_t len, const stru
 	be64(idb, m->id);
 	rc = mdb_put(t->txn, t->st->gc, &gk, &gv, 0);
 	return map_rc(t->st, rc, "put gc");
+}
+
+int store_meta_del(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m)
+{
+	if (m->fork_refs) {
+		if (m->soft_deleted)
+			return ST_OK;
+		struct stream_meta soft = *m;
+		soft.soft_deleted = 1;
+		return store_meta_put(t, name, len, &soft);
+	}
+	int rc = hard_delete(t, name, len, m);
+	if (rc || !m->is_fork)
+		return rc;
+
+	/* Release the source; a soft-deleted source released by its last fork
+	 * goes too, and so on up the chain (iteratively: chains can be long). */
+	char src[LS_MAX_PATH_HARD + 1];
+	size_t slen = m->source_len;
+	uint64_t sid = m->source_id;
+	struct stream_meta s;
+	memcpy(src, m->source, slen);
+	for (;;) {
+		rc = store_meta_get(t, src, slen, &s);
+		if (rc == ST_NOTFOUND || (rc == ST_OK && s.id != sid)) {
+			log_error("fork source %.*s is missing: nothing to release", (int)slen, src);
+			return ST_OK;
+		}
+		if (rc)
+			return rc;
+		if (s.fork_refs)
+			s.fork_refs--;
+		if (s.fork_refs || !s.soft_deleted)
+			return store_meta_put(t, src, slen, &s);
+		if ((rc = hard_delete(t, src, slen, &s)) || !s.is_fork)
+			return rc;
+		slen = s.source_len;
+		sid = s.source_id;
+		memcpy(src, s.source, slen);
+	}
+}
+
+int store_fork_link(struct stream_meta *fork, struct stream_meta *src, const char *src_name,
+                    size_t src_len, uint64_t seq)
+{
+	int n = 0;
+	if (seq > src->tail_seq)
+		seq = src->tail_seq;
+	for (int i = 0; i < src->nseg && src->seg[i].from < seq; i++) {
+		fork->seg[n] = src->seg[i];
+		if (fork->seg[n].to > seq)
+			fork->seg[n].to = seq;
+		n++;
+	}
+	if (seq > src->base_seq) {
+		if (n == LS_MAX_FORK_DEPTH)
+			return ST_ERROR;
+		fork->seg[n].id = src->id;
+		fork->seg[n].from = src->base_seq;
+		fork->seg[n].to = seq;
+		n++;
+	}
+	fork->nseg = n;
+	fork->is_fork = 1;
+	fork->base_seq = seq;
+	fork->source_id = src->id;
+	fork->source_len = src_len;
+	memcpy(fork->source, src_name, src_len);
+	fork->source[src_len] = '\0';
+	src->fork_refs++;
+	return ST_OK;
 }
 
 int store_new_id(struct store_txn *t, uint64_t *id)
@@ -590,11 +711,16 @@ int store_msg_put(struct store_txn *t, uint64_t id, uint64_t seq, uint64_t end_b
 	return ST_OK;
 }
 
-int store_msg_scan(struct store_txn *t, uint64_t id, uint64_t from, store_msg_fn fn, void *ctx)
+/* Calls fn for the messages of id with from <= seq < to. Sets *stopped when
+ * fn asked to stop. */
+static int scan_range(struct store_txn *t, uint64_t id, uint64_t from, uint64_t to,
+                      store_msg_fn fn, void *ctx, int *stopped)
 {
 	unsigned char kb[16];
 	MDB_val k = { 16, kb }, v;
 	MDB_cursor *c;
+	if (from >= to)
+		return ST_OK;
 	int rc = mdb_cursor_open(t->txn, t->st->data, &c);
 	if (rc)
 		return map_rc(t->st, rc, "cursor_open");
@@ -609,14 +735,41 @@ int store_msg_scan(struct store_txn *t, uint64_t id, uint64_t from, store_msg_fn
 			break;
 		}
 		uint64_t seq = get_be64((unsigned char *)k.mv_data + 8);
-		if (fn(ctx, seq, get_be64(v.mv_data), (const char *)v.mv_data + 8, v.mv_size - 8))
+		if (seq >= to)
 			break;
+		if (fn(ctx, seq, get_be64(v.mv_data), (const char *)v.mv_data + 8, v.mv_size - 8)) {
+			*stopped = 1;
+			break;
+		}
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(c);
 	if (rc == MDB_NOTFOUND)
 		rc = 0;
 	return map_rc(t->st, rc, "scan data");
+}
+
+int store_msg_scan(struct store_txn *t, uint64_t id, uint64_t from, store_msg_fn fn, void *ctx)
+{
+	int stopped = 0;
+	return scan_range(t, id, from, UINT64_MAX, fn, ctx, &stopped);
+}
+
+int store_stream_scan(struct store_txn *t, const struct stream_meta *m, uint64_t from,
+                      store_msg_fn fn, void *ctx)
+{
+	int stopped = 0, rc;
+	for (int i = 0; i < m->nseg && !stopped; i++) {
+		const struct store_segment *g = &m->seg[i];
+		if (g->to <= from)
+			continue;
+		if ((rc = scan_range(t, g->id, from > g->from ? from : g->from, g->to, fn, ctx, &stopped)))
+			return rc;
+	}
+	if (stopped)
+		return ST_OK;
+	return scan_range(t, m->id, from > m->base_seq ? from : m->base_seq, m->tail_seq, fn, ctx,
+	                  &stopped);
 }
 
 int store_msg_end_bytes(struct store_txn *t, uint64_t id, uint64_t seq, uint64_t *bytes)
@@ -636,6 +789,21 @@ int store_msg_end_bytes(struct store_txn *t, uint64_t id, uint64_t seq, uint64_t
 		return ST_ERROR;
 	*bytes = get_be64(v.mv_data);
 	return ST_OK;
+}
+
+int store_stream_end_bytes(struct store_txn *t, const struct stream_meta *m, uint64_t seq,
+                           uint64_t *bytes)
+{
+	if (seq == 0) {
+		*bytes = 0;
+		return ST_OK;
+	}
+	if (seq - 1 >= m->base_seq)
+		return store_msg_end_bytes(t, m->id, seq, bytes);
+	for (int i = 0; i < m->nseg; i++)
+		if (m->seg[i].from <= seq - 1 && seq - 1 < m->seg[i].to)
+			return store_msg_end_bytes(t, m->seg[i].id, seq, bytes);
+	return ST_NOTFOUND;
 }
 
 /* --- producers --------------------------------------------------------- */

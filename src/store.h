@@ -9,6 +9,12 @@
  *   gc        be64 id                  -> (empty) data of deleted streams to reclaim
  *   sys       "next_id"                -> be64
  *
+ * Forks (docs/forks.md) copy nothing: a fork's metadata lists the ranges of
+ * its ancestors' data it inherits, as (data id, first seq, end seq), and its
+ * own messages are stored under its own id from seq base_seq on, so offsets
+ * continue the source's. A stream that forks still read is only
+ * soft-deleted; the last fork to go deletes it, in the same transaction.
+ *
  * Values returned by a read (message bytes in store_msg_scan) point into the
  * memory map and are valid only until the transaction ends: copy them first.
  * A read transaction must never be held across a wait. */
@@ -25,6 +31,11 @@ enum store_rc {
 	ST_ERROR = -1,    /* I/O or internal error, logged */
 	ST_MAPFULL = -2,  /* the map is full: 507 */
 	ST_BUSY = -3,     /* out of reader slots or a transient open failure: 503 */
+};
+
+/* A range of inherited messages: seqs [from, to) of the data stored under id. */
+struct store_segment {
+	uint64_t id, from, to;
 };
 
 struct stream_meta {
@@ -46,6 +57,19 @@ struct stream_meta {
 	char     last_seq[LS_MAX_STREAM_SEQ + 1];     /* last Stream-Seq accepted */
 	char     content_type[LS_MAX_CONTENT_TYPE + 1]; /* as given at creation */
 	char     expires_at[LS_MAX_EXPIRES_AT + 1];   /* Stream-Expires-At as given */
+	/* Forks. */
+	uint64_t fork_refs;       /* forks that read this stream's data */
+	int      soft_deleted;    /* deleted while forks still read it: 410, name kept */
+	int      is_fork;
+	int      ttl_inherited;   /* the fork's TTL / Expires-At came from its source */
+	int      expires_inherited;
+	uint64_t base_seq;        /* first seq stored under id (0 unless a fork) */
+	uint64_t source_id;       /* the source stream (forks only) */
+	uint64_t fork_seq, fork_bytes, fork_sub; /* the Stream-Fork-Offset and sub-offset asked for */
+	size_t   source_len;
+	char     source[LS_MAX_PATH_HARD + 1];    /* decoded name of the source */
+	int      nseg;
+	struct store_segment seg[LS_MAX_FORK_DEPTH]; /* inherited ranges, in seq order */
 };
 
 struct producer_state {
@@ -101,12 +125,23 @@ int store_meta_get(struct store_txn *t, const char *name, size_t len, struct str
 /* Writes metadata and keeps the expiry index in step. */
 int store_meta_put(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m);
 /* Removes the stream; its messages and producer state are reclaimed by
- * later write transactions (store_housekeep). */
+ * later write transactions (store_housekeep). A stream forks still read is
+ * soft-deleted instead (kept, marked, out of the expiry index). Removing a
+ * fork releases its source, and a soft-deleted source released by its last
+ * fork is removed too, up the chain. */
 int store_meta_del(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m);
 /* Allocates a new stream id. */
 int store_new_id(struct store_txn *t, uint64_t *id);
 
-/* Effective expiry of a stream in ms since the epoch, or 0 when it never expires. */
+/* Fills the fork part of *fork (segments, base_seq, source) for a fork of
+ * src at seq (src->tail_seq at most) and takes a reference on src, whose
+ * metadata the caller stores with store_meta_put. Returns ST_OK, or
+ * ST_ERROR when the chain would exceed LS_MAX_FORK_DEPTH ranges. */
+int store_fork_link(struct stream_meta *fork, struct stream_meta *src, const char *src_name,
+                    size_t src_len, uint64_t seq);
+
+/* Effective expiry of a stream in ms since the epoch, or 0 when it never
+ * expires (soft-deleted streams never expire: their forks release them). */
 int64_t store_meta_expiry(const struct stream_meta *m);
 
 /* Messages. end_bytes is the stream's byte count after this message. */
@@ -118,6 +153,13 @@ typedef int (*store_msg_fn)(void *ctx, uint64_t seq, uint64_t end_bytes, const c
 int store_msg_scan(struct store_txn *t, uint64_t id, uint64_t from, store_msg_fn fn, void *ctx);
 /* Byte count of the stream after message seq - 1 (0 for seq 0). */
 int store_msg_end_bytes(struct store_txn *t, uint64_t id, uint64_t seq, uint64_t *bytes);
+
+/* The same for a stream as its readers see it: inherited ranges first, then
+ * its own messages, up to m->tail_seq. */
+int store_stream_scan(struct store_txn *t, const struct stream_meta *m, uint64_t from,
+                      store_msg_fn fn, void *ctx);
+int store_stream_end_bytes(struct store_txn *t, const struct stream_meta *m, uint64_t seq,
+                           uint64_t *bytes);
 
 /* Idempotent producer state. */
 int store_producer_get(struct store_txn *t, uint64_t id, const char *pid, size_t plen,

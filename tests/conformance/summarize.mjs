@@ -24,15 +24,19 @@ try {
 
 const tests = (report.testResults ?? []).flatMap((f) => f.assertionResults ?? [])
 const group = (t) => (t.ancestorTitles?.[0] ?? ``)
-const counts = { passed: 0, failed: 0, fork: 0, subs: 0, otherSkip: 0 }
+const counts = { passed: 0, failed: 0, forkPassed: 0, forkFailed: 0, filtered: 0, subs: 0, otherSkip: 0 }
 const failed = []
+const isFork = (t) => /^Fork - /.test(group(t))
 for (const t of tests) {
-  if (t.status === `passed`) counts.passed++
-  else if (t.status === `failed`) {
+  if (t.status === `passed`) {
+    counts.passed++
+    if (isFork(t)) counts.forkPassed++
+  } else if (t.status === `failed`) {
     counts.failed++
+    if (isFork(t)) counts.forkFailed++
     failed.push(t)
-  } else if (/^Fork /.test(group(t))) counts.fork++
-  else if (group(t) === `Reserved subscription APIs`) counts.subs++
+  } else if (group(t) === `Reserved subscription APIs`) counts.subs++
+  else if (process.env.LMSTREAM_CONFORMANCE_FILTER) counts.filtered++
   else counts.otherSkip++
 }
 // A file-level error (e.g. the suite failed to import) has no assertions.
@@ -55,8 +59,9 @@ for (const f of fileErrors) {
 }
 
 const run = counts.passed + counts.failed
-const skipped = counts.fork + counts.subs + counts.otherSkip
-const parts = [`${counts.fork} excluded: Fork groups`]
+const skipped = counts.filtered + counts.subs + counts.otherSkip
+const parts = [`Fork groups: ${counts.forkPassed} passed, ${counts.forkFailed} failed`]
+if (counts.filtered) parts.push(`${counts.filtered} filtered out by LMSTREAM_CONFORMANCE_FILTER`)
 if (counts.subs) parts.push(`${counts.subs} disabled: Reserved subscription APIs`)
 if (counts.otherSkip) parts.push(`${counts.otherSkip} skipped by the suite`)
 console.log(

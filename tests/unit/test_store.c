@@ -5,6 +5,8 @@
 #include "unit.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -706,6 +708,319 @@ static void test_reopen(struct store **stp)
 	CHECK(id_after > id_before);
 }
 
+/* --- forks ------------------------------------------------------------------------ */
+
+static struct stream_meta *get_meta(struct store *st, const char *name, int *rc)
+{
+	static struct stream_meta m;
+	struct store_txn r;
+	store_txn_init(&r, st);
+	store_read_begin(&r);
+	*rc = store_meta_get(&r, name, strlen(name), &m);
+	store_read_end(&r);
+	store_txn_release(&r);
+	return &m;
+}
+
+/* Creates name as a fork of src at seq with own messages "<tag><seq>". */
+static int make_fork(struct store *st, const char *name, const char *src, uint64_t seq, int own,
+                     const char *tag)
+{
+	struct store_txn w;
+	struct stream_meta *f = calloc(1, sizeof *f), *s = calloc(1, sizeof *s);
+	int rc = store_write_begin(&w, st);
+	if (rc)
+		goto out;
+	if ((rc = store_meta_get(&w, src, strlen(src), s)))
+		goto abort;
+	store_new_id(&w, &f->id);
+	snprintf(f->content_type, sizeof f->content_type, "text/plain");
+	if ((rc = store_fork_link(f, s, src, strlen(src), seq)))
+		goto abort;
+	f->tail_seq = f->base_seq;
+	if ((rc = store_stream_end_bytes(&w, s, f->tail_seq, &f->tail_bytes)))
+		goto abort;
+	for (int i = 0; i < own; i++) {
+		char buf[32];
+		int l = snprintf(buf, sizeof buf, "%s%llu", tag, (unsigned long long)f->tail_seq);
+		f->tail_bytes += (uint64_t)l;
+		store_msg_put(&w, f->id, f->tail_seq++, f->tail_bytes, buf, (size_t)l);
+	}
+	if ((rc = store_meta_put(&w, src, strlen(src), s)) ||
+	    (rc = store_meta_put(&w, name, strlen(name), f)))
+		goto abort;
+	rc = store_commit(&w, 0);
+	goto out;
+abort:
+	store_abort(&w);
+out:
+	free(f);
+	free(s);
+	return rc;
+}
+
+/* The stream as a reader sees it, "m0,m1,f4" (data joined by commas), from
+ * seq on; checks that seqs are consecutive and byte counts continuous. */
+static const char *read_joined(struct store *st, const char *name, uint64_t from, size_t stop_after)
+{
+	static char out[1024];
+	struct scan *s = calloc(1, sizeof *s);
+	struct store_txn r;
+	struct stream_meta m;
+	size_t n = 0;
+	uint64_t bytes = 0;
+	out[0] = '\0';
+	s->stop_after = stop_after;
+	store_txn_init(&r, st);
+	store_read_begin(&r);
+	if (store_meta_get(&r, name, strlen(name), &m) != ST_OK ||
+	    store_stream_end_bytes(&r, &m, from, &bytes) != ST_OK ||
+	    store_stream_scan(&r, &m, from, scan_fn, s) != ST_OK) {
+		snprintf(out, sizeof out, "(error)");
+	} else {
+		for (size_t i = 0; i < s->n && i < NELEM(s->m); i++) {
+			if (s->m[i].seq != from + i || s->m[i].end != bytes + s->m[i].len)
+				snprintf(out, sizeof out, "(discontinuous at %zu)", i);
+			bytes = s->m[i].end;
+			if (out[0] == '(')
+				break;
+			n += (size_t)snprintf(out + n, sizeof out - n, "%s%.*s", i ? "," : "",
+			                      (int)s->m[i].len, s->m[i].data);
+		}
+	}
+	store_read_end(&r);
+	store_txn_release(&r);
+	scan_free(s);
+	free(s);
+	return out;
+}
+
+/* Deletes name in one transaction (soft or hard, cascading). */
+static int delete_stream(struct store *st, const char *name)
+{
+	struct store_txn w;
+	struct stream_meta *m = malloc(sizeof *m);
+	int rc = store_write_begin(&w, st);
+	if (!rc)
+		rc = store_meta_get(&w, name, strlen(name), m);
+	if (!rc)
+		rc = store_meta_del(&w, name, strlen(name), m);
+	if (!rc)
+		rc = store_commit(&w, 0);
+	else
+		store_abort(&w);
+	free(m);
+	return rc;
+}
+
+/* 0 = absent, 1 = live, 2 = soft-deleted. */
+static int state_of(struct store *st, const char *name)
+{
+	int rc;
+	struct stream_meta *m = get_meta(st, name, &rc);
+	return rc != ST_OK ? 0 : m->soft_deleted ? 2 : 1;
+}
+
+static uint64_t refs_of(struct store *st, const char *name)
+{
+	int rc;
+	struct stream_meta *m = get_meta(st, name, &rc);
+	return rc == ST_OK ? m->fork_refs : (uint64_t)-1;
+}
+
+static void test_fork_reads(struct store *st)
+{
+	int64_t now = store_now_ms();
+	uint64_t sid = make_stream(st, "fk/s", 10, 0, 0, now, 0);
+	CHECK(sid != 0);
+	CHECK_INT(make_fork(st, "fk/f1", "fk/s", 4, 2, "f"), ST_OK);
+	CHECK_STR(read_joined(st, "fk/f1", 0, 0), "m0,m1,m2,m3,f4,f5");
+	CHECK_STR(read_joined(st, "fk/f1", 2, 0), "m2,m3,f4,f5");
+	CHECK_STR(read_joined(st, "fk/f1", 4, 0), "f4,f5");
+	CHECK_STR(read_joined(st, "fk/f1", 5, 0), "f5");
+	CHECK_STR(read_joined(st, "fk/f1", 6, 0), "");
+	/* A reader that stops stops across the boundary too. */
+	CHECK_STR(read_joined(st, "fk/f1", 2, 3), "m2,m3,f4");
+	CHECK_STR(read_joined(st, "fk/f1", 0, 4), "m0,m1,m2,m3");
+	/* Offsets up to the fork point are the source's. */
+	int rc;
+	struct stream_meta *f1 = get_meta(st, "fk/f1", &rc);
+	CHECK_INT(rc, ST_OK);
+	CHECK_UINT(f1->base_seq, 4);
+	CHECK_INT(f1->nseg, 1);
+	CHECK_UINT(f1->seg[0].id, sid);
+	CHECK(f1->is_fork && f1->source_id == sid && !strcmp(f1->source, "fk/s"));
+	uint64_t f1id = f1->id; /* get_meta's buffer is reused */
+	CHECK_UINT(refs_of(st, "fk/s"), 1);
+	/* Forking copies nothing: its own two messages are all it stores. */
+	CHECK_UINT(count_msgs(st, f1id, 0), 2);
+
+	/* The source goes on; its fork does not see it. */
+	CHECK_STR(read_joined(st, "fk/s", 8, 0), "m8,m9");
+	CHECK_STR(read_joined(st, "fk/f1", 3, 0), "m3,f4,f5");
+
+	/* A chain: f2 forks f1 inside f1's own data, f3 forks f2 inside the
+	 * range f2 inherits from s, f0 forks s at 0 (inherits nothing). */
+	CHECK_INT(make_fork(st, "fk/f2", "fk/f1", 5, 1, "g"), ST_OK);
+	CHECK_STR(read_joined(st, "fk/f2", 0, 0), "m0,m1,m2,m3,f4,g5");
+	CHECK_INT(make_fork(st, "fk/f3", "fk/f2", 2, 2, "h"), ST_OK);
+	CHECK_STR(read_joined(st, "fk/f3", 0, 0), "m0,m1,h2,h3");
+	CHECK_STR(read_joined(st, "fk/f3", 1, 0), "m1,h2,h3");
+	CHECK_INT(make_fork(st, "fk/f0", "fk/s", 0, 1, "z"), ST_OK);
+	CHECK_STR(read_joined(st, "fk/f0", 0, 0), "z0");
+	/* A fork at the tail of a fork with no own data. */
+	CHECK_INT(make_fork(st, "fk/f4", "fk/f3", 2, 0, "x"), ST_OK);
+	CHECK_STR(read_joined(st, "fk/f4", 0, 0), "m0,m1");
+	struct stream_meta *f3 = get_meta(st, "fk/f3", &rc);
+	CHECK_INT(f3->nseg, 1); /* [s 0..2): the rest of the chain is not read */
+	CHECK_UINT(refs_of(st, "fk/s"), 2);
+	CHECK_UINT(refs_of(st, "fk/f1"), 1);
+	CHECK_UINT(refs_of(st, "fk/f2"), 1);
+	CHECK_UINT(refs_of(st, "fk/f3"), 1);
+	/* The fork fields survive encoding. */
+	struct stream_meta *f2 = get_meta(st, "fk/f2", &rc);
+	CHECK_INT(f2->nseg, 2);
+	CHECK(f2->seg[0].id == sid && f2->seg[0].from == 0 && f2->seg[0].to == 4);
+	CHECK(f2->seg[1].from == 4 && f2->seg[1].to == 5);
+	CHECK(f2->base_seq == 5 && f2->tail_seq == 6);
+
+	/* Delete the chain top-down: each goes soft while something reads it. */
+	CHECK_INT(delete_stream(st, "fk/s"), ST_OK);
+	CHECK_INT(state_of(st, "fk/s"), 2);
+	CHECK_INT(delete_stream(st, "fk/f1"), ST_OK);
+	CHECK_INT(state_of(st, "fk/f1"), 2);
+	CHECK_INT(delete_stream(st, "fk/f2"), ST_OK);
+	CHECK_INT(state_of(st, "fk/f2"), 2);
+	/* Soft-deleted streams keep their data through housekeeping and never expire. */
+	CHECK_INT(housekeep(st, now + 1000000000, 100000), ST_OK);
+	CHECK_STR(read_joined(st, "fk/f4", 0, 0), "m0,m1");
+	CHECK_STR(read_joined(st, "fk/f0", 0, 0), "z0");
+	CHECK(store_meta_expiry(get_meta(st, "fk/s", &rc)) == 0);
+	/* f0 goes: s still has f1 (soft) -> f2 (soft) -> f3 -> f4 reading it. */
+	CHECK_INT(delete_stream(st, "fk/f0"), ST_OK);
+	CHECK_INT(state_of(st, "fk/f0"), 0);
+	CHECK_INT(state_of(st, "fk/s"), 2);
+	CHECK_UINT(refs_of(st, "fk/s"), 1);
+	/* The bottom goes: f4 -> f3 released; f3 is not deleted, so it stays. */
+	CHECK_INT(delete_stream(st, "fk/f4"), ST_OK);
+	CHECK_INT(state_of(st, "fk/f3"), 1);
+	CHECK_UINT(refs_of(st, "fk/f3"), 0);
+	/* f3 goes: the cascade takes f2, f1 and s with it, in one transaction. */
+	CHECK_INT(delete_stream(st, "fk/f3"), ST_OK);
+	CHECK_INT(state_of(st, "fk/f2"), 0);
+	CHECK_INT(state_of(st, "fk/f1"), 0);
+	CHECK_INT(state_of(st, "fk/s"), 0);
+	CHECK_INT(housekeep(st, now, 100000), ST_OK);
+	CHECK_UINT(count_msgs(st, sid, 0), 0);
+	CHECK_UINT(count_msgs(st, f1id, 0), 0);
+
+	/* Bottom-up: deleting the forks first leaves the source alive. */
+	CHECK(make_stream(st, "fk/a", 3, 0, 0, now, 0) != 0);
+	CHECK_INT(make_fork(st, "fk/b", "fk/a", 2, 1, "b"), ST_OK);
+	CHECK_INT(make_fork(st, "fk/c", "fk/b", 3, 1, "c"), ST_OK);
+	CHECK_INT(make_fork(st, "fk/d", "fk/a", 1, 0, "d"), ST_OK);
+	CHECK_STR(read_joined(st, "fk/c", 0, 0), "m0,m1,b2,c3");
+	CHECK_INT(delete_stream(st, "fk/c"), ST_OK);
+	CHECK_INT(state_of(st, "fk/b"), 1);
+	CHECK_INT(delete_stream(st, "fk/b"), ST_OK);
+	CHECK_INT(state_of(st, "fk/b"), 0);
+	CHECK_INT(state_of(st, "fk/a"), 1);
+	CHECK_UINT(refs_of(st, "fk/a"), 1);
+	/* Source deleted with one fork left: soft, then gone with that fork. */
+	CHECK_INT(delete_stream(st, "fk/a"), ST_OK);
+	CHECK_INT(state_of(st, "fk/a"), 2);
+	CHECK_STR(read_joined(st, "fk/d", 0, 0), "m0");
+	CHECK_INT(delete_stream(st, "fk/d"), ST_OK);
+	CHECK_INT(state_of(st, "fk/a"), 0);
+}
+
+static void test_fork_depth(struct store *st)
+{
+	int64_t now = store_now_ms();
+	char prev[32], name[32];
+	CHECK(make_stream(st, "deep/0", 1, 0, 0, now, 0) != 0);
+	/* Each level appends one message and forks at its tail: one more range. */
+	int level = 1, rc = ST_OK;
+	for (; level <= LS_MAX_FORK_DEPTH + 1; level++) {
+		snprintf(prev, sizeof prev, "deep/%d", level - 1);
+		snprintf(name, sizeof name, "deep/%d", level);
+		rc = make_fork(st, name, prev, (uint64_t)level, 1, "d");
+		if (rc)
+			break;
+	}
+	CHECK_INT(rc, ST_ERROR);
+	CHECK_INT(level, LS_MAX_FORK_DEPTH + 1);
+	CHECK_INT(state_of(st, name), 0);
+	CHECK_UINT(refs_of(st, prev), 0); /* the failed fork took no reference */
+	snprintf(name, sizeof name, "deep/%d", LS_MAX_FORK_DEPTH);
+	CHECK_STR(read_joined(st, name, (uint64_t)LS_MAX_FORK_DEPTH - 1, 0), "d31,d32");
+	/* Forks with no range of their own do not deepen the chain. */
+	for (int i = 0; i < 3 * LS_MAX_FORK_DEPTH; i++) {
+		snprintf(prev, sizeof prev, i ? "flat/%d" : "deep/0", i - 1);
+		snprintf(name, sizeof name, "flat/%d", i);
+		CHECK_INT(make_fork(st, name, prev, 1, 0, "x"), ST_OK);
+	}
+	CHECK_STR(read_joined(st, name, 0, 0), "m0");
+	/* Deleting the root first and the leaf last cascades through 96 levels. */
+	CHECK_INT(delete_stream(st, "deep/0"), ST_OK);
+	for (int i = 0; i < 3 * LS_MAX_FORK_DEPTH - 1; i++) {
+		snprintf(name, sizeof name, "flat/%d", i);
+		CHECK_INT(delete_stream(st, name), ST_OK);
+	}
+	snprintf(name, sizeof name, "flat/%d", 3 * LS_MAX_FORK_DEPTH - 1);
+	CHECK_INT(delete_stream(st, name), ST_OK);
+	CHECK_INT(state_of(st, "flat/0"), 0);
+	CHECK_INT(state_of(st, "deep/0"), 2); /* deep/1 still reads it */
+}
+
+/* A crash in the middle of a cascade: a child process runs the cascading
+ * delete and dies (SIGKILL) with its write transaction open. The store is
+ * as it was before, and the parent can write at once. */
+static void test_fork_crash(struct store *st)
+{
+	int64_t now = store_now_ms();
+	CHECK(make_stream(st, "crash/s", 2, 0, 0, now, 0) != 0);
+	CHECK_INT(make_fork(st, "crash/f", "crash/s", 2, 1, "f"), ST_OK);
+	CHECK_INT(make_fork(st, "crash/g", "crash/f", 3, 1, "g"), ST_OK);
+	CHECK_INT(delete_stream(st, "crash/s"), ST_OK);
+	CHECK_INT(delete_stream(st, "crash/f"), ST_OK);
+
+	int pipefd[2];
+	CHECK(pipe(pipefd) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct config cfg = test_config();
+		struct store *cst;
+		struct store_txn w;
+		struct stream_meta *m = malloc(sizeof *m);
+		char ok = 'n';
+		if (store_open(&cst, &cfg) == ST_OK && store_write_begin(&w, cst) == ST_OK &&
+		    store_meta_get(&w, "crash/g", 7, m) == ST_OK && store_meta_del(&w, "crash/g", 7, m) == ST_OK &&
+		    store_meta_get(&w, "crash/s", 7, m) == ST_NOTFOUND)
+			ok = 'y'; /* the whole cascade is done, not committed */
+		if (write(pipefd[1], &ok, 1) != 1)
+			_exit(2);
+		pause(); /* killed here, writer lock held */
+		_exit(0);
+	}
+	char got = 0;
+	close(pipefd[1]);
+	CHECK(read(pipefd[0], &got, 1) == 1);
+	CHECK(got == 'y');
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(pipefd[0]);
+	CHECK_INT(state_of(st, "crash/g"), 1);
+	CHECK_INT(state_of(st, "crash/f"), 2);
+	CHECK_INT(state_of(st, "crash/s"), 2);
+	CHECK_UINT(refs_of(st, "crash/s"), 1);
+	CHECK_STR(read_joined(st, "crash/g", 0, 0), "m0,m1,f2,g3");
+	/* The dead writer's lock is recovered: the same delete now commits. */
+	CHECK_INT(delete_stream(st, "crash/g"), ST_OK);
+	CHECK_INT(state_of(st, "crash/s"), 0);
+	CHECK_INT(state_of(st, "crash/f"), 0);
+}
+
 /* --- temporary directory --------------------------------------------------------------- */
 
 static void rm_rf(const char *path)
@@ -751,6 +1066,9 @@ int main(void)
 		test_expiry(st);
 		test_txnid(st);
 		test_read_reuse(st);
+		test_fork_reads(st);
+		test_fork_depth(st);
+		test_fork_crash(st);
 		test_reopen(&st);
 		store_close(st);
 	}
