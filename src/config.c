@@ -23,6 +23,7 @@ void config_defaults(struct config *cfg)
 	snprintf(cfg->listen, sizeof cfg->listen, "%s", LS_DEFAULT_LISTEN);
 	cfg->max_connections = 10000;
 	cfg->threads = 2;
+	cfg->live_processes = 1;
 	cfg->conn_memory = 5120;
 	snprintf(cfg->cache_control, sizeof cfg->cache_control, "%s", "public, max-age=60, stale-while-revalidate=300");
 }
@@ -132,6 +133,10 @@ int config_set(struct config *cfg, const char *key, const char *v, char *err, si
 		if (parse_int(v, 1, 64, &n))
 			goto bad;
 		cfg->threads = n;
+	} else if (!strcmp(key, "live_processes")) {
+		if (parse_int(v, 1, 64, &n))
+			goto bad;
+		cfg->live_processes = n;
 	} else if (!strcmp(key, "www")) {
 		if (set_string(cfg->www, sizeof cfg->www, v))
 			goto bad;
@@ -214,7 +219,7 @@ int config_from_env(struct config *cfg, char *err, size_t errlen)
 	static const char *keys[] = {
 		"data_dir", "map_size", "durability", "max_body", "max_path",
 		"long_poll_timeout", "sse_lifetime", "heartbeat", "prefix", "listen",
-		"max_connections", "threads", "conn_memory", "notify_socket", "cache_control", "www",
+		"max_connections", "threads", "live_processes", "conn_memory", "notify_socket", "cache_control", "www",
 	};
 	const char *file = getenv("LMSTREAM_CONFIG");
 	char name[64], why[256];

@@ -33,9 +33,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define TICK_MS 100            /* timer scan and lost-notification check */
@@ -248,12 +250,19 @@ static void note_txnid(uint64_t txnid)
 		;
 }
 
-/* Commits made by this daemon (standalone writes): wake directly. */
+/* In a group of processes (live_processes > 1): this process's end of the
+ * datagram pair to the parent, which relays every commit to every process. */
+static int group_fd = -1;
+
+/* Commits made by this daemon (standalone writes): wake directly, and tell
+ * the other processes of the group through the parent. */
 static void on_own_commit(void *arg, uint64_t stream_id, uint64_t txnid)
 {
 	(void)arg;
 	note_txnid(txnid);
 	reg_wake(stream_id);
+	if (group_fd >= 0)
+		notify_post(group_fd, stream_id, txnid);
 }
 
 /* --- per-thread protocol context --------------------------------------- */
@@ -815,6 +824,353 @@ static void usage(FILE *f)
 	      "Environment: LMSTREAM_CONFIG=FILE, LMSTREAM_<KEY>=value for any config key.\n", f);
 }
 
+/* Runs one daemon process until SIGTERM/SIGINT: the only process, or one
+ * of a group (group_fd >= 0), which then takes its commit datagrams from the
+ * parent instead of binding the notify socket. Returns the exit status. */
+static int serve(const struct sockaddr_storage *ssp, const sigset_t *sigsp)
+{
+	struct sockaddr_storage ss = *ssp;
+	sigset_t sigs = *sigsp;
+	sigdelset(&sigs, SIGCHLD); /* stays blocked; a group's parent waits for it */
+	/* The daemon's own limit sits a little above the cap so that the cap
+	 * can be answered with 503 instead of a refused connection. */
+	int mhd_limit = cfg.max_connections + 32;
+	if (raise_fd_limit(mhd_limit) < 0)
+		return 1;
+
+	if (store_open(&store, &cfg) != ST_OK)
+		return 1;
+	pthread_key_create(&tls_key, tls_release);
+	notify_fd = group_fd >= 0 ? group_fd : notify_listen(&cfg);
+	if (notify_fd < 0)
+		log_warn("cannot bind the notify socket (%s): commits by other processes are seen "
+		         "by polling only", strerror(errno));
+	note_txnid(store_last_txnid(store));
+	watch_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (watch_ep < 0) {
+		log_error("epoll_create1: %s", strerror(errno));
+		return 1;
+	}
+	if (notify_fd >= 0) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+		epoll_ctl(watch_ep, EPOLL_CTL_ADD, notify_fd, &ev);
+	}
+	pthread_mutex_lock(&reg.lock);
+	reg_grow();
+	pthread_mutex_unlock(&reg.lock);
+
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	                 MHD_USE_TURBO;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	daemon_h = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, NULL,
+		/* first, so that it also gets the warnings about later options */
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg.threads > 1 ? cfg.threads : 0),
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit,
+		/* Idle connections are closed after this; suspended ones are exempt,
+		 * and a live response writes at least every heartbeat. */
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg.heartbeat_ms / 1000 * 2 + 60),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg.conn_memory,
+		MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)512,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		MHD_OPTION_END);
+	if (!daemon_h) {
+		log_error("cannot listen on %s", cfg.listen);
+		return 1;
+	}
+	pthread_t nt;
+	if (pthread_create(&nt, NULL, notifier, NULL)) {
+		log_error("cannot start the notifier thread");
+		return 1;
+	}
+	log_info("listening on %s (data %s, %d thread(s), max %d connections%s)", cfg.listen,
+	         cfg.data_dir, cfg.threads, cfg.max_connections,
+	         group_fd >= 0 ? ", one process of a group" : "");
+
+	int sig = 0;
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+		log_info("%d connections, %ld requests, %ld wake-ups, %d in progress, %zu waiting",
+		         atomic_load(&nconn), atomic_load(&stat_requests), atomic_load(&stat_wakeups),
+		         atomic_load(&nreq), reg.count);
+
+	/* Drain: stop accepting, end live responses, give them a moment. */
+	log_info("signal %d: draining %d connection(s)", sig, atomic_load(&nconn));
+	atomic_store(&draining, 1);
+	MHD_socket lfd = MHD_quiesce_daemon(daemon_h);
+	reg_scan(store_mono_ms(), 1);
+	for (int i = 0; i < 100 && atomic_load(&nreq) > 0; i++) {
+		usleep(20000);
+		reg_scan(store_mono_ms(), 1);
+	}
+	atomic_store(&notifier_stop, 1);
+	pthread_join(nt, NULL);
+	reg_scan(store_mono_ms(), 1);
+	MHD_stop_daemon(daemon_h);
+	while (graveyard) {
+		struct conn *next = graveyard->grave_next;
+		free(graveyard);
+		graveyard = next;
+	}
+	close(watch_ep);
+	free(reg.buckets);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	if (notify_fd >= 0) {
+		char path[600];
+		close(notify_fd);
+		if (group_fd < 0 && notify_path(&cfg, path, sizeof path) == 0)
+			unlink(path);
+	}
+	store_close(store);
+	log_info("stopped");
+	return 0;
+}
+
+/* --- several processes on one port ------------------------------------------ */
+
+/* With live_processes = N > 1 the started process becomes a small parent: it
+ * binds the notify socket, starts N daemon processes that each listen on the
+ * same address (SO_REUSEPORT: the kernel spreads new connections over them,
+ * so each holds about 1/N of the connections and descriptors), and relays
+ * every commit datagram to all of them: those of other programs' writers
+ * arriving on the notify socket, and those of each process's own writes to
+ * the others. It forwards SIGHUP, restarts a process that dies (at most
+ * RESTARTS_PER_MINUTE times a minute, then it stops the group and exits 1)
+ * and on SIGTERM/SIGINT drains every process and waits for them. */
+
+#define RESTARTS_PER_MINUTE 5
+#define GROUP_STOP_MS 15000
+
+struct member {
+	pid_t pid;              /* 0: not running */
+	int fd;                 /* parent's end of the datagram pair, -1 when closed */
+};
+
+static struct member *members;
+static int nmembers;
+static pthread_mutex_t members_lock = PTHREAD_MUTEX_INITIALIZER;
+static int relay_ep = -1, relay_live_fd = -1;
+static atomic_int relay_stop;
+
+#define RELAY_FROM_SOCKET UINT32_MAX
+
+/* Relay thread of the parent: each datagram goes to every process but the
+ * one it came from. It neither allocates nor logs (the parent forks while it
+ * runs). */
+static void *relay(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&relay_stop)) {
+		struct epoll_event evs[32];
+		int r = epoll_wait(relay_ep, evs, 32, 200);
+		for (int i = 0; i < r; i++) {
+			uint32_t from = evs[i].data.u32;
+			struct notify_msg m;
+			pthread_mutex_lock(&members_lock);
+			int fd = from == RELAY_FROM_SOCKET ? relay_live_fd
+			       : (int)from < nmembers ? members[from].fd : -1;
+			while (fd >= 0 && notify_recv(fd, &m) == 1)
+				for (int k = 0; k < nmembers; k++)
+					if ((uint32_t)k != from && members[k].fd >= 0)
+						notify_post(members[k].fd, m.stream_id, m.txnid);
+			pthread_mutex_unlock(&members_lock);
+		}
+	}
+	return NULL;
+}
+
+/* Starts process k of the group. In the child it never returns: the child
+ * runs the daemon and exits with its status. */
+static int spawn_member(int k, const struct sockaddr_storage *ss, const sigset_t *sigs)
+{
+	int sv[2];
+	if (notify_pair(sv) < 0) {
+		log_error("socketpair: %s", strerror(errno));
+		return -1;
+	}
+	pid_t parent = getpid();
+	pthread_mutex_lock(&members_lock);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* The child: it must not outlive the parent, which deploy/run and
+		 * systemd watch. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(0);
+		close(sv[0]);
+		close(relay_ep);
+		close(relay_live_fd);
+		for (int j = 0; j < nmembers; j++)
+			if (members[j].fd >= 0)
+				close(members[j].fd);
+		group_fd = sv[1];
+		exit(serve(ss, sigs));
+	}
+	if (pid < 0) {
+		int e = errno;
+		pthread_mutex_unlock(&members_lock);
+		close(sv[0]);
+		close(sv[1]);
+		log_error("fork: %s", strerror(e));
+		return -1;
+	}
+	close(sv[1]);
+	members[k].pid = pid;
+	members[k].fd = sv[0];
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)k };
+	epoll_ctl(relay_ep, EPOLL_CTL_ADD, sv[0], &ev);
+	pthread_mutex_unlock(&members_lock);
+	return 0;
+}
+
+/* Reaps ended processes; returns how many of them had been running. */
+static int reap_members(int *which, int cap)
+{
+	int n = 0, status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		pthread_mutex_lock(&members_lock);
+		for (int k = 0; k < nmembers; k++) {
+			if (members[k].pid != pid)
+				continue;
+			members[k].pid = 0;
+			if (members[k].fd >= 0)
+				close(members[k].fd); /* also leaves relay_ep */
+			members[k].fd = -1;
+			if (n < cap)
+				which[n++] = k;
+		}
+		pthread_mutex_unlock(&members_lock);
+		if (WIFSIGNALED(status))
+			log_warn("process %d ended by signal %d", (int)pid, WTERMSIG(status));
+		else
+			log_info("process %d exited with status %d", (int)pid, WEXITSTATUS(status));
+	}
+	return n;
+}
+
+static void signal_members(int sig)
+{
+	pthread_mutex_lock(&members_lock);
+	for (int k = 0; k < nmembers; k++)
+		if (members[k].pid > 0)
+			kill(members[k].pid, sig);
+	pthread_mutex_unlock(&members_lock);
+}
+
+static int members_running(void)
+{
+	int n = 0;
+	pthread_mutex_lock(&members_lock);
+	for (int k = 0; k < nmembers; k++)
+		n += members[k].pid > 0;
+	pthread_mutex_unlock(&members_lock);
+	return n;
+}
+
+static int run_group(const struct sockaddr_storage *ss, const sigset_t *sigs)
+{
+	int n = cfg.live_processes, status = 0;
+	/* max_connections is the group's total; each process gets its share. */
+	int total = cfg.max_connections;
+	cfg.max_connections = (total + n - 1) / n;
+	members = calloc((size_t)n, sizeof *members);
+	if (!members)
+		return 1;
+	nmembers = n;
+	for (int k = 0; k < n; k++)
+		members[k].fd = -1;
+	relay_live_fd = notify_listen(&cfg);
+	if (relay_live_fd < 0)
+		log_warn("cannot bind the notify socket (%s): commits by other processes are seen "
+		         "by polling only", strerror(errno));
+	relay_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (relay_ep < 0) {
+		log_error("epoll_create1: %s", strerror(errno));
+		return 1;
+	}
+	if (relay_live_fd >= 0) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = RELAY_FROM_SOCKET };
+		epoll_ctl(relay_ep, EPOLL_CTL_ADD, relay_live_fd, &ev);
+	}
+	log_info("starting %d processes on %s (max %d connections each)", n, cfg.listen,
+	         cfg.max_connections);
+	for (int k = 0; k < n; k++)
+		if (spawn_member(k, ss, sigs) < 0)
+			return 1;
+	pthread_t rt;
+	if (pthread_create(&rt, NULL, relay, NULL)) {
+		log_error("cannot start the relay thread");
+		signal_members(SIGTERM);
+		return 1;
+	}
+
+	int64_t restarts[RESTARTS_PER_MINUTE] = { 0 };
+	int nrestarts = 0, sig = 0;
+	while (sigwait(sigs, &sig) == 0) {
+		if (sig == SIGHUP) {
+			signal_members(SIGHUP);
+			continue;
+		}
+		if (sig != SIGCHLD)
+			break;
+		int ended[64];
+		int ne = reap_members(ended, 64);
+		int64_t now = store_mono_ms();
+		for (int i = 0; i < ne; i++) {
+			int64_t oldest = restarts[nrestarts % RESTARTS_PER_MINUTE];
+			if (nrestarts >= RESTARTS_PER_MINUTE && now - oldest < 60000) {
+				log_error("%d restarts within a minute: stopping", RESTARTS_PER_MINUTE);
+				status = 1;
+				goto stop;
+			}
+			restarts[nrestarts++ % RESTARTS_PER_MINUTE] = now;
+			log_warn("restarting process %d of the group", ended[i]);
+			if (spawn_member(ended[i], ss, sigs) < 0) {
+				status = 1;
+				goto stop;
+			}
+		}
+	}
+	log_info("signal %d: stopping %d process(es)", sig, members_running());
+stop:
+	signal_members(SIGTERM);
+	{
+		int64_t until = store_mono_ms() + GROUP_STOP_MS;
+		int ended[64];
+		while (members_running() > 0) {
+			reap_members(ended, 64);
+			if (members_running() == 0)
+				break;
+			if (store_mono_ms() > until) {
+				log_warn("processes still running after %d ms: killing them", GROUP_STOP_MS);
+				signal_members(SIGKILL);
+				until = INT64_MAX;
+			}
+			usleep(20000);
+		}
+	}
+	atomic_store(&relay_stop, 1);
+	pthread_join(rt, NULL);
+	close(relay_ep);
+	if (relay_live_fd >= 0) {
+		char path[600];
+		close(relay_live_fd);
+		if (notify_path(&cfg, path, sizeof path) == 0)
+			unlink(path);
+	}
+	free(members);
+	log_info("stopped");
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512];
@@ -856,109 +1212,16 @@ int main(int argc, char **argv)
 		log_error("invalid listen address '%s' (expected HOST:PORT)", cfg.listen);
 		return 2;
 	}
-	/* The daemon's own limit sits a little above the cap so that the cap
-	 * can be answered with 503 instead of a refused connection. */
-	int mhd_limit = cfg.max_connections + 32;
-	if (raise_fd_limit(mhd_limit) < 0)
-		return 1;
-
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	if (cfg.live_processes > 1)
+		sigaddset(&sigs, SIGCHLD); /* only the parent of a group waits for it */
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this */
 	signal(SIGPIPE, SIG_IGN);
-
-	if (store_open(&store, &cfg) != ST_OK)
-		return 1;
-	pthread_key_create(&tls_key, tls_release);
-	notify_fd = notify_listen(&cfg);
-	if (notify_fd < 0)
-		log_warn("cannot bind the notify socket (%s): commits by other processes are seen "
-		         "by polling only", strerror(errno));
-	note_txnid(store_last_txnid(store));
-	watch_ep = epoll_create1(EPOLL_CLOEXEC);
-	if (watch_ep < 0) {
-		log_error("epoll_create1: %s", strerror(errno));
-		return 1;
-	}
-	if (notify_fd >= 0) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-		epoll_ctl(watch_ep, EPOLL_CTL_ADD, notify_fd, &ev);
-	}
-	pthread_mutex_lock(&reg.lock);
-	reg_grow();
-	pthread_mutex_unlock(&reg.lock);
-
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-	                 MHD_USE_TURBO;
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	daemon_h = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, NULL,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg.threads > 1 ? cfg.threads : 0),
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit,
-		/* Idle connections are closed after this; suspended ones are exempt,
-		 * and a live response writes at least every heartbeat. */
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg.heartbeat_ms / 1000 * 2 + 60),
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg.conn_memory,
-		MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)512,
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
-		MHD_OPTION_END);
-	if (!daemon_h) {
-		log_error("cannot listen on %s", cfg.listen);
-		return 1;
-	}
-	pthread_t nt;
-	if (pthread_create(&nt, NULL, notifier, NULL)) {
-		log_error("cannot start the notifier thread");
-		return 1;
-	}
-	log_info("listening on %s (data %s, %d thread(s), max %d connections)", cfg.listen,
-	         cfg.data_dir, cfg.threads, cfg.max_connections);
-
-	int sig = 0;
-	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-		log_info("%d connections, %ld requests, %ld wake-ups, %d in progress, %zu waiting",
-		         atomic_load(&nconn), atomic_load(&stat_requests), atomic_load(&stat_wakeups),
-		         atomic_load(&nreq), reg.count);
-
-	/* Drain: stop accepting, end live responses, give them a moment. */
-	log_info("signal %d: draining %d connection(s)", sig, atomic_load(&nconn));
-	atomic_store(&draining, 1);
-	MHD_socket lfd = MHD_quiesce_daemon(daemon_h);
-	reg_scan(store_mono_ms(), 1);
-	for (int i = 0; i < 100 && atomic_load(&nreq) > 0; i++) {
-		usleep(20000);
-		reg_scan(store_mono_ms(), 1);
-	}
-	atomic_store(&notifier_stop, 1);
-	pthread_join(nt, NULL);
-	reg_scan(store_mono_ms(), 1);
-	MHD_stop_daemon(daemon_h);
-	while (graveyard) {
-		struct conn *next = graveyard->grave_next;
-		free(graveyard);
-		graveyard = next;
-	}
-	close(watch_ep);
-	free(reg.buckets);
-	if (lfd != MHD_INVALID_SOCKET)
-		close(lfd);
-	if (notify_fd >= 0) {
-		char path[600];
-		close(notify_fd);
-		if (notify_path(&cfg, path, sizeof path) == 0)
-			unlink(path);
-	}
-	store_close(store);
-	log_info("stopped");
-	return 0;
+	if (cfg.live_processes > 1)
+		return run_group(&ss, &sigs);
+	return serve(&ss, &sigs);
 }

@@ -95,3 +95,24 @@ int notify_recv(int fd, struct notify_msg *msg)
 		return 0;
 	return -1;
 }
+
+int notify_pair(int sv[2])
+{
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	int sz = 4 << 20;
+	for (int i = 0; i < 2; i++) {
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+	}
+	return 0;
+}
+
+void notify_post(int fd, uint64_t stream_id, uint64_t txnid)
+{
+	struct notify_msg m = { stream_id, txnid };
+	/* A full queue drops the datagram; the receiver reconciles through the
+	 * store's transaction id. */
+	ssize_t r = send(fd, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)r;
+}

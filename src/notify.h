@@ -29,4 +29,11 @@ int notify_listen(const struct config *cfg);
 /* Reads one datagram; returns 1 with *msg, 0 when none is pending, -1 on error. */
 int notify_recv(int fd, struct notify_msg *msg);
 
+/* A connected pair of non-blocking datagram sockets, for a parent that
+ * relays commits to the processes of an lmstream-live group. Returns 0 or
+ * -1 with errno. */
+int notify_pair(int sv[2]);
+/* Sends one commit on a connected datagram socket; best effort, never blocks. */
+void notify_post(int fd, uint64_t stream_id, uint64_t txnid);
+
 #endif
