@@ -7,7 +7,11 @@
  *   --rate R        R messages per second (default 1) on one connection
  *   --rate 0        saturation: as fast as possible on --connections C
  *                   keep-alive connections (each waits for its answer)
- * for --duration seconds (or --count messages). Prints one summary line:
+ * for --duration seconds (or --count messages). --streams N spreads the
+ * POSTs over the N streams PATH-0 .. PATH-(N-1) (in turn); --producer makes
+ * each connection an idempotent producer (Producer-Id bench-<pid>-<conn>,
+ * Producer-Epoch 0, Producer-Seq counting per stream from 0). Prints one
+ * summary line:
  * sent, ok (2xx), non2xx, errors, first_id, last_id, elapsed_s, rate and the
  * append latency p50/p99 (ms).
  *
@@ -40,6 +44,8 @@ static long count_limit = -1;
 static int nconns = 1, size = 100;
 static uint64_t first_id = 1;
 static int verbose;
+static int nstreams = 1, producer;
+#define MAX_STREAMS 1024
 
 static _Atomic uint64_t next_id;
 static _Atomic long n_sent, n_ok, n_non2xx, n_err;
@@ -53,6 +59,9 @@ struct worker {
 	size_t blen;
 	uint32_t *lat; /* append latencies, us */
 	size_t nlat, caplat;
+	int index;
+	uint64_t nreq;
+	uint64_t *seq; /* next Producer-Seq per stream */
 };
 
 static int64_t mono_us(void)
@@ -198,10 +207,20 @@ static int post_one(struct worker *w, uint64_t id)
 	n += pad;
 	body[n++] = '"';
 	body[n++] = '}';
+	char target[4200], prod[200] = "";
+	int sidx = (int)((w->nreq++ + (uint64_t)w->index) % (uint64_t)nstreams);
+	if (nstreams > 1)
+		snprintf(target, sizeof target, "%s-%d", path, sidx);
+	else
+		snprintf(target, sizeof target, "%s", path);
+	if (producer)
+		snprintf(prod, sizeof prod,
+		         "Producer-Id: bench-%d-%d\r\nProducer-Epoch: 0\r\nProducer-Seq: %" PRIu64 "\r\n",
+		         (int)getpid(), w->index, w->seq[sidx]++);
 	int rl = snprintf(req, sizeof req,
 	                  "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-	                  "User-Agent: lmstream-publish\r\n\r\n",
-	                  path, host_hdr, ctype, n);
+	                  "%sUser-Agent: lmstream-publish\r\n\r\n",
+	                  target, host_hdr, ctype, n, prod);
 	memcpy(req + rl, body, (size_t)n);
 	rl += n;
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -306,6 +325,8 @@ static void usage(FILE *f)
 	      "  --first-id N      id of the first message (default 1)\n"
 	      "  --size BYTES      message size (default 100)\n"
 	      "  --content-type T  (default application/json)\n"
+	      "  --streams N       POST to PATH-0 .. PATH-(N-1) in turn (default 1: PATH itself)\n"
+	      "  --producer        idempotent producer headers, one producer per connection\n"
 	      "  -v                print non-2xx responses\n",
 	      f);
 }
@@ -333,6 +354,10 @@ int main(int argc, char **argv)
 			first_id = strtoull(v, NULL, 10);
 		else if (OPT("--size"))
 			size = atoi(v);
+		else if (OPT("--streams"))
+			nstreams = atoi(v);
+		else if (!strcmp(a, "--producer"))
+			producer = 1;
 		else if (OPT("--content-type"))
 			snprintf(ctype, sizeof ctype, "%s", v);
 		else if (a[0] != '-' && !url)
@@ -344,6 +369,7 @@ int main(int argc, char **argv)
 #undef OPT
 	}
 	if (!url || strncmp(url, "http://", 7) || nconns < 1 || nconns > 64 || duration <= 0 ||
+	    nstreams < 1 || nstreams > MAX_STREAMS ||
 	    duration > 3600 || rate < 0) {
 		usage(stderr);
 		return 2;
@@ -366,6 +392,12 @@ int main(int argc, char **argv)
 		return 2;
 	t_start_us = now_us();
 	int64_t m0 = mono_us();
+	for (int i = 0; i < nw; i++) {
+		ws[i].index = i;
+		ws[i].seq = calloc((size_t)nstreams, sizeof *ws[i].seq);
+		if (!ws[i].seq)
+			return 2;
+	}
 	if (rate > 0) {
 		ws[0].fd = -1;
 		at_rate(&ws[0]);
