@@ -6,6 +6,7 @@
 #include "log.h"
 #include "parse.h"
 #include "sse.h"
+#include "state.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -18,7 +19,8 @@
 static const char EXPOSE_HEADERS[] =
 	"Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
 	"Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, "
-	"Producer-Expected-Seq, Producer-Received-Seq, ETag, Location, Content-Type";
+	"Producer-Expected-Seq, Producer-Received-Seq, ETag, Location, Content-Type, Stream-State, "
+	"Stream-Retention-Age, Stream-Retention-Bytes, Stream-Earliest-Offset, Stream-Snapshot-Next, Link";
 static const char ALLOW_HEADERS[] =
 	"Content-Type, Authorization, If-None-Match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
 	"Stream-Closed, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, Producer-Id, "
@@ -489,6 +491,263 @@ static int append_body(struct store_txn *t, struct stream_meta *m, const char *b
 	return ST_OK;
 }
 
+/* --- State streams and retention (docs/state-and-retention.md) ------------- */
+
+/* Extension parameters of a creating PUT: ?state, ?retention-age=S,
+ * ?retention-bytes=N. */
+struct create_opts {
+	int state;
+	uint64_t age_s, bytes;
+};
+
+/* A positive decimal query parameter. Returns 0 (absent: *out = 0) or -1. */
+static int u64_param(const struct proto_request *req, const char *name, uint64_t *out)
+{
+	char val[32];
+	size_t vlen;
+	*out = 0;
+	int n = parse_query_param(req->query, req->query_len, name, val, sizeof val, &vlen);
+	if (n == 0)
+		return 0;
+	if (n > 1 || vlen == (size_t)-1 || vlen == 0 || vlen > 15 || strspn(val, "0123456789") != vlen)
+		return -1;
+	for (size_t i = 0; i < vlen; i++)
+		*out = *out * 10 + (uint64_t)(val[i] - '0');
+	return *out ? 0 : -1;
+}
+
+static int parse_create_opts(const struct proto_request *req, struct create_opts *o,
+                             struct proto_response *resp)
+{
+	char val[8];
+	size_t vlen;
+	memset(o, 0, sizeof *o);
+	int n = parse_query_param(req->query, req->query_len, "state", val, sizeof val, &vlen);
+	if (n > 1 || (n == 1 && !(vlen == 0 || (vlen == 4 && !memcmp(val, "true", 4)) ||
+	                          (vlen == 1 && val[0] == '1')))) {
+		proto_error(resp, 400, "invalid state parameter: use ?state to declare a State stream");
+		return -1;
+	}
+	o->state = n == 1;
+	if (u64_param(req, "retention-age", &o->age_s)) {
+		proto_error(resp, 400, "invalid retention-age: expected a positive number of seconds");
+		return -1;
+	}
+	if (u64_param(req, "retention-bytes", &o->bytes)) {
+		proto_error(resp, 400, "invalid retention-bytes: expected a positive number of bytes");
+		return -1;
+	}
+	return 0;
+}
+
+/* The parsed change events of a body appended to a State stream, one per
+ * message; row keys live in arena. */
+struct events {
+	struct state_event *v;
+	size_t n;
+	struct buf arena;
+	int parsed;
+};
+
+static void events_free(struct events *ev)
+{
+	free(ev->v);
+	buf_free(&ev->arena);
+	memset(ev, 0, sizeof *ev);
+}
+
+/* Returns NULL, or why the body is refused (*status 400, or 503). */
+static const char *parse_events(const char *body, const struct messages *ms, struct events *ev,
+                                int *status)
+{
+	*status = 503;
+	ev->v = malloc((ms->n ? ms->n : 1) * sizeof *ev->v);
+	if (!ev->v)
+		return "out of memory parsing change events";
+	ev->n = ms->n;
+	for (size_t i = 0; i < ms->n; i++) {
+		const char *why;
+		if (state_parse(body + ms->v[i].off, ms->v[i].len, &ev->v[i], &ev->arena, &why)) {
+			*status = why ? 400 : 503;
+			return why ? why : "out of memory parsing change events";
+		}
+	}
+	ev->parsed = 1;
+	return NULL;
+}
+
+/* Materialises the events of messages appended from seq on, in the
+ * append's write transaction: state and log commit together. */
+static int apply_events(struct store_txn *w, struct stream_meta *m, uint64_t seq, const char *body,
+                        const struct messages *ms, const struct events *ev)
+{
+	int rc = ST_OK;
+	for (size_t i = 0; i < ev->n && rc == ST_OK; i++) {
+		const struct state_event *e = &ev->v[i];
+		const unsigned char *rk = (const unsigned char *)ev->arena.data + e->rk_off;
+		switch ((enum state_op)e->op) {
+		case STATE_INSERT:
+		case STATE_UPDATE:
+		case STATE_UPSERT:
+			rc = store_state_put(w, m->state_id, rk, e->rk_len, seq + i,
+			                     body + ms->v[i].off + e->value_off, e->value_len);
+			break;
+		case STATE_DELETE:
+			rc = store_state_del(w, m->state_id, rk, e->rk_len);
+			break;
+		case STATE_RESET:
+			rc = store_state_reset(w, m);
+			break;
+		default:
+			break;
+		}
+	}
+	return rc;
+}
+
+/* 410 for a read before the earliest retained offset. */
+static void gone(struct proto_response *resp, const struct proto_request *req, const char *prefix,
+                 const struct stream_meta *m, uint64_t first, uint64_t first_bytes,
+                 const char *name, size_t nlen)
+{
+	char off[OFFSET_LEN + 1];
+	proto_error(resp, 410, m->state ? "offset is before the earliest retained offset; read the snapshot"
+	                                : "offset is before the earliest retained offset");
+	offset_format(off, first, first_bytes);
+	proto_add_header(resp, "Stream-Earliest-Offset", off);
+	if (m->state) {
+		/* Link: <prefix/name?snapshot>; rel="snapshot" */
+		struct proto_response tmp;
+		proto_response_init(&tmp);
+		add_location(&tmp, req, prefix, name, nlen);
+		const char *loc = proto_get_header(&tmp, "Location");
+		const char *path = loc ? strstr(loc, "://") : NULL;
+		path = path ? strchr(path + 3, '/') : NULL;
+		if (path) {
+			char link[1200];
+			snprintf(link, sizeof link, "<%s?snapshot>; rel=\"snapshot\"", path);
+			proto_add_header(resp, "Link", link);
+		}
+		proto_response_free(&tmp);
+	}
+}
+
+static void add_state_headers(struct proto_response *resp, const struct stream_meta *m, int64_t now)
+{
+	if (m->state)
+		proto_add_header(resp, "Stream-State", "true");
+	if (m->ret_age_s)
+		add_u64(resp, "Stream-Retention-Age", m->ret_age_s);
+	if (m->ret_bytes)
+		add_u64(resp, "Stream-Retention-Bytes", m->ret_bytes);
+	uint64_t fb, first = store_first_seq(m, now, &fb);
+	if (first) {
+		char off[OFFSET_LEN + 1];
+		offset_format(off, first, fb);
+		proto_add_header(resp, "Stream-Earliest-Offset", off);
+	}
+}
+
+/* One page of a snapshot: rows after the row key after, until about limit
+ * bytes. */
+struct rows {
+	struct buf *out;
+	size_t limit;
+	size_t n;
+	int comma, more;
+	size_t last_len;
+	unsigned char last[STATE_MAX_ROW_KEY];
+};
+
+static int collect_row(void *vctx, const unsigned char *rk, size_t rk_len, uint64_t seq,
+                       const char *value, size_t value_len)
+{
+	struct rows *r = vctx;
+	(void)seq;
+	if (r->n && r->out->len + rk_len + value_len > r->limit) {
+		r->more = 1;
+		return 1;
+	}
+	if (rk_len > sizeof r->last)
+		return 1;
+	if (r->comma)
+		buf_append(r->out, ",", 1);
+	r->comma = 1;
+	state_put_row(r->out, rk, rk_len, value, value_len);
+	memcpy(r->last, rk, rk_len);
+	r->last_len = rk_len;
+	r->n++;
+	return r->out->failed;
+}
+
+/* Writes a JSON array: snapshot-start (first page), rows, snapshot-end (last
+ * page). Fills r (more, last row key). */
+static int snapshot_page(struct store_txn *t, uint64_t sid, const char *offset, const void *after,
+                         size_t after_len, int first_page, struct rows *r)
+{
+	buf_append(r->out, "[", 1);
+	if (first_page) {
+		state_put_control(r->out, "snapshot-start", offset);
+		r->comma = 1;
+	}
+	int rc = store_state_scan(t, sid, after, after_len, collect_row, r);
+	if (rc)
+		return rc;
+	if (!r->more) {
+		if (r->comma)
+			buf_append(r->out, ",", 1);
+		state_put_control(r->out, "snapshot-end", offset);
+	}
+	buf_append(r->out, "]", 1);
+	return r->out->failed ? ST_BUSY : ST_OK;
+}
+
+/* Page tokens: "<seq>.<state id>.<hex row key>". */
+static void make_token(char *out, size_t cap, uint64_t seq, uint64_t sid, const unsigned char *rk,
+                       size_t rk_len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = (size_t)snprintf(out, cap, "%llu.%llu.", (unsigned long long)seq, (unsigned long long)sid);
+	for (size_t i = 0; i < rk_len && n + 3 < cap; i++) {
+		out[n++] = hex[rk[i] >> 4];
+		out[n++] = hex[rk[i] & 15];
+	}
+	out[n] = '\0';
+}
+
+static int parse_token(const char *s, size_t len, uint64_t *seq, uint64_t *sid, unsigned char *rk,
+                       size_t *rk_len)
+{
+	uint64_t v[2] = { 0, 0 };
+	size_t i = 0;
+	for (int k = 0; k < 2; k++) {
+		size_t start = i;
+		while (i < len && s[i] >= '0' && s[i] <= '9' && i - start < 19)
+			v[k] = v[k] * 10 + (uint64_t)(s[i++] - '0');
+		if (i == start || i >= len || s[i] != '.')
+			return -1;
+		i++;
+	}
+	size_t hl = len - i;
+	if (hl == 0 || hl % 2 || hl / 2 > STATE_MAX_ROW_KEY)
+		return -1;
+	for (size_t j = 0; j < hl / 2; j++) {
+		int b = 0;
+		for (int h = 0; h < 2; h++) {
+			char ch = s[i + 2 * j + (size_t)h];
+			int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+			if (d < 0)
+				return -1;
+			b = b * 16 + d;
+		}
+		rk[j] = (unsigned char)b;
+	}
+	*seq = v[0];
+	*sid = v[1];
+	*rk_len = hl / 2;
+	return 0;
+}
+
 /* What a fork PUT asks for (PROTOCOL.md section 4.2). */
 struct fork_req {
 	struct target src;
@@ -589,6 +848,11 @@ static int make_fork(struct store_txn *w, const struct proto_request *req, const
 		rc = RC_REPLIED;
 		goto out;
 	}
+	if (src->state) {
+		proto_error(resp, 409, "State streams cannot be forked");
+		rc = RC_REPLIED;
+		goto out;
+	}
 	if (req->content_type && *req->content_type && !same_media_type(src->content_type, *ct)) {
 		proto_error(resp, 409, "Content-Type does not match the source stream's");
 		rc = RC_REPLIED;
@@ -596,6 +860,8 @@ static int make_fork(struct store_txn *w, const struct proto_request *req, const
 	}
 	*ct = NULL; /* the source's, set below */
 	snprintf(m->content_type, sizeof m->content_type, "%s", src->content_type);
+	/* History the source no longer keeps is not the fork's either. */
+	uint64_t sfirst_bytes, sfirst = store_first_seq(src, now, &sfirst_bytes);
 
 	/* The fork point. */
 	if (!f->has_offset || f->off.kind == OFFSET_NOW) {
@@ -610,13 +876,23 @@ static int make_fork(struct store_txn *w, const struct proto_request *req, const
 			rc = RC_REPLIED;
 			goto out;
 		}
-		if ((rc = store_stream_end_bytes(w, src, seq, &bytes)))
+		if (seq < sfirst) {
+			bytes = 0;
+		} else if (seq == sfirst) {
+			bytes = sfirst_bytes;
+		} else if ((rc = store_stream_end_bytes(w, src, seq, &bytes))) {
 			goto out;
-		if (bytes != f->off.bytes) {
+		}
+		if (seq >= sfirst && bytes != f->off.bytes) {
 			proto_error(resp, 400, "Stream-Fork-Offset is not an offset of the source stream");
 			rc = RC_REPLIED;
 			goto out;
 		}
+	}
+	if (seq < sfirst) {
+		proto_error(resp, 410, "the fork point is before the source's earliest retained offset");
+		rc = RC_REPLIED;
+		goto out;
 	}
 	fseq = seq;
 	if (f->sub) {
@@ -652,6 +928,8 @@ static int make_fork(struct store_txn *w, const struct proto_request *req, const
 		}
 	}
 
+	m->first_seq = sfirst;
+	m->first_bytes = sfirst_bytes;
 	if (store_fork_link(m, src, f->src.name, f->src.nlen, fseq)) {
 		proto_error(resp, 400, "fork chain too deep");
 		rc = RC_REPLIED;
@@ -661,7 +939,9 @@ static int make_fork(struct store_txn *w, const struct proto_request *req, const
 	m->fork_bytes = bytes;
 	m->fork_sub = f->sub;
 	m->tail_seq = fseq;
-	if ((rc = store_stream_end_bytes(w, src, fseq, &m->tail_bytes)))
+	if (fseq == sfirst)
+		m->tail_bytes = sfirst_bytes;
+	else if ((rc = store_stream_end_bytes(w, src, fseq, &m->tail_bytes)))
 		goto out;
 	if (first.len && f->sub) {
 		/* A binary fork point inside a message: the fork's first own
@@ -727,10 +1007,15 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	int is_fork;
 	struct fork_req fbuf;
 
+	struct create_opts opts;
 	if (parse_fork(ctx, req, &fbuf, &is_fork, resp))
 		return;
 	if (is_fork)
 		f = &fbuf;
+	if (parse_create_opts(req, &opts, resp))
+		return;
+	if (opts.state && is_fork)
+		return proto_error(resp, 400, "a fork cannot be declared a State stream");
 	if (req->stream_ttl && req->stream_expires_at)
 		return proto_error(resp, 400, "Stream-TTL and Stream-Expires-At cannot be combined");
 	if (req->stream_ttl && parse_ttl(req->stream_ttl, strlen(req->stream_ttl), &ttl))
@@ -745,12 +1030,18 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	           parse_media_type(ct, strlen(ct), ctbuf, sizeof ctbuf) < 0) {
 		return proto_error(resp, 400, "invalid Content-Type");
 	}
+	if (opts.state && !is_json_type(ct))
+		return proto_error(resp, 400, "a State stream must have Content-Type: application/json");
 	/* A fork's body is split once its content type is known. */
 	struct messages ms = { 0 };
+	struct events ev = { 0 };
 	int status;
 	const char *bad = is_fork ? NULL : split_body(req->body, req->body_len, is_json_type(ct), &ms, &status);
+	if (!bad && opts.state)
+		bad = parse_events(req->body, &ms, &ev, &status);
 	if (bad) {
 		messages_free(&ms);
+		events_free(&ev);
 		return proto_error(resp, status, bad);
 	}
 
@@ -761,6 +1052,7 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	if (rc) {
 		free(mp);
 		messages_free(&ms);
+		events_free(&ev);
 		return store_error(resp, rc);
 	}
 	struct stream_meta *m = mp;
@@ -774,9 +1066,11 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	}
 	if (rc == ST_OK) {
 		/* Exists: the same configuration is an idempotent success. */
-		int same = !m->soft_deleted && same_config(m, req, ct, ttl, closed, is_fork, f);
+		int same = !m->soft_deleted && same_config(m, req, ct, ttl, closed, is_fork, f) &&
+		           m->state == opts.state && m->ret_age_s == opts.age_s && m->ret_bytes == opts.bytes;
 		store_abort(&w);
 		messages_free(&ms);
+		events_free(&ev);
 		if (!same) {
 			int soft = m->soft_deleted;
 			free(mp);
@@ -806,6 +1100,13 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	m->closed = closed;
 	snprintf(m->content_type, sizeof m->content_type, "%s", ct);
 	snprintf(m->expires_at, sizeof m->expires_at, "%s", req->stream_expires_at ? req->stream_expires_at : "");
+	m->ret_age_s = opts.age_s;
+	m->ret_bytes = opts.bytes;
+	if (opts.state) {
+		m->state = 1;
+		if ((rc = store_new_id(&w, &m->state_id)))
+			goto fail;
+	}
 	if (is_fork) {
 		rc = make_fork(&w, req, f, now, m, &ct, resp);
 		if (rc == RC_REPLIED) {
@@ -823,7 +1124,12 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 			return proto_error(resp, status, bad);
 		}
 	}
+	uint64_t start_seq = m->tail_seq;
+	if (ms.n && (rc = store_retain_note(&w, m, now)))
+		goto fail;
 	rc = append_body(&w, m, req->body, &ms);
+	if (rc == ST_OK && ev.parsed)
+		rc = apply_events(&w, m, start_seq, req->body, &ms, &ev);
 	if (rc)
 		goto fail;
 	rc = store_meta_put(&w, tg->name, tg->nlen, m);
@@ -831,6 +1137,7 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 		goto fail;
 	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
 	messages_free(&ms);
+	events_free(&ev);
 	rc = store_commit(&w, 0);
 	if (rc) {
 		free(mp);
@@ -849,6 +1156,7 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 fail:
 	store_abort(&w);
 	messages_free(&ms);
+	events_free(&ev);
 	free(mp);
 	store_error(resp, rc);
 }
@@ -933,7 +1241,8 @@ static void closed_conflict(struct proto_response *resp, const struct stream_met
 static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request *req,
                                const struct target *tg, struct proto_response *resp,
                                const struct producer *pp, int has_producer, int close,
-                               const struct messages *ms);
+                               const struct messages *ms, struct events *ev);
+static void handle_compact(struct proto_ctx *ctx, const struct target *tg, struct proto_response *resp);
 
 static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
                         const struct target *tg, struct proto_response *resp)
@@ -941,7 +1250,14 @@ static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
 	struct producer p = { 0 };
 	int has_producer = 0;
 	int close = is_true(req->stream_closed);
+	char cval[8];
+	size_t cvlen;
 
+	if (parse_query_param(req->query, req->query_len, "compact", cval, sizeof cval, &cvlen) > 0) {
+		if (req->body_len || close || req->producer_id)
+			return proto_error(resp, 400, "?compact takes no body, producer or Stream-Closed");
+		return handle_compact(ctx, tg, resp);
+	}
 	int nprod = !!req->producer_id + !!req->producer_epoch + !!req->producer_seq;
 	if (nprod && nprod != 3)
 		return proto_error(resp, 400, "Producer-Id, Producer-Epoch and Producer-Seq must be sent together");
@@ -980,15 +1296,29 @@ static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
 		messages_free(&ms);
 		return proto_error(resp, status, bad);
 	}
+	/* Change events of a State stream are parsed here too, before the
+	 * writer lock; whether the stream is one is looked up first (and
+	 * checked again under the lock). */
+	struct events ev = { 0 };
+	struct stream_meta pm;
+	if (json && ms.n && lookup(ctx, tg->name, tg->nlen, &pm) == ST_OK) {
+		store_read_end(&ctx->rtxn);
+		if (pm.state && (bad = parse_events(req->body, &ms, &ev, &status))) {
+			messages_free(&ms);
+			events_free(&ev);
+			return proto_error(resp, status, bad);
+		}
+	}
 	/* From here on every return frees ms: handle_post_locked does the work. */
-	handle_post_locked(ctx, req, tg, resp, &p, has_producer, close, &ms);
+	handle_post_locked(ctx, req, tg, resp, &p, has_producer, close, &ms, &ev);
 	messages_free(&ms);
+	events_free(&ev);
 }
 
 static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request *req,
                                const struct target *tg, struct proto_response *resp,
                                const struct producer *pp, int has_producer, int close,
-                               const struct messages *ms)
+                               const struct messages *ms, struct events *ev)
 {
 	struct producer p = *pp;
 
@@ -1059,8 +1389,25 @@ static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request
 		m.has_last_seq = 1;
 	}
 
+	if (m.state && ms->n && !ev->parsed) {
+		/* The stream became a State stream since the look-up. */
+		int status;
+		const char *bad = parse_events(req->body, ms, ev, &status);
+		if (bad) {
+			store_abort(&w);
+			return proto_error(resp, status, bad);
+		}
+	}
+	uint64_t start_seq = m.tail_seq;
+	if (ms->n && (rc = store_retain_note(&w, &m, now)))
+		goto fail;
 	rc = append_body(&w, &m, req->body, ms);
+	if (rc == ST_OK && m.state && ev->parsed)
+		rc = apply_events(&w, &m, start_seq, req->body, ms, ev);
 	if (rc)
+		goto fail;
+	int budget = LS_GC_ROWS_PER_WRITE;
+	if ((m.ret_age_s || m.ret_bytes || m.first_seq) && (rc = store_retain(&w, &m, now, &budget)))
 		goto fail;
 	if (close) {
 		m.closed = 1;
@@ -1166,6 +1513,113 @@ static void handle_head(struct proto_ctx *ctx, const struct target *tg, struct p
 		proto_add_header(resp, "Stream-Closed", "true");
 	etag_value(etag, sizeof etag, &m, 0, m.tail_seq, m.closed);
 	proto_add_header(resp, "ETag", etag);
+	add_state_headers(resp, &m, store_now_ms());
+}
+
+/* POST ?compact: a State stream drops its whole history; its snapshot
+ * stays. Readers of older offsets get 410 at once; the rows go in bounded
+ * batches, here and in later housekeeping. */
+static void handle_compact(struct proto_ctx *ctx, const struct target *tg, struct proto_response *resp)
+{
+	struct store_txn w;
+	struct stream_meta m;
+	int64_t now = store_now_ms();
+	int rc = store_write_begin(&w, ctx->store);
+	if (rc)
+		return store_error(resp, rc);
+	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
+	if (rc == ST_OK && expired(&m, now))
+		rc = ST_NOTFOUND;
+	if (rc == ST_OK && m.soft_deleted)
+		rc = RC_GONE;
+	if (rc)
+		goto fail;
+	if (!m.state) {
+		store_abort(&w);
+		return proto_error(resp, 400, "only State streams can be compacted (their snapshot keeps the state)");
+	}
+	m.first_seq = m.tail_seq;
+	m.first_bytes = m.tail_bytes;
+	int budget = LS_GC_ROWS_PER_WRITE;
+	if ((rc = store_retain(&w, &m, now, &budget)) || (rc = store_meta_put(&w, tg->name, tg->nlen, &m)))
+		goto fail;
+	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
+	rc = store_commit(&w, 0);
+	if (rc)
+		return store_error(resp, rc);
+	committed(ctx, &w, m.id);
+	resp->status = 204;
+	add_common(resp);
+	add_offset(resp, m.tail_seq, m.tail_bytes);
+	add_state_headers(resp, &m, now);
+	return;
+fail:
+	store_abort(&w);
+	store_error(resp, rc);
+}
+
+/* GET ?snapshot[=token]: one page of the materialised state of a State
+ * stream at one offset (the stream's tail when the first page was read). */
+static void handle_snapshot(struct proto_ctx *ctx, const struct proto_request *req,
+                            const struct target *tg, const char *token, size_t token_len,
+                            int long_poll, struct proto_response *resp)
+{
+	struct stream_meta m;
+	uint64_t tseq = 0, tsid = 0;
+	size_t after_len = 0;
+	unsigned char after[STATE_MAX_ROW_KEY];
+	char off[OFFSET_LEN + 1], etag[96];
+
+	if (token_len && parse_token(token, token_len, &tseq, &tsid, after, &after_len))
+		return proto_error(resp, 400, "invalid snapshot page token");
+	int rc = lookup(ctx, tg->name, tg->nlen, &m);
+	if (rc)
+		return store_error(resp, rc);
+	if (!m.state) {
+		store_read_end(&ctx->rtxn);
+		return proto_error(resp, 400, "not a State stream: create it with ?state to read snapshots");
+	}
+	if (token_len && (tseq != m.tail_seq || tsid != m.state_id)) {
+		store_read_end(&ctx->rtxn);
+		return proto_error(resp, 409, "the state moved on since this snapshot began: start again with ?snapshot");
+	}
+	offset_format(off, m.tail_seq, m.tail_bytes);
+	struct rows r = { .out = &resp->body, .limit = LS_READ_PAGE_BYTES };
+	buf_reset(&resp->body);
+	rc = snapshot_page(&ctx->rtxn, m.state_id, off, after, after_len, token_len == 0, &r);
+	store_read_end(&ctx->rtxn);
+	if (rc)
+		return store_error(resp, rc);
+	resp->status = 200;
+	add_common(resp);
+	proto_add_header(resp, "Content-Type", CT_JSON);
+	add_offset(resp, m.tail_seq, m.tail_bytes);
+	proto_add_header(resp, "Stream-Up-To-Date", "true");
+	if (m.closed)
+		proto_add_header(resp, "Stream-Closed", "true");
+	if (long_poll) {
+		char cur[24];
+		make_cursor(NULL, cur);
+		proto_add_header(resp, "Stream-Cursor", cur);
+	}
+	if (r.more) {
+		char next[2 * STATE_MAX_ROW_KEY + 48];
+		make_token(next, sizeof next, m.tail_seq, m.state_id, r.last, r.last_len);
+		proto_add_header(resp, "Stream-Snapshot-Next", next);
+	}
+	snprintf(etag, sizeof etag, "\"%llu-s%llu-%llu%s\"", (unsigned long long)m.id,
+	         (unsigned long long)m.state_id, (unsigned long long)m.tail_seq, m.closed ? "-c" : "");
+	proto_add_header(resp, "ETag", etag);
+	/* The first page names the current state: revalidate. A later page is
+	 * fixed by its token, like data at an offset. */
+	proto_add_header(resp, "Cache-Control", token_len ? ctx->cfg->cache_control : "no-cache");
+	if (req->if_none_match && etag_matches(req->if_none_match, etag)) {
+		proto_response_reset(resp);
+		resp->status = 304;
+		add_common(resp);
+		proto_add_header(resp, "ETag", etag);
+	}
+	touch(ctx, tg->name, tg->nlen, &m);
 }
 
 /* --- GET ------------------------------------------------------------------------- */
@@ -1248,7 +1702,23 @@ static void handle_get(struct proto_ctx *ctx, const struct proto_request *req,
 		else if (!(vlen == 5 && !memcmp(val, "false", 5)))
 			return proto_error(resp, 400, "invalid live mode: expected long-poll or sse");
 	}
-	if (mode != LIVE_NONE && parse_query_param(req->query, req->query_len, "offset", val, sizeof val, &vlen) == 0)
+	char tok[2 * STATE_MAX_ROW_KEY + 48];
+	size_t toklen;
+	int snap = parse_query_param(req->query, req->query_len, "snapshot", tok, sizeof tok, &toklen);
+	if (snap > 1)
+		return proto_error(resp, 400, "more than one snapshot parameter");
+	if (snap == 1) {
+		if (toklen == (size_t)-1)
+			return proto_error(resp, 400, "invalid snapshot page token");
+		if (parse_query_param(req->query, req->query_len, "offset", val, sizeof val, &vlen) > 0)
+			return proto_error(resp, 400, "snapshot and offset cannot be combined: the snapshot names its offset");
+		if (mode != LIVE_SSE)
+			return handle_snapshot(ctx, req, tg, tok, toklen, mode == LIVE_LONG_POLL, resp);
+		if (toklen)
+			return proto_error(resp, 400, "live=sse sends the whole snapshot: use ?snapshot without a token");
+	}
+	if (mode != LIVE_NONE && !snap &&
+	    parse_query_param(req->query, req->query_len, "offset", val, sizeof val, &vlen) == 0)
 		return proto_error(resp, 400, mode == LIVE_SSE ? "SSE requires an offset parameter"
 		                                             : "long-poll requires an offset parameter");
 	proto_live_clear(live);
@@ -1261,9 +1731,35 @@ static void handle_get(struct proto_ctx *ctx, const struct proto_request *req,
 	if (rc)
 		return store_error(resp, rc);
 
+	if (snap) {
+		/* ?snapshot&live=sse: proto_sse_step sends the snapshot first. */
+		store_read_end(&ctx->rtxn);
+		if (!m.state)
+			return proto_error(resp, 400, "not a State stream: create it with ?state to read snapshots");
+		live->name = strndup(tg->name, tg->nlen);
+		if (!live->name)
+			return store_error(resp, ST_BUSY);
+		live->name_len = tg->nlen;
+		live->stream_id = m.id;
+		live->json = 1;
+		live->snapshot = 1;
+		resp->status = 200;
+		add_common(resp);
+		proto_add_header(resp, "Content-Type", "text/event-stream");
+		proto_add_header(resp, "Cache-Control", "no-cache");
+		resp->action = PROTO_SSE;
+		touch(ctx, tg->name, tg->nlen, &m);
+		return;
+	}
+
 	uint64_t seq = off.kind == OFFSET_START ? 0 : off.kind == OFFSET_NOW ? m.tail_seq : off.seq;
 	if (seq > m.tail_seq)
 		seq = m.tail_seq;
+	uint64_t first_bytes, first = store_first_seq(&m, store_now_ms(), &first_bytes);
+	if (seq < first) {
+		store_read_end(&ctx->rtxn);
+		return gone(resp, req, ctx->cfg->prefix, &m, first, first_bytes, tg->name, tg->nlen);
+	}
 	live->stream_id = m.id;
 	live->seq = seq;
 	live->json = is_json_type(m.content_type);
@@ -1278,6 +1774,8 @@ static void handle_get(struct proto_ctx *ctx, const struct proto_request *req,
 	}
 	if (seq == m.tail_seq)
 		live->bytes = m.tail_bytes;
+	else if (seq == first)
+		live->bytes = first_bytes; /* the message before it may be deleted */
 	else if ((rc = store_stream_end_bytes(&ctx->rtxn, &m, seq, &live->bytes)))
 		goto fail;
 
@@ -1333,6 +1831,7 @@ fail:
 void proto_live_clear(struct proto_live *live)
 {
 	free(live->name);
+	free(live->snap_after);
 	memset(live, 0, sizeof *live);
 }
 
@@ -1348,6 +1847,12 @@ void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
 	if (rc) {
 		resp->action = PROTO_DONE;
 		return store_error(resp, rc);
+	}
+	uint64_t first_bytes, first = store_first_seq(&m, store_now_ms(), &first_bytes);
+	if (live->seq < first) {
+		store_read_end(&ctx->rtxn);
+		resp->action = PROTO_DONE;
+		return gone(resp, req, ctx->cfg->prefix, &m, first, first_bytes, live->name, live->name_len);
 	}
 	if (live->seq < m.tail_seq) {
 		uint64_t start = live->seq;
@@ -1395,6 +1900,76 @@ void proto_longpoll_timeout(struct proto_ctx *ctx, const struct proto_request *r
 
 /* --- SSE ----------------------------------------------------------------------- */
 
+/* The snapshot phase of ?snapshot&live=sse, with the read transaction of
+ * proto_sse_step open (it is ended here). */
+static enum sse_step sse_snapshot_step(struct proto_ctx *ctx, struct proto_live *live,
+                                       const struct stream_meta *m, struct buf *out)
+{
+	char off[OFFSET_LEN + 1], cur[24];
+	struct buf payload;
+
+	buf_init(&payload);
+	if (live->snap_started && (m->tail_seq != live->snap_seq || m->state_id != live->snap_sid)) {
+		/* The state moved on between pages: start over, and say so. */
+		offset_format(off, m->tail_seq, m->tail_bytes);
+		buf_append(&payload, "[", 1);
+		state_put_control(&payload, "reset", off);
+		buf_append(&payload, "]", 1);
+		live->snap_started = 0;
+		live->snap_after_len = 0;
+		if (live->snap_restarts < 3)
+			live->snap_restarts++;
+	}
+	if (!live->snap_started) {
+		live->snap_seq = m->tail_seq;
+		live->snap_bytes = m->tail_bytes;
+		live->snap_sid = m->state_id;
+	}
+	if (!live->snap_after && !(live->snap_after = malloc(STATE_MAX_ROW_KEY))) {
+		store_read_end(&ctx->rtxn);
+		buf_free(&payload);
+		return SSE_END;
+	}
+	offset_format(off, live->snap_seq, live->snap_bytes);
+	struct buf page;
+	buf_init(&page);
+	struct rows r = { .out = &page, .limit = live->snap_restarts >= 2 ? SIZE_MAX : LS_SSE_BATCH_BYTES };
+	int rc = snapshot_page(&ctx->rtxn, live->snap_sid, off, live->snap_after, live->snap_after_len,
+	                       !live->snap_started, &r);
+	store_read_end(&ctx->rtxn);
+	if (rc || payload.failed) {
+		buf_free(&page);
+		buf_free(&payload);
+		return SSE_END;
+	}
+	if (payload.len)
+		sse_data_event(out, payload.data, payload.len);
+	sse_data_event(out, page.data, page.len);
+	buf_free(&page);
+	buf_free(&payload);
+	live->snap_started = 1;
+	if (r.more) {
+		memcpy(live->snap_after, r.last, r.last_len);
+		live->snap_after_len = r.last_len;
+		return SSE_MORE;
+	}
+	/* The whole snapshot is out: go on from its offset. */
+	live->snapshot = 0;
+	live->seq = live->snap_seq;
+	live->bytes = live->snap_bytes;
+	free(live->snap_after);
+	live->snap_after = NULL;
+	int at_tail = live->seq >= m->tail_seq;
+	if (at_tail && m->closed) {
+		sse_control_event(out, off, NULL, 1, 1);
+		return SSE_END;
+	}
+	make_cursor(live->cursor_in, cur);
+	sse_control_event(out, off, cur, at_tail, 0);
+	live->control_sent = 1;
+	return at_tail ? SSE_IDLE : SSE_MORE;
+}
+
 enum sse_step proto_sse_step(struct proto_ctx *ctx, struct proto_live *live, struct buf *out)
 {
 	struct stream_meta m;
@@ -1409,6 +1984,14 @@ enum sse_step proto_sse_step(struct proto_ctx *ctx, struct proto_live *live, str
 	}
 	if (rc)
 		return SSE_END; /* deleted or expired: end the connection */
+	if (live->snapshot)
+		return sse_snapshot_step(ctx, live, &m, out);
+	uint64_t first_bytes;
+	if (live->seq < store_first_seq(&m, store_now_ms(), &first_bytes)) {
+		/* Trimmed under the reader: it resumes with a read that gets 410. */
+		store_read_end(&ctx->rtxn);
+		return SSE_END;
+	}
 
 	buf_init(&payload);
 	if (live->seq < m.tail_seq) {

@@ -65,7 +65,7 @@ struct proto_response {
 	const char *reason;                 /* short reason phrase for logs */
 	struct proto_header headers[PROTO_MAX_HEADERS];
 	int nheaders;
-	char hbuf[2048];                    /* storage of header values */
+	char hbuf[4096];                    /* storage of header values (a snapshot page token takes up to 1 KiB) */
 	size_t hlen;
 	struct buf body;                    /* owned: proto_response_free */
 	enum proto_action action;
@@ -79,6 +79,14 @@ struct proto_live {
 	uint64_t bytes;           /* byte count at seq */
 	char cursor_in[24];       /* client's cursor, "" if none */
 	unsigned json : 1, base64 : 1, control_sent : 1;
+	/* Snapshot then live (?snapshot&live=sse): the snapshot goes out in
+	 * pages that all reflect offset snap_seq; then the read goes on from
+	 * there. If the state moves on between pages, a reset control message
+	 * starts the snapshot over (after two restarts, in a single page). */
+	unsigned snapshot : 1, snap_started : 1, snap_restarts : 2;
+	uint64_t snap_seq, snap_bytes, snap_sid;
+	size_t snap_after_len;
+	unsigned char *snap_after;  /* owned: row key of the last row sent */
 	size_t name_len;
 	char *name;               /* owned: set for live reads, freed by proto_live_clear */
 };

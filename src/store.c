@@ -24,7 +24,7 @@ struct sync_shared {
 
 struct store {
 	MDB_env *env;
-	MDB_dbi streams, data, producers, expiry, gc, sys;
+	MDB_dbi streams, data, producers, expiry, gc, sys, state, marks, retain;
 	enum durability durability;
 	int sync_fd;
 	struct sync_shared *sync;
@@ -36,7 +36,7 @@ struct store {
 };
 
 /* Version 1 had no fork fields; version 2 appends them. Both are read. */
-#define META_VERSION 2
+#define META_VERSION 3
 
 int64_t store_now_ms(void)
 {
@@ -140,7 +140,10 @@ static int open_dbis(struct store *st)
 	    (rc = mdb_dbi_open(txn, "producers", MDB_CREATE, &st->producers)) ||
 	    (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &st->expiry)) ||
 	    (rc = mdb_dbi_open(txn, "gc", MDB_CREATE, &st->gc)) ||
-	    (rc = mdb_dbi_open(txn, "sys", MDB_CREATE, &st->sys))) {
+	    (rc = mdb_dbi_open(txn, "sys", MDB_CREATE, &st->sys)) ||
+	    (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &st->state)) ||
+	    (rc = mdb_dbi_open(txn, "marks", MDB_CREATE, &st->marks)) ||
+	    (rc = mdb_dbi_open(txn, "retain", MDB_CREATE, &st->retain))) {
 		mdb_txn_abort(txn);
 		return map_rc(st, rc, "dbi_open");
 	}
@@ -165,7 +168,7 @@ int store_open(struct store **out, const struct config *cfg)
 		return ST_ERROR;
 	}
 	if ((rc = mdb_env_create(&st->env)) ||
-	    (rc = mdb_env_set_maxdbs(st->env, 8)) ||
+	    (rc = mdb_env_set_maxdbs(st->env, 12)) ||
 	    (rc = mdb_env_set_maxreaders(st->env, LS_MAX_READERS)) ||
 	    (rc = mdb_env_set_mapsize(st->env, (size_t)cfg->map_size))) {
 		log_error("lmdb setup: %s", mdb_strerror(rc));
@@ -407,9 +410,10 @@ static int get_str(const unsigned char **p, const unsigned char *end, char *out,
 
 #define META_FIXED (1 + 8 * 10 + 1)
 #define META_FORK_FIXED (8 * 6 + 1)
+#define META_V3_FIXED (8 * 8 + 1)
 #define META_MAX (META_FIXED + 8 + LS_MAX_PRODUCER_ID + LS_MAX_STREAM_SEQ + LS_MAX_CONTENT_TYPE + \
                   LS_MAX_EXPIRES_AT + META_FORK_FIXED + 2 + LS_MAX_PATH_HARD + 1 + \
-                  24 * LS_MAX_FORK_DEPTH)
+                  24 * LS_MAX_FORK_DEPTH + META_V3_FIXED)
 
 static size_t meta_encode(const struct stream_meta *m, unsigned char *buf)
 {
@@ -447,13 +451,23 @@ static size_t meta_encode(const struct stream_meta *m, unsigned char *buf)
 		be64(p, m->seg[i].from); p += 8;
 		be64(p, m->seg[i].to); p += 8;
 	}
+	/* Version 3: State streams and retention. */
+	be64(p, m->state_id); p += 8;
+	be64(p, m->first_seq); p += 8;
+	be64(p, m->first_bytes); p += 8;
+	be64(p, m->purged_seq); p += 8;
+	be64(p, m->ret_age_s); p += 8;
+	be64(p, m->ret_bytes); p += 8;
+	be64(p, (uint64_t)m->last_append_ms); p += 8;
+	be64(p, (uint64_t)m->last_mark_ms); p += 8;
+	*p++ = (unsigned char)(m->state ? 1 : 0);
 	return (size_t)(p - buf);
 }
 
 static int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m)
 {
 	const unsigned char *end = p + len;
-	if (len < META_FIXED || (p[0] != 1 && p[0] != 2))
+	if (len < META_FIXED || p[0] < 1 || p[0] > META_VERSION)
 		return -1;
 	int version = *p++;
 	memset(m, 0, sizeof *m);
@@ -502,6 +516,19 @@ static int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m
 		m->seg[i].from = get_be64(p); p += 8;
 		m->seg[i].to = get_be64(p); p += 8;
 	}
+	if (version == 2)
+		return 0;
+	if (end - p < META_V3_FIXED)
+		return -1;
+	m->state_id = get_be64(p); p += 8;
+	m->first_seq = get_be64(p); p += 8;
+	m->first_bytes = get_be64(p); p += 8;
+	m->purged_seq = get_be64(p); p += 8;
+	m->ret_age_s = get_be64(p); p += 8;
+	m->ret_bytes = get_be64(p); p += 8;
+	m->last_append_ms = (int64_t)get_be64(p); p += 8;
+	m->last_mark_ms = (int64_t)get_be64(p); p += 8;
+	m->state = *p++ & 1;
 	return 0;
 }
 
@@ -565,20 +592,36 @@ static int expiry_index(struct store_txn *t, const char *name, size_t len,
 	return ST_OK;
 }
 
+/* Does the stream need retention passes: a bound, or trimmed rows left? */
+static int needs_retain(const struct stream_meta *m)
+{
+	uint64_t purged = m->purged_seq > m->base_seq ? m->purged_seq : m->base_seq;
+	return m->ret_age_s || m->ret_bytes || m->first_seq > purged;
+}
+
 int store_meta_put(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m)
 {
 	unsigned char buf[META_MAX];
 	struct stream_meta old;
 	int64_t old_exp = 0;
 	uint64_t old_id = 0;
+	int old_retain = 0;
 
 	if (store_meta_get(t, name, len, &old) == ST_OK) {
 		old_exp = store_meta_expiry(&old);
 		old_id = old.id;
+		old_retain = needs_retain(&old);
 	}
 	int rc = expiry_index(t, name, len, old_exp, old_id, store_meta_expiry(m), m->id);
 	if (rc)
 		return rc;
+	if (needs_retain(m) && (old_id != m->id || !old_retain)) {
+		unsigned char idb[8];
+		MDB_val rk = { 8, idb }, rv = { len, (void *)name };
+		be64(idb, m->id);
+		if ((rc = mdb_put(t->txn, t->st->retain, &rk, &rv, 0)))
+			return map_rc(t->st, rc, "put retain");
+	}
 	MDB_val k = { len, (void *)name }, v = { meta_encode(m, buf), buf };
 	rc = mdb_put(t->txn, t->st->streams, &k, &v, 0);
 	return map_rc(t->st, rc, "put meta");
@@ -598,7 +641,18 @@ static int hard_delete(struct store_txn *t, const char *name, size_t len, const 
 		return map_rc(t->st, rc, "del meta");
 	be64(idb, m->id);
 	rc = mdb_put(t->txn, t->st->gc, &gk, &gv, 0);
-	return map_rc(t->st, rc, "put gc");
+	if (rc)
+		return map_rc(t->st, rc, "put gc");
+	rc = mdb_del(t->txn, t->st->retain, &gk, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		return map_rc(t->st, rc, "del retain");
+	if (m->state_id) {
+		be64(idb, m->state_id);
+		rc = mdb_put(t->txn, t->st->gc, &gk, &gv, 0);
+		if (rc)
+			return map_rc(t->st, rc, "put gc");
+	}
+	return ST_OK;
 }
 
 int store_meta_del(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m)
@@ -887,6 +941,315 @@ static int delete_prefix(struct store_txn *t, MDB_dbi dbi, uint64_t id, int *bud
 	return done;
 }
 
+/* --- State streams -------------------------------------------------------- */
+
+static size_t state_key(unsigned char *kb, uint64_t sid, const void *rk, size_t rk_len)
+{
+	be64(kb, sid);
+	memcpy(kb + 8, rk, rk_len);
+	return 8 + rk_len;
+}
+
+int store_state_put(struct store_txn *t, uint64_t sid, const void *rk, size_t rk_len, uint64_t seq,
+                    const void *value, size_t value_len)
+{
+	unsigned char kb[8 + 511];
+	if (rk_len > 511 - 8)
+		return ST_ERROR;
+	MDB_val k = { state_key(kb, sid, rk, rk_len), kb }, v = { 8 + value_len, NULL };
+	int rc = mdb_put(t->txn, t->st->state, &k, &v, MDB_RESERVE);
+	if (rc)
+		return map_rc(t->st, rc, "put state");
+	be64(v.mv_data, seq);
+	memcpy((unsigned char *)v.mv_data + 8, value, value_len);
+	return ST_OK;
+}
+
+int store_state_del(struct store_txn *t, uint64_t sid, const void *rk, size_t rk_len)
+{
+	unsigned char kb[8 + 511];
+	if (rk_len > 511 - 8)
+		return ST_ERROR;
+	MDB_val k = { state_key(kb, sid, rk, rk_len), kb };
+	int rc = mdb_del(t->txn, t->st->state, &k, NULL);
+	return rc == MDB_NOTFOUND ? ST_OK : map_rc(t->st, rc, "del state");
+}
+
+int store_state_reset(struct store_txn *t, struct stream_meta *m)
+{
+	if (m->state_id) {
+		unsigned char idb[8];
+		MDB_val gk = { 8, idb }, gv = { 0, "" };
+		be64(idb, m->state_id);
+		int rc = mdb_put(t->txn, t->st->gc, &gk, &gv, 0);
+		if (rc)
+			return map_rc(t->st, rc, "put gc");
+	}
+	return store_new_id(t, &m->state_id);
+}
+
+int store_state_scan(struct store_txn *t, uint64_t sid, const void *after, size_t after_len,
+                     store_row_fn fn, void *ctx)
+{
+	unsigned char kb[8 + 511];
+	MDB_cursor *c;
+	if (after_len > 511 - 8)
+		return ST_ERROR;
+	MDB_val k = { state_key(kb, sid, after, after_len), kb }, v;
+	int rc = mdb_cursor_open(t->txn, t->st->state, &c);
+	if (rc)
+		return map_rc(t->st, rc, "cursor_open");
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	if (rc == 0 && after_len && k.mv_size == 8 + after_len && !memcmp(k.mv_data, kb, 8 + after_len))
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	while (rc == 0) {
+		if (k.mv_size < 8 || get_be64(k.mv_data) != sid)
+			break;
+		if (v.mv_size < 8) {
+			rc = EINVAL;
+			break;
+		}
+		if (fn(ctx, (const unsigned char *)k.mv_data + 8, k.mv_size - 8, get_be64(v.mv_data),
+		       (const char *)v.mv_data + 8, v.mv_size - 8))
+			break;
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	return map_rc(t->st, rc, "scan state");
+}
+
+/* --- Retention -------------------------------------------------------------- */
+
+/* How far apart the age bound's time marks are: a 64th of the bound, at
+ * least a second. History is kept up to that much longer than the bound. */
+static int64_t mark_interval(const struct stream_meta *m)
+{
+	int64_t every = (int64_t)m->ret_age_s * 1000 / 64;
+	return every < 1000 ? 1000 : every;
+}
+
+uint64_t store_first_seq(const struct stream_meta *m, int64_t now, uint64_t *bytes)
+{
+	if (m->ret_age_s && m->last_append_ms && m->tail_seq > m->first_seq &&
+	    m->last_append_ms <= now - (int64_t)m->ret_age_s * 1000) {
+		*bytes = m->tail_bytes;
+		return m->tail_seq;
+	}
+	*bytes = m->first_bytes;
+	return m->first_seq;
+}
+
+int store_retain_note(struct store_txn *t, struct stream_meta *m, int64_t now)
+{
+	if (m->ret_age_s && m->last_append_ms && m->tail_seq > m->first_seq &&
+	    now - m->last_mark_ms >= mark_interval(m)) {
+		unsigned char kb[16], vb[8];
+		MDB_val k = { 16, kb }, v = { 8, vb };
+		be64(kb, m->id);
+		be64(kb + 8, m->tail_seq);
+		be64(vb, (uint64_t)m->last_append_ms);
+		int rc = mdb_put(t->txn, t->st->marks, &k, &v, 0);
+		if (rc)
+			return map_rc(t->st, rc, "put mark");
+		m->last_mark_ms = now;
+	}
+	m->last_append_ms = now;
+	return ST_OK;
+}
+
+/* The age bound: the latest mark at or before the cutoff. Marks it passes
+ * are deleted. */
+static int retain_age(struct store_txn *t, struct stream_meta *m, int64_t now, uint64_t *first,
+                      int *budget)
+{
+	int64_t cutoff = now - (int64_t)m->ret_age_s * 1000;
+	unsigned char kb[16];
+	MDB_val k = { 16, kb }, v;
+	MDB_cursor *c;
+	uint64_t best = *first;
+	int rc = mdb_cursor_open(t->txn, t->st->marks, &c);
+	if (rc)
+		return map_rc(t->st, rc, "cursor_open");
+	be64(kb, m->id);
+	be64(kb + 8, 0);
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && *budget > 0) {
+		if (k.mv_size != 16 || get_be64(k.mv_data) != m->id || v.mv_size != 8 ||
+		    (int64_t)get_be64(v.mv_data) > cutoff)
+			break;
+		uint64_t seq = get_be64((unsigned char *)k.mv_data + 8);
+		if (seq > best && seq <= m->tail_seq)
+			best = seq;
+		if ((rc = mdb_cursor_del(c, 0)))
+			break;
+		(*budget)--;
+		/* Position afresh after a delete (as delete_prefix does). */
+		be64(kb, m->id);
+		be64(kb + 8, seq + 1);
+		k.mv_size = 16;
+		k.mv_data = kb;
+		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	}
+	mdb_cursor_close(c);
+	if (rc && rc != MDB_NOTFOUND)
+		return map_rc(t->st, rc, "age marks");
+	if (m->last_append_ms && m->last_append_ms <= cutoff)
+		best = m->tail_seq;
+	*first = best;
+	return ST_OK;
+}
+
+/* Deletes the stream's own rows in [from, to), at most *budget of them.
+ * Returns the first seq not known to be deleted. */
+static int purge(struct store_txn *t, uint64_t id, uint64_t from, uint64_t to, int *budget,
+                 uint64_t *done)
+{
+	unsigned char kb[16];
+	MDB_val k = { 16, kb }, v;
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, t->st->data, &c);
+	if (rc)
+		return map_rc(t->st, rc, "cursor_open");
+	be64(kb, id);
+	be64(kb + 8, from);
+	*done = from;
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (rc == 0) {
+		uint64_t seq;
+		if (k.mv_size != 16 || get_be64(k.mv_data) != id ||
+		    (seq = get_be64((unsigned char *)k.mv_data + 8)) >= to) {
+			*done = to;
+			break;
+		}
+		if (*budget <= 0) {
+			*done = seq;
+			break;
+		}
+		if ((rc = mdb_cursor_del(c, 0)))
+			break;
+		(*budget)--;
+		*done = seq + 1;
+		be64(kb, id);
+		be64(kb + 8, seq + 1);
+		k.mv_size = 16;
+		k.mv_data = kb;
+		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	}
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND) {
+		*done = to;
+		rc = 0;
+	}
+	return map_rc(t->st, rc, "purge");
+}
+
+int store_retain(struct store_txn *t, struct stream_meta *m, int64_t now, int *budget)
+{
+	uint64_t first = m->first_seq, fbytes = m->first_bytes;
+	int rc;
+
+	if (m->ret_age_s) {
+		if ((rc = retain_age(t, m, now, &first, budget)))
+			return rc;
+		if (first > m->first_seq) {
+			if (first == m->tail_seq)
+				fbytes = m->tail_bytes;
+			else if ((rc = store_stream_end_bytes(t, m, first, &fbytes)))
+				return rc;
+		}
+	}
+	if (m->ret_bytes && m->tail_bytes - fbytes > m->ret_bytes && m->tail_seq > first + 1) {
+		/* The smallest s that leaves at most ret_bytes (and at least the
+		 * last message): end bytes grow with s, so search. */
+		uint64_t lo = first + 1, hi = m->tail_seq - 1, b;
+		while (lo < hi) {
+			uint64_t mid = lo + (hi - lo) / 2;
+			if ((rc = store_stream_end_bytes(t, m, mid, &b)))
+				return rc;
+			if (m->tail_bytes - b <= m->ret_bytes)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		if ((rc = store_stream_end_bytes(t, m, lo, &fbytes)))
+			return rc;
+		first = lo;
+	}
+	m->first_seq = first;
+	m->first_bytes = fbytes;
+
+	/* Delete own rows before first, unless a fork may read them. */
+	uint64_t from = m->purged_seq > m->base_seq ? m->purged_seq : m->base_seq;
+	if (!m->fork_refs && first > from && *budget > 0) {
+		uint64_t done;
+		if ((rc = purge(t, m->id, from, first, budget, &done)))
+			return rc;
+		m->purged_seq = done;
+	}
+	return ST_OK;
+}
+
+/* One stream of the retain index per call, round robin (sys "retain_at"). */
+static int retain_pass(struct store_txn *t, int64_t now, int *budget)
+{
+	unsigned char kb[8];
+	MDB_val k = { 7 + 2, "retain_at" }, v, ck = { 8, kb }, cv;
+	MDB_cursor *c;
+	uint64_t at = 0;
+	int rc = mdb_get(t->txn, t->st->sys, &k, &v);
+	if (rc == 0 && v.mv_size == 8)
+		at = get_be64(v.mv_data);
+	rc = mdb_cursor_open(t->txn, t->st->retain, &c);
+	if (rc)
+		return map_rc(t->st, rc, "cursor_open");
+	be64(kb, at + 1);
+	rc = mdb_cursor_get(c, &ck, &cv, MDB_SET_RANGE);
+	if (rc == MDB_NOTFOUND)
+		rc = mdb_cursor_get(c, &ck, &cv, MDB_FIRST);
+	if (rc || ck.mv_size != 8) {
+		mdb_cursor_close(c);
+		return rc == MDB_NOTFOUND || rc == 0 ? ST_OK : map_rc(t->st, rc, "retain first");
+	}
+	uint64_t id = get_be64(ck.mv_data);
+	char name[LS_MAX_PATH_HARD + 1];
+	size_t nlen = cv.mv_size < sizeof name ? cv.mv_size : sizeof name - 1;
+	memcpy(name, cv.mv_data, nlen);
+	mdb_cursor_close(c);
+
+	unsigned char ab[8];
+	be64(ab, id);
+	v.mv_size = 8;
+	v.mv_data = ab;
+	if ((rc = mdb_put(t->txn, t->st->sys, &k, &v, 0)))
+		return map_rc(t->st, rc, "put retain_at");
+	struct stream_meta *m = malloc(sizeof *m);
+	if (!m)
+		return ST_ERROR;
+	rc = store_meta_get(t, name, nlen, m);
+	if (rc == ST_OK && m->id == id) {
+		uint64_t first = m->first_seq, purged = m->purged_seq;
+		rc = store_retain(t, m, now, budget);
+		if (rc == ST_OK && (m->first_seq != first || m->purged_seq != purged))
+			rc = store_meta_put(t, name, nlen, m);
+		if (rc == ST_OK && !needs_retain(m)) {
+			ck.mv_size = 8;
+			ck.mv_data = ab;
+			rc = mdb_del(t->txn, t->st->retain, &ck, NULL);
+			rc = rc == MDB_NOTFOUND ? ST_OK : map_rc(t->st, rc, "del retain");
+		}
+	} else if (rc == ST_OK || rc == ST_NOTFOUND) {
+		/* A stale entry: the stream is gone or was re-created. */
+		ck.mv_size = 8;
+		ck.mv_data = ab;
+		rc = mdb_del(t->txn, t->st->retain, &ck, NULL);
+		rc = rc == MDB_NOTFOUND ? ST_OK : map_rc(t->st, rc, "del retain");
+	}
+	free(m);
+	return rc;
+}
+
 int store_housekeep(struct store_txn *t, int64_t now_ms, int max)
 {
 	MDB_cursor *c;
@@ -935,17 +1298,26 @@ int store_housekeep(struct store_txn *t, int64_t now_ms, int max)
 		rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
 		if (rc || k.mv_size != 8) {
 			mdb_cursor_close(c);
-			return rc == MDB_NOTFOUND || rc == 0 ? ST_OK : map_rc(t->st, rc, "gc first");
+			if (rc == MDB_NOTFOUND || rc == 0)
+				break;
+			return map_rc(t->st, rc, "gc first");
 		}
 		uint64_t id = get_be64(k.mv_data);
 		mdb_cursor_close(c);
+		/* An id names a stream (data, producers, marks) or a state. */
 		int d1 = delete_prefix(t, t->st->data, id, &budget);
 		if (d1 < 0)
 			return d1;
 		int d2 = d1 ? delete_prefix(t, t->st->producers, id, &budget) : 0;
 		if (d2 < 0)
 			return d2;
-		if (d1 == 1 && d2 == 1) {
+		int d3 = d2 ? delete_prefix(t, t->st->state, id, &budget) : 0;
+		if (d3 < 0)
+			return d3;
+		int d4 = d3 ? delete_prefix(t, t->st->marks, id, &budget) : 0;
+		if (d4 < 0)
+			return d4;
+		if (d4 == 1) {
 			unsigned char idb[8];
 			MDB_val gk = { 8, idb };
 			be64(idb, id);
@@ -955,5 +1327,5 @@ int store_housekeep(struct store_txn *t, int64_t now_ms, int max)
 			break;
 		}
 	}
-	return ST_OK;
+	return budget > 0 ? retain_pass(t, now_ms, &budget) : ST_OK;
 }

@@ -7,7 +7,11 @@
  *   producers be64 id, producer id     -> epoch, last seq, last update
  *   expiry    be64 expiry ms, be64 id  -> stream name (TTL / Expires-At index)
  *   gc        be64 id                  -> (empty) data of deleted streams to reclaim
- *   sys       "next_id"                -> be64
+ *   sys       "next_id"                -> be64; "retain_at" -> be64 (housekeeping cursor)
+ *   state     be64 state id, row key   -> be64 seq of the message that set it, value bytes
+ *   marks     be64 id, be64 seq        -> be64 ms: every message before seq was appended by then
+ *   retain    be64 id                  -> stream name: streams with a retention bound or
+ *                                         trimmed rows still to delete
  *
  * Forks (docs/forks.md) copy nothing: a fork's metadata lists the ranges of
  * its ancestors' data it inherits, as (data id, first seq, end seq), and its
@@ -70,6 +74,17 @@ struct stream_meta {
 	char     source[LS_MAX_PATH_HARD + 1];    /* decoded name of the source */
 	int      nseg;
 	struct store_segment seg[LS_MAX_FORK_DEPTH]; /* inherited ranges, in seq order */
+	/* State streams (state.h): the materialised state lives under state_id,
+	 * a fresh id from store_new_id (a reset moves it to another). */
+	int      state;
+	uint64_t state_id;
+	/* Retention. Messages before first_seq are gone for readers (410); own
+	 * rows before purged_seq are deleted from the data database. */
+	uint64_t first_seq, first_bytes, purged_seq;
+	uint64_t ret_age_s;       /* 0 = no age bound */
+	uint64_t ret_bytes;       /* 0 = no size bound */
+	int64_t  last_append_ms;  /* for the age bound */
+	int64_t  last_mark_ms;
 };
 
 struct producer_state {
@@ -161,6 +176,36 @@ int store_stream_scan(struct store_txn *t, const struct stream_meta *m, uint64_t
 int store_stream_end_bytes(struct store_txn *t, const struct stream_meta *m, uint64_t seq,
                            uint64_t *bytes);
 
+/* --- State streams: the materialised state, one row per (type, key) --- */
+
+/* Sets the row rk (a row key from state.h) of state sid to value, set by
+ * message seq; deletes it. Both in the append's write transaction. */
+int store_state_put(struct store_txn *t, uint64_t sid, const void *rk, size_t rk_len, uint64_t seq,
+                    const void *value, size_t value_len);
+int store_state_del(struct store_txn *t, uint64_t sid, const void *rk, size_t rk_len);
+/* Empties the state of m at once: m->state_id gets a fresh id and the old
+ * rows are reclaimed by store_housekeep. The caller stores m. */
+int store_state_reset(struct store_txn *t, struct stream_meta *m);
+/* Calls fn for the rows of sid in row-key order, starting after the row key
+ * after (after_len 0: from the first), until fn returns non-zero. Row keys
+ * and values point into the map: valid until the transaction ends. */
+typedef int (*store_row_fn)(void *ctx, const unsigned char *rk, size_t rk_len, uint64_t seq,
+                            const char *value, size_t value_len);
+int store_state_scan(struct store_txn *t, uint64_t sid, const void *after, size_t after_len,
+                     store_row_fn fn, void *ctx);
+
+/* --- Retention ---------------------------------------------------------- */
+
+/* The first message readers may still read (and the byte count before it):
+ * first_seq, or the tail when everything is older than the age bound. */
+uint64_t store_first_seq(const struct stream_meta *m, int64_t now, uint64_t *bytes);
+/* Before an append at now: records the time marks the age bound needs. */
+int store_retain_note(struct store_txn *t, struct stream_meta *m, int64_t now);
+/* Advances m->first_seq as the bounds allow, then deletes at most *budget
+ * of the stream's own rows before it (none while forks read the stream).
+ * The caller stores m. */
+int store_retain(struct store_txn *t, struct stream_meta *m, int64_t now, int *budget);
+
 /* Idempotent producer state. */
 int store_producer_get(struct store_txn *t, uint64_t id, const char *pid, size_t plen,
                        struct producer_state *ps);
@@ -168,7 +213,8 @@ int store_producer_put(struct store_txn *t, uint64_t id, const char *pid, size_t
                        const struct producer_state *ps);
 
 /* Housekeeping inside a write transaction, bounded by max rows: reclaim
- * deleted streams and delete expired ones. */
+ * deleted streams and delete expired ones, then apply the retention bounds
+ * of one stream (round robin over the retain index). */
 int store_housekeep(struct store_txn *t, int64_t now_ms, int max);
 
 #endif
