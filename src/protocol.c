@@ -1626,7 +1626,9 @@ static void handle_snapshot(struct proto_ctx *ctx, const struct proto_request *r
 
 enum live_mode { LIVE_NONE, LIVE_LONG_POLL, LIVE_SSE };
 
-/* Fills a 200 catch-up response with messages from live->seq. The read
+/* Fills a 200 catch-up response with messages from live->seq, replacing
+ * whatever resp held (a front may pass the response object of its previous
+ * request, as lmstream-live does when a long-poll wakes). The read
  * transaction must be open; it is left open. */
 static int fill_read(struct proto_ctx *ctx, const struct stream_meta *m, struct proto_live *live,
                      uint64_t start_seq, const char *if_none_match, int long_poll,
@@ -1636,7 +1638,7 @@ static int fill_read(struct proto_ctx *ctx, const struct stream_meta *m, struct 
 	char etag[80];
 	int json = is_json_type(m->content_type);
 
-	buf_reset(&resp->body);
+	proto_response_reset(resp);
 	if (json)
 		buf_append(&resp->body, "[", 1);
 	int rc = read_messages(&ctx->rtxn, m, json, LS_READ_PAGE_BYTES, &resp->body,

@@ -119,7 +119,8 @@ void proto_handle(struct proto_ctx *ctx, const struct proto_request *req,
                   struct proto_response *resp, struct proto_live *live);
 
 /* Long-poll: after a commit (or spuriously), check again. Returns with
- * action PROTO_WAIT (nothing new yet; resp untouched) or PROTO_DONE. */
+ * action PROTO_WAIT (nothing new yet; resp untouched) or PROTO_DONE, with
+ * resp replaced as a whole: resp may still hold an earlier response. */
 void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
                          struct proto_live *live, struct proto_response *resp);
 /* Long-poll deadline reached: 204 with the current offset and a cursor. */

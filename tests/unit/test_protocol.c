@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define P(name) "/v1/stream/" name
@@ -130,6 +131,12 @@ static void check_invariants(int line, const struct proto_response *r, enum prot
 	if (r->status == 204 || r->status == 304 || (m == M_HEAD && r->status == 200))
 		CHECK_UINT_AT(line, r->body.len, 0);
 	CHECK_AT(line, proto_get_header(r, "Access-Control-Allow-Origin") != NULL);
+	/* No header twice: HTTP clients join repeated values with ", ", which
+	 * makes an offset unusable. */
+	for (int i = 0; i < r->nheaders; i++)
+		for (int j = i + 1; j < r->nheaders; j++)
+			unit_result(strcasecmp(r->headers[i].name, r->headers[j].name) != 0, __FILE__, line,
+			            "header %s twice", r->headers[i].name);
 }
 
 static void show_headers(int line, const struct proto_response *r)
@@ -469,6 +476,10 @@ static void test_longpoll(void)
 	proto_response_reset(&R);
 	proto_longpoll_poll(&ctx, &wreq, &wlive, &R);
 	CHECK_INT(R.action, PROTO_WAIT);
+	/* A second reader waits at the same offset. */
+	run(&wait);
+	struct proto_request wreq2 = Q;
+	struct proto_live wlive2 = live_dup(&L);
 
 	/* An append wakes it with the new data. */
 	static const struct step post = { __LINE__, M_POST, P("lp"), .ct = "text/plain", .body = "bc", .status = 204 };
@@ -490,6 +501,17 @@ static void test_longpoll(void)
 	CHECK(header_ok(&R, &(struct hexp){ "Stream-Cursor", ANY }));
 	CHECK(header_ok(&R, &(struct hexp){ "Stream-Up-To-Date", "true" }));
 	check_invariants(__LINE__, &R, M_GET);
+
+	/* The same commit wakes the second reader, polled into the same response
+	 * object without a reset (lmstream-live keeps one per thread): it gets
+	 * the same answer, each header once. */
+	proto_longpoll_poll(&ctx, &wreq2, &wlive2, &R);
+	CHECK_INT(R.action, PROTO_DONE);
+	CHECK_INT(R.status, 200);
+	CHECK_MEM(R.body.data, R.body.len, "bc", 2);
+	CHECK(header_ok(&R, &(struct hexp){ "Stream-Next-Offset", OFF(2, 3) }));
+	check_invariants(__LINE__, &R, M_GET);
+	proto_live_clear(&wlive2);
 
 	/* Timeout: 204 with the offset, up to date, and a cursor. */
 	static const struct step wait2 = { __LINE__, M_GET, P("lp"),
