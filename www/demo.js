@@ -97,7 +97,9 @@ function renderStatus () {
 }
 
 const LABELS = { sse: 'live (SSE)', 'long-poll': 'live (long-poll)', shared: 'live (shared with another tab)' }
+const history = [] // { state, transport, at } of every change, for the curious (and the tests)
 function setConn (state, transport) {
+  history.push({ state, transport: transport || '', at: Date.now() })
   const s = $('status')
   s.dataset.state = state
   s.dataset.transport = transport || ''
@@ -139,7 +141,7 @@ function start (name) {
     onClosed () { render(); renderStatus(); showDone() },
     onError (err) { setConn('error', ''); $('conn').textContent = 'error: ' + err.message },
   })
-  window.lmDemo = { get events () { return events }, sub }
+  window.lmDemo = { get events () { return events }, sub, history }
 }
 
 // The last build listed in demo/builds (a JSON stream of { stream } records written by the producer).

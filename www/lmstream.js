@@ -260,13 +260,8 @@
           r = tried === 0 ? await runSse() : tried === 1 ? await runLongPoll() : await runPoll()
         } catch (e) {
           if (stopper.signal.aborted) return
-          if (e && (e.status === 404 || e.status === 410)) { // the stream is gone: nothing will ever come
-            setState('error', LEVELS[tried])
-            call(opts.onError, e)
-            stop()
-            return
-          }
-          r = { progressed: false, error: e }
+          // 404: not created yet (or deleted): wait for it with backoff, on the same rung.
+          r = { progressed: false, error: e, missing: e && e.status === 404 }
         }
         if (stopper.signal.aborted) return
         if (r.progressed) {
@@ -280,16 +275,18 @@
         failures++
         levelFailures++
         // Go one rung down when this one keeps failing, or at once when SSE connects but stays silent.
+        if (r.missing) levelFailures = 0
         if (!forced && level < LEVELS.length - 1 && (r.stalled || levelFailures >= 3)) {
           level++
           levelFailures = 0
+          failures = 0
           lastProbe = Date.now()
           delay = 0
         } else {
           const d = Math.min(backoffMax, backoffMin * Math.pow(2, failures - 1))
           delay = d / 2 + Math.random() * d / 2 // jitter: tabs of many users do not return in step
         }
-        setState(root.navigator && root.navigator.onLine === false ? 'offline' : 'reconnecting', LEVELS[level])
+        setState(root.navigator && root.navigator.onLine === false ? 'offline' : r.missing ? 'waiting' : 'reconnecting', LEVELS[level])
       }
     }
 

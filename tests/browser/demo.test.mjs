@@ -45,7 +45,7 @@ before(async () => {
 after(async () => {
   if (tabs.A) { // the end state, or the state of a failure
     fs.mkdirSync(RESULTS, { recursive: true })
-    await tabs.A.page.screenshot({ path: path.join(RESULTS, 'demo.png'), fullPage: true }).catch(() => {})
+    await tabs.A.page.screenshot({ path: path.join(RESULTS, `chat-${SERVER_KIND}.png`), fullPage: true }).catch(() => {})
   }
   await browser?.close()
   await srv?.stop()
@@ -76,8 +76,8 @@ async function openTab(name) {
     if (offset !== null) tab.answered.push({ offset, status: r.status() })
   })
   page.on('pageerror', (e) => tab.errors.push(String(e)))
-  const res = await page.goto(`${srv.url}/#${ROOM}`)
-  assert.equal(res.status(), 200, `GET / on ${SERVER_KIND} serves the demo page (www/index.html)`)
+  const res = await page.goto(`${srv.url}/chat.html#${ROOM}`)
+  assert.equal(res.status(), 200, `GET / on ${SERVER_KIND} serves the chat demo (www/chat.html)`)
   await waitState(tab, 'live')
   tabs[name] = tab
   return tab

@@ -252,7 +252,7 @@ async function startReference({ label }) {
   }
 }
 
-async function startDeployment({ label, config, kind = SERVER_KIND, workers }) {
+async function startDeployment({ label, config, kind = SERVER_KIND, workers, liveRestart = true }) {
   if (!fs.existsSync(RUN_PATH)) {
     throw new Error(`${RUN_PATH} not found (set LMSTREAM_RUN, or LMSTREAM_TEST_SERVER=reference)`)
   }
@@ -274,6 +274,7 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers }) {
     const args = ['--server', kind, '--port', String(port), '--data', dataDir]
     if (configFile) args.push('--config', configFile)
     if (workers) args.push('--workers', String(workers))
+    if (!liveRestart) args.push('--no-live-restart')
     // A port the kernel just let us bind: deploy/run's own pick may land on a
     // port that a TIME_WAIT client socket still holds on a busy machine.
     if (PROXIED_KINDS.has(kind)) args.push('--live-port', String(await freePort()))
@@ -398,11 +399,13 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers }) {
  * options.server: deployment to start instead of LMSTREAM_TEST_SERVER's
  *   (lighttpd, fastcgi, cgi, apache, standalone or reference).
  * options.workers: --workers for deploy/run.
+ * options.liveRestart: false passes --no-live-restart (a killed lmstream-live
+ *   stays down; the web server keeps running).
  * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() };
  * deploy/run deployments also have livePids(), liveAddress(), waitLog(re)
  * and liveStats() (lmstream-live's own counters, through SIGHUP).
  */
-export function startServer({ label = 'it', config, server, workers } = {}) {
+export function startServer({ label = 'it', config, server, workers, liveRestart } = {}) {
   const kind = server || SERVER_KIND
-  return kind === 'reference' ? startReference({ label }) : startDeployment({ label, config, kind, workers })
+  return kind === 'reference' ? startReference({ label }) : startDeployment({ label, config, kind, workers, liveRestart })
 }
