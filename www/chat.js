@@ -1,10 +1,9 @@
-// lmstream demo: one JSON stream per room; sends with an idempotent producer, tails over SSE, resumes from the stored offset.
+// lmstream chat demo: one JSON stream per room, followed and written with lmstream.js (saved offsets, idempotent sends).
 'use strict'
 
 const PREFIX = '/v1/stream/demo/'
 const KEEP = 500 // messages kept on screen and in localStorage (older ones are counted, not shown)
-const IDLE_MS = 75000 // no byte for this long (the server sends keep-alives): assume a dead link, reconnect
-const MAX_DELAY = 8000 // longest wait between reconnect or resend attempts
+const MAX_DELAY = 8000 // longest wait between attempts to create the room
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/
 
 const $ = (id) => document.getElementById(id)
@@ -24,42 +23,20 @@ function tabValue (key, make) {
 }
 
 const NAMES = ['otter', 'heron', 'lynx', 'finch', 'marten', 'newt', 'ibis', 'vole', 'wren', 'yak']
-const producerId = tabValue('lmstream.producer', () => 'tab-' + randomHex(8))
 const me = tabValue('lmstream.name', () =>
   NAMES[crypto.getRandomValues(new Uint8Array(1))[0] % NAMES.length] + '-' + randomHex(2))
 
 // ---------------------------------------------------------------- room state
 
 let room = null // current room name
-let view = null // { offset, total, closed, messages } of the current room
+let view = null // { total, closed, messages } of the current room
+let sub = null // LmStream.follow of the current room
+let out = null // LmStream.producer of the current room
 let run = 0 // bumped on every room switch: loops of an older run stop
-let sse = null // AbortController of the current SSE request
-const wakers = new Set() // end the pending retry waits early (back online)
 
 const streamUrl = (r) => PREFIX + encodeURIComponent(r)
-const viewKey = (r) => 'lmstream.room.' + r
 
-function emptyView () { return { offset: '-1', total: 0, closed: false, messages: [] } }
-
-// Offset and rendered messages are stored together, so a reload always sees a matching pair.
-function loadView (r) {
-  try {
-    const v = JSON.parse(localStorage.getItem(viewKey(r)))
-    if (v && typeof v.offset === 'string' && Array.isArray(v.messages) &&
-        Number.isInteger(v.total) && v.total >= v.messages.length) {
-      return { offset: v.offset, total: v.total, closed: v.closed === true, messages: v.messages }
-    }
-  } catch { /* unreadable: start over */ }
-  return emptyView()
-}
-
-function saveView () {
-  try {
-    localStorage.setItem(viewKey(room), JSON.stringify(view))
-  } catch {
-    localStorage.removeItem(viewKey(room)) // full: the next visit re-reads from the start
-  }
-}
+function emptyView () { return { total: 0, closed: false, messages: [] } }
 
 // ---------------------------------------------------------------- rendering
 
@@ -70,9 +47,9 @@ function setConn (state) {
 
 function renderStatus () {
   const s = $('status')
-  s.dataset.offset = view.offset
+  s.dataset.offset = sub ? sub.offset : '-1'
   s.dataset.count = String(view.total)
-  $('offset').textContent = view.offset
+  $('offset').textContent = sub ? sub.offset : '-1'
   $('count').textContent = String(view.total)
   $('eof').hidden = !view.closed
   $('send').disabled = view.closed
@@ -116,19 +93,37 @@ function notice (text) { $('outbox').textContent = text }
 
 // ---------------------------------------------------------------- joining
 
-async function join (name) {
+function join (name) {
   const my = ++run
-  if (sse) sse.abort()
+  if (sub) sub.close()
   room = name
   $('room').value = name
   document.title = 'lmstream — ' + name
-  view = loadView(name)
+  view = emptyView()
+  sub = null
   renderAll()
   notice('')
   setConn('connecting')
-  if (!(await ensureStream(my))) return
-  pump()
-  tail(my)
+  out = LmStream.producer(streamUrl(name), { onChange: renderOutbox })
+  renderOutbox()
+  ensureStream(my) // meanwhile the subscription waits for the stream to exist
+  sub = LmStream.follow(streamUrl(name), {
+    // The rendered messages are saved with the offset, so a reload shows them and reads on from there.
+    saveState: () => ({ total: view.total, messages: view.messages }),
+    onRestore (state, info) {
+      if (state && Array.isArray(state.messages) && Number.isInteger(state.total) && state.total >= state.messages.length) {
+        view = { total: state.total, closed: info.closed, messages: state.messages }
+      }
+      renderAll()
+    },
+    onMessage: addMessage,
+    onBatch () {
+      renderStatus()
+      $('log').lastElementChild?.scrollIntoView({ block: 'nearest' })
+    },
+    onState (state) { if (my === run) { setConn(state); renderStatus() } },
+    onClosed () { view.closed = true; renderStatus(); notice('') },
+  })
 }
 
 // Create the room's stream. 200/201: ready; 409: it exists already (maybe closed). Retries while unreachable.
@@ -138,230 +133,39 @@ async function ensureStream (my) {
       const res = await fetch(streamUrl(room), {
         method: 'PUT', headers: { 'Content-Type': 'application/json' }, cache: 'no-store'
       })
-      if (res.ok || res.status === 409) return my === run
+      if (res.ok || res.status === 409) return
       if (res.status < 500 && res.status !== 429) {
         setConn('error')
         notice('Cannot open room: HTTP ' + res.status)
-        return false
+        return
       }
     } catch { /* network error: retry */ }
-    setConn('reconnecting')
-    await retryWait(delay)
-  }
-  return false
-}
-
-// Wait before a retry; coming back online cuts the wait short.
-function retryWait (ms) {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms)
-    function done () { clearTimeout(t); wakers.delete(done); resolve() }
-    wakers.add(done)
-  })
-}
-
-// ---------------------------------------------------------------- live tail (SSE over fetch)
-
-// Reconnects after every end or error from the last offset whose control event arrived; stops on streamClosed.
-async function tail (my) {
-  let delay = 0
-  while (my === run && !view.closed) {
-    if (delay) {
-      setConn(navigator.onLine ? 'reconnecting' : 'offline')
-      await retryWait(delay)
-      if (my !== run) return
-    }
-    const ctl = new AbortController()
-    sse = ctl
-    let progressed = false
-    try {
-      const q = '?offset=' + encodeURIComponent(view.offset) + '&live=sse'
-      const res = await fetch(streamUrl(room) + q, { signal: ctl.signal, cache: 'no-store' })
-      if (my !== run) return
-      if (res.status === 404 || (res.status === 400 && view.offset !== '-1')) {
-        // The stream was deleted (or our offset is not from it): start the room over.
-        view = emptyView()
-        saveView()
-        renderAll()
-        if (!(await ensureStream(my))) return
-        continue
-      }
-      if (!res.ok) throw new Error('HTTP ' + res.status)
-      setConn('live')
-      progressed = await readSse(res.body, ctl, my)
-    } catch { /* aborted or network error: reconnect below */ }
-    if (sse === ctl) sse = null
-    if (my !== run) return
-    if (view.closed) break
-    setConn(navigator.onLine ? 'reconnecting' : 'offline')
-    delay = progressed ? 0 : Math.min(delay ? delay * 2 : 500, MAX_DELAY)
-  }
-  if (my === run && view.closed) setConn('closed')
-}
-
-// Parse one SSE response. Messages of a data event are applied only with the control event that
-// follows (it carries their end offset), so a connection lost in between replays them instead of
-// losing or doubling them. Returns true if at least one control event was applied.
-async function readSse (body, ctl, my) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader()
-  let buf = ''
-  let event = ''
-  let data = []
-  let pending = []
-  let progressed = false
-  let idle = setTimeout(() => ctl.abort(), IDLE_MS)
-  try {
-    for (;;) {
-      const { value, done } = await reader.read()
-      if (done || my !== run) return progressed
-      clearTimeout(idle)
-      idle = setTimeout(() => ctl.abort(), IDLE_MS)
-      buf += value
-      for (let m; (m = /\r\n|\r|\n/.exec(buf));) {
-        if (m[0] === '\r' && m.index === buf.length - 1) break // maybe half of a CRLF
-        const line = buf.slice(0, m.index)
-        buf = buf.slice(m.index + m[0].length)
-        if (line === '') { // end of event
-          if (data.length) {
-            const text = data.join('\n')
-            if (event === 'data') {
-              const msgs = JSON.parse(text)
-              pending.push(...(Array.isArray(msgs) ? msgs : [msgs]))
-            } else if (event === 'control') {
-              apply(pending, JSON.parse(text))
-              pending = []
-              progressed = true
-              if (view.closed) { ctl.abort(); return progressed }
-            }
-          }
-          event = ''
-          data = []
-        } else if (line[0] !== ':') { // ":" starts a comment (keep-alive)
-          const i = line.indexOf(':')
-          const field = i < 0 ? line : line.slice(0, i)
-          let val = i < 0 ? '' : line.slice(i + 1)
-          if (val[0] === ' ') val = val.slice(1)
-          if (field === 'event') event = val
-          else if (field === 'data') data.push(val)
-        }
-      }
-    }
-  } finally {
-    clearTimeout(idle)
+    await new Promise((resolve) => setTimeout(resolve, delay))
   }
 }
 
-function apply (msgs, control) {
-  if (!control || typeof control.streamNextOffset !== 'string') throw new Error('bad control event')
-  if (view.offset !== '-1' && control.streamNextOffset < view.offset) {
-    // Offsets only grow: this is a new stream under the same name (deleted, data reset). Start over.
-    view = emptyView()
-    saveView()
-    renderAll()
-    throw new Error('stream replaced')
-  }
+function addMessage (m) {
+  view.total++
+  view.messages.push(m)
   const log = $('log')
-  for (const m of msgs) {
-    view.total++
-    view.messages.push(m)
-    log.append(messageItem(m, view.total))
-  }
+  log.append(messageItem(m, view.total))
   const extra = view.messages.length - KEEP
   if (extra > 0) {
     view.messages.splice(0, extra)
     for (let i = 0; i < extra; i++) log.firstElementChild.remove()
   }
-  view.offset = control.streamNextOffset
-  if (control.streamClosed === true) view.closed = true
-  saveView()
-  renderStatus()
-  if (msgs.length) log.lastElementChild.scrollIntoView({ block: 'nearest' })
-  if (view.closed) { setConn('closed'); notice('') }
 }
 
 // ---------------------------------------------------------------- sending
 
-// Outbox per room in sessionStorage: [{ body, seq }]. An entry keeps its Producer-Seq across retries and
-// reloads, so a resend after a lost response is recognised by the server as a duplicate (204).
-const boxKey = (r) => 'lmstream.outbox.' + r
-const seqKey = (r) => 'lmstream.seq.' + r
-function readBox (r) { try { return JSON.parse(sessionStorage.getItem(boxKey(r))) || [] } catch { return [] } }
-function writeBox (r, box) { sessionStorage.setItem(boxKey(r), JSON.stringify(box)) }
-function nextSeq (r) { return Number(sessionStorage.getItem(seqKey(r)) || 0) }
-
-function renderOutbox (extra) {
-  const n = readBox(room).length
-  notice(n ? n + (n === 1 ? ' message' : ' messages') + ' waiting to be sent' + (extra || '') : '')
+function renderOutbox () {
+  const n = out ? out.pending : 0
+  const why = out && out.lastError ? ' (' + out.lastError + ', retrying)' : ''
+  notice(n ? n + (n === 1 ? ' message' : ' messages') + ' waiting to be sent' + why : '')
 }
 
 function enqueue (text) {
-  const body = JSON.stringify({ text, at: new Date().toISOString(), from: me })
-  const box = readBox(room)
-  box.push({ body, seq: null })
-  writeBox(room, box)
-  renderOutbox()
-  pump()
-}
-
-let pumping = false
-async function pump () {
-  if (pumping) return
-  pumping = true
-  let delay = 500
-  const retry = async (why) => {
-    renderOutbox(' (' + why + ', retrying)')
-    await retryWait(delay)
-    delay = Math.min(delay * 2, MAX_DELAY)
-  }
-  try {
-    for (;;) {
-      const r = room
-      const box = readBox(r)
-      if (!box.length) break
-      const item = box[0]
-      if (item.seq == null) { item.seq = nextSeq(r); writeBox(r, box) }
-      let res
-      try {
-        res = await fetch(streamUrl(r), {
-          method: 'POST',
-          cache: 'no-store',
-          headers: {
-            'Content-Type': 'application/json',
-            'Producer-Id': producerId,
-            'Producer-Epoch': '0',
-            'Producer-Seq': String(item.seq)
-          },
-          body: item.body
-        })
-      } catch {
-        await retry('offline')
-        continue
-      }
-      if (res.ok) { // 200 appended, 204 already appended by an earlier try
-        sessionStorage.setItem(seqKey(r), String(item.seq + 1))
-        box.shift()
-        writeBox(r, box)
-        delay = 500
-        renderOutbox()
-        continue
-      }
-      if (res.status >= 500 || res.status === 429) { await retry('HTTP ' + res.status); continue }
-      if (res.status === 404) { await ensureStream(run); continue }
-      const expected = res.headers.get('Producer-Expected-Seq')
-      if (res.status === 409 && expected !== null && /^\d+$/.test(expected)) {
-        item.seq = Number(expected) // the server knows fewer of our sends than we do: resend at its number
-        writeBox(r, box)
-        continue
-      }
-      box.shift() // refused for good; its seq was not used, so the next message takes it
-      writeBox(r, box)
-      renderOutbox()
-      notice('Message not sent: ' + (res.headers.get('Stream-Closed') === 'true'
-        ? 'the stream is closed' : 'HTTP ' + res.status))
-    }
-  } finally {
-    pumping = false
-  }
+  out.append({ text, at: new Date().toISOString(), from: me }).catch((e) => notice('Message not sent: ' + e.message))
 }
 
 async function closeStream () {
@@ -410,16 +214,6 @@ $('close').addEventListener('click', closeStream)
 window.addEventListener('hashchange', () => {
   const r = roomFromHash()
   if (r !== room) join(r)
-})
-
-// Leaving the network kills the SSE link without telling us: drop it now, and retry at once when back.
-window.addEventListener('offline', () => {
-  if (sse) sse.abort()
-  setConn(view && view.closed ? 'closed' : 'offline')
-})
-window.addEventListener('online', () => {
-  for (const w of [...wakers]) w()
-  pump()
 })
 
 join(roomFromHash())

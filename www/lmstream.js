@@ -252,6 +252,12 @@
           waker = null
           if (stopper.signal.aborted) return
         }
+        // Known to be offline: no request can succeed, and failing ones must not push us down the ladder.
+        if (root.navigator && root.navigator.onLine === false) {
+          setState('offline', LEVELS[level])
+          delay = backoffMax
+          continue
+        }
         // On a lower rung, try the best transport again now and then.
         let tried = level
         if (!forced && level > best && Date.now() - lastProbe > probeMs) { tried = best; lastProbe = Date.now() }

@@ -1,4 +1,4 @@
-// Browser test of the demo page (www/) in headless Chromium: what a chat user relies on, per deployment.
+// Browser test of the chat demo (www/chat.html on lmstream.js) in headless Chromium: what a chat user relies on, per deployment.
 //
 // Scenarios, in order, on one room: (a) a message from tab A reaches tab B once; (b) so does one
 // written by a non-browser client; (c) B reloads and resumes from its stored offset, no duplicate
