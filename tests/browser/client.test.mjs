@@ -8,6 +8,7 @@
 //   reload     the page is reloaded twice while the producer appends; it resumes from its saved offset
 //   outage     the browser is offline for 10 s mid-build, then back
 //   old        EventSource removed before any page script: the long-poll path carries everything
+//   proxy      every SSE answer is an empty event stream (a hostile proxy): the page moves to long-poll
 //   tabs       two tabs sharing one connection (BroadcastChannel): one live socket on the daemon, same
 //              final state in both; without sharing, two sockets (the count is real)
 //   closed     a closed build: completion shown, no further request, also after a reload
@@ -16,7 +17,7 @@
 //
 //   LMSTREAM_TEST_SERVER   deployment (default lighttpd): lighttpd or apache (needs lmstream-live)
 //   CHROMIUM               browser binary (default /usr/bin/chromium)
-// Screenshot of the finished build: browser/results/build-<server>.png
+// Screenshots: browser/results/build-live-<server>.png (mid-build), build-<server>.png (finished)
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -170,12 +171,15 @@ test(`browser client on ${SERVER_KIND}`, async (t) => {
     const done = produce(name, { interval: 0.1, units: 12 })
     for (const at of [15, 45]) {
       await waitCount(tab, at)
+      if (at === 45) { // mid-build: steps and tool calls in every state
+        fs.mkdirSync(RESULTS, { recursive: true })
+        await tab.page.screenshot({ path: path.join(RESULTS, `build-live-${SERVER_KIND}.png`) })
+      }
       const before = (await status(tab)).offset
       const from = tab.requests.length
       await tab.page.reload()
-      await waitFor(tab, 'first request after reload', (n) => window.performance && document.readyState !== 'loading', null)
       await tab.page.waitForFunction(() => window.lmDemo && window.lmDemo.sub, null, { timeout: T })
-      await sleep(300)
+      await waitFor(tab, 'a read after the reload', () => window.lmDemo.history.some((h) => h.state !== 'connecting'))
       const first = tab.requests[from]
       assert.ok(first, 'the page read the stream again after the reload')
       assert.notEqual(first.offset, '-1', 'not from the start: from the saved offset')
@@ -240,6 +244,22 @@ test(`browser client on ${SERVER_KIND}`, async (t) => {
     assert.equal(tab.requests.filter((r) => r.live === 'sse').length, 0, 'no SSE request')
     assert.ok(tab.requests.filter((r) => r.live === 'long-poll').length >= 3, 'long-poll requests carried the stream')
     assert.ok(tab.responses.some((r) => r.live === 'long-poll' && r.front === 'live'), 'answered by lmstream-live')
+    await context.close()
+  })
+
+  await t.test('hostile proxy: SSE answers carry nothing, the page moves to long-poll by itself', async () => {
+    const name = `proxy-${RUN}`
+    const context = await browser.newContext()
+    // Like a proxy that buffers or cuts event streams: every SSE request gets an empty event stream.
+    await context.route((u) => u.searchParams.get('live') === 'sse', (route) =>
+      route.fulfill({ status: 200, headers: { 'Content-Type': 'text/event-stream' }, body: ': buffered\n\n' }))
+    const tab = await openPage(context, name)
+    const done = produce(name, { interval: 0.1, units: 4 })
+    await waitFor(tab, 'long-poll transport', () => document.getElementById('status').dataset.transport === 'long-poll')
+    await done
+    await expectComplete(tab)
+    assert.ok(tab.requests.some((r) => r.live === 'sse'), 'SSE was tried first')
+    assert.ok(tab.responses.some((r) => r.live === 'long-poll' && r.status === 200), 'long-poll carried the events')
     await context.close()
   })
 
