@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # dev.sh: the two set-up commands of the README.
 #   ./dev.sh start   install what is missing, build, serve on 127.0.0.1:8080
-#                    (lighttpd + FastCGI workers + lmstream-live, demo page at /)
+#                    (lighttpd + FastCGI workers + lmstream-live, demo page at /,
+#                    fed by deploy/demo-producer)
 #   ./dev.sh test    install what the tests need, build, run every test suite
 # Both work on a fresh Debian 12 machine; they use sudo when not run as root.
 set -euo pipefail
@@ -68,7 +69,7 @@ start)
 	apt_install $BUILD_PKGS $RUN_PKGS
 	build default
 	export LMSTREAM_BINDIR=$root/build/default/src
-	exec deploy/run --server lighttpd --port 8080 --data "$root/data" "$@"
+	exec deploy/run --server lighttpd --port 8080 --data "$root/data" --demo "$@"
 	;;
 test)
 	shift
