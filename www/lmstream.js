@@ -298,23 +298,31 @@
 
     // ------------------------------------------------------------ start: restore, snapshot, share
 
+    // GET ?snapshot, page by page (Stream-Snapshot-Next); a 409 on a later page means the state changed
+    // meanwhile: start again. Returns false when the server offers no snapshot (the caller replays instead).
     async function loadSnapshot () {
-      const { res, body } = await get('snapshot', requestTimeout)
-      if (!res.ok) return false
-      const next = res.headers.get('Stream-Next-Offset')
-      const all = JSON.parse(body)
-      if (!next || !Array.isArray(all)) return false
       const ctl = (m) => m && typeof m === 'object' && m.headers && typeof m.headers === 'object' ? m.headers.control : undefined
-      let start = all.findIndex((m) => ctl(m) === 'snapshot-start')
-      let end = all.findIndex((m) => ctl(m) === 'snapshot-end')
-      if (start < 0) start = -1
-      if (end < 0) end = all.length
-      const rows = all.slice(start + 1, end).filter((m) => ctl(m) === undefined)
-      call(opts.onSnapshot, rows, { offset: next })
-      sub.offset = next
-      sub.closed = res.headers.get('Stream-Closed') === 'true'
-      save()
-      return true
+      for (let attempt = 0; attempt < 8 && !stopper.signal.aborted; attempt++) {
+        let q = 'snapshot'
+        const rows = []
+        for (;;) {
+          const { res, body } = await get(q, requestTimeout)
+          if (res.status === 409 && q !== 'snapshot') break // changed between pages: start over
+          if (!res.ok) return false
+          const next = res.headers.get('Stream-Next-Offset')
+          const page = JSON.parse(body)
+          if (!next || !Array.isArray(page)) return false
+          for (const m of page) if (ctl(m) === undefined) rows.push(m)
+          const more = res.headers.get('Stream-Snapshot-Next')
+          if (more) { q = 'snapshot=' + enc(more); continue }
+          call(opts.onSnapshot, rows, { offset: next })
+          sub.offset = next
+          sub.closed = res.headers.get('Stream-Closed') === 'true'
+          save()
+          return true
+        }
+      }
+      throw new Error('snapshot kept changing')
     }
 
     async function start () {
