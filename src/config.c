@@ -137,6 +137,14 @@ int config_set(struct config *cfg, const char *key, const char *v, char *err, si
 		if (parse_int(v, 1, 64, &n))
 			goto bad;
 		cfg->live_processes = n;
+	} else if (!strcmp(key, "retention_age")) {
+		if (parse_int(v, 0, 10 * 366 * 86400, &n))
+			goto bad;
+		cfg->retention_age_s = (uint64_t)n;
+	} else if (!strcmp(key, "retention_bytes")) {
+		if (config_parse_size(v, &size))
+			goto bad;
+		cfg->retention_bytes = size;
 	} else if (!strcmp(key, "www")) {
 		if (set_string(cfg->www, sizeof cfg->www, v))
 			goto bad;
@@ -220,6 +228,7 @@ int config_from_env(struct config *cfg, char *err, size_t errlen)
 		"data_dir", "map_size", "durability", "max_body", "max_path",
 		"long_poll_timeout", "sse_lifetime", "heartbeat", "prefix", "listen",
 		"max_connections", "threads", "live_processes", "conn_memory", "notify_socket", "cache_control", "www",
+		"retention_age", "retention_bytes",
 	};
 	const char *file = getenv("LMSTREAM_CONFIG");
 	char name[64], why[256];

@@ -27,6 +27,8 @@ struct config {
 	char     notify_path[512]; /* AF_UNIX socket of lmstream-live; "" = <data_dir>/live.sock */
 	char     cache_control[128]; /* Cache-Control of reads that return data */
 	char     www[512];         /* static files lmstream-live serves outside the prefix; "" = none */
+	uint64_t retention_age_s;  /* default ?retention-age of new streams; 0 = keep everything */
+	uint64_t retention_bytes;  /* default ?retention-bytes of new streams; 0 = keep everything */
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -744,6 +744,38 @@ static void *notifier(void *arg)
 	return NULL;
 }
 
+/* --- housekeeping -------------------------------------------------------------- */
+
+/* Writers reclaim deleted streams, expire streams and trim retained history a
+ * few hundred rows per commit. Streams nobody writes to would keep what they
+ * should lose, so the daemon runs one bounded pass every few seconds too,
+ * off the notifier thread (it may wait for the writer lock). A pass with
+ * nothing to do commits an empty transaction, which writes nothing. */
+static atomic_int housekeeper_stop;
+
+static void *housekeeper(void *arg)
+{
+	(void)arg;
+	int64_t last = store_mono_ms();
+	while (!atomic_load(&housekeeper_stop)) {
+		usleep(200 * 1000);
+		int64_t now = store_mono_ms();
+		if (now - last < LS_HOUSEKEEP_MS)
+			continue;
+		last = now;
+		struct store_txn w;
+		if (store_write_begin(&w, store) != ST_OK)
+			continue;
+		if (store_housekeep(&w, store_now_ms(), LS_GC_ROWS_PER_WRITE) != ST_OK) {
+			store_abort(&w);
+			continue;
+		}
+		/* Nobody was promised these deletions: no flush to wait for. */
+		store_commit(&w, 1);
+	}
+	return NULL;
+}
+
 /* --- start-up ------------------------------------------------------------------- */
 
 static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
@@ -890,6 +922,11 @@ static int serve(const struct sockaddr_storage *ssp, const sigset_t *sigsp)
 		log_error("cannot start the notifier thread");
 		return 1;
 	}
+	pthread_t ht;
+	if (pthread_create(&ht, NULL, housekeeper, NULL)) {
+		log_error("cannot start the housekeeping thread");
+		return 1;
+	}
 	log_info("listening on %s (data %s, %d thread(s), max %d connections%s)", cfg.listen,
 	         cfg.data_dir, cfg.threads, cfg.max_connections,
 	         group_fd >= 0 ? ", one process of a group" : "");
@@ -911,6 +948,8 @@ static int serve(const struct sockaddr_storage *ssp, const sigset_t *sigsp)
 	}
 	atomic_store(&notifier_stop, 1);
 	pthread_join(nt, NULL);
+	atomic_store(&housekeeper_stop, 1);
+	pthread_join(ht, NULL);
 	reg_scan(store_mono_ms(), 1);
 	MHD_stop_daemon(daemon_h);
 	while (graveyard) {

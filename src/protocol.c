@@ -1014,6 +1014,11 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 		f = &fbuf;
 	if (parse_create_opts(req, &opts, resp))
 		return;
+	/* Server-wide retention applies to streams created without their own. */
+	if (!opts.age_s && !opts.bytes) {
+		opts.age_s = ctx->cfg->retention_age_s;
+		opts.bytes = ctx->cfg->retention_bytes;
+	}
 	if (opts.state && is_fork)
 		return proto_error(resp, 400, "a fork cannot be declared a State stream");
 	if (req->stream_ttl && req->stream_expires_at)

@@ -6,8 +6,12 @@
 //   the 410 also points at the snapshot (Link rel="snapshot").
 // - Under a steady workload on a size-bounded stream, the LMDB file stops
 //   growing: the second half of the workload adds (almost) nothing to it.
+// - Streams nobody writes to still lose what expiry or retention removes:
+//   lmstream-live runs a housekeeping pass every few seconds (rows counted
+//   with lmdb-utils' mdb_stat).
 
 import { describe, test, before, after } from 'node:test'
+import { execFileSync } from 'node:child_process'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -135,5 +139,66 @@ describe('retention', { skip: IS_REFERENCE }, () => {
     assert.ok(third <= second + 1024 * 1024, `the file kept growing: ${second} -> ${third}`)
     const all = await readAll(base, p, { offset: (await rawRequest(base, { method: 'HEAD', path: p })).headers['stream-earliest-offset'] })
     assert.ok(all.bytes.length <= 262144 && all.bytes.length >= 262144 - chunk.length)
+  })
+  test('idle streams lose expired and trimmed rows without any write', async () => {
+    const base = srv.url
+    // Rows in the data database, read with mdb_stat while the server runs.
+    const rows = () => {
+      const out = execFileSync('mdb_stat', ['-s', 'data', srv.dataDir], { encoding: 'utf8' })
+      return Number(/Entries: (\d+)/.exec(out)[1])
+    }
+    const batch = (n) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ i })))
+    let r = await rawRequest(base, { method: 'PUT', path: '/v1/stream/ret/idle-ttl', headers: { ...JSON_CT, 'Stream-TTL': '1' }, body: batch(300) })
+    assert.equal(r.status, 201)
+    r = await rawRequest(base, { method: 'PUT', path: '/v1/stream/ret/idle-age?retention-age=1', headers: JSON_CT, body: batch(200) })
+    assert.equal(r.status, 201)
+    const before = rows()
+    assert.ok(before >= 500, `${before} rows after creating 500 messages`)
+    // No request at all from here on, until the rows are gone.
+    const deadline = Date.now() + 30_000
+    let now = before
+    while (Date.now() < deadline && now > before - 499) {
+      await sleep(500)
+      now = rows()
+    }
+    console.log(`# rows: ${before} after the writes, ${now} once idle`)
+    assert.ok(now <= before - 499, `only ${before - now} of 500 idle rows were reclaimed in 30 s`)
+    r = await rawRequest(base, { method: 'HEAD', path: '/v1/stream/ret/idle-ttl' })
+    assert.equal(r.status, 404)
+    r = await rawRequest(base, { method: 'HEAD', path: '/v1/stream/ret/idle-age' })
+    assert.equal(r.status, 200, 'the newest message of an age-bounded stream is kept')
+  })
+})
+
+describe('server-wide retention', { skip: IS_REFERENCE }, () => {
+  let srv
+  before(async () => {
+    srv = await startServer({ label: 'retention-default', server: 'standalone', config: { retention_bytes: '4096' } })
+  })
+  after(async () => { await srv?.stop() })
+
+  test('retention_bytes applies to streams created without a retention of their own', async () => {
+    const base = srv.url
+    let r = await rawRequest(base, { method: 'PUT', path: '/v1/stream/def/a', headers: BIN_CT })
+    assert.equal(r.status, 201)
+    r = await rawRequest(base, { method: 'HEAD', path: '/v1/stream/def/a' })
+    assert.equal(r.headers['stream-retention-bytes'], '4096')
+    // The same PUT again is the same configuration.
+    r = await rawRequest(base, { method: 'PUT', path: '/v1/stream/def/a', headers: BIN_CT })
+    assert.equal(r.status, 200)
+    // A stream's own retention wins.
+    r = await rawRequest(base, { method: 'PUT', path: '/v1/stream/def/b?retention-age=60', headers: BIN_CT })
+    assert.equal(r.status, 201)
+    r = await rawRequest(base, { method: 'HEAD', path: '/v1/stream/def/b' })
+    assert.equal(r.headers['stream-retention-age'], '60')
+    assert.equal(r.headers['stream-retention-bytes'], undefined)
+    // And the default trims.
+    for (let i = 0; i < 8; i++) {
+      r = await rawRequest(base, { method: 'POST', path: '/v1/stream/def/a', headers: BIN_CT, body: Buffer.alloc(1024, i) })
+      assert.equal(r.status, 204)
+    }
+    r = await rawRequest(base, { path: '/v1/stream/def/a?offset=-1' })
+    assert.equal(r.status, 410)
+    assert.ok(r.headers['stream-earliest-offset'])
   })
 })

@@ -173,6 +173,22 @@ static const struct set_row set_rows[] = {
 	{ __LINE__, "threads", "65", -1, K_INT, F(threads), 2, NULL },
 	{ __LINE__, "threads", "two", -1, K_INT, F(threads), 2, NULL },
 
+	{ __LINE__, "live_processes", "1", 0, K_INT, F(live_processes), 1, NULL },
+	{ __LINE__, "live_processes", "64", 0, K_INT, F(live_processes), 64, NULL },
+	{ __LINE__, "live_processes", "0", -1, K_INT, F(live_processes), 1, NULL },
+	{ __LINE__, "live_processes", "65", -1, K_INT, F(live_processes), 1, NULL },
+
+	{ __LINE__, "retention_age", "0", 0, K_U64, F(retention_age_s), 0, NULL },
+	{ __LINE__, "retention_age", "86400", 0, K_U64, F(retention_age_s), 86400, NULL },
+	{ __LINE__, "retention_age", "316224000", 0, K_U64, F(retention_age_s), 316224000, NULL },
+	{ __LINE__, "retention_age", "316224001", -1, K_U64, F(retention_age_s), 0, NULL },
+	{ __LINE__, "retention_age", "1d", -1, K_U64, F(retention_age_s), 0, NULL },
+	{ __LINE__, "retention_age", "-1", -1, K_U64, F(retention_age_s), 0, NULL },
+
+	{ __LINE__, "retention_bytes", "0", 0, K_U64, F(retention_bytes), 0, NULL },
+	{ __LINE__, "retention_bytes", "100M", 0, K_U64, F(retention_bytes), 100 << 20, NULL },
+	{ __LINE__, "retention_bytes", "lots", -1, K_U64, F(retention_bytes), 0, NULL },
+
 	{ __LINE__, "notify_socket", "/run/lmstream/live.sock", 0, K_STR, F(notify_path), 0, NULL },
 	{ __LINE__, "notify_socket", "", 0, K_STR, F(notify_path), 0, NULL },
 	{ __LINE__, "notify_socket", dir511, 0, K_STR, F(notify_path), 0, NULL },
