@@ -29,6 +29,18 @@
  *   sse-load --merge REPORT...   prints one combined report of several
  *                                processes (histograms are merged)
  *
+ * Long-poll subscribers (--poll ds | etag) instead of SSE: each connection
+ * loops on keep-alive GETs, reads each whole response, scans its body for the
+ * same "i"/"t" pairs, and asks again at once:
+ *   ds    Durable Streams: URL + "&offset=X" (first -1, then each response's
+ *         Stream-Next-Offset) and "&cursor=C" (its Stream-Cursor); 200 carries
+ *         messages, 204 is a timeout with no body;
+ *   etag  Nchan (nchan_subscriber longpoll): If-Modified-Since / If-None-Match
+ *         from the previous response's Last-Modified / Etag.
+ * A connection the server closes between responses is reopened and asks again
+ * from the same position (counted as reconnects, not as drops). A long-poll
+ * subscriber counts as connected once its first request is written.
+ *
  * Build: cc -O2 -o sse-load sse-load.c   (no dependencies)
  * Only for loopback benchmarks; every run is bounded by --max-time.
  */
@@ -126,7 +138,18 @@ struct conn {
 	uint64_t base;            /* ids < base are behind the window */
 	uint64_t win[WIN_WORDS];  /* ids base .. base+8191 seen */
 	uint64_t uniq;            /* distinct ids >= phase_first seen in the phase */
+	struct pollpos *pp;       /* --poll: where this subscriber continues */
 };
+
+/* --poll: one subscriber's position and the response being read */
+struct pollpos {
+	char off[128], cur[64], lm[64], etag[96];
+	int64_t clen;             /* Content-Length of the response, -1 if none */
+	uint8_t held, keep, status_ok, until_eof, fails;
+};
+enum { P_NONE, P_DS, P_ETAG };
+static int poll_mode = P_NONE;
+static uint64_t total_reconnects, total_polls;
 
 static struct conn *conns;
 static int nconn;
@@ -337,10 +360,18 @@ static void sse_feed(struct conn *c, const char *p, size_t n, int64_t rx)
 
 /* Response body bytes: undo chunked transfer coding if any. Returns -1 at
  * the end of the body. */
+static void sink(struct conn *c, const char *p, size_t n, int64_t rx)
+{
+	if (poll_mode)
+		lb_append(c, p, n); /* a long-poll body is scanned once complete */
+	else
+		sse_feed(c, p, n, rx);
+}
+
 static int body_feed(struct conn *c, const char *p, size_t n, int64_t rx)
 {
 	if (!c->chunked) {
-		sse_feed(c, p, n, rx);
+		sink(c, p, n, rx);
 		return 0;
 	}
 	while (n) {
@@ -379,7 +410,7 @@ static int body_feed(struct conn *c, const char *p, size_t n, int64_t rx)
 		}
 		case C_DATA: {
 			size_t k = n < c->chunk_left ? n : (size_t)c->chunk_left;
-			sse_feed(c, p, k, rx);
+			sink(c, p, k, rx);
 			p += k;
 			n -= k;
 			c->chunk_left -= k;
@@ -443,10 +474,11 @@ static void conn_fail(struct conn *c, int http_error)
 	}
 }
 
-static void conn_start(struct conn *c)
+/* a non-blocking socket from this connection's source address, connecting:
+ * 0, or -1 (nothing left open) */
+static int open_socket(struct conn *c)
 {
 	int idx = (int)(c - conns);
-	c->attempts++;
 	c->since_ms = mono_ms();
 	c->chunked = 0;
 	c->cstate = C_SIZE;
@@ -455,9 +487,7 @@ static void conn_start(struct conn *c)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		fprintf(stderr, "sse-load: socket: %s\n", strerror(errno));
-		c->state = S_FAILED;
-		total_failed++;
-		return;
+		return -1;
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
@@ -471,17 +501,26 @@ static void conn_start(struct conn *c)
 	if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
 		fprintf(stderr, "sse-load: bind 127.0.0.%ld: %s\n", a, strerror(errno));
 		close(fd);
+		return -1;
+	}
+	c->fd = fd;
+	c->state = S_CONNECTING;
+	struct epoll_event ev = { .events = EPOLLOUT | EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)idx };
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		die("epoll_ctl");
+	return 0;
+}
+
+static void conn_start(struct conn *c)
+{
+	c->attempts++;
+	if (open_socket(c) < 0) {
 		c->state = S_FAILED;
 		total_failed++;
 		return;
 	}
-	c->fd = fd;
-	c->state = S_CONNECTING;
 	n_pending++;
-	struct epoll_event ev = { .events = EPOLLOUT | EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)idx };
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		die("epoll_ctl");
-	if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS)
+	if (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS)
 		conn_fail(c, 0);
 }
 
@@ -563,11 +602,288 @@ static void on_readable(struct conn *c)
 	}
 }
 
+/* ---- long-poll subscribers (--poll) --------------------------------------- */
+
+static void poll_reopen(struct conn *c, int failed);
+
+/* append v to the request, percent-encoding what is not unreserved */
+static int url_enc(char *out, size_t cap, const char *v)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t k = 0;
+	for (; *v && k + 4 < cap; v++) {
+		unsigned char ch = (unsigned char)*v;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+			out[k++] = (char)ch;
+		} else {
+			out[k++] = '%';
+			out[k++] = hex[ch >> 4];
+			out[k++] = hex[ch & 15];
+		}
+	}
+	out[k] = '\0';
+	return (int)k;
+}
+
+/* write the next long-poll request of c (its socket is connected) */
+static void poll_send(struct conn *c)
+{
+	struct pollpos *pp = c->pp;
+	char req[4096 + 600], off[400], cur[200];
+	int n;
+	if (poll_mode == P_DS) {
+		url_enc(off, sizeof off, pp->off);
+		url_enc(cur, sizeof cur, pp->cur);
+		n = snprintf(req, sizeof req,
+		             "GET %s%soffset=%s%s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lmstream-sse-load\r\n\r\n",
+		             path_q, strchr(path_q, '?') ? "&" : "?", off, *cur ? "&cursor=" : "", cur, host_hdr);
+	} else {
+		n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lmstream-sse-load\r\n%s%s%s%s%s%s\r\n",
+		             path_q, host_hdr, *pp->lm ? "If-Modified-Since: " : "", pp->lm, *pp->lm ? "\r\n" : "",
+		             *pp->etag ? "If-None-Match: " : "", pp->etag, *pp->etag ? "\r\n" : "");
+	}
+	if (n <= 0 || n >= (int)sizeof req || write(c->fd, req, (size_t)n) != n) {
+		poll_reopen(c, 1);
+		return;
+	}
+	if (!pp->held) {
+		pp->held = 1;
+		n_pending--;
+		n_connected++;
+	}
+	c->state = S_HEADERS;
+	c->lblen = 0;
+	c->chunked = 0;
+	c->cstate = C_SIZE;
+	c->chunk_left = 0;
+	c->since_ms = mono_ms();
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)(c - conns) };
+	epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* close c's socket and connect again (the next request asks from the same
+ * position); after `retries` failures in a row the subscriber is dropped */
+static void poll_reopen(struct conn *c, int failed)
+{
+	struct pollpos *pp = c->pp;
+	if (c->fd >= 0) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+		c->fd = -1;
+	}
+	c->lblen = 0;
+	if (!pp->held) { /* not yet in the loop: the ordinary retry path */
+		c->state = S_HEADERS;
+		conn_fail(c, 0);
+		return;
+	}
+	total_reconnects++;
+	if (failed && ++pp->fails > retries) {
+		pp->held = 0;
+		n_connected--;
+		total_dropped++;
+		st.dropped++;
+		c->state = S_CLOSED;
+		lb_free(c);
+		return;
+	}
+	if (open_socket(c) < 0 ||
+	    (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS))
+		poll_reopen(c, 1);
+}
+
+static void hdr_copy(char *dst_, size_t cap, const char *v, size_t n)
+{
+	while (n && (*v == ' ' || *v == '\t'))
+		v++, n--;
+	while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
+		n--;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst_, v, n);
+	dst_[n] = '\0';
+}
+
+/* headers of a long-poll response in c->lb[0..hlen): status, framing, position */
+static int poll_headers(struct conn *c, size_t hlen)
+{
+	struct pollpos *pp = c->pp;
+	int status = 0, minor = 1;
+	if (sscanf(c->lb, "HTTP/1.%d %d", &minor, &status) != 2)
+		return -1;
+	pp->clen = -1;
+	pp->keep = minor >= 1;
+	pp->until_eof = 0;
+	pp->status_ok = status == 200;
+	if (status != 200 && status != 204 && status != 304)
+		return -1;
+	const char *end = c->lb + hlen;
+	for (const char *l = memmem(c->lb, hlen, "\r\n", 2); l && l + 2 < end;) {
+		const char *h = l + 2, *e = memmem(h, (size_t)(end - h), "\r\n", 2);
+		if (!e || e == h)
+			break;
+		const char *colon = memchr(h, ':', (size_t)(e - h));
+		if (colon) {
+			size_t kl = (size_t)(colon - h), vl = (size_t)(e - colon - 1);
+			const char *v = colon + 1;
+			char tmp[64];
+#define IS(name) (kl == sizeof name - 1 && !strncasecmp(h, name, kl))
+			if (IS("content-length")) {
+				hdr_copy(tmp, sizeof tmp, v, vl);
+				pp->clen = atoll(tmp);
+			} else if (IS("transfer-encoding")) {
+				hdr_copy(tmp, sizeof tmp, v, vl);
+				if (strcasestr(tmp, "chunked"))
+					c->chunked = 1;
+			} else if (IS("connection")) {
+				hdr_copy(tmp, sizeof tmp, v, vl);
+				if (strcasestr(tmp, "close"))
+					pp->keep = 0;
+			} else if (IS("stream-next-offset")) {
+				hdr_copy(pp->off, sizeof pp->off, v, vl);
+			} else if (IS("stream-cursor")) {
+				hdr_copy(pp->cur, sizeof pp->cur, v, vl);
+			} else if (IS("last-modified")) {
+				hdr_copy(pp->lm, sizeof pp->lm, v, vl);
+			} else if (IS("etag")) {
+				hdr_copy(pp->etag, sizeof pp->etag, v, vl);
+			}
+#undef IS
+		}
+		l = e;
+	}
+	if (status != 200)
+		pp->clen = 0;
+	else if (!c->chunked && pp->clen < 0)
+		pp->until_eof = 1;
+	return 0;
+}
+
+/* a whole response has arrived: count its messages, ask again */
+static void poll_done(struct conn *c, int64_t rx)
+{
+	struct pollpos *pp = c->pp;
+	if (pp->status_ok) {
+		c->have_i = c->have_t = 0;
+		scan_data(c, c->lb, c->lblen, rx);
+		st.events++;
+		total_events++;
+	}
+	total_polls++;
+	pp->fails = 0;
+	c->lblen = 0;
+	if (c->lbcap > 4096)
+		lb_free(c);
+	if (pp->keep && !pp->until_eof)
+		poll_send(c);
+	else
+		poll_reopen(c, 0);
+}
+
+static void poll_readable(struct conn *c)
+{
+	struct pollpos *pp = c->pp;
+	for (int rounds = 0; rounds < 8; rounds++) {
+		ssize_t r = read(c->fd, rbuf, sizeof rbuf);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		int64_t rx = now_us();
+		if (r <= 0) {
+			if (c->state == S_STREAM && pp->until_eof) {
+				pp->keep = 0;
+				poll_done(c, rx);
+			} else {
+				/* closed between responses (keep-alive ended) or mid-response:
+				 * ask again from the same position */
+				poll_reopen(c, !(c->state == S_HEADERS && c->lblen == 0));
+			}
+			return;
+		}
+		total_bytes += (uint64_t)r;
+		st.bytes += (uint64_t)r;
+		const char *p = rbuf;
+		size_t n = (size_t)r;
+		if (c->state == S_HEADERS) {
+			while (c->lblen == 0 && n && (*p == '\r' || *p == '\n'))
+				p++, n--; /* the CRLF that ends the last chunk of the previous response */
+			if (!n)
+				continue;
+			size_t old = c->lblen;
+			lb_append(c, p, n);
+			char *e = memmem(c->lb, c->lblen, "\r\n\r\n", 4);
+			if (!e) {
+				if (c->lblen > 16384)
+					poll_reopen(c, 1);
+				continue;
+			}
+			size_t hlen = (size_t)(e - c->lb) + 4;
+			if (poll_headers(c, hlen) < 0) {
+				total_http_err++;
+				if (total_http_err < 5)
+					fprintf(stderr, "sse-load: bad response: %.*s\n", (int)strcspn(c->lb, "\r\n"), c->lb);
+				poll_reopen(c, 1);
+				return;
+			}
+			size_t used = hlen - old;
+			p += used;
+			n -= used;
+			c->lblen = 0;
+			c->state = S_STREAM;
+			if (pp->clen == 0) {
+				poll_done(c, rx);
+				return;
+			}
+		}
+		if (n) {
+			if (c->chunked) {
+				if (body_feed(c, p, n, rx) < 0) {
+					poll_done(c, rx);
+					return;
+				}
+			} else {
+				if (pp->clen >= 0 && (int64_t)(c->lblen + n) > pp->clen)
+					n = (size_t)(pp->clen - (int64_t)c->lblen);
+				lb_append(c, p, n);
+				if (pp->clen >= 0 && (int64_t)c->lblen >= pp->clen) {
+					poll_done(c, rx);
+					return;
+				}
+			}
+		}
+		if ((size_t)r < sizeof rbuf)
+			return;
+	}
+}
+
+static void poll_event(struct conn *c, uint32_t events)
+{
+	if (c->state == S_CONNECTING) {
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		int err = 0;
+		socklen_t len = sizeof err;
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err || (events & (EPOLLERR | EPOLLHUP))) {
+			poll_reopen(c, 1);
+			return;
+		}
+		poll_send(c);
+		return;
+	}
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		poll_readable(c);
+}
+
 static void on_event(uint32_t idx, uint32_t events)
 {
 	struct conn *c = &conns[idx];
 	if (c->fd < 0)
 		return;
+	if (poll_mode) {
+		poll_event(c, events);
+		return;
+	}
 	if (c->state == S_CONNECTING) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
@@ -690,7 +1006,7 @@ static void make_report(struct stats *s)
 		s->expected = (uint64_t)last + 1 - phase_first;
 		for (int i = 0; i < nconn; i++) {
 			struct conn *c = &conns[i];
-			if (c->state != S_STREAM)
+			if (poll_mode ? !c->pp->held : c->state != S_STREAM)
 				continue;
 			s->subs++;
 			if (c->uniq < s->expected)
@@ -747,9 +1063,11 @@ static void write_status(void)
 	fprintf(f,
 	        "target=%d connected=%d pending=%d failed=%" PRIu64 " http_err=%" PRIu64
 	        " dropped=%" PRIu64 " opened=%d bytes=%" PRIu64 " events=%" PRIu64
-	        " phase_deliveries=%" PRIu64 " phase_samples=%" PRIu64 "\n",
+	        " phase_deliveries=%" PRIu64 " phase_samples=%" PRIu64 " polls=%" PRIu64
+	        " reconnects=%" PRIu64 "\n",
 	        nconn, n_connected, n_pending, total_failed, total_http_err, total_dropped,
-	        opened_total, total_bytes, total_events, st.deliveries, st.count);
+	        opened_total, total_bytes, total_events, st.deliveries, st.count, total_polls,
+	        total_reconnects);
 	fclose(f);
 	rename(tmp, status_path);
 }
@@ -854,7 +1172,8 @@ static void usage(FILE *f)
 	      "  --status FILE        status line rewritten every second\n"
 	      "  --report FILE        where SIGUSR2 (and exit) write the phase report\n"
 	      "  --control FILE       first=N (read at SIGUSR1) and last=N (at SIGUSR2)\n"
-	      "  --max-time S         exit after S seconds (default 1800)\n",
+	      "  --max-time S         exit after S seconds (default 1800)\n"
+	      "  --poll ds|etag       long-poll subscribers instead of SSE (see the top of sse-load.c)\n",
 	      f);
 }
 
@@ -893,6 +1212,14 @@ int main(int argc, char **argv)
 			control_path = v;
 		else if (OPT("--max-time"))
 			max_time = atof(v);
+		else if (OPT("--poll")) {
+			if (!strcmp(v, "ds"))
+				poll_mode = P_DS;
+			else if (!strcmp(v, "etag"))
+				poll_mode = P_ETAG;
+			else
+				die("--poll: ds or etag");
+		}
 		else if (a[0] != '-' && !url)
 			url = a;
 		else {
@@ -936,8 +1263,15 @@ int main(int argc, char **argv)
 	retry_queue = calloc((size_t)nconn, sizeof *retry_queue);
 	if (!conns || !retry_queue)
 		die("out of memory");
-	for (int i = 0; i < nconn; i++)
+	for (int i = 0; i < nconn; i++) {
 		conns[i].fd = -1;
+		if (poll_mode) {
+			conns[i].pp = calloc(1, sizeof *conns[i].pp);
+			if (!conns[i].pp)
+				die("out of memory");
+			strcpy(conns[i].pp->off, "-1");
+		}
+	}
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
 		die("epoll_create1");
@@ -991,6 +1325,11 @@ int main(int argc, char **argv)
 			last_scan = now;
 			for (int i = 0; i < nconn; i++) {
 				struct conn *c = &conns[i];
+				if (poll_mode && c->pp->held) { /* a long-poll waits: only connecting can hang */
+					if (c->state == S_CONNECTING && now - c->since_ms > connect_timeout_ms)
+						poll_reopen(c, 1);
+					continue;
+				}
 				if ((c->state == S_CONNECTING || c->state == S_HEADERS) &&
 				    now - c->since_ms > connect_timeout_ms)
 					conn_fail(c, 0);
