@@ -53,7 +53,7 @@ const fsync = {
   standalone: 'yes (group commit)',
   cgi: 'yes (group commit)',
   'node-memory': 'no (nothing on disk)',
-  'node-file': 'see note',
+  'node-file': 'yes (fdatasync of the segment file)',
 }
 
 const md = []
@@ -97,7 +97,7 @@ if (variants('append').length) {
   table('append', [['appends_s', 'appends/s', 0], ['p50_ms', 'p50 ms', 2], ['p99_ms', 'p99 ms', 2], ['errors', 'errors', 0]],
     [['fsync before ack', (s) => fsync[s] || '—']])
   ratios('append', 'appends_s', [['lighttpd', 'node-file'], ['lighttpd', 'node-memory'], ['standalone', 'node-memory']], 'Appends/s ratios')
-  md.push('DS-Node file-backed: its store writes each append to a segment file and an LMDB index; whether it syncs before answering is in `results.json` notes and tests/bench/README.md.', '')
+  md.push('lmstream (durable): each commit flushes its data pages inside LMDB\'s writer lock, and a group commit flushes the meta page before the answer. DS-Node file-backed writes the message to a segment file and awaits `fdatasync` on it (concurrent appends share one in-flight call) before answering; its metadata goes to an LMDB index without a sync of its own. DS-Node in memory keeps nothing on disk.', '')
   const v = '1 stream'
   target('durable appends/s through lighttpd ≥ 20× DS-Node file-backed (1 stream)', ratio(med('append', v, 'lighttpd', 'appends_s'), med('append', v, 'node-file', 'appends_s')), (r) => r >= 20)
   target('durable appends/s through lighttpd ≥ DS-Node in memory (1 stream)', ratio(med('append', v, 'lighttpd', 'appends_s'), med('append', v, 'node-memory', 'appends_s')), (r) => r >= 1)
@@ -114,7 +114,9 @@ if (variants('catchup').length) {
   ratios('catchup', 'reads_s', [['lighttpd', 'node-memory'], ['lighttpd', 'static']], 'Reads/s ratios')
   for (const v of variants('catchup')) {
     target(`catch-up ${v}: MiB/s through lighttpd ≥ 3× DS-Node in memory`, ratio(med('catchup', v, 'lighttpd', 'mib_s'), med('catchup', v, 'node-memory', 'mib_s')), (r) => r >= 3)
+    target(`catch-up ${v}: reads/s through lighttpd ≥ 3× DS-Node in memory`, ratio(med('catchup', v, 'lighttpd', 'reads_s'), med('catchup', v, 'node-memory', 'reads_s')), (r) => r >= 3)
     target(`catch-up ${v}: ≥ 50% of lighttpd's static-file rate for the same bytes`, ratio(med('catchup', v, 'lighttpd', 'mib_s'), med('catchup', v, 'static', 'mib_s')), (r) => r >= 0.5)
+    target(`catch-up ${v}, lmstream-live alone: ≥ 50% of the static-file rate`, ratio(med('catchup', v, 'standalone', 'mib_s'), med('catchup', v, 'static', 'mib_s')), (r) => r >= 0.5)
   }
 }
 if (variants('cgi').length) {
@@ -148,6 +150,27 @@ if (variants('fanout').length) {
   for (const v of big) {
     const held = med('fanout', v, 'lmstream', 'held')
     targets.push({ text: `${Number(v).toLocaleString('en-US')} subscribers held`, value: held, met: held === undefined ? null : held >= Number(v) && (med('fanout', v, 'lmstream', 'lost') || 0) === 0 })
+  }
+}
+
+if (variants('longpoll').length) {
+  md.push('## 5. Long-poll fan-out', '', 'N long-poll subscribers over 127.0.0.x, each looping `GET ?offset=X&live=long-poll(&cursor=C)` from the previous answer\'s `Stream-Next-Offset` (Nchan: `nchan_subscriber longpoll` with all pending messages in one multipart answer, `If-Modified-Since`/`If-None-Match`); one 100-byte message per second with its send time, then a few seconds of publishing as fast as possible. Through lighttpd, subscribers and publisher talk to lighttpd (long-polls proxied to lmstream-live, appends to the FastCGI workers); memory and CPU are summed over lighttpd, its workers and the daemon. `reconnects`: connections the server closed after an answer (the subscriber reconnects and continues from the same offset).', '')
+  const lm = [['held', 'held', 0], ['p50', 'p50 ms', 1], ['p99', 'p99 ms', 1], ['max', 'max ms', 1], ['lost', 'lost', 0], ['dup', 'dup', 0], ['dropped', 'dropped', 0],
+    ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['cpu', 'CPU % (1 msg/s)', 1], ['sat', 'sat. deliveries/s', 0], ['satlost', 'sat. lost', 0], ['satcpu', 'CPU % (sat.)', 0], ['polls', 'answers', 0], ['reconnects', 'reconnects', 0]]
+  const vs = variants('longpoll').sort((a, b) => Number(a) - Number(b))
+  for (const v of vs) {
+    md.push(`**${Number(v).toLocaleString('en-US')} subscribers**`, '', `| peer | ${lm.map((m) => m[1]).join(' | ')} | runs |`, `|---|${lm.map(() => '---').join('|')}|---|`)
+    for (const s of systems('longpoll', v)) {
+      md.push(`| ${names[s] || s} | ${lm.map(([m, , d]) => { const x = med('longpoll', v, s, m); json.medians[['longpoll', v, s, m].join('|')] = x; return fmt(x, d) }).join(' | ')} | ${runs('longpoll', v, s, 'p99')} |`)
+    }
+    const out = []
+    for (const [a, b] of [['lmstream', 'nchan'], ['lighttpd', 'nchan'], ['lmstream', 'node'], ['lighttpd', 'node']]) {
+      const r99 = ratio(med('longpoll', v, a, 'p99'), med('longpoll', v, b, 'p99'))
+      const rk = ratio(med('longpoll', v, a, 'kib'), med('longpoll', v, b, 'kib'))
+      const rs = ratio(med('longpoll', v, a, 'sat'), med('longpoll', v, b, 'sat'))
+      if (r99 !== undefined || rk !== undefined) out.push(`${a}/${b}: p99 ${fx(r99)}, KiB/idle sub ${fx(rk)}, sat. deliveries/s ${fx(rs)}`)
+    }
+    md.push('', out.length ? out.join('; ') + '.' : '', '')
   }
 }
 
@@ -190,6 +213,8 @@ bars('appends', 'Durable appends/s (16 connections, 100-byte JSON), median', 'ap
 bars('producer', 'Idempotent producer appends/s, median', 'appends/s', 'producer', 'appends_s', true)
 bars('catchup', 'Catch-up reads at random offsets, MiB/s, median', 'MiB/s', 'catchup', 'mib_s', true)
 bars('cgi', 'Catch-up read latency p50 (one connection), ms', 'ms', 'cgi', 'p50_ms')
+bars('longpoll-p99', 'Long-poll fan-out: delivery latency p99 at 1 msg/s, median', 'ms', 'longpoll', 'p99')
+bars('longpoll-kib', 'Long-poll fan-out: server memory per idle subscriber, median', 'KiB', 'longpoll', 'kib')
 if (variants('fanout').length) {
   const vs = variants('fanout').sort((a, b) => Number(a) - Number(b))
   const ps = [...new Set(vs.flatMap((v) => systems('fanout', v)))]
