@@ -24,6 +24,7 @@ void config_defaults(struct config *cfg)
 	cfg->max_connections = 10000;
 	cfg->threads = 2;
 	cfg->live_processes = 1;
+	cfg->snapshot_page = LS_DEFAULT_SNAPSHOT_PAGE;
 	cfg->conn_memory = 5120;
 	snprintf(cfg->cache_control, sizeof cfg->cache_control, "%s", "public, max-age=60, stale-while-revalidate=300");
 }
@@ -141,6 +142,10 @@ int config_set(struct config *cfg, const char *key, const char *v, char *err, si
 		if (parse_int(v, 0, 10 * 366 * 86400, &n))
 			goto bad;
 		cfg->retention_age_s = (uint64_t)n;
+	} else if (!strcmp(key, "snapshot_page")) {
+		if (config_parse_size(v, &size) || size < (64 << 10) || size > (256ULL << 20))
+			goto bad;
+		cfg->snapshot_page = size;
 	} else if (!strcmp(key, "retention_bytes")) {
 		if (config_parse_size(v, &size))
 			goto bad;
@@ -228,7 +233,7 @@ int config_from_env(struct config *cfg, char *err, size_t errlen)
 		"data_dir", "map_size", "durability", "max_body", "max_path",
 		"long_poll_timeout", "sse_lifetime", "heartbeat", "prefix", "listen",
 		"max_connections", "threads", "live_processes", "conn_memory", "notify_socket", "cache_control", "www",
-		"retention_age", "retention_bytes",
+		"retention_age", "retention_bytes", "snapshot_page",
 	};
 	const char *file = getenv("LMSTREAM_CONFIG");
 	char name[64], why[256];

@@ -29,6 +29,7 @@ struct config {
 	char     www[512];         /* static files lmstream-live serves outside the prefix; "" = none */
 	uint64_t retention_age_s;  /* default ?retention-age of new streams; 0 = keep everything */
 	uint64_t retention_bytes;  /* default ?retention-bytes of new streams; 0 = keep everything */
+	uint64_t snapshot_page;    /* bytes of one GET ?snapshot page (one read transaction each) */
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -11,6 +11,7 @@
 #define LS_DEFAULT_PREFIX          "/v1/stream/"  /* prefix */
 #define LS_DEFAULT_LISTEN          "127.0.0.1:8081" /* listen (lmstream-live) */
 #define LS_DEFAULT_DATA_DIR        "/var/lib/lmstream"
+#define LS_DEFAULT_SNAPSHOT_PAGE   (8UL << 20)    /* snapshot_page: bytes of one GET ?snapshot page */
 
 /* Hard limits. */
 #define LS_MAX_PATH_HARD      480   /* LMDB keys are at most 511 bytes */

@@ -1589,7 +1589,7 @@ static void handle_snapshot(struct proto_ctx *ctx, const struct proto_request *r
 		return proto_error(resp, 409, "the state moved on since this snapshot began: start again with ?snapshot");
 	}
 	offset_format(off, m.tail_seq, m.tail_bytes);
-	struct rows r = { .out = &resp->body, .limit = LS_READ_PAGE_BYTES };
+	struct rows r = { .out = &resp->body, .limit = ctx->cfg->snapshot_page };
 	buf_reset(&resp->body);
 	rc = snapshot_page(&ctx->rtxn, m.state_id, off, after, after_len, token_len == 0, &r);
 	store_read_end(&ctx->rtxn);

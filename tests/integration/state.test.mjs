@@ -131,7 +131,8 @@ function generator(rand) {
 
 describe('State streams', { skip: IS_REFERENCE }, () => {
   let srv
-  before(async () => { srv = await startServer({ label: 'state', server: 'standalone' }) })
+  // Small snapshot pages (the default is 8 MiB), so that paging is exercised.
+  before(async () => { srv = await startServer({ label: 'state', server: 'standalone', config: { snapshot_page: '256K' } }) })
   after(async () => { await srv?.stop() })
 
   test('bad events get 400 with a reason and change nothing', async () => {
@@ -339,3 +340,47 @@ export async function restartLive(srv, signal) {
   }
   throw new Error('lmstream-live did not come back')
 }
+
+describe('State snapshots with the default page size', { skip: IS_REFERENCE }, () => {
+  let srv
+  before(async () => { srv = await startServer({ label: 'state-default', server: 'standalone' }) })
+  after(async () => { await srv?.stop() })
+
+  test('a state that fits in one page is read whole while writes go on', async () => {
+    const base = srv.url
+    const path = '/v1/stream/state/busy'
+    let r = await rawRequest(base, { method: 'PUT', path: `${path}?state`, headers: JSON_CT })
+    assert.equal(r.status, 201)
+    // About 2 MiB of state: several pages of the old 1 MiB size.
+    const pad = 'q'.repeat(1000)
+    for (let b = 0; b < 4; b++) {
+      const batch = []
+      for (let i = 0; i < 500; i++) batch.push({ type: 'row', key: `k${b}-${i}`, value: { pad, i }, headers: { operation: 'insert' } })
+      r = await rawRequest(base, { method: 'POST', path, headers: JSON_CT, body: JSON.stringify(batch) })
+      assert.equal(r.status, 204)
+    }
+    // A writer updates rows without pause while snapshots are taken.
+    let writing = true
+    let writes = 0
+    const writer = (async () => {
+      while (writing) {
+        const i = writes++ % 500
+        const ev = { type: 'row', key: `k0-${i}`, value: { pad, i, w: writes }, headers: { operation: 'update' } }
+        const w = await rawRequest(base, { method: 'POST', path, headers: JSON_CT, body: JSON.stringify(ev) })
+        assert.equal(w.status, 204)
+      }
+    })()
+    try {
+      for (let n = 0; n < 10; n++) {
+        const snap = await takeSnapshot(base, path)
+        assert.equal(snap.pages, 1, 'one page')
+        assert.equal(snap.restarts, 0, 'never asked to start again')
+        assert.equal(snap.rows.length, 2000)
+      }
+    } finally {
+      writing = false
+      await writer
+    }
+    assert.ok(writes > 10, `the writer kept writing (${writes} updates)`)
+  })
+})

@@ -185,6 +185,11 @@ static const struct set_row set_rows[] = {
 	{ __LINE__, "retention_age", "1d", -1, K_U64, F(retention_age_s), 0, NULL },
 	{ __LINE__, "retention_age", "-1", -1, K_U64, F(retention_age_s), 0, NULL },
 
+	{ __LINE__, "snapshot_page", "64K", 0, K_U64, F(snapshot_page), 64 << 10, NULL },
+	{ __LINE__, "snapshot_page", "256M", 0, K_U64, F(snapshot_page), 256 << 20, NULL },
+	{ __LINE__, "snapshot_page", "63K", -1, K_U64, F(snapshot_page), (int64_t)LS_DEFAULT_SNAPSHOT_PAGE, NULL },
+	{ __LINE__, "snapshot_page", "257M", -1, K_U64, F(snapshot_page), (int64_t)LS_DEFAULT_SNAPSHOT_PAGE, NULL },
+
 	{ __LINE__, "retention_bytes", "0", 0, K_U64, F(retention_bytes), 0, NULL },
 	{ __LINE__, "retention_bytes", "100M", 0, K_U64, F(retention_bytes), 100 << 20, NULL },
 	{ __LINE__, "retention_bytes", "lots", -1, K_U64, F(retention_bytes), 0, NULL },
