@@ -1,4 +1,5 @@
-// lmstream.js: follow a Durable Stream from a browser, each message once and in order, and append to it safely.
+// lmstream.js: follow a Durable Stream from a browser, each message once and in order, append to it safely, and keep
+// the state of a State stream (stateMap).
 // No dependencies, no build step. A classic <script> defines window.LmStream; lmstream.mjs re-exports it for
 // `import`. See the README ("Browser client") for the options.
 ;(function (root) {
@@ -534,7 +535,57 @@
     return api
   }
 
-  const LmStream = { follow, producer, version: '0.1.0' }
+  /**
+   * stateMap(saved): the current value of every (type, key) of a State stream, built from its change events.
+   * apply(event): insert/update/upsert set the value, delete removes it, a `reset` control message clears
+   * everything, other control messages (snapshot-start/-end) are ignored. apply needs no `this`, so
+   * `onSnapshot: (rows) => rows.forEach(m.apply)` and `onMessage: m.apply` work as they are. toJSON() is a
+   * plain array for saveState; stateMap(saved) or load(saved) (in onRestore) brings it back.
+   */
+  function stateMap (saved) {
+    const types = new Map() // type -> Map(key -> value)
+    const ops = { insert: 1, update: 1, upsert: 1 }
+    function apply (ev) {
+      const h = ev && typeof ev === 'object' && ev.headers && typeof ev.headers === 'object' ? ev.headers : null
+      if (!h) return
+      if (h.control === 'reset') return types.clear()
+      if (typeof ev.type !== 'string' || typeof ev.key !== 'string') return
+      let t = types.get(ev.type)
+      if (h.operation === 'delete') {
+        if (t && t.delete(ev.key) && t.size === 0) types.delete(ev.type)
+      } else if (ops[h.operation] === 1) {
+        if (!t) types.set(ev.type, t = new Map())
+        t.set(ev.key, ev.value)
+      }
+    }
+    function entries () { // [[type, key, value], ...]
+      const out = []
+      for (const [type, t] of types) for (const [key, value] of t) out.push([type, key, value])
+      return out
+    }
+    function load (rows) {
+      types.clear()
+      if (Array.isArray(rows)) {
+        for (const r of rows) if (Array.isArray(r)) apply({ type: r[0], key: r[1], value: r[2], headers: { operation: 'insert' } })
+      }
+    }
+    const m = {
+      apply,
+      get: (type, key) => { const t = types.get(type); return t ? t.get(key) : undefined },
+      has: (type, key) => { const t = types.get(type); return !!t && t.has(key) },
+      type: (type) => types.get(type) || new Map(), // the Map of one type (key -> value)
+      types,
+      entries,
+      get size () { let n = 0; for (const t of types.values()) n += t.size; return n },
+      clear: () => types.clear(),
+      load,
+      toJSON: entries,
+    }
+    load(saved)
+    return m
+  }
+
+  const LmStream = { follow, producer, stateMap, version: '0.1.0' }
   root.LmStream = LmStream
   if (typeof module === 'object' && module && module.exports) module.exports = LmStream
 })(typeof globalThis !== 'undefined' ? globalThis : this)
