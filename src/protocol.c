@@ -305,18 +305,27 @@ static int read_messages(struct store_txn *t, const struct stream_meta *m, int j
 	return ST_OK;
 }
 
+/* A stream as clients may use it, in any transaction: an expired stream is
+ * absent (ST_NOTFOUND) and a soft-deleted one gone (RC_GONE). */
+static int get_usable(struct store_txn *t, const char *name, size_t nlen, int64_t now,
+                      struct stream_meta *m)
+{
+	int rc = store_meta_get(t, name, nlen, m);
+	if (rc == ST_OK && expired(m, now))
+		rc = ST_NOTFOUND;
+	if (rc == ST_OK && m->soft_deleted)
+		rc = RC_GONE;
+	return rc;
+}
+
 /* Looks the stream up in the thread's read transaction, which stays open on
- * ST_OK (the caller ends it). Expired streams are reported as absent. */
+ * ST_OK (the caller ends it). */
 static int lookup(struct proto_ctx *ctx, const char *name, size_t nlen, struct stream_meta *m)
 {
 	int rc = store_read_begin(&ctx->rtxn);
 	if (rc)
 		return rc;
-	rc = store_meta_get(&ctx->rtxn, name, nlen, m);
-	if (rc == ST_OK && expired(m, store_now_ms()))
-		rc = ST_NOTFOUND;
-	if (rc == ST_OK && m->soft_deleted)
-		rc = RC_GONE;
+	rc = get_usable(&ctx->rtxn, name, nlen, store_now_ms(), m);
 	if (rc)
 		store_read_end(&ctx->rtxn);
 	return rc;
@@ -1334,11 +1343,7 @@ static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request
 	int rc = store_write_begin(&w, ctx->store);
 	if (rc)
 		return store_error(resp, rc);
-	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
-	if (rc == ST_OK && expired(&m, now))
-		rc = ST_NOTFOUND;
-	if (rc == ST_OK && m.soft_deleted)
-		rc = RC_GONE;
+	rc = get_usable(&w, tg->name, tg->nlen, now, &m);
 	if (rc)
 		goto fail;
 
@@ -1467,11 +1472,7 @@ static void handle_delete(struct proto_ctx *ctx, const struct target *tg, struct
 	int rc = store_write_begin(&w, ctx->store);
 	if (rc)
 		return store_error(resp, rc);
-	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
-	if (rc == ST_OK && expired(&m, now))
-		rc = ST_NOTFOUND;
-	if (rc == ST_OK && m.soft_deleted)
-		rc = RC_GONE;
+	rc = get_usable(&w, tg->name, tg->nlen, now, &m);
 	if (rc == ST_OK)
 		rc = store_meta_del(&w, tg->name, tg->nlen, &m);
 	if (rc) {
@@ -1532,11 +1533,7 @@ static void handle_compact(struct proto_ctx *ctx, const struct target *tg, struc
 	int rc = store_write_begin(&w, ctx->store);
 	if (rc)
 		return store_error(resp, rc);
-	rc = store_meta_get(&w, tg->name, tg->nlen, &m);
-	if (rc == ST_OK && expired(&m, now))
-		rc = ST_NOTFOUND;
-	if (rc == ST_OK && m.soft_deleted)
-		rc = RC_GONE;
+	rc = get_usable(&w, tg->name, tg->nlen, now, &m);
 	if (rc)
 		goto fail;
 	if (!m.state) {
