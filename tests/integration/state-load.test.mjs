@@ -35,7 +35,8 @@
 
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { MaterializedState, isChangeEvent, isControlEvent } from '@durable-streams/state'
+import { MaterializedState, isChangeEvent } from '@durable-streams/state'
+import { rng, applyAll } from './lib/state.mjs'
 import { startServer, sleep, IS_REFERENCE } from './lib/server.mjs'
 import { rawRequest, readAll, openSse } from './lib/http.mjs'
 
@@ -50,32 +51,6 @@ const KINDS = ['lp', 'sse', 'lp', 'one']
 const OFFSET_RE = /^\d{16}_\d{16}$/
 // Short long-polls, so that a client waiting at the final offset hears of it soon.
 const CONFIG = { long_poll_timeout: 2000 }
-
-/** mulberry32: a small seeded generator, so a failing run can be replayed. */
-function rng(seed) {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  next.int = (n) => Math.floor(next() * n)
-  next.pick = (arr) => arr[next.int(arr.length)]
-  return next
-}
-
-function applyAll(state, messages) {
-  for (const m of messages) {
-    if (isControlEvent(m)) {
-      if (m.headers.control === 'reset') state.clear()
-    } else if (isChangeEvent(m)) {
-      state.apply(m)
-    }
-  }
-  return state
-}
 
 /** Sorted JSON lines [type, key, value] of a MaterializedState. */
 function entries(state) {

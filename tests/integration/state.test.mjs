@@ -15,27 +15,13 @@
 
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { MaterializedState, isChangeEvent, isControlEvent } from '@durable-streams/state'
+import { MaterializedState } from '@durable-streams/state'
+import { rng, applyAll } from './lib/state.mjs'
 import { startServer, sleep, IS_REFERENCE } from './lib/server.mjs'
 import { rawRequest, requestRetry, readAll, openSse } from './lib/http.mjs'
 
 const JSON_CT = { 'Content-Type': 'application/json' }
 const SEED = Number(process.env.LMSTREAM_STATE_SEED || (Date.now() % 1_000_000))
-
-/** mulberry32: a small seeded generator, so a failing sequence can be replayed. */
-function rng(seed) {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  next.int = (n) => Math.floor(next() * n)
-  next.pick = (arr) => arr[next.int(arr.length)]
-  return next
-}
 
 /**
  * Take a whole snapshot, following Stream-Snapshot-Next pages, starting again
@@ -66,18 +52,6 @@ export async function takeSnapshot(base, path, { retryMs = 0 } = {}) {
     return { rows: items.slice(1, -1), offset, pages, restarts, etag }
   }
   throw new Error('the snapshot never completed in 50 attempts')
-}
-
-/** Apply State Protocol messages to a MaterializedState the way an app does. */
-function applyAll(state, messages) {
-  for (const m of messages) {
-    if (isControlEvent(m)) {
-      if (m.headers.control === 'reset') state.clear()
-    } else if (isChangeEvent(m)) {
-      state.apply(m)
-    }
-  }
-  return state
 }
 
 /** Sorted [type, key, value] triples of a MaterializedState. */
