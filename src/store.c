@@ -270,6 +270,7 @@ void store_txn_init(struct store_txn *t, struct store *st)
 	t->txn = NULL;
 	t->write = 0;
 	t->active = 0;
+	t->child = 0;
 	t->committed_txnid = 0;
 }
 
@@ -328,14 +329,47 @@ int store_write_begin(struct store_txn *t, struct store *st)
 	return ST_OK;
 }
 
+int store_child_begin(struct store_txn *t, struct store_txn *parent)
+{
+	MDB_txn *txn;
+	store_txn_init(t, parent->st);
+	int rc = mdb_txn_begin(parent->st->env, parent->txn, 0, &txn);
+	if (rc)
+		return map_rc(parent->st, rc, "child txn_begin");
+	t->txn = txn;
+	t->write = 1;
+	t->active = 1;
+	t->child = 1;
+	return ST_OK;
+}
+
 void store_abort(struct store_txn *t)
 {
 	if (t->txn) {
 		mdb_txn_abort(t->txn);
-		txn_end(t->st);
+		if (!t->child)
+			txn_end(t->st);
 	}
 	t->txn = NULL;
 	t->active = 0;
+}
+
+static void note_synced(struct store *st, uint64_t txnid)
+{
+	uint64_t cur = atomic_load(&st->sync->synced_txnid);
+	while (cur < txnid && !atomic_compare_exchange_weak(&st->sync->synced_txnid, &cur, txnid))
+		;
+}
+
+/* Every commit flushes its data pages before it writes its meta page, and
+ * that flush takes the meta page of the commit before it along: so the
+ * commit before the last one is always on disk. (An empty commit neither
+ * flushes nor writes a meta page, nor changes the last ID.) */
+static void note_covered(struct store *st)
+{
+	uint64_t last = store_last_txnid(st);
+	if (last > 0)
+		note_synced(st, last - 1);
 }
 
 /* Group commit: make every commit up to txnid durable. The first writer to
@@ -343,6 +377,7 @@ void store_abort(struct store_txn *t)
  * behind it find their commit covered and return without flushing. */
 static int group_sync(struct store *st, uint64_t txnid)
 {
+	note_covered(st);
 	if (atomic_load(&st->sync->synced_txnid) >= txnid)
 		return ST_OK;
 	while (flock(st->sync_fd, LOCK_EX) < 0) {
@@ -357,13 +392,19 @@ static int group_sync(struct store *st, uint64_t txnid)
 			log_error("fsync: %s", mdb_strerror(r));
 			rc = ST_ERROR;
 		} else {
-			uint64_t cur = atomic_load(&st->sync->synced_txnid);
-			while (cur < last && !atomic_compare_exchange_weak(&st->sync->synced_txnid, &cur, last))
-				;
+			note_synced(st, last);
 		}
 	}
 	flock(st->sync_fd, LOCK_UN);
 	return rc;
+}
+
+int store_sync_needed(struct store *st, uint64_t txnid)
+{
+	if (st->durability == DURABILITY_FAST)
+		return 0;
+	note_covered(st);
+	return atomic_load(&st->sync->synced_txnid) < txnid;
 }
 
 int store_commit(struct store_txn *t, int nosync)
@@ -373,13 +414,21 @@ int store_commit(struct store_txn *t, int nosync)
 	t->txn = NULL;
 	t->active = 0;
 	int rc = mdb_txn_commit(txn);
+	if (t->child)
+		return rc ? map_rc(t->st, rc, "child txn_commit") : ST_OK;
 	txn_end(t->st);
 	if (rc)
 		return map_rc(t->st, rc, "txn_commit");
 	t->committed_txnid = id;
-	if (nosync || t->st->durability == DURABILITY_FAST)
+	note_covered(t->st);
+	return nosync ? ST_OK : store_sync(t->st, id);
+}
+
+int store_sync(struct store *st, uint64_t txnid)
+{
+	if (st->durability == DURABILITY_FAST)
 		return ST_OK;
-	return group_sync(t->st, id);
+	return group_sync(st, txnid);
 }
 
 /* --- stream metadata ------------------------------------------------- */

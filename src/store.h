@@ -102,6 +102,7 @@ struct store_txn {
 	void *txn;      /* MDB_txn *, opaque to callers */
 	int write;
 	int active;
+	int child;      /* nested in another write transaction */
 	uint64_t committed_txnid; /* set by a successful store_commit */
 };
 
@@ -134,6 +135,19 @@ void store_txn_release(struct store_txn *t); /* frees a reusable read handle */
 int  store_write_begin(struct store_txn *t, struct store *st);
 int  store_commit(struct store_txn *t, int nosync);
 void store_abort(struct store_txn *t);
+/* Makes every commit up to txnid durable as configured (after a commit with
+ * nosync set, outside the writer lock): the flush of the meta page that
+ * store_commit would have done, shared with any other process's. */
+int  store_sync(struct store *st, uint64_t txnid);
+/* Whether store_sync(st, txnid) would still flush: a commit also makes the
+ * commit before it durable, so under steady writes most need no flush. */
+int  store_sync_needed(struct store *st, uint64_t txnid);
+
+/* A transaction nested in the write transaction parent, on the parent's
+ * thread: store_commit merges it into the parent (nothing is durable until
+ * the parent commits), store_abort undoes it alone. Group commit runs each
+ * request of a batch in one, so a refused request leaves the others. */
+int  store_child_begin(struct store_txn *t, struct store_txn *parent);
 
 /* Stream metadata, in a read or write transaction. */
 int store_meta_get(struct store_txn *t, const char *name, size_t len, struct stream_meta *m);
