@@ -28,6 +28,8 @@
 #define LS_TTL_TOUCH_MS       1000  /* a read refreshes a sliding TTL at most this often */
 #define LS_PRODUCER_TTL_MS    (7LL * 24 * 3600 * 1000) /* idle producer state is forgotten */
 #define LS_GC_ROWS_PER_WRITE  512   /* rows of deleted streams reclaimed per write transaction */
+#define LS_BATCH_MAX_JOBS     64    /* appends of one process in one write transaction */
+#define LS_BATCH_MAX_BYTES    (16u << 20) /* ... and their request bodies, together */
 #define LS_HOUSEKEEP_MS       5000  /* lmstream-live runs one housekeeping pass this often */
 #define LS_CURSOR_INTERVAL_S  20    /* Stream-Cursor interval */
 #define LS_CURSOR_EPOCH_MS    1728432000000LL /* 2024-10-09T00:00:00Z */
