@@ -9,6 +9,7 @@
  * waiters of that stream, and only those, are resumed and read what follows
  * their offset from the store. A lost datagram is caught by comparing the
  * store's last transaction id with the last one notified. */
+#include "batch.h"
 #include "buf.h"
 #include "config.h"
 #include "limits.h"
@@ -88,6 +89,7 @@ struct registry {
 static struct registry reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
 static struct config cfg;
 static struct store *store;
+static struct batch *batch;  /* appends of the pool threads share commits */
 static struct MHD_Daemon *daemon_h;
 static atomic_int nconn;
 static atomic_int nreq;          /* requests in progress (not idle keep-alive) */
@@ -288,6 +290,7 @@ static struct tls *thread_state(void)
 	if (!tls.ready) {
 		proto_init(&tls.ctx, &cfg, store);
 		tls.ctx.on_commit = on_own_commit;
+		tls.ctx.batch = batch;
 		proto_response_init(&tls.resp);
 		pthread_setspecific(tls_key, &tls);
 		tls.ready = 1;
@@ -872,6 +875,7 @@ static int serve(const struct sockaddr_storage *ssp, const sigset_t *sigsp)
 
 	if (store_open(&store, &cfg) != ST_OK)
 		return 1;
+	batch = batch_new(store, LS_BATCH_MAX_JOBS, LS_BATCH_MAX_BYTES);
 	pthread_key_create(&tls_key, tls_release);
 	notify_fd = group_fd >= 0 ? group_fd : notify_listen(&cfg);
 	if (notify_fd < 0)
@@ -967,6 +971,7 @@ static int serve(const struct sockaddr_storage *ssp, const sigset_t *sigsp)
 		if (group_fd < 0 && notify_path(&cfg, path, sizeof path) == 0)
 			unlink(path);
 	}
+	batch_free(batch);
 	store_close(store);
 	log_info("stopped");
 	return 0;

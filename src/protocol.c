@@ -1,6 +1,7 @@
 /* protocol.c: the Durable Streams protocol (create, append, read, live
  * reads, close, delete, producers, TTL) over the store. No I/O. */
 #include "protocol.h"
+#include "batch.h"
 #include "jsonsplit.h"
 #include "limits.h"
 #include "log.h"
@@ -1252,10 +1253,18 @@ static void closed_conflict(struct proto_response *resp, const struct stream_met
 	add_offset(resp, m->tail_seq, m->tail_bytes);
 }
 
-static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request *req,
-                               const struct target *tg, struct proto_response *resp,
-                               const struct producer *pp, int has_producer, int close,
-                               const struct messages *ms, struct events *ev);
+/* An append, run by batch_run inside a (nested) write transaction. */
+struct post_job {
+	const struct proto_request *req;
+	const struct target *tg;
+	struct proto_response *resp;
+	struct producer p;
+	int has_producer, close;
+	const struct messages *ms;
+	struct events *ev;
+	uint64_t stream_id;   /* set when the job keeps its writes */
+};
+static int post_job(struct store_txn *w, void *arg, uint64_t *key);
 static void handle_compact(struct proto_ctx *ctx, const struct target *tg, struct proto_response *resp);
 
 static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
@@ -1323,34 +1332,45 @@ static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
 			return proto_error(resp, status, bad);
 		}
 	}
-	/* From here on every return frees ms: handle_post_locked does the work. */
-	handle_post_locked(ctx, req, tg, resp, &p, has_producer, close, &ms, &ev);
+	/* The rest happens under the writer lock, in a batch with the appends
+	 * of this process's other threads. */
+	struct post_job job = { req, tg, resp, p, has_producer, close, &ms, &ev, 0 };
+	uint64_t txnid = 0;
+	int first = 0;
+	int rc = batch_run(ctx->batch, ctx->store, req->body_len, post_job, &job, &txnid, &first);
+	if (rc == ST_OK) {
+		if (first && ctx->on_commit)
+			ctx->on_commit(ctx->hook_arg, job.stream_id, txnid);
+	} else if (rc != BATCH_REFUSED) {
+		store_error(resp, rc);
+	}
 	messages_free(&ms);
 	events_free(&ev);
 }
 
-static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request *req,
-                               const struct target *tg, struct proto_response *resp,
-                               const struct producer *pp, int has_producer, int close,
-                               const struct messages *ms, struct events *ev)
+/* Returns 1 to keep the writes (resp is the answer once they are durable)
+ * or 0 with the final answer in resp; the caller undoes what w holds. */
+static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 {
-	struct producer p = *pp;
+	struct post_job *job = arg;
+	const struct proto_request *req = job->req;
+	const struct target *tg = job->tg;
+	struct proto_response *resp = job->resp;
+	const struct producer p = job->p;
+	const int has_producer = job->has_producer, close = job->close;
+	const struct messages *ms = job->ms;
+	struct events *ev = job->ev;
 
-	struct store_txn w;
 	struct stream_meta m;
 	struct producer_state ps = { 0 };
 	int64_t now = store_now_ms();
-	int rc = store_write_begin(&w, ctx->store);
-	if (rc)
-		return store_error(resp, rc);
-	rc = get_usable(&w, tg->name, tg->nlen, now, &m);
+	int rc = get_usable(w, tg->name, tg->nlen, now, &m);
 	if (rc)
 		goto fail;
 
 	if (m.closed) {
 		int same_tuple = has_producer && m.closed_by_producer && m.cb_id_len == p.id_len &&
 		                 !memcmp(m.cb_id, p.id, p.id_len) && m.cb_epoch == p.epoch && m.cb_seq == p.seq;
-		store_abort(&w);
 		if (same_tuple) {
 			resp->status = 204;
 			add_common(resp);
@@ -1358,7 +1378,7 @@ static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request
 			proto_add_header(resp, "Stream-Closed", "true");
 			add_u64(resp, "Producer-Epoch", p.epoch);
 			add_u64(resp, "Producer-Seq", p.seq);
-			return;
+			return 0;
 		}
 		if (!req->body_len && !has_producer) {
 			/* Closing a closed stream is idempotent. */
@@ -1366,33 +1386,34 @@ static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request
 			add_common(resp);
 			add_offset(resp, m.tail_seq, m.tail_bytes);
 			proto_add_header(resp, "Stream-Closed", "true");
-			return;
+			return 0;
 		}
-		return closed_conflict(resp, &m);
+		closed_conflict(resp, &m);
+		return 0;
 	}
 
 	if (req->body_len && !same_media_type(m.content_type, req->content_type)) {
-		store_abort(&w);
-		return proto_error(resp, 409, "Content-Type does not match the stream's");
+		proto_error(resp, 409, "Content-Type does not match the stream's");
+		return 0;
 	}
 
 	if (has_producer) {
 		uint64_t expected = 0;
-		rc = store_producer_get(&w, m.id, p.id, p.id_len, &ps);
+		rc = store_producer_get(w, m.id, p.id, p.id_len, &ps);
 		if (rc != ST_OK && rc != ST_NOTFOUND)
 			goto fail;
 		enum producer_verdict v = check_producer(&p, rc == ST_OK, &ps, now, &expected);
 		if (v != PV_ACCEPT) {
-			store_abort(&w);
-			return producer_reply(resp, v, &p, &ps, expected);
+			producer_reply(resp, v, &p, &ps, expected);
+			return 0;
 		}
 	}
 
 	if (req->stream_seq) {
 		size_t sl = strlen(req->stream_seq);
 		if (m.has_last_seq && seq_le(req->stream_seq, sl, m.last_seq, m.last_seq_len)) {
-			store_abort(&w);
-			return proto_error(resp, 409, "Stream-Seq is not greater than the last one");
+			proto_error(resp, 409, "Stream-Seq is not greater than the last one");
+			return 0;
 		}
 		memcpy(m.last_seq, req->stream_seq, sl + 1);
 		m.last_seq_len = sl;
@@ -1404,20 +1425,20 @@ static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request
 		int status;
 		const char *bad = parse_events(req->body, ms, ev, &status);
 		if (bad) {
-			store_abort(&w);
-			return proto_error(resp, status, bad);
+			proto_error(resp, status, bad);
+			return 0;
 		}
 	}
 	uint64_t start_seq = m.tail_seq;
-	if (ms->n && (rc = store_retain_note(&w, &m, now)))
+	if (ms->n && (rc = store_retain_note(w, &m, now)))
 		goto fail;
-	rc = append_body(&w, &m, req->body, ms);
+	rc = append_body(w, &m, req->body, ms);
 	if (rc == ST_OK && m.state && ev->parsed)
-		rc = apply_events(&w, &m, start_seq, req->body, ms, ev);
+		rc = apply_events(w, &m, start_seq, req->body, ms, ev);
 	if (rc)
 		goto fail;
 	int budget = LS_GC_ROWS_PER_WRITE;
-	if ((m.ret_age_s || m.ret_bytes || m.first_seq) && (rc = store_retain(&w, &m, now, &budget)))
+	if ((m.ret_age_s || m.ret_bytes || m.first_seq) && (rc = store_retain(w, &m, now, &budget)))
 		goto fail;
 	if (close) {
 		m.closed = 1;
@@ -1434,19 +1455,14 @@ static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request
 		ps.epoch = p.epoch;
 		ps.last_seq = p.seq;
 		ps.updated_ms = now;
-		rc = store_producer_put(&w, m.id, p.id, p.id_len, &ps);
+		rc = store_producer_put(w, m.id, p.id, p.id_len, &ps);
 		if (rc)
 			goto fail;
 	}
-	rc = store_meta_put(&w, tg->name, tg->nlen, &m);
+	rc = store_meta_put(w, tg->name, tg->nlen, &m);
 	if (rc)
 		goto fail;
-	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
-	rc = store_commit(&w, 0);
-	if (rc)
-		return store_error(resp, rc);
-	committed(ctx, &w, m.id);
-
+	job->stream_id = *key = m.id;
 	resp->status = (has_producer && req->body_len) ? 200 : 204;
 	add_common(resp);
 	add_offset(resp, m.tail_seq, m.tail_bytes);
@@ -1456,10 +1472,10 @@ static void handle_post_locked(struct proto_ctx *ctx, const struct proto_request
 		add_u64(resp, "Producer-Epoch", p.epoch);
 		add_u64(resp, "Producer-Seq", p.seq);
 	}
-	return;
+	return 1;
 fail:
-	store_abort(&w);
 	store_error(resp, rc);
+	return 0;
 }
 
 /* --- DELETE ----------------------------------------------------------------- */

@@ -104,6 +104,7 @@ struct proto_ctx {
 	struct store_txn rtxn;    /* reusable read transaction of this thread */
 	proto_commit_hook on_commit;
 	void *hook_arg;
+	struct batch *batch;      /* shared by the process's threads; NULL: commit alone */
 };
 
 void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *st);
