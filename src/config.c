@@ -23,6 +23,7 @@ void config_defaults(struct config *cfg)
 	snprintf(cfg->listen, sizeof cfg->listen, "%s", LS_DEFAULT_LISTEN);
 	cfg->max_connections = 10000;
 	cfg->threads = 2;
+	cfg->worker_threads = 8;
 	cfg->live_processes = 1;
 	cfg->snapshot_page = LS_DEFAULT_SNAPSHOT_PAGE;
 	cfg->conn_memory = 5120;
@@ -134,6 +135,10 @@ int config_set(struct config *cfg, const char *key, const char *v, char *err, si
 		if (parse_int(v, 1, 64, &n))
 			goto bad;
 		cfg->threads = n;
+	} else if (!strcmp(key, "worker_threads")) {
+		if (parse_int(v, 1, 256, &n))
+			goto bad;
+		cfg->worker_threads = n;
 	} else if (!strcmp(key, "live_processes")) {
 		if (parse_int(v, 1, 64, &n))
 			goto bad;
@@ -232,7 +237,7 @@ int config_from_env(struct config *cfg, char *err, size_t errlen)
 	static const char *keys[] = {
 		"data_dir", "map_size", "durability", "max_body", "max_path",
 		"long_poll_timeout", "sse_lifetime", "heartbeat", "prefix", "listen",
-		"max_connections", "threads", "live_processes", "conn_memory", "notify_socket", "cache_control", "www",
+		"max_connections", "threads", "worker_threads", "live_processes", "conn_memory", "notify_socket", "cache_control", "www",
 		"retention_age", "retention_bytes", "snapshot_page",
 	};
 	const char *file = getenv("LMSTREAM_CONFIG");

@@ -22,6 +22,7 @@ struct config {
 	char     listen[128];      /* host:port of lmstream-live */
 	int      max_connections;  /* lmstream-live connection cap */
 	int      threads;          /* lmstream-live worker threads (per process) */
+	int      worker_threads;   /* lmstream.fcgi threads (per FastCGI process) */
 	int      live_processes;   /* lmstream-live processes sharing the port (SO_REUSEPORT) */
 	int      conn_memory;      /* lmstream-live bytes per connection for headers and writes */
 	char     notify_path[512]; /* AF_UNIX socket of lmstream-live; "" = <data_dir>/live.sock */

@@ -2,7 +2,11 @@
  * CGI program. It turns the web server's request variables into a
  * proto_request, runs the protocol core and writes the response back. Live
  * reads (long-poll, SSE) are served here for a bounded time: the fallback
- * for hosting without lmstream-live. */
+ * for hosting without lmstream-live.
+ *
+ * A FastCGI process serves worker_threads requests at once, one per thread,
+ * so that the appends of its threads share commits (batch.h). */
+#include "batch.h"
 #include "buf.h"
 #include "config.h"
 #include "limits.h"
@@ -15,6 +19,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +35,12 @@ static void on_term(int sig)
 	(void)sig;
 	stopping = 1;
 	FCGX_ShutdownPending();
+}
+
+/* SIGUSR2 only interrupts a thread's accept() at shutdown. */
+static void on_wake(int sig)
+{
+	(void)sig;
 }
 
 /* Where request variables come from and where the response goes. */
@@ -257,7 +268,7 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 	if (!uri) {
 		/* Not every CGI host sets REQUEST_URI: rebuild it. */
 		const char *sn = param(io, "SCRIPT_NAME"), *pi = param(io, "PATH_INFO");
-		static char rebuilt[4096];
+		static _Thread_local char rebuilt[4096];
 		snprintf(rebuilt, sizeof rebuilt, "%s%s", sn ? sn : "", pi ? pi : "");
 		uri = rebuilt;
 	}
@@ -347,6 +358,151 @@ static void announce(void *arg, uint64_t stream_id, uint64_t txnid)
 	notify_send(stream_id, txnid);
 }
 
+/* --- threads of a FastCGI process ------------------------------------------ */
+
+/* What the threads of the process share. */
+struct process {
+	const struct config *cfg;
+	pthread_mutex_t open_lock;    /* guards st and batch while they are NULL */
+	struct store *st;
+	struct batch *batch;
+};
+
+struct worker {
+	struct process *pr;
+	pthread_t tid;
+	int started;
+	volatile sig_atomic_t in_accept, done;
+	struct proto_ctx ctx;
+	int ctx_store;                /* ctx is bound to the store */
+	struct proto_response resp;
+	struct proto_live live;
+	struct buf body;
+};
+
+/* Opens the store once for the process; a failed open is tried again at
+ * the next request (the data directory may appear later). Binds the
+ * thread's protocol context to it. Returns whether the context is bound. */
+static int worker_bind(struct worker *w)
+{
+	struct process *pr = w->pr;
+	if (w->ctx_store)
+		return 1;
+	pthread_mutex_lock(&pr->open_lock);
+	if (!pr->st && store_open(&pr->st, pr->cfg) == ST_OK)
+		pr->batch = batch_new(pr->st, LS_BATCH_MAX_JOBS, LS_BATCH_MAX_BYTES);
+	struct store *st = pr->st;
+	struct batch *b = pr->batch;
+	pthread_mutex_unlock(&pr->open_lock);
+	if (!st)
+		return 0;
+	proto_fini(&w->ctx);
+	proto_init(&w->ctx, pr->cfg, st);
+	w->ctx.on_commit = announce;
+	w->ctx.batch = b;
+	w->ctx_store = 1;
+	return 1;
+}
+
+static void worker_setup(struct worker *w)
+{
+	proto_init(&w->ctx, w->pr->cfg, NULL);
+	w->ctx_store = 0;
+	proto_response_init(&w->resp);
+	memset(&w->live, 0, sizeof w->live);
+	buf_init(&w->body);
+	worker_bind(w);
+}
+
+static void worker_cleanup(struct worker *w)
+{
+	buf_free(&w->body);
+	proto_response_free(&w->resp);
+	proto_fini(&w->ctx);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	FCGX_Request request;
+	FCGX_InitRequest(&request, 0, 0);
+	worker_setup(w);
+	while (!stopping) {
+		/* Threads accept at once: the kernel hands each connection to
+		 * one of them (libfcgi keeps no shared state in accept). */
+		w->in_accept = 1;
+		int rc = stopping ? -1 : FCGX_Accept_r(&request);
+		w->in_accept = 0;
+		if (rc < 0)
+			break;
+		worker_bind(w);
+		struct io io = { &request, 0 };
+		serve(&w->ctx, &io, &w->body, &w->resp, &w->live, w->ctx_store);
+		FCGX_Finish_r(&request);
+		/* Do not keep a large body's memory between requests. */
+		if (w->body.cap > (1u << 20))
+			buf_free(&w->body);
+	}
+	worker_cleanup(w);
+	w->done = 1;
+	return NULL;
+}
+
+/* Starts the threads and waits for a stop signal (they cannot take it:
+ * they block it), then for each thread to finish its request. */
+static int run_threads(struct process *pr)
+{
+	int n = pr->cfg->worker_threads;
+	struct worker *ws = calloc((size_t)n, sizeof *ws);
+	if (!ws) {
+		log_error("out of memory");
+		return 1;
+	}
+	sigset_t stop, old;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &stop, &old);
+	int started = 0;
+	for (int i = 0; i < n; i++) {
+		ws[i].pr = pr;
+		if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) == 0) {
+			ws[i].started = 1;
+			started++;
+		}
+	}
+	if (!started) {
+		log_error("cannot start any thread");
+		free(ws);
+		return 1;
+	}
+	while (!stopping)
+		sigsuspend(&old);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* A thread blocked in accept() leaves it when a signal interrupts it
+	 * (libfcgi gives up once shutdown is pending). Keep interrupting: a
+	 * thread may be just about to enter accept(). */
+	for (;;) {
+		int left = 0;
+		for (int i = 0; i < n; i++) {
+			if (!ws[i].started || ws[i].done)
+				continue;
+			left++;
+			if (ws[i].in_accept)
+				pthread_kill(ws[i].tid, SIGUSR2);
+		}
+		if (!left)
+			break;
+		sleep_ms(10);
+	}
+	for (int i = 0; i < n; i++)
+		if (ws[i].started)
+			pthread_join(ws[i].tid, NULL);
+	free(ws);
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fputs("usage: lmstream.fcgi [--config FILE] [--data DIR] [--set key=value]...\n"
@@ -399,41 +555,26 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_wake;
+	sigaction(SIGUSR2, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct store *st = NULL;
-	int have_store = store_open(&st, &cfg) == ST_OK;
-	struct proto_ctx ctx;
-	struct proto_response resp;
-	struct proto_live live = { 0 };
-	struct buf body;
+	struct process pr = { .cfg = &cfg };
+	pthread_mutex_init(&pr.open_lock, NULL);
 	notify_sender_init(&cfg);
-	proto_init(&ctx, &cfg, st);
-	ctx.on_commit = announce;
-	proto_response_init(&resp);
-	buf_init(&body);
 
+	int rc = 0;
 	if (FCGX_IsCGI()) {
+		struct worker w = { .pr = &pr };
+		worker_setup(&w);
 		struct io io = { NULL, 0 };
-		serve(&ctx, &io, &body, &resp, &live, have_store);
+		serve(&w.ctx, &io, &w.body, &w.resp, &w.live, w.ctx_store);
 		fflush(stdout);
+		worker_cleanup(&w);
 	} else {
-		FCGX_Request request;
-		FCGX_InitRequest(&request, 0, 0);
-		while (!stopping && FCGX_Accept_r(&request) >= 0) {
-			struct io io = { &request, 0 };
-			if (!have_store)
-				have_store = store_open(&st, &cfg) == ST_OK && (proto_init(&ctx, &cfg, st), ctx.on_commit = announce, 1);
-			serve(&ctx, &io, &body, &resp, &live, have_store);
-			FCGX_Finish_r(&request);
-			/* Do not keep a large body's memory between requests. */
-			if (body.cap > (1u << 20))
-				buf_free(&body);
-		}
+		rc = run_threads(&pr);
 	}
-	buf_free(&body);
-	proto_response_free(&resp);
-	proto_fini(&ctx);
-	store_close(st);
-	return 0;
+	batch_free(pr.batch);
+	store_close(pr.st);
+	return rc;
 }
