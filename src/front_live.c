@@ -60,6 +60,8 @@ struct conn {
 	struct conn *wnext, *wprev;
 	int waiting;
 	uint64_t wstream;
+	size_t hidx;             /* place in reg.heap, or NO_HEAP */
+	int64_t due;             /* when its timer fires (monotonic ms) */
 	/* timers (monotonic ms) */
 	int64_t deadline;        /* long-poll timeout */
 	int64_t sse_end;         /* SSE connection lifetime */
@@ -82,6 +84,11 @@ struct registry {
 	struct conn **buckets;
 	size_t nbuckets;         /* power of two */
 	size_t count;
+	/* Waiters by due time, a binary min-heap: a timer tick looks at the
+	 * waiters whose timer is due and at no other. A waiter that could not
+	 * be put in it (out of memory) is found by a walk of the buckets. */
+	struct conn **heap;
+	size_t heap_len, heap_cap, unheaped;
 	_Atomic uint64_t notify_seq;  /* bumped by every wake-up */
 	_Atomic uint64_t notified_txnid;
 };
@@ -129,6 +136,90 @@ static void reg_grow(void)
 	free(old);
 }
 
+#define NO_HEAP ((size_t)-1)
+
+/* The heap, under reg.lock. */
+static void heap_set(size_t i, struct conn *c)
+{
+	reg.heap[i] = c;
+	c->hidx = i;
+}
+
+static void heap_up(size_t i)
+{
+	struct conn *c = reg.heap[i];
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+		if (reg.heap[parent]->due <= c->due)
+			break;
+		heap_set(i, reg.heap[parent]);
+		i = parent;
+	}
+	heap_set(i, c);
+}
+
+static void heap_down(size_t i)
+{
+	struct conn *c = reg.heap[i];
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		int64_t best = c->due;
+		if (l < reg.heap_len && reg.heap[l]->due < best)
+			m = l, best = reg.heap[l]->due;
+		if (l + 1 < reg.heap_len && reg.heap[l + 1]->due < best)
+			m = l + 1;
+		if (m == i)
+			break;
+		heap_set(i, reg.heap[m]);
+		i = m;
+	}
+	heap_set(i, c);
+}
+
+static void heap_push(struct conn *c)
+{
+	if (reg.heap_len == reg.heap_cap) {
+		size_t n = reg.heap_cap ? reg.heap_cap * 2 : 1024;
+		struct conn **h = realloc(reg.heap, n * sizeof *h);
+		if (!h) {
+			c->hidx = NO_HEAP;
+			reg.unheaped++;
+			return;
+		}
+		reg.heap = h;
+		reg.heap_cap = n;
+	}
+	heap_set(reg.heap_len++, c);
+	heap_up(c->hidx);
+}
+
+static void heap_del(struct conn *c)
+{
+	size_t i = c->hidx;
+	if (i == NO_HEAP) {
+		reg.unheaped--;
+		return;
+	}
+	c->hidx = NO_HEAP;
+	struct conn *last = reg.heap[--reg.heap_len];
+	if (i == reg.heap_len)
+		return;
+	heap_set(i, last);
+	heap_up(i);
+	heap_down(last->hidx);
+}
+
+/* When the timer of a waiting connection fires: a long-poll's deadline, an
+ * SSE stream's next heartbeat or end of lifetime. */
+static int64_t due_of(const struct conn *c)
+{
+	if (c->kind == K_LONGPOLL)
+		return c->deadline;
+	if (c->kind == K_SSE)
+		return c->next_beat < c->sse_end ? c->next_beat : c->sse_end;
+	return INT64_MAX;
+}
+
 /* Both under reg.lock. */
 static void reg_add(struct conn *c, uint64_t stream)
 {
@@ -143,6 +234,8 @@ static void reg_add(struct conn *c, uint64_t stream)
 	reg.buckets[k] = c;
 	c->waiting = 1;
 	reg.count++;
+	c->due = due_of(c);
+	heap_push(c);
 }
 
 static void reg_remove(struct conn *c)
@@ -158,6 +251,7 @@ static void reg_remove(struct conn *c)
 	c->wnext = c->wprev = NULL;
 	c->waiting = 0;
 	reg.count--;
+	heap_del(c);
 }
 
 /* Suspends c until the stream changes, unless a wake-up happened since seq
@@ -218,27 +312,37 @@ static int peer_gone(struct conn *c)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* Resumes c if its timer is due at now, or anyway when forced (the heap
+ * says it is due; everyone's wake-up: all), marking why. Under reg.lock. */
+static void reg_fire(struct conn *c, int64_t now, int force, int all)
+{
+	int due = force || all;
+	if (c->kind == K_LONGPOLL && now >= c->deadline)
+		due = c->timed_out = 1;
+	if (c->kind == K_SSE && (now >= c->next_beat || now >= c->sse_end))
+		due = c->beat_due = 1;
+	if (!due)
+		return;
+	if (!all && peer_gone(c))
+		atomic_store(&c->hung_up, 1);
+	reg_remove(c);
+	MHD_resume_connection(c->mc);
+}
+
 /* Resumes waiters whose timer is due, or all of them (all = 1). */
 static void reg_scan(int64_t now, int all)
 {
 	pthread_mutex_lock(&reg.lock);
 	if (all)
 		atomic_fetch_add(&reg.notify_seq, 1);
-	for (size_t i = 0; i < reg.nbuckets; i++) {
+	while (!all && reg.heap_len && reg.heap[0]->due <= now)
+		reg_fire(reg.heap[0], now, 1, 0);
+	for (size_t i = 0; (all || reg.unheaped) && i < reg.nbuckets; i++) {
 		struct conn *c = reg.buckets[i];
 		while (c) {
 			struct conn *next = c->wnext;
-			int due = all;
-			if (c->kind == K_LONGPOLL && now >= c->deadline)
-				due = c->timed_out = 1;
-			if (c->kind == K_SSE && (now >= c->next_beat || now >= c->sse_end))
-				due = c->beat_due = 1;
-			if (due && !all && peer_gone(c))
-				atomic_store(&c->hung_up, 1);
-			if (due) {
-				reg_remove(c);
-				MHD_resume_connection(c->mc);
-			}
+			if (all || c->hidx == NO_HEAP)
+				reg_fire(c, now, 0, all);
 			c = next;
 		}
 	}
@@ -963,6 +1067,7 @@ static int serve(const struct sockaddr_storage *ssp, const sigset_t *sigsp)
 	}
 	close(watch_ep);
 	free(reg.buckets);
+	free(reg.heap);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
 	if (notify_fd >= 0) {
