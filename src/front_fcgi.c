@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stopping;
+/* Set by the stop signal's handler, read by every thread (a lock-free
+ * atomic is safe in a handler). */
+static atomic_int stopping;
 
 static void on_term(int sig)
 {
@@ -372,7 +375,7 @@ struct worker {
 	struct process *pr;
 	pthread_t tid;
 	int started;
-	volatile sig_atomic_t in_accept, done;
+	atomic_int in_accept, done;   /* read by the main thread at shutdown */
 	struct proto_ctx ctx;
 	int ctx_store;                /* ctx is bound to the store */
 	struct proto_response resp;

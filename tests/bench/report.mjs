@@ -97,7 +97,7 @@ if (variants('append').length) {
   table('append', [['appends_s', 'appends/s', 0], ['p50_ms', 'p50 ms', 2], ['p99_ms', 'p99 ms', 2], ['errors', 'errors', 0]],
     [['fsync before ack', (s) => fsync[s] || '—']])
   ratios('append', 'appends_s', [['lighttpd', 'node-file'], ['lighttpd', 'node-memory'], ['standalone', 'node-memory']], 'Appends/s ratios')
-  md.push('lmstream (durable): each commit flushes its data pages inside LMDB\'s writer lock, and a group commit flushes the meta page before the answer. DS-Node file-backed writes the message to a segment file and awaits `fdatasync` on it (concurrent appends share one in-flight call) before answering; its metadata goes to an LMDB index without a sync of its own. DS-Node in memory keeps nothing on disk.', '')
+  md.push('lmstream (durable): the appends waiting in one process go into one transaction (src/batch.c); its commit flushes the data pages inside LMDB\'s writer lock, and the meta page is on disk before the answer (flushed along with the next commit\'s data, or by a group commit shared between processes). DS-Node file-backed writes the message to a segment file and awaits `fdatasync` on it (concurrent appends share one in-flight call) before answering; its metadata goes to an LMDB index without a sync of its own. DS-Node in memory keeps nothing on disk.', '')
   const v = '1 stream'
   target('durable appends/s through lighttpd ≥ 20× DS-Node file-backed (1 stream)', ratio(med('append', v, 'lighttpd', 'appends_s'), med('append', v, 'node-file', 'appends_s')), (r) => r >= 20)
   target('durable appends/s through lighttpd ≥ DS-Node in memory (1 stream)', ratio(med('append', v, 'lighttpd', 'appends_s'), med('append', v, 'node-memory', 'appends_s')), (r) => r >= 1)
