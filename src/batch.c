@@ -124,14 +124,13 @@ static void finish_list(struct job *list, uint64_t txnid, int rc)
 }
 
 int batch_run(struct batch *b, struct store *st, size_t bytes, batch_fn fn, void *arg,
-              uint64_t *txnid, int *first)
+              struct batch_done *done)
 {
 	struct job me = { .fn = fn, .arg = arg, .bytes = bytes };
 	if (!b) {
 		uint64_t id = run_list(st, &me);
 		finish_list(&me, id, id ? store_sync(st, id) : ST_OK);
-		*txnid = me.txnid;
-		*first = me.first;
+		*done = (struct batch_done){ me.txnid, me.key, me.first };
 		return me.rc;
 	}
 	/* Every wake-up is aimed at one thread: the owner of the oldest
@@ -192,7 +191,6 @@ int batch_run(struct batch *b, struct store *st, size_t bytes, batch_fn fn, void
 	}
 	pthread_mutex_unlock(&b->mu);
 	pthread_cond_destroy(&me.cv);
-	*txnid = me.txnid;
-	*first = me.first;
+	*done = (struct batch_done){ me.txnid, me.key, me.first };
 	return me.rc;
 }

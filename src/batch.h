@@ -33,14 +33,20 @@ int batch_waiting(struct batch *b);
 
 #define BATCH_REFUSED 100  /* the job returned 0: nothing of it was written */
 
+/* What batch_run tells of a job that kept its writes. */
+struct batch_done {
+	uint64_t txnid;   /* its commit */
+	uint64_t key;     /* what fn set */
+	int first;        /* the first job of that commit with this key (so one
+	                   * wake-up per stream and commit is enough) */
+};
+
 /* Runs fn(w, arg, &key) in a write transaction and returns once that
- * transaction is committed and durable (as configured): ST_OK with *txnid
- * set, or BATCH_REFUSED, or the store error that failed the commit (the
- * job's writes are then lost with the rest of its batch). *first tells
- * whether the job is the first of its commit with its key (so that one
- * wake-up per stream and commit is enough). bytes is the job's share of
- * max_bytes. With b NULL the job runs alone. */
+ * transaction is committed and durable (as configured): ST_OK with *done
+ * filled, or BATCH_REFUSED, or the store error that failed the commit (the
+ * job's writes are then lost with the rest of its batch). bytes is the
+ * job's share of max_bytes. With b NULL the job runs alone. */
 int batch_run(struct batch *b, struct store *st, size_t bytes, batch_fn fn, void *arg,
-              uint64_t *txnid, int *first);
+              struct batch_done *done);
 
 #endif

@@ -165,6 +165,22 @@ static void committed(struct proto_ctx *ctx, const struct store_txn *w, uint64_t
 		ctx->on_commit(ctx->hook_arg, stream_id, w->committed_txnid);
 }
 
+/* Every write a request asks for runs here: fn as a job of this process's
+ * batch (batch.h), durable before write_run returns. A store error that
+ * failed the commit replaces the job's answer; a commit wakes the live
+ * readers of the stream the job wrote (once per stream and commit). */
+static void write_run(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes, batch_fn fn, void *arg)
+{
+	struct batch_done d;
+	int rc = batch_run(ctx->batch, ctx->store, bytes, fn, arg, &d);
+	if (rc == ST_OK) {
+		if (d.first && ctx->on_commit)
+			ctx->on_commit(ctx->hook_arg, d.key, d.txnid);
+	} else if (rc != BATCH_REFUSED) {
+		store_error(resp, rc);
+	}
+}
+
 void proto_fini(struct proto_ctx *ctx)
 {
 	store_txn_release(&ctx->rtxn);
@@ -1005,6 +1021,116 @@ static int same_config(const struct stream_meta *m, const struct proto_request *
 	return 1;
 }
 
+/* Creates the stream of a PUT (a batch job; see write_run), or answers
+ * 200 when it exists with the same configuration. */
+struct put_job {
+	const struct proto_ctx *ctx;
+	const struct proto_request *req;
+	const struct target *tg;
+	struct proto_response *resp;
+	const char *ct;
+	uint64_t ttl;
+	int64_t expires_ms;
+	int closed, is_fork;
+	const struct fork_req *f;
+	const struct create_opts *opts;
+	struct messages *ms;
+	struct events *ev;
+	struct stream_meta *m;   /* scratch: too large for the stack of a pool thread */
+};
+
+static int put_job(struct store_txn *w, void *arg, uint64_t *key)
+{
+	struct put_job *j = arg;
+	const struct proto_request *req = j->req;
+	const struct target *tg = j->tg;
+	struct proto_response *resp = j->resp;
+	struct stream_meta *m = j->m;
+	const char *ct = j->ct;
+	int64_t now = store_now_ms();
+	int rc = store_meta_get(w, tg->name, tg->nlen, m);
+	if (rc == ST_OK && expired(m, now)) {
+		rc = store_meta_del(w, tg->name, tg->nlen, m);
+		if (rc)
+			goto fail;
+		/* Forks may still hold it: then it is soft-deleted now. */
+		rc = store_meta_get(w, tg->name, tg->nlen, m);
+	}
+	if (rc == ST_OK) {
+		/* Exists: the same configuration is an idempotent success. */
+		if (m->soft_deleted || !same_config(m, req, ct, j->ttl, j->closed, j->is_fork, j->f) ||
+		    m->state != j->opts->state || m->ret_age_s != j->opts->age_s || m->ret_bytes != j->opts->bytes) {
+			proto_error(resp, 409, m->soft_deleted ? "a deleted stream still read by forks holds this path"
+			                                       : "stream already exists with a different configuration");
+			return 0;
+		}
+		resp->status = 200;
+		add_common(resp);
+		proto_add_header(resp, "Content-Type", m->content_type);
+		add_offset(resp, m->tail_seq, m->tail_bytes);
+		if (m->closed)
+			proto_add_header(resp, "Stream-Closed", "true");
+		return 0;
+	}
+	if (rc != ST_NOTFOUND)
+		goto fail;
+
+	memset(m, 0, sizeof *m);
+	rc = store_new_id(w, &m->id);
+	if (rc)
+		goto fail;
+	m->created_ms = m->access_ms = now;
+	m->has_ttl = req->stream_ttl != NULL;
+	m->ttl_s = j->ttl;
+	m->expires_ms = j->expires_ms;
+	m->closed = j->closed;
+	snprintf(m->content_type, sizeof m->content_type, "%s", ct);
+	snprintf(m->expires_at, sizeof m->expires_at, "%s", req->stream_expires_at ? req->stream_expires_at : "");
+	m->ret_age_s = j->opts->age_s;
+	m->ret_bytes = j->opts->bytes;
+	if (j->opts->state) {
+		m->state = 1;
+		if ((rc = store_new_id(w, &m->state_id)))
+			goto fail;
+	}
+	if (j->is_fork) {
+		rc = make_fork(w, req, j->f, now, m, &ct, resp);
+		if (rc == RC_REPLIED)
+			return 0; /* resp holds the reason */
+		if (rc)
+			goto fail;
+		int status;
+		const char *bad = split_body(req->body, req->body_len, is_json_type(m->content_type), j->ms, &status);
+		if (bad) {
+			proto_error(resp, status, bad);
+			return 0;
+		}
+	}
+	uint64_t start_seq = m->tail_seq;
+	if (j->ms->n && (rc = store_retain_note(w, m, now)))
+		goto fail;
+	rc = append_body(w, m, req->body, j->ms);
+	if (rc == ST_OK && j->ev->parsed)
+		rc = apply_events(w, m, start_seq, req->body, j->ms, j->ev);
+	if (rc)
+		goto fail;
+	rc = store_meta_put(w, tg->name, tg->nlen, m);
+	if (rc)
+		goto fail;
+	*key = m->id;
+	resp->status = 201;
+	add_common(resp);
+	proto_add_header(resp, "Content-Type", m->content_type);
+	add_offset(resp, m->tail_seq, m->tail_bytes);
+	add_location(resp, req, j->ctx->cfg->prefix, tg->name, tg->nlen);
+	if (m->closed)
+		proto_add_header(resp, "Stream-Closed", "true");
+	return 1;
+fail:
+	store_error(resp, rc);
+	return 0;
+}
+
 static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
                        const struct target *tg, struct proto_response *resp)
 {
@@ -1060,120 +1186,15 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 		return proto_error(resp, status, bad);
 	}
 
-	struct store_txn w;
-	struct stream_meta *mp = malloc(sizeof *mp);
-	int64_t now = store_now_ms();
-	int rc = mp ? store_write_begin(&w, ctx->store) : ST_BUSY;
-	if (rc) {
-		free(mp);
-		messages_free(&ms);
-		events_free(&ev);
-		return store_error(resp, rc);
-	}
-	struct stream_meta *m = mp;
-	rc = store_meta_get(&w, tg->name, tg->nlen, m);
-	if (rc == ST_OK && expired(m, now)) {
-		rc = store_meta_del(&w, tg->name, tg->nlen, m);
-		if (rc)
-			goto fail;
-		/* Forks may still hold it: then it is soft-deleted now. */
-		rc = store_meta_get(&w, tg->name, tg->nlen, m);
-	}
-	if (rc == ST_OK) {
-		/* Exists: the same configuration is an idempotent success. */
-		int same = !m->soft_deleted && same_config(m, req, ct, ttl, closed, is_fork, f) &&
-		           m->state == opts.state && m->ret_age_s == opts.age_s && m->ret_bytes == opts.bytes;
-		store_abort(&w);
-		messages_free(&ms);
-		events_free(&ev);
-		if (!same) {
-			int soft = m->soft_deleted;
-			free(mp);
-			return proto_error(resp, 409, soft ? "a deleted stream still read by forks holds this path"
-			                                   : "stream already exists with a different configuration");
-		}
-		resp->status = 200;
-		add_common(resp);
-		proto_add_header(resp, "Content-Type", m->content_type);
-		add_offset(resp, m->tail_seq, m->tail_bytes);
-		if (m->closed)
-			proto_add_header(resp, "Stream-Closed", "true");
-		free(mp);
-		return;
-	}
-	if (rc != ST_NOTFOUND)
-		goto fail;
-
-	memset(m, 0, sizeof *m);
-	rc = store_new_id(&w, &m->id);
-	if (rc)
-		goto fail;
-	m->created_ms = m->access_ms = now;
-	m->has_ttl = req->stream_ttl != NULL;
-	m->ttl_s = ttl;
-	m->expires_ms = expires_ms;
-	m->closed = closed;
-	snprintf(m->content_type, sizeof m->content_type, "%s", ct);
-	snprintf(m->expires_at, sizeof m->expires_at, "%s", req->stream_expires_at ? req->stream_expires_at : "");
-	m->ret_age_s = opts.age_s;
-	m->ret_bytes = opts.bytes;
-	if (opts.state) {
-		m->state = 1;
-		if ((rc = store_new_id(&w, &m->state_id)))
-			goto fail;
-	}
-	if (is_fork) {
-		rc = make_fork(&w, req, f, now, m, &ct, resp);
-		if (rc == RC_REPLIED) {
-			store_abort(&w);
-			free(mp);
-			return; /* resp holds the reason */
-		}
-		if (rc)
-			goto fail;
-		bad = split_body(req->body, req->body_len, is_json_type(m->content_type), &ms, &status);
-		if (bad) {
-			store_abort(&w);
-			messages_free(&ms);
-			free(mp);
-			return proto_error(resp, status, bad);
-		}
-	}
-	uint64_t start_seq = m->tail_seq;
-	if (ms.n && (rc = store_retain_note(&w, m, now)))
-		goto fail;
-	rc = append_body(&w, m, req->body, &ms);
-	if (rc == ST_OK && ev.parsed)
-		rc = apply_events(&w, m, start_seq, req->body, &ms, &ev);
-	if (rc)
-		goto fail;
-	rc = store_meta_put(&w, tg->name, tg->nlen, m);
-	if (rc)
-		goto fail;
-	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
+	struct put_job job = { ctx, req, tg, resp, ct, ttl, expires_ms, closed, is_fork, f, &opts, &ms, &ev,
+	                       malloc(sizeof *job.m) };
+	if (job.m)
+		write_run(ctx, resp, req->body_len, put_job, &job);
+	else
+		store_error(resp, ST_BUSY);
+	free(job.m);
 	messages_free(&ms);
 	events_free(&ev);
-	rc = store_commit(&w, 0);
-	if (rc) {
-		free(mp);
-		return store_error(resp, rc);
-	}
-	committed(ctx, &w, m->id);
-	resp->status = 201;
-	add_common(resp);
-	proto_add_header(resp, "Content-Type", m->content_type);
-	add_offset(resp, m->tail_seq, m->tail_bytes);
-	add_location(resp, req, ctx->cfg->prefix, tg->name, tg->nlen);
-	if (m->closed)
-		proto_add_header(resp, "Stream-Closed", "true");
-	free(mp);
-	return;
-fail:
-	store_abort(&w);
-	messages_free(&ms);
-	events_free(&ev);
-	free(mp);
-	store_error(resp, rc);
 }
 
 /* --- POST: append / close ---------------------------------------------------- */
@@ -1262,7 +1283,6 @@ struct post_job {
 	int has_producer, close;
 	const struct messages *ms;
 	struct events *ev;
-	uint64_t stream_id;   /* set when the job keeps its writes */
 };
 static int post_job(struct store_txn *w, void *arg, uint64_t *key);
 static void handle_compact(struct proto_ctx *ctx, const struct target *tg, struct proto_response *resp);
@@ -1334,16 +1354,8 @@ static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
 	}
 	/* The rest happens under the writer lock, in a batch with the appends
 	 * of this process's other threads. */
-	struct post_job job = { req, tg, resp, p, has_producer, close, &ms, &ev, 0 };
-	uint64_t txnid = 0;
-	int first = 0;
-	int rc = batch_run(ctx->batch, ctx->store, req->body_len, post_job, &job, &txnid, &first);
-	if (rc == ST_OK) {
-		if (first && ctx->on_commit)
-			ctx->on_commit(ctx->hook_arg, job.stream_id, txnid);
-	} else if (rc != BATCH_REFUSED) {
-		store_error(resp, rc);
-	}
+	struct post_job job = { req, tg, resp, p, has_producer, close, &ms, &ev };
+	write_run(ctx, resp, req->body_len, post_job, &job);
 	messages_free(&ms);
 	events_free(&ev);
 }
@@ -1462,7 +1474,7 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 	rc = store_meta_put(w, tg->name, tg->nlen, &m);
 	if (rc)
 		goto fail;
-	job->stream_id = *key = m.id;
+	*key = m.id;
 	resp->status = (has_producer && req->body_len) ? 200 : 204;
 	add_common(resp);
 	add_offset(resp, m.tail_seq, m.tail_bytes);
@@ -1480,28 +1492,32 @@ fail:
 
 /* --- DELETE ----------------------------------------------------------------- */
 
+struct target_job {
+	const struct target *tg;
+	struct proto_response *resp;
+};
+
+static int delete_job(struct store_txn *w, void *arg, uint64_t *key)
+{
+	struct target_job *job = arg;
+	struct stream_meta m;
+	int rc = get_usable(w, job->tg->name, job->tg->nlen, store_now_ms(), &m);
+	if (rc == ST_OK)
+		rc = store_meta_del(w, job->tg->name, job->tg->nlen, &m);
+	if (rc) {
+		store_error(job->resp, rc);
+		return 0;
+	}
+	*key = m.id;
+	job->resp->status = 204;
+	add_common(job->resp);
+	return 1;
+}
+
 static void handle_delete(struct proto_ctx *ctx, const struct target *tg, struct proto_response *resp)
 {
-	struct store_txn w;
-	struct stream_meta m;
-	int64_t now = store_now_ms();
-	int rc = store_write_begin(&w, ctx->store);
-	if (rc)
-		return store_error(resp, rc);
-	rc = get_usable(&w, tg->name, tg->nlen, now, &m);
-	if (rc == ST_OK)
-		rc = store_meta_del(&w, tg->name, tg->nlen, &m);
-	if (rc) {
-		store_abort(&w);
-		return store_error(resp, rc);
-	}
-	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
-	rc = store_commit(&w, 0);
-	if (rc)
-		return store_error(resp, rc);
-	committed(ctx, &w, m.id);
-	resp->status = 204;
-	add_common(resp);
+	struct target_job job = { tg, resp };
+	write_run(ctx, resp, 0, delete_job, &job);
 }
 
 /* --- HEAD ---------------------------------------------------------------------- */
@@ -1541,39 +1557,38 @@ static void handle_head(struct proto_ctx *ctx, const struct target *tg, struct p
 /* POST ?compact: a State stream drops its whole history; its snapshot
  * stays. Readers of older offsets get 410 at once; the rows go in bounded
  * batches, here and in later housekeeping. */
-static void handle_compact(struct proto_ctx *ctx, const struct target *tg, struct proto_response *resp)
+static int compact_job(struct store_txn *w, void *arg, uint64_t *key)
 {
-	struct store_txn w;
+	struct target_job *job = arg;
 	struct stream_meta m;
 	int64_t now = store_now_ms();
-	int rc = store_write_begin(&w, ctx->store);
-	if (rc)
-		return store_error(resp, rc);
-	rc = get_usable(&w, tg->name, tg->nlen, now, &m);
+	int rc = get_usable(w, job->tg->name, job->tg->nlen, now, &m);
 	if (rc)
 		goto fail;
 	if (!m.state) {
-		store_abort(&w);
-		return proto_error(resp, 400, "only State streams can be compacted (their snapshot keeps the state)");
+		proto_error(job->resp, 400, "only State streams can be compacted (their snapshot keeps the state)");
+		return 0;
 	}
 	m.first_seq = m.tail_seq;
 	m.first_bytes = m.tail_bytes;
 	int budget = LS_GC_ROWS_PER_WRITE;
-	if ((rc = store_retain(&w, &m, now, &budget)) || (rc = store_meta_put(&w, tg->name, tg->nlen, &m)))
+	if ((rc = store_retain(w, &m, now, &budget)) || (rc = store_meta_put(w, job->tg->name, job->tg->nlen, &m)))
 		goto fail;
-	store_housekeep(&w, now, LS_GC_ROWS_PER_WRITE);
-	rc = store_commit(&w, 0);
-	if (rc)
-		return store_error(resp, rc);
-	committed(ctx, &w, m.id);
-	resp->status = 204;
-	add_common(resp);
-	add_offset(resp, m.tail_seq, m.tail_bytes);
-	add_state_headers(resp, &m, now);
-	return;
+	*key = m.id;
+	job->resp->status = 204;
+	add_common(job->resp);
+	add_offset(job->resp, m.tail_seq, m.tail_bytes);
+	add_state_headers(job->resp, &m, now);
+	return 1;
 fail:
-	store_abort(&w);
-	store_error(resp, rc);
+	store_error(job->resp, rc);
+	return 0;
+}
+
+static void handle_compact(struct proto_ctx *ctx, const struct target *tg, struct proto_response *resp)
+{
+	struct target_job job = { tg, resp };
+	write_run(ctx, resp, 0, compact_job, &job);
 }
 
 /* GET ?snapshot[=token]: one page of the materialised state of a State
