@@ -1,6 +1,7 @@
 /* config.c: parse the configuration file, environment and flags. */
 #include "config.h"
 #include "limits.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -296,4 +297,44 @@ int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size
 		return -1;
 	}
 	return 2;
+}
+
+int config_main(struct config *cfg, int argc, char **argv, const char *program,
+                void (*usage)(FILE *), const char *const *extra)
+{
+	char err[512];
+	config_defaults(cfg);
+	if (config_from_env(cfg, err, sizeof err)) {
+		log_error("%s", err);
+		return 2;
+	}
+	for (int i = 1; i < argc;) {
+		const char *a = argv[i];
+		int used = config_arg(cfg, argc, argv, i, err, sizeof err);
+		if (used < 0) {
+			log_error("%s", err);
+			return 2;
+		}
+		if (used > 0) {
+			i += used;
+			continue;
+		}
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		}
+		if (!strcmp(a, "--version")) {
+			printf("%s %s\n", program, PACKAGE_VERSION);
+			return 0;
+		}
+		int known = 0;
+		for (const char *const *x = extra; x && *x && !known; x++)
+			known = !strcmp(a, *x);
+		if (!known) {
+			usage(stderr);
+			return 2;
+		}
+		i++;
+	}
+	return -1;
 }

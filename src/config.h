@@ -3,6 +3,7 @@
 #define LS_CONFIG_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum durability {
 	DURABILITY_DURABLE, /* acknowledge after the commit is on disk (group commit) */
@@ -52,6 +53,15 @@ int config_from_env(struct config *cfg, char *err, size_t errlen);
  * '-' for '_' (--max-connections 500). Returns how many arguments it used,
  * 0 when argv[i] is none of these, or -1 with a reason in err. */
 int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size_t errlen);
+
+/* How both programs start: defaults, the environment (and the file it
+ * names), then the command line through config_arg. Besides those flags it
+ * knows --help/-h (usage on stdout), --version, and the flags listed in
+ * extra (NULL-terminated; accepted and ignored). Returns -1 to go on, or
+ * the status to exit with: 0 after --help or --version, 2 after an error
+ * (logged) or an unknown flag (usage on stderr). */
+int config_main(struct config *cfg, int argc, char **argv, const char *program,
+                void (*usage)(FILE *), const char *const *extra);
 
 /* Parses sizes such as "64M", "8G", "512". Returns 0 or -1. */
 int config_parse_size(const char *s, uint64_t *out);

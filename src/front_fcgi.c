@@ -517,36 +517,11 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	struct config cfg;
-	char err[512];
 
 	log_init("lmstream.fcgi", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	config_defaults(&cfg);
-	if (config_from_env(&cfg, err, sizeof err)) {
-		log_error("%s", err);
-		return 2;
-	}
-	for (int i = 1; i < argc;) {
-		const char *a = argv[i];
-		int used = config_arg(&cfg, argc, argv, i, err, sizeof err);
-		if (used < 0) {
-			log_error("%s", err);
-			return 2;
-		}
-		if (used > 0) {
-			i += used;
-			continue;
-		}
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			usage(stdout);
-			return 0;
-		}
-		if (!strcmp(a, "--version")) {
-			puts("lmstream.fcgi " PACKAGE_VERSION);
-			return 0;
-		}
-		usage(stderr);
-		return 2;
-	}
+	int status = config_main(&cfg, argc, argv, "lmstream.fcgi", usage, NULL);
+	if (status >= 0)
+		return status;
 
 	if (FCGX_Init() != 0) {
 		log_error("FCGX_Init failed");

@@ -1322,38 +1322,13 @@ stop:
 
 int main(int argc, char **argv)
 {
-	char err[512];
+	/* --standalone is accepted for clarity: it always serves everything. */
+	static const char *const extra[] = { "--standalone", NULL };
 
 	log_init("lmstream-live", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	config_defaults(&cfg);
-	if (config_from_env(&cfg, err, sizeof err)) {
-		log_error("%s", err);
-		return 2;
-	}
-	for (int i = 1; i < argc;) {
-		const char *a = argv[i];
-		int used = config_arg(&cfg, argc, argv, i, err, sizeof err);
-		if (used < 0) {
-			log_error("%s", err);
-			return 2;
-		}
-		if (used > 0) {
-			i += used;
-			continue;
-		}
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			usage(stdout);
-			return 0;
-		} else if (!strcmp(a, "--version")) {
-			puts("lmstream-live " PACKAGE_VERSION);
-			return 0;
-		} else if (strcmp(a, "--standalone")) {
-			/* --standalone is accepted for clarity: it always serves everything. */
-			usage(stderr);
-			return 2;
-		}
-		i++;
-	}
+	int status = config_main(&cfg, argc, argv, "lmstream-live", usage, extra);
+	if (status >= 0)
+		return status;
 
 	struct sockaddr_storage ss;
 	socklen_t sslen;
