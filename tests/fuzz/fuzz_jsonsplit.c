@@ -1,11 +1,11 @@
-/* fuzz_jsonsplit.c: fuzz harness for json_split (src/jsonsplit.c).
+/* fuzz_jsonsplit.c: fuzz harness for json_split (src/lib/jsonsplit.c).
  *
  * Properties: no crash or out-of-bounds read on any input; an invalid input
  * produces no callback and a reason; a valid one hands out in-order,
  * non-overlapping, trimmed slices of the input, each itself valid JSON; the
  * count is the same with and without a callback; a top-level array re-joined
  * from its slices splits into the same slices. */
-#include "jsonsplit.h"
+#include "lib/jsonsplit.h"
 #include "fuzz.h"
 
 struct seen {

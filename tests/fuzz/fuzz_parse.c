@@ -1,14 +1,14 @@
 /* fuzz_parse.c: fuzz harness for the request parsers: offset_parse
- * (src/offset.c) and parse_ttl, parse_expires_at, parse_uint53,
+ * (src/lib/offset.c) and parse_ttl, parse_expires_at, parse_uint53,
  * parse_media_type, parse_header_safe, parse_stream_path, parse_query_param,
- * parse_percent_decode (src/parse.c).
+ * parse_percent_decode (src/lib/parse.c).
  *
  * Every parser sees the whole input (as a value, a path and a query). Outputs
  * go to buffers of exactly the promised size, and what a parser accepts must
  * satisfy its contract (see the properties below). */
-#include "limits.h"
-#include "offset.h"
-#include "parse.h"
+#include "lib/limits.h"
+#include "lib/offset.h"
+#include "lib/parse.h"
 #include "fuzz.h"
 
 #include <inttypes.h>

@@ -1,11 +1,11 @@
-/* fuzz_sse.c: fuzz harness for the SSE framing (src/sse.c).
+/* fuzz_sse.c: fuzz harness for the SSE framing (src/lib/sse.c).
  *
  * Properties: whatever the payload, sse_data_event writes exactly one event
  * ("event: data", then only "data:" lines, then the one blank line that ends
  * it), and a client parsing it by the WHATWG rules gets the payload back with
  * its line breaks as LF; sse_base64 decodes back to the input. */
-#include "buf.h"
-#include "sse.h"
+#include "lib/buf.h"
+#include "lib/sse.h"
 #include "fuzz.h"
 
 /* The payload a client can recover: CRLF and CR become LF. */

@@ -1,10 +1,10 @@
-/* test_batch.c: group commit (src/batch.c) with real threads against a
+/* test_batch.c: group commit (src/store/batch.c) with real threads against a
  * fresh LMDB environment: jobs of several threads share commits, a refused
  * job leaves nothing behind and takes nothing from the others, and every
  * job that batch_run acknowledges is already durable. */
-#include "batch.h"
-#include "log.h"
-#include "store.h"
+#include "store/batch.h"
+#include "lib/log.h"
+#include "store/store.h"
 #include "unit.h"
 
 #include <pthread.h>

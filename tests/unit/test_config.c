@@ -1,8 +1,8 @@
-/* test_config.c: unit tests of src/config.c (sizes, settings, file, environment). */
+/* test_config.c: unit tests of src/lib/config.c (sizes, settings, file, environment). */
 /* By path: a plain "config.h" would find autoconf's config.h in the build
  * directory first (-I. comes before -I$(top_srcdir)/src). */
-#include "config.h"
-#include "limits.h"
+#include "lib/config.h"
+#include "lib/limits.h"
 #include "unit.h"
 
 #include <stddef.h>

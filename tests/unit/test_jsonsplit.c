@@ -1,7 +1,7 @@
-/* test_jsonsplit.c: unit tests of src/jsonsplit.c (json_split), with cJSON as
+/* test_jsonsplit.c: unit tests of src/lib/jsonsplit.c (json_split), with cJSON as
  * an oracle for the documents it accepts. */
-#include "jsonsplit.h"
-#include "limits.h"
+#include "lib/jsonsplit.h"
+#include "lib/limits.h"
 #include "unit.h"
 
 #include <cjson/cJSON.h>

@@ -1,5 +1,5 @@
-/* test_offset.c: unit tests of src/offset.c (offset_parse, offset_format). */
-#include "offset.h"
+/* test_offset.c: unit tests of src/lib/offset.c (offset_parse, offset_format). */
+#include "lib/offset.h"
 #include "unit.h"
 
 #include <stdlib.h>

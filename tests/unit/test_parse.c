@@ -1,6 +1,6 @@
-/* test_parse.c: unit tests of src/parse.c (header values, stream path, query). */
-#include "limits.h"
-#include "parse.h"
+/* test_parse.c: unit tests of src/lib/parse.c (header values, stream path, query). */
+#include "lib/limits.h"
+#include "lib/parse.h"
 #include "unit.h"
 
 #include <stdlib.h>

@@ -1,12 +1,12 @@
-/* test_protocol.c: unit tests of src/protocol.c, driving proto_handle and the
+/* test_protocol.c: unit tests of src/core/protocol.c, driving proto_handle and the
  * live-read calls with struct proto_request directly (no HTTP) on a store in
  * a temporary directory (removed at the end).
  *
  * Most tests are scripts: tables of steps run in order, each a request and
  * what the response must carry. A header expectation is an exact value,
  * ABSENT, ANY, "~text" (contains text) or OFF(seq, bytes) (an offset token). */
-#include "log.h"
-#include "protocol.h"
+#include "lib/log.h"
+#include "core/protocol.h"
 #include "unit.h"
 
 #include <dirent.h>

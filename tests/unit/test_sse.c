@@ -1,6 +1,6 @@
-/* test_sse.c: unit tests of src/sse.c (SSE framing and base64). */
-#include "buf.h"
-#include "sse.h"
+/* test_sse.c: unit tests of src/lib/sse.c (SSE framing and base64). */
+#include "lib/buf.h"
+#include "lib/sse.h"
 #include "unit.h"
 
 #include <stdlib.h>

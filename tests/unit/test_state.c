@@ -1,7 +1,7 @@
-/* test_state.c: unit tests of src/state.c: which messages are change events
+/* test_state.c: unit tests of src/core/state.c: which messages are change events
  * or control messages, the row keys they name, and the JSON of snapshot rows
  * (checked by parsing it back, with state_parse and with cJSON). */
-#include "state.h"
+#include "core/state.h"
 #include "unit.h"
 
 #include <cjson/cJSON.h>

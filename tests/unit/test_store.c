@@ -1,7 +1,7 @@
-/* test_store.c: unit tests of src/store.c against a fresh LMDB environment in
+/* test_store.c: unit tests of src/store/store.c against a fresh LMDB environment in
  * a temporary directory (removed at the end). */
-#include "log.h"
-#include "store.h"
+#include "lib/log.h"
+#include "store/store.h"
 #include "unit.h"
 
 #include <dirent.h>

@@ -1,5 +1,5 @@
 /* sse.c: Server-Sent Events framing. */
-#include "sse.h"
+#include "lib/sse.h"
 
 #include <string.h>
 

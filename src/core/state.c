@@ -3,9 +3,9 @@
  * The parser walks the raw bytes rather than building a cJSON tree: it needs
  * the exact bytes of "value" (stored and served verbatim, never re-printed)
  * and the full decoded type and key (cJSON stops a string at \u0000). */
-#include "state.h"
-#include "limits.h"
-#include "parse.h"
+#include "core/state.h"
+#include "lib/limits.h"
+#include "lib/parse.h"
 
 #include <string.h>
 

@@ -23,7 +23,7 @@
 #define LS_STATE_H
 #include <stddef.h>
 #include <stdint.h>
-#include "buf.h"
+#include "lib/buf.h"
 
 /* Longest row key: LMDB keys hold at most 511 bytes, and the store puts an
  * 8-byte state id in front. So the type and key together may have at most

@@ -1,5 +1,5 @@
 /* parse.c: header value, path and query parsers. */
-#include "parse.h"
+#include "lib/parse.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /* offset.c: parse and format stream offsets. */
-#include "offset.h"
+#include "lib/offset.h"
 
 #include <stdio.h>
 #include <string.h>

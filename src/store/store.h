@@ -26,8 +26,8 @@
 #define LS_STORE_H
 #include <stddef.h>
 #include <stdint.h>
-#include "config.h"
-#include "limits.h"
+#include "lib/config.h"
+#include "lib/limits.h"
 
 enum store_rc {
 	ST_OK = 0,

@@ -15,7 +15,7 @@
 #ifndef LS_BATCH_H
 #define LS_BATCH_H
 #include <stdint.h>
-#include "store.h"
+#include "store/store.h"
 
 struct batch;
 

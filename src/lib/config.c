@@ -1,7 +1,7 @@
 /* config.c: parse the configuration file, environment and flags. */
-#include "config.h"
-#include "limits.h"
-#include "log.h"
+#include "lib/config.h"
+#include "lib/limits.h"
+#include "lib/log.h"
 
 #include <ctype.h>
 #include <errno.h>

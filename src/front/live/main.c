@@ -9,16 +9,16 @@
  * waiters of that stream, and only those, are resumed and read what follows
  * their offset from the store. A lost datagram is caught by comparing the
  * store's last transaction id with the last one notified. */
-#include "batch.h"
-#include "buf.h"
-#include "config.h"
-#include "limits.h"
-#include "log.h"
-#include "notify.h"
-#include "parse.h"
-#include "protocol.h"
-#include "sse.h"
-#include "store.h"
+#include "store/batch.h"
+#include "lib/buf.h"
+#include "lib/config.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "front/notify.h"
+#include "lib/parse.h"
+#include "core/protocol.h"
+#include "lib/sse.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>

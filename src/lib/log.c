@@ -1,5 +1,5 @@
 /* log.c: one line per event on stderr, with control bytes filtered out. */
-#include "log.h"
+#include "lib/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -10,10 +10,10 @@
 #define LS_PROTOCOL_H
 #include <stddef.h>
 #include <stdint.h>
-#include "buf.h"
-#include "config.h"
-#include "offset.h"
-#include "store.h"
+#include "lib/buf.h"
+#include "lib/config.h"
+#include "lib/offset.h"
+#include "store/store.h"
 
 enum proto_method {
 	M_GET, M_HEAD, M_PUT, M_POST, M_DELETE, M_OPTIONS, M_OTHER,

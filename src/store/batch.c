@@ -1,6 +1,6 @@
 /* batch.c: group commit across the threads of one process (see batch.h). */
-#include "batch.h"
-#include "limits.h"
+#include "store/batch.h"
+#include "lib/limits.h"
 
 #include <pthread.h>
 #include <stdlib.h>

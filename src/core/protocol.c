@@ -1,13 +1,13 @@
 /* protocol.c: the Durable Streams protocol (create, append, read, live
  * reads, close, delete, producers, TTL) over the store. No I/O. */
-#include "protocol.h"
-#include "batch.h"
-#include "jsonsplit.h"
-#include "limits.h"
-#include "log.h"
-#include "parse.h"
-#include "sse.h"
-#include "state.h"
+#include "core/protocol.h"
+#include "store/batch.h"
+#include "lib/jsonsplit.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/parse.h"
+#include "lib/sse.h"
+#include "core/state.h"
 
 #include <stddef.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* notify.c: best-effort commit notifications over an AF_UNIX datagram socket. */
-#include "notify.h"
-#include "log.h"
+#include "front/notify.h"
+#include "lib/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

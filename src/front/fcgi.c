@@ -6,15 +6,15 @@
  *
  * A FastCGI process serves worker_threads requests at once, one per thread,
  * so that the appends of its threads share commits (batch.h). */
-#include "batch.h"
-#include "buf.h"
-#include "config.h"
-#include "limits.h"
-#include "log.h"
-#include "notify.h"
-#include "protocol.h"
-#include "sse.h"
-#include "store.h"
+#include "store/batch.h"
+#include "lib/buf.h"
+#include "lib/config.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "front/notify.h"
+#include "core/protocol.h"
+#include "lib/sse.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <fcgiapp.h>

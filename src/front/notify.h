@@ -7,7 +7,7 @@
 #ifndef LS_NOTIFY_H
 #define LS_NOTIFY_H
 #include <stdint.h>
-#include "config.h"
+#include "lib/config.h"
 
 struct notify_msg {
 	uint64_t stream_id;

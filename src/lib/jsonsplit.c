@@ -1,6 +1,6 @@
 /* jsonsplit.c: a non-allocating strict JSON validator and message splitter. */
-#include "jsonsplit.h"
-#include "limits.h"
+#include "lib/jsonsplit.h"
+#include "lib/limits.h"
 
 #include <stdint.h>
 

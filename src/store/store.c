@@ -1,6 +1,6 @@
 /* store.c: LMDB storage for streams, messages and producer state. */
-#include "store.h"
-#include "log.h"
+#include "store/store.h"
+#include "lib/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

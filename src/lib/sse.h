@@ -2,7 +2,7 @@
 #ifndef LS_SSE_H
 #define LS_SSE_H
 #include <stddef.h>
-#include "buf.h"
+#include "lib/buf.h"
 
 /* Appends "event: data\n", one "data:" line per line of payload (CRLF, CR and
  * LF all end a line, so a payload can never end the event early or forge
