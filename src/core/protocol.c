@@ -17,6 +17,25 @@
 
 #define CT_JSON "application/json"
 
+const struct proto_header_def proto_headers[H__COUNT] = {
+	[H_CONTENT_TYPE] = { "Content-Type", "CONTENT_TYPE", 1 },
+	[H_HOST] = { "Host", "HTTP_HOST", 0 },
+	[H_IF_NONE_MATCH] = { "If-None-Match", "HTTP_IF_NONE_MATCH", 1 },
+	[H_STREAM_SEQ] = { "Stream-Seq", "HTTP_STREAM_SEQ", 1 },
+	[H_STREAM_TTL] = { "Stream-TTL", "HTTP_STREAM_TTL", 1 },
+	[H_STREAM_EXPIRES_AT] = { "Stream-Expires-At", "HTTP_STREAM_EXPIRES_AT", 1 },
+	[H_STREAM_CLOSED] = { "Stream-Closed", "HTTP_STREAM_CLOSED", 1 },
+	[H_PRODUCER_ID] = { "Producer-Id", "HTTP_PRODUCER_ID", 1 },
+	[H_PRODUCER_EPOCH] = { "Producer-Epoch", "HTTP_PRODUCER_EPOCH", 1 },
+	[H_PRODUCER_SEQ] = { "Producer-Seq", "HTTP_PRODUCER_SEQ", 1 },
+	[H_FORKED_FROM] = { "Stream-Forked-From", "HTTP_STREAM_FORKED_FROM", 1 },
+	[H_FORK_OFFSET] = { "Stream-Fork-Offset", "HTTP_STREAM_FORK_OFFSET", 1 },
+	[H_FORK_SUB_OFFSET] = { "Stream-Fork-Sub-Offset", "HTTP_STREAM_FORK_SUB_OFFSET", 1 },
+	[H_AUTHORIZATION] = { "Authorization", "HTTP_AUTHORIZATION", 1 },
+	[H_LAST_EVENT_ID] = { "Last-Event-ID", "HTTP_LAST_EVENT_ID", 1 },
+	[H_CACHE_CONTROL] = { "Cache-Control", "HTTP_CACHE_CONTROL", 1 },
+};
+
 static const char EXPOSE_HEADERS[] =
 	"Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
 	"Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, "
@@ -255,7 +274,7 @@ static void add_location(struct proto_response *r, const struct proto_request *r
 	static const char hex[] = "0123456789ABCDEF";
 	char url[2048];
 	size_t n = 0;
-	const char *host = req->host;
+	const char *host = req->h[H_HOST];
 	if (!host || !*host || strlen(host) > 255 ||
 	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != strlen(host))
 		host = "localhost";
@@ -787,16 +806,16 @@ struct fork_req {
 static int parse_fork(struct proto_ctx *ctx, const struct proto_request *req, struct fork_req *f,
                       int *is_fork, struct proto_response *resp)
 {
-	*is_fork = req->forked_from != NULL;
+	*is_fork = req->h[H_FORKED_FROM] != NULL;
 	memset(f, 0, sizeof *f);
 	if (!*is_fork) {
-		if (req->fork_offset || req->fork_sub_offset) {
+		if (req->h[H_FORK_OFFSET] || req->h[H_FORK_SUB_OFFSET]) {
 			proto_error(resp, 400, "Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From");
 			return -1;
 		}
 		return 0;
 	}
-	const char *from = req->forked_from;
+	const char *from = req->h[H_FORKED_FROM];
 	size_t flen = strcspn(from, "?#");
 	switch (parse_stream_path(from, flen, ctx->cfg->prefix, ctx->cfg->max_path, f->src.name,
 	                          &f->src.nlen)) {
@@ -805,15 +824,15 @@ static int parse_fork(struct proto_ctx *ctx, const struct proto_request *req, st
 	case PATH_EMPTY: proto_error(resp, 404, "source stream not found"); return -1;
 	default: proto_error(resp, 400, "invalid Stream-Forked-From: expected the source stream's path"); return -1;
 	}
-	if (req->fork_offset) {
+	if (req->h[H_FORK_OFFSET]) {
 		f->has_offset = 1;
-		if (offset_parse(req->fork_offset, strlen(req->fork_offset), &f->off)) {
+		if (offset_parse(req->h[H_FORK_OFFSET], strlen(req->h[H_FORK_OFFSET]), &f->off)) {
 			proto_error(resp, 400, "invalid Stream-Fork-Offset");
 			return -1;
 		}
 	}
-	if (req->fork_sub_offset &&
-	    parse_ttl(req->fork_sub_offset, strlen(req->fork_sub_offset), &f->sub)) {
+	if (req->h[H_FORK_SUB_OFFSET] &&
+	    parse_ttl(req->h[H_FORK_SUB_OFFSET], strlen(req->h[H_FORK_SUB_OFFSET]), &f->sub)) {
 		proto_error(resp, 400, "invalid Stream-Fork-Sub-Offset: expected a non-negative integer");
 		return -1;
 	}
@@ -879,7 +898,7 @@ static int make_fork(struct store_txn *w, const struct proto_request *req, const
 		rc = RC_REPLIED;
 		goto out;
 	}
-	if (req->content_type && *req->content_type && !same_media_type(src->content_type, *ct)) {
+	if (req->h[H_CONTENT_TYPE] && *req->h[H_CONTENT_TYPE] && !same_media_type(src->content_type, *ct)) {
 		proto_error(resp, 409, "Content-Type does not match the source stream's");
 		rc = RC_REPLIED;
 		goto out;
@@ -978,7 +997,7 @@ static int make_fork(struct store_txn *w, const struct proto_request *req, const
 		m->tail_seq = seq + 1;
 	}
 	/* Expiry: the fork's own if asked for, else the source's (4.2). */
-	if (!req->stream_ttl && !req->stream_expires_at) {
+	if (!req->h[H_STREAM_TTL] && !req->h[H_STREAM_EXPIRES_AT]) {
 		m->has_ttl = src->has_ttl;
 		m->ttl_s = src->ttl_s;
 		m->ttl_inherited = src->has_ttl;
@@ -997,16 +1016,16 @@ out:
 static int same_config(const struct stream_meta *m, const struct proto_request *req, const char *ct,
                        uint64_t ttl, int closed, int is_fork, const struct fork_req *f)
 {
-	int inherit = is_fork && !req->stream_ttl && !req->stream_expires_at;
+	int inherit = is_fork && !req->h[H_STREAM_TTL] && !req->h[H_STREAM_EXPIRES_AT];
 	if (m->is_fork != is_fork || m->closed != closed)
 		return 0;
-	if (!(is_fork && (!req->content_type || !*req->content_type)) && !same_media_type(m->content_type, ct))
+	if (!(is_fork && (!req->h[H_CONTENT_TYPE] || !*req->h[H_CONTENT_TYPE])) && !same_media_type(m->content_type, ct))
 		return 0;
 	if (inherit) {
 		if ((m->has_ttl && !m->ttl_inherited) || (m->expires_at[0] && !m->expires_inherited))
 			return 0;
-	} else if (m->has_ttl != (req->stream_ttl != NULL) || (m->has_ttl && m->ttl_s != ttl) ||
-	           strcmp(m->expires_at, req->stream_expires_at ? req->stream_expires_at : "")) {
+	} else if (m->has_ttl != (req->h[H_STREAM_TTL] != NULL) || (m->has_ttl && m->ttl_s != ttl) ||
+	           strcmp(m->expires_at, req->h[H_STREAM_EXPIRES_AT] ? req->h[H_STREAM_EXPIRES_AT] : "")) {
 		return 0;
 	}
 	if (!is_fork)
@@ -1080,12 +1099,12 @@ static int put_job(struct store_txn *w, void *arg, uint64_t *key)
 	if (rc)
 		goto fail;
 	m->created_ms = m->access_ms = now;
-	m->has_ttl = req->stream_ttl != NULL;
+	m->has_ttl = req->h[H_STREAM_TTL] != NULL;
 	m->ttl_s = j->ttl;
 	m->expires_ms = j->expires_ms;
 	m->closed = j->closed;
 	snprintf(m->content_type, sizeof m->content_type, "%s", ct);
-	snprintf(m->expires_at, sizeof m->expires_at, "%s", req->stream_expires_at ? req->stream_expires_at : "");
+	snprintf(m->expires_at, sizeof m->expires_at, "%s", req->h[H_STREAM_EXPIRES_AT] ? req->h[H_STREAM_EXPIRES_AT] : "");
 	m->ret_age_s = j->opts->age_s;
 	m->ret_bytes = j->opts->bytes;
 	if (j->opts->state) {
@@ -1136,9 +1155,9 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 {
 	uint64_t ttl = 0;
 	int64_t expires_ms = 0;
-	const char *ct = req->content_type;
+	const char *ct = req->h[H_CONTENT_TYPE];
 	char ctbuf[LS_MAX_CONTENT_TYPE + 1];
-	int closed = is_true(req->stream_closed);
+	int closed = is_true(req->h[H_STREAM_CLOSED]);
 	struct fork_req *f = NULL;
 	int is_fork;
 	struct fork_req fbuf;
@@ -1157,13 +1176,13 @@ static void handle_put(struct proto_ctx *ctx, const struct proto_request *req,
 	}
 	if (opts.state && is_fork)
 		return proto_error(resp, 400, "a fork cannot be declared a State stream");
-	if (req->stream_ttl && req->stream_expires_at)
+	if (req->h[H_STREAM_TTL] && req->h[H_STREAM_EXPIRES_AT])
 		return proto_error(resp, 400, "Stream-TTL and Stream-Expires-At cannot be combined");
-	if (req->stream_ttl && parse_ttl(req->stream_ttl, strlen(req->stream_ttl), &ttl))
+	if (req->h[H_STREAM_TTL] && parse_ttl(req->h[H_STREAM_TTL], strlen(req->h[H_STREAM_TTL]), &ttl))
 		return proto_error(resp, 400, "invalid Stream-TTL: expected a non-negative integer of seconds");
-	if (req->stream_expires_at &&
-	    (parse_header_safe(req->stream_expires_at, strlen(req->stream_expires_at), LS_MAX_EXPIRES_AT) ||
-	     parse_expires_at(req->stream_expires_at, strlen(req->stream_expires_at), &expires_ms)))
+	if (req->h[H_STREAM_EXPIRES_AT] &&
+	    (parse_header_safe(req->h[H_STREAM_EXPIRES_AT], strlen(req->h[H_STREAM_EXPIRES_AT]), LS_MAX_EXPIRES_AT) ||
+	     parse_expires_at(req->h[H_STREAM_EXPIRES_AT], strlen(req->h[H_STREAM_EXPIRES_AT]), &expires_ms)))
 		return proto_error(resp, 400, "invalid Stream-Expires-At: expected an RFC 3339 timestamp");
 	if (!ct || !*ct) {
 		ct = "application/octet-stream";
@@ -1292,41 +1311,41 @@ static void handle_post(struct proto_ctx *ctx, const struct proto_request *req,
 {
 	struct producer p = { 0 };
 	int has_producer = 0;
-	int close = is_true(req->stream_closed);
+	int close = is_true(req->h[H_STREAM_CLOSED]);
 	char cval[8];
 	size_t cvlen;
 
 	if (parse_query_param(req->query, req->query_len, "compact", cval, sizeof cval, &cvlen) > 0) {
-		if (req->body_len || close || req->producer_id)
+		if (req->body_len || close || req->h[H_PRODUCER_ID])
 			return proto_error(resp, 400, "?compact takes no body, producer or Stream-Closed");
 		return handle_compact(ctx, tg, resp);
 	}
-	int nprod = !!req->producer_id + !!req->producer_epoch + !!req->producer_seq;
+	int nprod = !!req->h[H_PRODUCER_ID] + !!req->h[H_PRODUCER_EPOCH] + !!req->h[H_PRODUCER_SEQ];
 	if (nprod && nprod != 3)
 		return proto_error(resp, 400, "Producer-Id, Producer-Epoch and Producer-Seq must be sent together");
 	if (nprod == 3) {
-		p.id = req->producer_id;
+		p.id = req->h[H_PRODUCER_ID];
 		p.id_len = strlen(p.id);
 		if (p.id_len == 0)
 			return proto_error(resp, 400, "invalid Producer-Id: must not be empty");
 		if (parse_header_safe(p.id, p.id_len, LS_MAX_PRODUCER_ID))
 			return proto_error(resp, 400, "invalid Producer-Id");
-		if (parse_uint53(req->producer_epoch, strlen(req->producer_epoch), &p.epoch))
+		if (parse_uint53(req->h[H_PRODUCER_EPOCH], strlen(req->h[H_PRODUCER_EPOCH]), &p.epoch))
 			return proto_error(resp, 400, "invalid Producer-Epoch: must be a non-negative integer");
-		if (parse_uint53(req->producer_seq, strlen(req->producer_seq), &p.seq))
+		if (parse_uint53(req->h[H_PRODUCER_SEQ], strlen(req->h[H_PRODUCER_SEQ]), &p.seq))
 			return proto_error(resp, 400, "invalid Producer-Seq: must be a non-negative integer");
 		has_producer = 1;
 	}
-	if (req->stream_seq && parse_header_safe(req->stream_seq, strlen(req->stream_seq), LS_MAX_STREAM_SEQ))
+	if (req->h[H_STREAM_SEQ] && parse_header_safe(req->h[H_STREAM_SEQ], strlen(req->h[H_STREAM_SEQ]), LS_MAX_STREAM_SEQ))
 		return proto_error(resp, 400, "invalid Stream-Seq");
 	if (req->body_len == 0 && !close)
 		return proto_error(resp, 400, "empty body: nothing to append");
 	int json = 0;
 	if (req->body_len) {
 		char mt[LS_MAX_CONTENT_TYPE + 1];
-		if (!req->content_type || !*req->content_type)
+		if (!req->h[H_CONTENT_TYPE] || !*req->h[H_CONTENT_TYPE])
 			return proto_error(resp, 400, "Content-Type header is required");
-		if (parse_media_type(req->content_type, strlen(req->content_type), mt, sizeof mt) < 0)
+		if (parse_media_type(req->h[H_CONTENT_TYPE], strlen(req->h[H_CONTENT_TYPE]), mt, sizeof mt) < 0)
 			return proto_error(resp, 400, "invalid Content-Type");
 		json = !strcmp(mt, CT_JSON);
 	}
@@ -1404,7 +1423,7 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 		return 0;
 	}
 
-	if (req->body_len && !same_media_type(m.content_type, req->content_type)) {
+	if (req->body_len && !same_media_type(m.content_type, req->h[H_CONTENT_TYPE])) {
 		proto_error(resp, 409, "Content-Type does not match the stream's");
 		return 0;
 	}
@@ -1421,13 +1440,13 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 		}
 	}
 
-	if (req->stream_seq) {
-		size_t sl = strlen(req->stream_seq);
-		if (m.has_last_seq && seq_le(req->stream_seq, sl, m.last_seq, m.last_seq_len)) {
+	if (req->h[H_STREAM_SEQ]) {
+		size_t sl = strlen(req->h[H_STREAM_SEQ]);
+		if (m.has_last_seq && seq_le(req->h[H_STREAM_SEQ], sl, m.last_seq, m.last_seq_len)) {
 			proto_error(resp, 409, "Stream-Seq is not greater than the last one");
 			return 0;
 		}
-		memcpy(m.last_seq, req->stream_seq, sl + 1);
+		memcpy(m.last_seq, req->h[H_STREAM_SEQ], sl + 1);
 		m.last_seq_len = sl;
 		m.has_last_seq = 1;
 	}
@@ -1646,7 +1665,7 @@ static void handle_snapshot(struct proto_ctx *ctx, const struct proto_request *r
 	/* The first page names the current state: revalidate. A later page is
 	 * fixed by its token, like data at an offset. */
 	proto_add_header(resp, "Cache-Control", token_len ? ctx->cfg->cache_control : "no-cache");
-	if (req->if_none_match && etag_matches(req->if_none_match, etag)) {
+	if (req->h[H_IF_NONE_MATCH] && etag_matches(req->h[H_IF_NONE_MATCH], etag)) {
 		proto_response_reset(resp);
 		resp->status = 304;
 		add_common(resp);
@@ -1852,7 +1871,7 @@ static void handle_get(struct proto_ctx *ctx, const struct proto_request *req,
 		return;
 	}
 
-	rc = fill_read(ctx, &m, live, seq, req->if_none_match, mode == LIVE_LONG_POLL, resp);
+	rc = fill_read(ctx, &m, live, seq, req->h[H_IF_NONE_MATCH], mode == LIVE_LONG_POLL, resp);
 	store_read_end(&ctx->rtxn);
 	if (rc)
 		return store_error(resp, rc);

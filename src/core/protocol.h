@@ -22,27 +22,36 @@ enum proto_method {
 /* The method named by an HTTP request line; M_OTHER for any other (405). */
 enum proto_method proto_method(const char *name);
 
-/* What the front found in the request. Header pointers are NULL when the
- * header is absent; all strings are NUL terminated and owned by the front
- * for the duration of the call. */
+/* The request headers the protocol reads (and the browser may send: the
+ * CORS allow list is made from this table). A front looks each one up by
+ * name, or by its CGI variable, and stores the value at its index. */
+enum proto_hdr {
+	H_CONTENT_TYPE, H_HOST, H_IF_NONE_MATCH,
+	H_STREAM_SEQ, H_STREAM_TTL, H_STREAM_EXPIRES_AT, H_STREAM_CLOSED,
+	H_PRODUCER_ID, H_PRODUCER_EPOCH, H_PRODUCER_SEQ,
+	H_FORKED_FROM, H_FORK_OFFSET, H_FORK_SUB_OFFSET,
+	H_AUTHORIZATION, H_LAST_EVENT_ID, H_CACHE_CONTROL,
+	H__COUNT
+};
+
+struct proto_header_def {
+	const char *name;    /* as sent: "Stream-Seq" */
+	const char *cgi;     /* the CGI/FastCGI variable: "HTTP_STREAM_SEQ" */
+	int cors;            /* listed in Access-Control-Allow-Headers */
+};
+
+/* One entry per enum proto_hdr, in its order. */
+extern const struct proto_header_def proto_headers[H__COUNT];
+
+/* What the front found in the request: raw bytes, parsed once by the core
+ * (core/request.h). Header values are NULL when absent; all strings are NUL
+ * terminated and owned by the front for the duration of the call. */
 struct proto_request {
 	enum proto_method method;
 	const char *target;  size_t target_len;  /* raw path, percent-encoded, no query */
 	const char *query;   size_t query_len;   /* raw query, no '?' */
-	const char *host;                        /* Host header, for Location */
+	const char *h[H__COUNT];                 /* header values by enum proto_hdr */
 	int https;
-	const char *content_type;
-	const char *stream_seq;
-	const char *stream_ttl;
-	const char *stream_expires_at;
-	const char *stream_closed;
-	const char *producer_id;
-	const char *producer_epoch;
-	const char *producer_seq;
-	const char *if_none_match;
-	const char *forked_from;             /* Stream-Forked-From */
-	const char *fork_offset;             /* Stream-Fork-Offset */
-	const char *fork_sub_offset;         /* Stream-Fork-Sub-Offset */
 	const char *body;    size_t body_len;
 	int body_too_large;  /* the front stopped reading past max_body: answer 413 */
 };

@@ -253,11 +253,6 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 	buf_free(&out);
 }
 
-static void header_ptr(struct io *io, const char **dst, const char *name)
-{
-	*dst = param(io, name);
-}
-
 /* One request: variables and body in, response out. */
 static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct proto_response *resp,
                   struct proto_live *live, int have_store)
@@ -284,21 +279,10 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 	if (!req.query)
 		req.query = "";
 	req.query_len = strlen(req.query);
-	req.host = param(io, "HTTP_HOST");
+	for (int i = 0; i < H__COUNT; i++)
+		req.h[i] = param(io, proto_headers[i].cgi);
 	const char *https = param(io, "HTTPS");
 	req.https = https && (!strcasecmp(https, "on") || !strcmp(https, "1"));
-	header_ptr(io, &req.content_type, "CONTENT_TYPE");
-	header_ptr(io, &req.stream_seq, "HTTP_STREAM_SEQ");
-	header_ptr(io, &req.stream_ttl, "HTTP_STREAM_TTL");
-	header_ptr(io, &req.stream_expires_at, "HTTP_STREAM_EXPIRES_AT");
-	header_ptr(io, &req.stream_closed, "HTTP_STREAM_CLOSED");
-	header_ptr(io, &req.producer_id, "HTTP_PRODUCER_ID");
-	header_ptr(io, &req.producer_epoch, "HTTP_PRODUCER_EPOCH");
-	header_ptr(io, &req.producer_seq, "HTTP_PRODUCER_SEQ");
-	header_ptr(io, &req.if_none_match, "HTTP_IF_NONE_MATCH");
-	header_ptr(io, &req.forked_from, "HTTP_STREAM_FORKED_FROM");
-	header_ptr(io, &req.fork_offset, "HTTP_STREAM_FORK_OFFSET");
-	header_ptr(io, &req.fork_sub_offset, "HTTP_STREAM_FORK_SUB_OFFSET");
 
 	/* The body: read to the end (a chunked body may come with no length),
 	 * stopping at max_body. A declared length over the limit is refused

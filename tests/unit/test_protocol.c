@@ -74,17 +74,17 @@ static void build(const struct step *s, struct proto_request *r)
 	r->target_len = strlen(s->path);
 	r->query = s->query ? s->query : "";
 	r->query_len = strlen(r->query);
-	r->host = s->host;
+	r->h[H_HOST] = s->host;
 	r->https = s->https;
-	r->content_type = s->ct;
-	r->stream_seq = s->seq;
-	r->stream_ttl = s->ttl;
-	r->stream_expires_at = s->exp;
-	r->stream_closed = s->closed;
-	r->producer_id = s->pid;
-	r->producer_epoch = s->pep;
-	r->producer_seq = s->pseq;
-	r->if_none_match = s->inm;
+	r->h[H_CONTENT_TYPE] = s->ct;
+	r->h[H_STREAM_SEQ] = s->seq;
+	r->h[H_STREAM_TTL] = s->ttl;
+	r->h[H_STREAM_EXPIRES_AT] = s->exp;
+	r->h[H_STREAM_CLOSED] = s->closed;
+	r->h[H_PRODUCER_ID] = s->pid;
+	r->h[H_PRODUCER_EPOCH] = s->pep;
+	r->h[H_PRODUCER_SEQ] = s->pseq;
+	r->h[H_IF_NONE_MATCH] = s->inm;
 	r->body = s->body;
 	r->body_len = s->body_len ? s->body_len : (s->body ? strlen(s->body) : 0);
 	r->body_too_large = s->too_large;
@@ -1315,8 +1315,8 @@ static void fork_put(int line, const char *path, const char *from, const char *o
 {
 	const struct step put = { line, M_PUT, path, .ct = "text/plain", .status = status };
 	build(&put, &Q);
-	Q.forked_from = from;
-	Q.fork_offset = offset;
+	Q.h[H_FORKED_FROM] = from;
+	Q.h[H_FORK_OFFSET] = offset;
 	proto_response_reset(&R);
 	proto_handle(&ctx, &Q, &R, &L);
 	CHECK_INT_AT(line, R.status, status);

@@ -601,21 +601,10 @@ static void build_request(struct conn *c, const char *url, const char *method)
 	r->target_len = strlen(r->target);
 	r->query = c->query ? c->query : "";
 	r->query_len = strlen(r->query);
-	r->host = hdr(mc, "Host");
+	for (int i = 0; i < H__COUNT; i++)
+		r->h[i] = hdr(mc, proto_headers[i].name);
 	const char *proto = hdr(mc, "X-Forwarded-Proto");
 	r->https = proto && !strcasecmp(proto, "https");
-	r->content_type = hdr(mc, "Content-Type");
-	r->stream_seq = hdr(mc, "Stream-Seq");
-	r->stream_ttl = hdr(mc, "Stream-TTL");
-	r->stream_expires_at = hdr(mc, "Stream-Expires-At");
-	r->stream_closed = hdr(mc, "Stream-Closed");
-	r->producer_id = hdr(mc, "Producer-Id");
-	r->producer_epoch = hdr(mc, "Producer-Epoch");
-	r->producer_seq = hdr(mc, "Producer-Seq");
-	r->if_none_match = hdr(mc, "If-None-Match");
-	r->forked_from = hdr(mc, "Stream-Forked-From");
-	r->fork_offset = hdr(mc, "Stream-Fork-Offset");
-	r->fork_sub_offset = hdr(mc, "Stream-Fork-Sub-Offset");
 	const char *cl = hdr(mc, "Content-Length");
 	if (cl && strtoull(cl, NULL, 10) > cfg.max_body)
 		r->body_too_large = 1;
