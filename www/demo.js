@@ -97,9 +97,10 @@ function renderStatus () {
 }
 
 const LABELS = { sse: 'live (SSE)', 'long-poll': 'live (long-poll)', shared: 'live (shared with another tab)' }
-const history = [] // { state, transport, at } of every change, for the curious (and the tests)
+// Not named "history": a top-level binding of that name in this classic script would shadow window.history.
+const stateLog = [] // { state, transport, at } of every change, for the curious (and the tests)
 function setConn (state, transport) {
-  history.push({ state, transport: transport || '', at: Date.now() })
+  stateLog.push({ state, transport: transport || '', at: Date.now() })
   const s = $('status')
   s.dataset.state = state
   s.dataset.transport = transport || ''
@@ -141,7 +142,7 @@ function start (name) {
     onClosed () { render(); renderStatus(); showDone() },
     onError (err) { setConn('error', ''); $('conn').textContent = 'error: ' + err.message },
   })
-  window.lmDemo = { get events () { return events }, sub, history }
+  window.lmDemo = { get events () { return events }, sub, history: stateLog }
 }
 
 // The last build listed in demo/builds (a JSON stream of { stream } records written by the producer).
@@ -167,7 +168,7 @@ async function main () {
   if (!/^[A-Za-z0-9_./-]{1,200}$/.test(name) || name.split('/').some((s) => s === '' || s === '.' || s === '..')) {
     name = await latest()
     $('empty').hidden = true
-    history.replaceState(null, '', '#' + name)
+    window.history.replaceState(null, '', '#' + name) // no reload: hashchange is not fired
   }
   start(name)
 }
