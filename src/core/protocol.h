@@ -10,6 +10,7 @@
 #define LS_PROTOCOL_H
 #include <stddef.h>
 #include <stdint.h>
+#include "core/errors.h"
 #include "lib/buf.h"
 #include "lib/config.h"
 #include "lib/offset.h"
@@ -153,8 +154,17 @@ int proto_add_header(struct proto_response *r, const char *name, const char *val
 /* The value of the first header called name (case-insensitive), or NULL. */
 const char *proto_get_header(const struct proto_response *r, const char *name);
 
-/* Fills an error response (used by fronts for failures before the core,
- * such as 503 when over capacity). */
+/* Replaces r with the answer to a failure: its status, its one-line reason
+ * as a text/plain body, Retry-After on 503 and 507, Allow on 405. The core
+ * answers every failure so; fronts use it for what they refuse themselves
+ * (503 when over capacity). */
+void proto_fail(struct proto_response *r, enum proto_err e);
+
+/* Transitional: an answer with a status and reason of the caller's; the
+ * daemon's files use it until they move to proto_fail. */
 void proto_error(struct proto_response *r, int status, const char *reason);
+
+/* The methods the protocol serves, for Allow and CORS preflights. */
+extern const char proto_allow_methods[];
 
 #endif

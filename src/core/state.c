@@ -4,6 +4,7 @@
  * the exact bytes of "value" (stored and served verbatim, never re-printed)
  * and the full decoded type and key (cJSON stops a string at \u0000). */
 #include "core/state.h"
+#include "lib/num.h"
 #include "lib/limits.h"
 #include "lib/parse.h"
 
@@ -46,12 +47,10 @@ static int hex4(const char *p, const char *end, unsigned *out)
 	if (end - p < 4)
 		return -1;
 	for (int i = 0; i < 4; i++) {
-		char ch = p[i];
-		v <<= 4;
-		if (ch >= '0' && ch <= '9') v |= (unsigned)(ch - '0');
-		else if (ch >= 'a' && ch <= 'f') v |= (unsigned)(ch - 'a' + 10);
-		else if (ch >= 'A' && ch <= 'F') v |= (unsigned)(ch - 'A' + 10);
-		else return -1;
+		int d = num_hex_digit(p[i]);
+		if (d < 0)
+			return -1;
+		v = v << 4 | (unsigned)d;
 	}
 	*out = v;
 	return 0;

@@ -102,33 +102,11 @@ static size_t io_read(struct io *io, char *p, size_t n)
 	return fread(p, 1, n, stdin);
 }
 
-static const char *status_text(int status)
-{
-	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 304: return "Not Modified";
-	case 400: return "Bad Request";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 414: return "URI Too Long";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 503: return "Service Unavailable";
-	case 507: return "Insufficient Storage";
-	default: return "Status";
-	}
-}
-
 static void write_head(struct io *io, const struct proto_response *r, int with_length, size_t length)
 {
 	struct buf h;
 	buf_init(&h);
-	buf_printf(&h, "Status: %d %s\r\n", r->status, status_text(r->status));
+	buf_printf(&h, "Status: %d %s\r\n", r->status, proto_status_text(r->status));
 	buf_puts(&h, "X-Lmstream-Front: fcgi\r\n");
 	for (int i = 0; i < r->nheaders; i++)
 		buf_printf(&h, "%s: %s\r\n", r->headers[i].name, r->headers[i].value);
@@ -305,7 +283,7 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 			body->len += got;
 		}
 		if (body->failed) {
-			proto_error(resp, 503, "out of memory reading the request body");
+			proto_fail(resp, E_NO_MEMORY);
 			write_response(io, resp, req.method == M_HEAD);
 			return;
 		}
@@ -316,7 +294,7 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 	req.body_len = body->len;
 
 	if (!have_store) {
-		proto_error(resp, 503, "storage unavailable");
+		proto_fail(resp, E_STORAGE_UNAVAILABLE);
 		write_response(io, resp, req.method == M_HEAD);
 		return;
 	}

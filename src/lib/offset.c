@@ -1,22 +1,9 @@
 /* offset.c: parse and format stream offsets. */
 #include "lib/offset.h"
+#include "lib/num.h"
 
 #include <stdio.h>
 #include <string.h>
-
-static int parse_digits(const char *s, size_t len, uint64_t *out)
-{
-	uint64_t v = 0;
-	if (len == 0 || len > 19)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
 
 int offset_parse(const char *s, size_t len, struct offset *out)
 {
@@ -34,7 +21,7 @@ int offset_parse(const char *s, size_t len, struct offset *out)
 	if (!us)
 		return -1;
 	size_t a = (size_t)(us - s);
-	if (parse_digits(s, a, &out->seq) || parse_digits(us + 1, len - a - 1, &out->bytes))
+	if (num_decimal(s, a, 19, &out->seq) || num_decimal(us + 1, len - a - 1, 19, &out->bytes))
 		return -1;
 	out->kind = OFFSET_AT;
 	return 0;

@@ -1,5 +1,6 @@
 /* parse.c: header value, path and query parsers. */
 #include "lib/parse.h"
+#include "lib/num.h"
 
 #include <string.h>
 
@@ -7,45 +8,26 @@ static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
 int parse_ttl(const char *s, size_t len, uint64_t *seconds)
 {
-	uint64_t v = 0;
-	if (len == 0 || len > 10)
+	if (len > 1 && s[0] == '0')
 		return -1;
-	if (s[0] == '0' && len > 1)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (!is_digit(s[i]))
-			return -1;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	*seconds = v;
-	return 0;
+	return num_decimal(s, len, 10, seconds);
 }
 
 int parse_uint53(const char *s, size_t len, uint64_t *out)
 {
-	uint64_t v = 0;
-	if (len == 0 || len > 16)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (!is_digit(s[i]))
-			return -1;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	if (v > 9007199254740991ULL)
+	uint64_t v;
+	if (num_decimal(s, len, 16, &v) || v > 9007199254740991ULL)
 		return -1;
 	*out = v;
 	return 0;
 }
 
-static int fixed_digits(const char *s, int n, int *out)
+static int fixed_digits(const char *s, size_t n, int *out)
 {
-	int v = 0;
-	for (int i = 0; i < n; i++) {
-		if (!is_digit(s[i]))
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
+	uint64_t v;
+	if (num_decimal(s, n, n, &v))
+		return -1;
+	*out = (int)v;
 	return 0;
 }
 
@@ -161,12 +143,13 @@ int parse_header_safe(const char *s, size_t len, size_t max)
 	return 0;
 }
 
-static int hexval(char c)
+/* The byte of the escape "%XY" at in[i] (i + 2 < len), or -1. */
+static int unescape(const char *in, size_t len, size_t i)
 {
-	if (c >= '0' && c <= '9') return c - '0';
-	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-	return -1;
+	unsigned char b;
+	if (i + 2 >= len || num_hex_decode(in + i + 1, 1, &b))
+		return -1;
+	return b;
 }
 
 long parse_percent_decode(const char *in, size_t len, char *out, size_t cap)
@@ -175,10 +158,10 @@ long parse_percent_decode(const char *in, size_t len, char *out, size_t cap)
 	for (size_t i = 0; i < len; i++) {
 		char c = in[i];
 		if (c == '%') {
-			int hi, lo;
-			if (i + 2 >= len || (hi = hexval(in[i + 1])) < 0 || (lo = hexval(in[i + 2])) < 0)
+			int b = unescape(in, len, i);
+			if (b < 0)
 				return -1;
-			c = (char)(hi * 16 + lo);
+			c = (char)b;
 			i += 2;
 		}
 		if (n + 1 >= cap)
@@ -208,10 +191,10 @@ enum path_error parse_stream_path(const char *target, size_t len, const char *pr
 	for (size_t i = 0; i < len; i++) {
 		char c = target[i];
 		if (c == '%') {
-			int hi, lo;
-			if (i + 2 >= len || (hi = hexval(target[i + 1])) < 0 || (lo = hexval(target[i + 2])) < 0)
+			int b = unescape(target, len, i);
+			if (b < 0)
 				return PATH_BAD_ESCAPE;
-			c = (char)(hi * 16 + lo);
+			c = (char)b;
 			i += 2;
 		}
 		if ((unsigned char)c < 0x20 || c == 0x7f)
@@ -263,4 +246,11 @@ int parse_query_param(const char *q, size_t qlen, const char *name,
 		i = e + 1;
 	}
 	return count;
+}
+
+enum media_kind parse_media_kind(const char *mt)
+{
+	if (!strcmp(mt, "application/json"))
+		return MEDIA_JSON;
+	return strncmp(mt, "text/", 5) ? MEDIA_BINARY : MEDIA_TEXT;
 }

@@ -22,6 +22,16 @@ int parse_uint53(const char *s, size_t len, uint64_t *out);
  * the value is not "type/subtype" made of token characters. */
 int parse_media_type(const char *s, size_t len, char *out, size_t cap);
 
+/* How a stream's messages are framed and sent, from its media type. */
+enum media_kind {
+	MEDIA_BINARY,  /* anything else: base64 in SSE */
+	MEDIA_TEXT,    /* text/...: sent as it is */
+	MEDIA_JSON,    /* application/json: one message per value, arrays in reads */
+};
+
+/* The kind of a lower-cased media type as parse_media_type gives it. */
+enum media_kind parse_media_kind(const char *media_type);
+
 /* Checks that a header value may be stored and echoed: printable ASCII and
  * spaces only, 1..max bytes. Returns 0 or -1. */
 int parse_header_safe(const char *s, size_t len, size_t max);

@@ -31,7 +31,7 @@ void batch_free(struct batch *b);
 /* Jobs queued and not yet taken into a batch (for tests and statistics). */
 int batch_waiting(struct batch *b);
 
-#define BATCH_REFUSED 100  /* the job returned 0: nothing of it was written */
+#define BATCH_REFUSED ST_REFUSED  /* the job returned 0: nothing of it was written */
 
 /* What batch_run tells of a job that kept its writes. */
 struct batch_done {

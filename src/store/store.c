@@ -1,6 +1,7 @@
 /* store.c: LMDB storage for streams, messages and producer state. */
 #include "store/store.h"
 #include "lib/log.h"
+#include "lib/parse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -540,6 +541,7 @@ static int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m
 	    get_str(&p, end, m->content_type, sizeof m->content_type, NULL) ||
 	    get_str(&p, end, m->expires_at, sizeof m->expires_at, NULL))
 		return -1;
+	store_meta_set_type(m, m->content_type);
 	if (version == 1)
 		return 0;
 	if (end - p < META_FORK_FIXED)
@@ -579,6 +581,15 @@ static int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m
 	m->last_mark_ms = (int64_t)get_be64(p); p += 8;
 	m->state = *p++ & 1;
 	return 0;
+}
+
+void store_meta_set_type(struct stream_meta *m, const char *content_type)
+{
+	char mt[LS_MAX_CONTENT_TYPE + 1];
+	if (m->content_type != content_type)
+		snprintf(m->content_type, sizeof m->content_type, "%s", content_type);
+	int n = parse_media_type(m->content_type, strlen(m->content_type), mt, sizeof mt);
+	m->media = n > 0 ? (int)parse_media_kind(mt) : MEDIA_BINARY;
 }
 
 int64_t store_meta_expiry(const struct stream_meta *m)

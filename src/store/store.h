@@ -32,6 +32,7 @@
 enum store_rc {
 	ST_OK = 0,
 	ST_NOTFOUND = 1,
+	ST_REFUSED = 2,   /* a batch job (batch.h) refused: nothing of it was written */
 	ST_ERROR = -1,    /* I/O or internal error, logged */
 	ST_MAPFULL = -2,  /* the map is full: 507 */
 	ST_BUSY = -3,     /* out of reader slots or a transient open failure: 503 */
@@ -60,6 +61,8 @@ struct stream_meta {
 	size_t   last_seq_len;
 	char     last_seq[LS_MAX_STREAM_SEQ + 1];     /* last Stream-Seq accepted */
 	char     content_type[LS_MAX_CONTENT_TYPE + 1]; /* as given at creation */
+	int      media;           /* enum media_kind of content_type, parsed once when
+	                           * the metadata is read or the type set */
 	char     expires_at[LS_MAX_EXPIRES_AT + 1];   /* Stream-Expires-At as given */
 	/* Forks. */
 	uint64_t fork_refs;       /* forks that read this stream's data */
@@ -171,6 +174,9 @@ int store_fork_link(struct stream_meta *fork, struct stream_meta *src, const cha
 
 /* Effective expiry of a stream in ms since the epoch, or 0 when it never
  * expires (soft-deleted streams never expire: their forks release them). */
+/* Sets m's content type (truncated to fit) and its parsed media kind. */
+void store_meta_set_type(struct stream_meta *m, const char *content_type);
+
 int64_t store_meta_expiry(const struct stream_meta *m);
 
 /* Messages. end_bytes is the stream's byte count after this message. */

@@ -1,0 +1,150 @@
+/* live.c: the steps of live reads (PROTOCOL.md section 5.2): a long-poll
+ * checks again after each commit until data comes or its deadline passes;
+ * an SSE read turns what follows its offset into events. The front waits
+ * between steps; nothing here blocks. */
+#include "core/core.h"
+#include "lib/limits.h"
+#include "lib/sse.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void proto_live_clear(struct proto_live *live)
+{
+	free(live->name);
+	free(live->snap_after);
+	memset(live, 0, sizeof *live);
+}
+
+/* The live read's stream, still the one it started on: E_OK with the read
+ * transaction open, or why not. */
+static enum proto_err live_lookup(struct proto_ctx *ctx, const struct proto_live *live,
+                                  struct stream_meta *m)
+{
+	enum proto_err e = core_lookup(ctx, live->name, live->name_len, m);
+	if (e == E_OK && m->id != live->stream_id) {
+		store_read_end(&ctx->rtxn);
+		e = E_STREAM_NOT_FOUND;
+	}
+	return e;
+}
+
+void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
+                         struct proto_live *live, struct proto_response *resp)
+{
+	struct stream_meta m;
+	enum proto_err e = live_lookup(ctx, live, &m);
+	resp->action = PROTO_DONE;
+	if (e)
+		return proto_fail(resp, e);
+	uint64_t first_bytes, first = store_first_seq(&m, store_now_ms(), &first_bytes);
+	if (live->seq < first) {
+		store_read_end(&ctx->rtxn);
+		return state_gone(resp, ctx->cfg->prefix, &m, first, first_bytes, live->name, live->name_len);
+	}
+	if (live->seq < m.tail_seq) {
+		int rc = read_fill(ctx, &m, live, live->seq, NULL, 1, resp);
+		store_read_end(&ctx->rtxn);
+		if (rc)
+			resp_store_error(resp, rc);
+		return;
+	}
+	store_read_end(&ctx->rtxn);
+	if (m.closed)
+		return proto_longpoll_timeout(ctx, req, live, resp);
+	resp->action = PROTO_WAIT;
+}
+
+void proto_longpoll_timeout(struct proto_ctx *ctx, const struct proto_request *req,
+                            struct proto_live *live, struct proto_response *resp)
+{
+	struct stream_meta m;
+	int closed = 0;
+	(void)req;
+
+	if (core_lookup(ctx, live->name, live->name_len, &m) == E_OK) {
+		closed = m.id == live->stream_id && m.closed && live->seq >= m.tail_seq;
+		store_read_end(&ctx->rtxn);
+	}
+	proto_response_reset(resp);
+	resp_start(resp, 204);
+	resp_add_offset(resp, live->seq, live->bytes);
+	proto_add_header(resp, "Stream-Up-To-Date", "true");
+	if (closed)
+		resp_add_closed(resp);
+	else
+		resp_add_cursor(resp, live->cursor_in);
+	proto_add_header(resp, "Cache-Control", "no-store");
+	resp->action = PROTO_DONE;
+}
+
+/* The data event of the messages in payload (base64 for binary streams). */
+static void sse_messages(const struct proto_live *live, const struct buf *payload, struct buf *out)
+{
+	if (!live->base64) {
+		sse_data_event(out, payload->data, payload->len);
+		return;
+	}
+	struct buf b64;
+	buf_init(&b64);
+	sse_base64(&b64, payload->data, payload->len);
+	sse_data_event(out, b64.data, b64.len);
+	buf_free(&b64);
+}
+
+/* Reads the next messages into payload (the transaction is ended). */
+static int sse_read(struct proto_ctx *ctx, struct proto_live *live, const struct stream_meta *m,
+                    struct buf *payload, size_t *count)
+{
+	int rc = ST_OK;
+	*count = 0;
+	if (live->seq < m->tail_seq) {
+		if (live->json)
+			buf_append(payload, "[", 1);
+		rc = read_messages(&ctx->rtxn, m, live->json, LS_SSE_BATCH_BYTES, payload,
+		                   &live->seq, &live->bytes, count);
+		if (live->json)
+			buf_append(payload, "]", 1);
+	}
+	store_read_end(&ctx->rtxn);
+	return rc || payload->failed ? -1 : 0;
+}
+
+enum sse_step proto_sse_step(struct proto_ctx *ctx, struct proto_live *live, struct buf *out)
+{
+	struct stream_meta m;
+	struct buf payload;
+	char off[OFFSET_LEN + 1], cur[24];
+	size_t count = 0;
+
+	if (live_lookup(ctx, live, &m))
+		return SSE_END; /* deleted or expired: end the connection */
+	if (live->snapshot)
+		return state_sse_step(ctx, live, &m, out);
+	uint64_t first_bytes;
+	if (live->seq < store_first_seq(&m, store_now_ms(), &first_bytes)) {
+		/* Trimmed under the reader: it resumes with a read that gets 410. */
+		store_read_end(&ctx->rtxn);
+		return SSE_END;
+	}
+	buf_init(&payload);
+	int failed = sse_read(ctx, live, &m, &payload, &count);
+	if (!failed && count)
+		sse_messages(live, &payload, out);
+	buf_free(&payload);
+	if (failed)
+		return SSE_END;
+
+	int at_tail = live->seq >= m.tail_seq;
+	offset_format(off, live->seq, live->bytes);
+	if (at_tail && m.closed) {
+		sse_control_event(out, off, NULL, 1, 1);
+		return SSE_END;
+	}
+	if (!count && live->control_sent)
+		return at_tail ? SSE_IDLE : SSE_MORE; /* nothing new since the last control event */
+	cursor_next(live->cursor_in, cur);
+	sse_control_event(out, off, cur, at_tail, 0);
+	live->control_sent = 1; /* a control event has been sent at least once */
+	return at_tail ? SSE_IDLE : SSE_MORE;
+}

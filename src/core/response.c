@@ -1,0 +1,233 @@
+/* response.c: the error table, status texts and the response helpers. */
+#include "core/response.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/num.h"
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct {
+	int status;
+	const char *reason;
+} errors[E__COUNT] = {
+	[E_OK] = { 200, "" },
+#define LS_ERR_ROW(name, status, reason) [name] = { status, reason },
+	PROTO_ERRORS(LS_ERR_ROW)
+#undef LS_ERR_ROW
+};
+
+int proto_err_status(enum proto_err e)
+{
+	return (unsigned)e < E__COUNT ? errors[e].status : 500;
+}
+
+const char *proto_err_reason(enum proto_err e)
+{
+	return (unsigned)e < E__COUNT ? errors[e].reason : "internal error";
+}
+
+const char *proto_status_text(int status)
+{
+	static const struct { int status; const char *text; } texts[] = {
+		{ 200, "OK" }, { 201, "Created" }, { 204, "No Content" }, { 304, "Not Modified" },
+		{ 400, "Bad Request" }, { 401, "Unauthorized" }, { 403, "Forbidden" },
+		{ 404, "Not Found" }, { 405, "Method Not Allowed" }, { 409, "Conflict" },
+		{ 410, "Gone" }, { 413, "Payload Too Large" }, { 414, "URI Too Long" },
+		{ 500, "Internal Server Error" }, { 501, "Not Implemented" },
+		{ 503, "Service Unavailable" }, { 507, "Insufficient Storage" },
+	};
+	for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+		if (texts[i].status == status)
+			return texts[i].text;
+	return "Unknown";
+}
+
+/* The request headers a browser may send: the table's, then the methods. */
+static const char EXPOSE_HEADERS[] =
+	"Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
+	"Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, "
+	"Producer-Expected-Seq, Producer-Received-Seq, ETag, Location, Content-Type, Stream-State, "
+	"Stream-Retention-Age, Stream-Retention-Bytes, Stream-Earliest-Offset, Stream-Snapshot-Next, Link";
+const char proto_allow_methods[] = "GET, HEAD, POST, PUT, DELETE, OPTIONS";
+
+void proto_response_init(struct proto_response *r)
+{
+	r->status = 0;
+	r->reason = NULL;
+	r->nheaders = 0;
+	r->hlen = 0;
+	r->action = PROTO_DONE;
+	buf_init(&r->body);
+}
+
+void proto_response_reset(struct proto_response *r)
+{
+	r->status = 0;
+	r->reason = NULL;
+	r->nheaders = 0;
+	r->hlen = 0;
+	r->action = PROTO_DONE;
+	buf_reset(&r->body);
+}
+
+void proto_response_free(struct proto_response *r)
+{
+	buf_free(&r->body);
+}
+
+int proto_add_header(struct proto_response *r, const char *name, const char *value)
+{
+	size_t n = strlen(value);
+	if (r->nheaders >= PROTO_MAX_HEADERS || r->hlen + n + 1 > sizeof r->hbuf) {
+		log_error("response header space exhausted adding %s", name);
+		return -1;
+	}
+	char *dst = r->hbuf + r->hlen;
+	memcpy(dst, value, n + 1);
+	r->hlen += n + 1;
+	r->headers[r->nheaders].name = name;
+	r->headers[r->nheaders].value = dst;
+	r->nheaders++;
+	return 0;
+}
+
+const char *proto_get_header(const struct proto_response *r, const char *name)
+{
+	for (int i = 0; i < r->nheaders; i++)
+		if (!strcasecmp(r->headers[i].name, name))
+			return r->headers[i].value;
+	return NULL;
+}
+
+void resp_start(struct proto_response *r, int status)
+{
+	r->status = status;
+	proto_add_header(r, "Access-Control-Allow-Origin", "*");
+	proto_add_header(r, "Access-Control-Expose-Headers", EXPOSE_HEADERS);
+	proto_add_header(r, "X-Content-Type-Options", "nosniff");
+	proto_add_header(r, "Cross-Origin-Resource-Policy", "cross-origin");
+}
+
+void resp_add_u64(struct proto_response *r, const char *name, uint64_t v)
+{
+	char s[24];
+	snprintf(s, sizeof s, "%llu", (unsigned long long)v);
+	proto_add_header(r, name, s);
+}
+
+void resp_add_offset(struct proto_response *r, uint64_t seq, uint64_t bytes)
+{
+	char off[OFFSET_LEN + 1];
+	offset_format(off, seq, bytes);
+	proto_add_header(r, "Stream-Next-Offset", off);
+}
+
+void resp_add_closed(struct proto_response *r)
+{
+	proto_add_header(r, "Stream-Closed", "true");
+}
+
+void proto_fail_detail(struct proto_response *r, enum proto_err e, const char *detail)
+{
+	int status = proto_err_status(e);
+	proto_response_reset(r);
+	r->reason = proto_err_reason(e);
+	resp_start(r, status);
+	proto_add_header(r, "Content-Type", "text/plain; charset=utf-8");
+	proto_add_header(r, "Cache-Control", "no-store");
+	if (status == 503 || status == 507)
+		resp_add_u64(r, "Retry-After", LS_RETRY_AFTER_S);
+	if (status == 405)
+		proto_add_header(r, "Allow", proto_allow_methods);
+	buf_puts(&r->body, r->reason);
+	if (detail && *detail) {
+		buf_puts(&r->body, ": ");
+		buf_puts(&r->body, detail);
+	}
+	buf_puts(&r->body, "\n");
+}
+
+void proto_fail(struct proto_response *r, enum proto_err e)
+{
+	proto_fail_detail(r, e, NULL);
+}
+
+enum proto_err err_of_store(int rc)
+{
+	switch (rc) {
+	case ST_MAPFULL: return E_STORAGE_FULL;
+	case ST_BUSY: return E_BUSY;
+	case ST_NOTFOUND: return E_STREAM_NOT_FOUND;
+	default: return E_STORAGE;
+	}
+}
+
+void resp_store_error(struct proto_response *r, int rc)
+{
+	proto_fail(r, err_of_store(rc));
+}
+
+/* Stream-Cursor: the 20-second interval number since the protocol's epoch;
+ * a client already at or past it is moved ahead by a random jitter so that
+ * cached long-poll responses are never reused (PROTOCOL.md, caching). */
+void cursor_next(const char *client, char out[24])
+{
+	int64_t now = store_now_ms();
+	uint64_t c, cur = (uint64_t)((now - LS_CURSOR_EPOCH_MS) / (LS_CURSOR_INTERVAL_S * 1000));
+	if (client && num_decimal(client, strlen(client), 18, &c) == 0 && c >= cur) {
+		uint32_t jitter_s = 1 + arc4random_uniform(3600);
+		uint64_t steps = (jitter_s + LS_CURSOR_INTERVAL_S - 1) / LS_CURSOR_INTERVAL_S;
+		cur = c + (steps ? steps : 1);
+	}
+	snprintf(out, 24, "%llu", (unsigned long long)cur);
+}
+
+void resp_add_cursor(struct proto_response *r, const char *client)
+{
+	char cur[24];
+	cursor_next(client, cur);
+	proto_add_header(r, "Stream-Cursor", cur);
+}
+
+/* Characters a URL path keeps as they are (RFC 3986 pchar and '/'). */
+static int url_keeps(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("-._~/!$&'()*+,;=:@", c));
+}
+
+void resp_add_location(struct proto_response *r, const struct req *q, const char *prefix,
+                       const char *name, size_t nlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char url[2048];
+	const char *host = q->host;
+	if (!host || !*host || strlen(host) > 255 ||
+	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != strlen(host))
+		host = "localhost";
+	size_t n = (size_t)snprintf(url, sizeof url, "%s://%s%s", q->https ? "https" : "http", host, prefix);
+	for (size_t i = 0; i < nlen && n + 4 < sizeof url; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (url_keeps(c)) {
+			url[n++] = (char)c;
+		} else {
+			url[n++] = '%';
+			url[n++] = hex[c >> 4];
+			url[n++] = hex[c & 15];
+		}
+	}
+	url[n] = '\0';
+	proto_add_header(r, "Location", url);
+}
+
+void proto_error(struct proto_response *r, int status, const char *reason)
+{
+	for (int e = 1; e < E__COUNT; e++)
+		if (errors[e].status == status && !strcmp(errors[e].reason, reason))
+			return proto_fail(r, (enum proto_err)e);
+	proto_fail(r, status == 405 ? E_METHOD : status == 404 ? E_NOT_FOUND : E_BUSY);
+}

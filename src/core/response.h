@@ -1,0 +1,46 @@
+/* response.h: building responses inside the core: the headers every
+ * answer carries, offsets, numbers, Location, and failures from the error
+ * table (errors.h). */
+#ifndef LS_RESPONSE_H
+#define LS_RESPONSE_H
+#include <stdint.h>
+#include "core/errors.h"
+#include "core/protocol.h"
+#include "core/request.h"
+
+/* Starts a successful answer: status and the headers every answer carries
+ * (CORS exposure, nosniff, resource policy). */
+void resp_start(struct proto_response *r, int status);
+
+void resp_add_u64(struct proto_response *r, const char *name, uint64_t v);
+
+/* Stream-Next-Offset for (seq, bytes). */
+void resp_add_offset(struct proto_response *r, uint64_t seq, uint64_t bytes);
+
+/* Stream-Closed: true. */
+void resp_add_closed(struct proto_response *r);
+
+/* Location: the stream's absolute URL, from the request's scheme and Host
+ * (when Host looks like a host name; "localhost" otherwise). */
+void resp_add_location(struct proto_response *r, const struct req *q, const char *prefix,
+                       const char *name, size_t nlen);
+
+/* The next Stream-Cursor: the current 20-second interval, or a random
+ * distance past the client's when it is already there (PROTOCOL.md,
+ * caching), as a decimal string. */
+void cursor_next(const char *client_cursor, char out[24]);
+
+/* Stream-Cursor: cursor_next as a header. */
+void resp_add_cursor(struct proto_response *r, const char *client_cursor);
+
+/* A failure from the table with a detail after the reason ("reason:
+ * detail"), for the parsers that say what exactly is wrong. */
+void proto_fail_detail(struct proto_response *r, enum proto_err e, const char *detail);
+
+/* The error of a store result (enum store_rc other than ST_OK). */
+enum proto_err err_of_store(int rc);
+
+/* Answers a store failure. */
+void resp_store_error(struct proto_response *r, int rc);
+
+#endif
