@@ -18,24 +18,11 @@
  * Build: cc -O2 -o publish publish.c   (no dependencies; loopback only)
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "bench.h"
+#include "bench.h" /* also the libc, socket and time headers both clients use */
 
 static struct sockaddr_in dst;
 static char host_hdr[300], path[4096], ctype[200] = "application/json";
@@ -64,111 +51,53 @@ struct worker {
 	uint64_t *seq; /* next Producer-Seq per stream */
 };
 
-static int64_t mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
+/* a keep-alive connection to the target (blocking, 30 s timeouts), or -1 */
 static int dial(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = tcp_socket(0);
 	if (fd < 0)
 		return -1;
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct timeval tv = { .tv_sec = 30 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) {
+	if (tcp_connect(fd, &dst) != 0) { /* (1: the connect timed out) */
 		close(fd);
 		return -1;
 	}
 	return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+/* read more of the connection into w->buf: 0, or -1 (closed, error, or the buffer is full) */
+static int fill(struct worker *w)
 {
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
+	if (w->blen == sizeof w->buf)
+		return -1;
+	ssize_t r = read(w->fd, w->buf + w->blen, sizeof w->buf - w->blen);
+	if (r <= 0)
+		return -1;
+	w->blen += (size_t)r;
 	return 0;
 }
 
-/* Read one response; returns the status, or -1 on a broken connection.
- * *close_after is set if the server will close the connection. */
-static int read_response(struct worker *w, int *close_after)
+/* Discard the body of a response whose head w->buf no longer holds: returns
+ * status, or -1 on a broken connection; sets *close_after for a body up to close. */
+static int skip_body(struct worker *w, int status, int chunked, long clen, int *close_after)
 {
-	*close_after = 0;
-	char *hend;
-	for (;;) {
-		hend = memmem(w->buf, w->blen, "\r\n\r\n", 4);
-		if (hend)
-			break;
-		if (w->blen == sizeof w->buf)
-			return -1;
-		ssize_t r = read(w->fd, w->buf + w->blen, sizeof w->buf - w->blen);
-		if (r <= 0)
-			return -1;
-		w->blen += (size_t)r;
-	}
-	size_t hlen = (size_t)(hend - w->buf) + 4;
-	int status = 0;
-	if (sscanf(w->buf, "HTTP/%*d.%*d %d", &status) != 1)
-		return -1;
-	long clen = -1;
-	int chunked = 0;
-	hend[2] = '\0'; /* headers as one string (the terminator is dropped below) */
-	for (char *l = strstr(w->buf, "\r\n"); l && l < hend; l = strstr(l, "\r\n")) {
-		l += 2;
-		char *e = strstr(l, "\r\n");
-		if (!e)
-			break;
-		char save = *e;
-		*e = '\0';
-		if (!strncasecmp(l, "content-length:", 15))
-			clen = atol(l + 15);
-		else if (!strncasecmp(l, "transfer-encoding:", 18) && strcasestr(l, "chunked"))
-			chunked = 1;
-		else if (!strncasecmp(l, "connection:", 11) && strcasestr(l, "close"))
-			*close_after = 1;
-		*e = save;
-	}
-	if (!strncmp(w->buf, "HTTP/1.0", 8))
-		*close_after = 1;
-	if (verbose && (status < 200 || status > 299))
-		fprintf(stderr, "publish: %.*s\n", (int)hlen, w->buf);
-	memmove(w->buf, w->buf + hlen, w->blen - hlen);
-	w->blen -= hlen;
 	if (status == 204 || status == 304 || (status >= 100 && status < 200))
 		return status;
 	if (chunked) {
 		for (;;) {
 			char *nl;
-			while (!(nl = memmem(w->buf, w->blen, "\r\n", 2))) {
-				ssize_t r = read(w->fd, w->buf + w->blen, sizeof w->buf - w->blen);
-				if (r <= 0)
+			while (!(nl = memmem(w->buf, w->blen, "\r\n", 2)))
+				if (fill(w) < 0)
 					return -1;
-				w->blen += (size_t)r;
-			}
 			long sz = strtol(w->buf, NULL, 16);
 			size_t need = (size_t)(nl - w->buf) + 2 + (size_t)sz + 2;
 			if (need > sizeof w->buf)
 				return -1;
-			while (w->blen < need) {
-				ssize_t r = read(w->fd, w->buf + w->blen, sizeof w->buf - w->blen);
-				if (r <= 0)
+			while (w->blen < need)
+				if (fill(w) < 0)
 					return -1;
-				w->blen += (size_t)r;
-			}
 			memmove(w->buf, w->buf + need, w->blen - need);
 			w->blen -= need;
 			if (sz == 0)
@@ -191,6 +120,40 @@ static int read_response(struct worker *w, int *close_after)
 	memmove(w->buf, w->buf + clen, w->blen - (size_t)clen);
 	w->blen -= (size_t)clen;
 	return status;
+}
+
+/* Read one response; returns the status, or -1 on a broken connection.
+ * *close_after is set if the server will close the connection. */
+static int read_response(struct worker *w, int *close_after)
+{
+	*close_after = 0;
+	char *hend;
+	while (!(hend = memmem(w->buf, w->blen, "\r\n\r\n", 4)))
+		if (fill(w) < 0)
+			return -1;
+	size_t hlen = (size_t)(hend - w->buf) + 4;
+	int minor, status = http_status(w->buf, hlen, &minor);
+	if (status < 0)
+		return -1;
+	long clen = -1;
+	int chunked = 0;
+	const char *name, *val;
+	size_t nlen, vlen;
+	for (const char *h = w->buf; (h = http_next_header(h, w->buf + hlen, &name, &nlen, &val, &vlen));) {
+		if (header_is(name, nlen, "content-length"))
+			clen = vlen ? atol(val) : 0;
+		else if (header_is(name, nlen, "transfer-encoding") && value_has(val, vlen, "chunked"))
+			chunked = 1;
+		else if (header_is(name, nlen, "connection") && value_has(val, vlen, "close"))
+			*close_after = 1;
+	}
+	if (minor == 0) /* HTTP/1.0 */
+		*close_after = 1;
+	if (verbose && (status < 200 || status > 299))
+		fprintf(stderr, "publish: %.*s\n", (int)hlen - 2, w->buf);
+	memmove(w->buf, w->buf + hlen, w->blen - hlen);
+	w->blen -= hlen;
+	return skip_body(w, status, chunked, clen, close_after);
 }
 
 static int post_one(struct worker *w, uint64_t id)
@@ -331,46 +294,72 @@ static void usage(FILE *f)
 	      f);
 }
 
+/* one command-line option (see parse_args in bench.h): arguments taken */
+static int option(const char *a, const char *v)
+{
+	if (!strcmp(a, "-v")) {
+		verbose = 1;
+		return 1;
+	}
+	if (!strcmp(a, "--producer")) {
+		producer = 1;
+		return 1;
+	}
+	if (!v)
+		return 0;
+	if (!strcmp(a, "--rate"))
+		rate = atof(v);
+	else if (!strcmp(a, "--connections"))
+		nconns = atoi(v);
+	else if (!strcmp(a, "--duration"))
+		duration = atof(v);
+	else if (!strcmp(a, "--count"))
+		count_limit = atol(v);
+	else if (!strcmp(a, "--first-id"))
+		first_id = strtoull(v, NULL, 10);
+	else if (!strcmp(a, "--size"))
+		size = atoi(v);
+	else if (!strcmp(a, "--streams"))
+		nstreams = atoi(v);
+	else if (!strcmp(a, "--content-type"))
+		snprintf(ctype, sizeof ctype, "%s", v);
+	else
+		return 0;
+	return 2;
+}
+
+/* the summary line, from the workers' latencies */
+static void report(struct worker *ws, int nw, double elapsed)
+{
+	size_t nl = 0;
+	for (int i = 0; i < nw; i++)
+		nl += ws[i].nlat;
+	uint32_t *all = malloc((nl ? nl : 1) * sizeof *all);
+	size_t k = 0;
+	for (int i = 0; i < nw; i++) {
+		if (ws[i].nlat)
+			memcpy(all + k, ws[i].lat, ws[i].nlat * sizeof *all);
+		k += ws[i].nlat;
+		if (ws[i].fd >= 0)
+			close(ws[i].fd);
+	}
+	qsort(all, nl, sizeof *all, cmp_u32);
+	double p50 = pct_u32(all, nl, 0.50) / 1e3, p99 = pct_u32(all, nl, 0.99) / 1e3;
+	double mx = pct_u32(all, nl, 1.0) / 1e3;
+	uint64_t last = atomic_load(&next_id) - 1;
+	printf("sent=%ld ok=%ld non2xx=%ld errors=%ld first_id=%" PRIu64 " last_id=%" PRIu64
+	       " elapsed_s=%.3f rate=%.1f append_p50_ms=%.2f append_p99_ms=%.2f append_max_ms=%.2f"
+	       " t_start=%" PRId64 " t_end=%" PRId64 "\n",
+	       atomic_load(&n_sent), atomic_load(&n_ok), atomic_load(&n_non2xx), atomic_load(&n_err),
+	       first_id, last, elapsed, elapsed > 0 ? (double)atomic_load(&n_sent) / elapsed : 0.0,
+	       p50, p99, mx, t_start_us, t_end_us);
+}
+
 int main(int argc, char **argv)
 {
-	const char *url = NULL;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define OPT(name) (!strcmp(a, name) && v && (i++, 1))
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			return 0;
-		} else if (!strcmp(a, "-v"))
-			verbose = 1;
-		else if (OPT("--rate"))
-			rate = atof(v);
-		else if (OPT("--connections"))
-			nconns = atoi(v);
-		else if (OPT("--duration"))
-			duration = atof(v);
-		else if (OPT("--count"))
-			count_limit = atol(v);
-		else if (OPT("--first-id"))
-			first_id = strtoull(v, NULL, 10);
-		else if (OPT("--size"))
-			size = atoi(v);
-		else if (OPT("--streams"))
-			nstreams = atoi(v);
-		else if (!strcmp(a, "--producer"))
-			producer = 1;
-		else if (OPT("--content-type"))
-			snprintf(ctype, sizeof ctype, "%s", v);
-		else if (a[0] != '-' && !url)
-			url = a;
-		else {
-			usage(stderr);
-			return 2;
-		}
-#undef OPT
-	}
-	if (!url || strncmp(url, "http://", 7) || nconns < 1 || nconns > 64 || duration <= 0 ||
-	    nstreams < 1 || nstreams > MAX_STREAMS ||
-	    duration > 3600 || rate < 0) {
+	const char *url = parse_args(argc, argv, option, usage);
+	if (!url || nconns < 1 || nconns > 64 || duration <= 0 || nstreams < 1 ||
+	    nstreams > MAX_STREAMS || duration > 3600 || rate < 0) {
 		usage(stderr);
 		return 2;
 	}
@@ -379,11 +368,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "publish: %s\n", bad);
 		return 2;
 	}
-	signal(SIGPIPE, SIG_IGN);
-	struct sigaction sa = { .sa_handler = on_stop };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	catch_signals(on_stop, (const int[]){ SIGINT, SIGTERM }, 2);
 
 	atomic_store(&next_id, first_id);
 	int nw = rate > 0 ? 1 : nconns;
@@ -411,29 +396,6 @@ int main(int argc, char **argv)
 	}
 	double elapsed = (double)(mono_us() - m0) / 1e6;
 	t_end_us = now_us();
-
-	size_t nl = 0;
-	for (int i = 0; i < nw; i++)
-		nl += ws[i].nlat;
-	uint32_t *all = malloc((nl ? nl : 1) * sizeof *all);
-	size_t k = 0;
-	for (int i = 0; i < nw; i++) {
-		if (ws[i].nlat)
-			memcpy(all + k, ws[i].lat, ws[i].nlat * sizeof *all);
-		k += ws[i].nlat;
-		if (ws[i].fd >= 0)
-			close(ws[i].fd);
-	}
-	qsort(all, nl, sizeof *all, cmp_u32);
-	double p50 = nl ? all[(size_t)(0.50 * (double)(nl - 1))] / 1e3 : 0;
-	double p99 = nl ? all[(size_t)(0.99 * (double)(nl - 1))] / 1e3 : 0;
-	double mx = nl ? all[nl - 1] / 1e3 : 0;
-	uint64_t last = atomic_load(&next_id) - 1;
-	printf("sent=%ld ok=%ld non2xx=%ld errors=%ld first_id=%" PRIu64 " last_id=%" PRIu64
-	       " elapsed_s=%.3f rate=%.1f append_p50_ms=%.2f append_p99_ms=%.2f append_max_ms=%.2f"
-	       " t_start=%" PRId64 " t_end=%" PRId64 "\n",
-	       atomic_load(&n_sent), atomic_load(&n_ok), atomic_load(&n_non2xx), atomic_load(&n_err),
-	       first_id, last, elapsed, elapsed > 0 ? (double)atomic_load(&n_sent) / elapsed : 0.0,
-	       p50, p99, mx, t_start_us, t_end_us);
+	report(ws, nw, elapsed);
 	return atomic_load(&n_err) || atomic_load(&n_non2xx) ? 1 : 0;
 }

@@ -45,24 +45,12 @@
  * Only for loopback benchmarks; every run is bounded by --max-time.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "bench.h"
+#include "bench.h" /* also the libc, socket and time headers both clients use */
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -176,13 +164,6 @@ static uint64_t phase_first = 0; /* count ids >= this as the phase's */
 static uint64_t total_dropped, total_failed, total_http_err, total_bytes, total_events;
 static int n_connected, n_pending;
 static volatile sig_atomic_t sig_reset, sig_report, sig_stop;
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void on_signal(int s)
 {
@@ -484,14 +465,13 @@ static int open_socket(struct conn *c)
 	c->cstate = C_SIZE;
 	c->chunk_left = 0;
 	c->have_i = c->have_t = 0;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = tcp_socket(SOCK_NONBLOCK);
 	if (fd < 0) {
 		fprintf(stderr, "sse-load: socket: %s\n", strerror(errno));
 		return -1;
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct sockaddr_in src = { .sin_family = AF_INET };
 	long g = (long)index_offset + idx;
 	long a = src_first + g / per_source;
@@ -520,29 +500,20 @@ static void conn_start(struct conn *c)
 		return;
 	}
 	n_pending++;
-	if (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS)
+	if (tcp_connect(c->fd, &dst) < 0)
 		conn_fail(c, 0);
 }
 
-/* headers complete in c->lb: check the status, find the transfer coding */
+/* headers complete in c->lb[0..hlen): check the status, find the transfer coding */
 static int parse_headers(struct conn *c, size_t hlen)
 {
-	c->lb[hlen - 1] = '\0';
-	int status = 0;
-	if (sscanf(c->lb, "HTTP/%*d.%*d %d", &status) != 1 || status != 200)
+	if (http_status(c->lb, hlen, NULL) != 200)
 		return -1;
-	for (char *l = strstr(c->lb, "\r\n"); l; l = strstr(l + 2, "\r\n")) {
-		char *h = l + 2;
-		if (!strncasecmp(h, "transfer-encoding:", 18)) {
-			char *e = strstr(h, "\r\n");
-			size_t n = e ? (size_t)(e - h) : strlen(h);
-			char save = h[n];
-			h[n] = '\0';
-			if (strcasestr(h + 18, "chunked"))
-				c->chunked = 1;
-			h[n] = save;
-		}
-	}
+	const char *name, *val;
+	size_t nlen, vlen;
+	for (const char *h = c->lb; (h = http_next_header(h, c->lb + hlen, &name, &nlen, &val, &vlen));)
+		if (header_is(name, nlen, "transfer-encoding") && value_has(val, vlen, "chunked"))
+			c->chunked = 1;
 	return 0;
 }
 
@@ -643,7 +614,7 @@ static void poll_send(struct conn *c)
 		             path_q, host_hdr, *pp->lm ? "If-Modified-Since: " : "", pp->lm, *pp->lm ? "\r\n" : "",
 		             *pp->etag ? "If-None-Match: " : "", pp->etag, *pp->etag ? "\r\n" : "");
 	}
-	if (n <= 0 || n >= (int)sizeof req || write(c->fd, req, (size_t)n) != n) {
+	if (n <= 0 || n >= (int)sizeof req || write_all(c->fd, req, (size_t)n) < 0) {
 		poll_reopen(c, 1);
 		return;
 	}
@@ -688,29 +659,25 @@ static void poll_reopen(struct conn *c, int failed)
 		lb_free(c);
 		return;
 	}
-	if (open_socket(c) < 0 ||
-	    (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS))
+	if (open_socket(c) < 0 || tcp_connect(c->fd, &dst) < 0)
 		poll_reopen(c, 1);
 }
 
-static void hdr_copy(char *dst_, size_t cap, const char *v, size_t n)
+/* a header value into a field of cap bytes (cut short if need be) */
+static void copy_value(char *out, size_t cap, const char *v, size_t n)
 {
-	while (n && (*v == ' ' || *v == '\t'))
-		v++, n--;
-	while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
-		n--;
 	if (n >= cap)
 		n = cap - 1;
-	memcpy(dst_, v, n);
-	dst_[n] = '\0';
+	memcpy(out, v, n);
+	out[n] = '\0';
 }
 
 /* headers of a long-poll response in c->lb[0..hlen): status, framing, position */
 static int poll_headers(struct conn *c, size_t hlen)
 {
 	struct pollpos *pp = c->pp;
-	int status = 0, minor = 1;
-	if (sscanf(c->lb, "HTTP/1.%d %d", &minor, &status) != 2)
+	int minor, status = http_status(c->lb, hlen, &minor);
+	if (status < 0 || minor < 0) /* (HTTP/1.x only) */
 		return -1;
 	pp->clen = -1;
 	pp->keep = minor >= 1;
@@ -718,40 +685,23 @@ static int poll_headers(struct conn *c, size_t hlen)
 	pp->status_ok = status == 200;
 	if (status != 200 && status != 204 && status != 304)
 		return -1;
-	const char *end = c->lb + hlen;
-	for (const char *l = memmem(c->lb, hlen, "\r\n", 2); l && l + 2 < end;) {
-		const char *h = l + 2, *e = memmem(h, (size_t)(end - h), "\r\n", 2);
-		if (!e || e == h)
-			break;
-		const char *colon = memchr(h, ':', (size_t)(e - h));
-		if (colon) {
-			size_t kl = (size_t)(colon - h), vl = (size_t)(e - colon - 1);
-			const char *v = colon + 1;
-			char tmp[64];
-#define IS(name) (kl == sizeof name - 1 && !strncasecmp(h, name, kl))
-			if (IS("content-length")) {
-				hdr_copy(tmp, sizeof tmp, v, vl);
-				pp->clen = atoll(tmp);
-			} else if (IS("transfer-encoding")) {
-				hdr_copy(tmp, sizeof tmp, v, vl);
-				if (strcasestr(tmp, "chunked"))
-					c->chunked = 1;
-			} else if (IS("connection")) {
-				hdr_copy(tmp, sizeof tmp, v, vl);
-				if (strcasestr(tmp, "close"))
-					pp->keep = 0;
-			} else if (IS("stream-next-offset")) {
-				hdr_copy(pp->off, sizeof pp->off, v, vl);
-			} else if (IS("stream-cursor")) {
-				hdr_copy(pp->cur, sizeof pp->cur, v, vl);
-			} else if (IS("last-modified")) {
-				hdr_copy(pp->lm, sizeof pp->lm, v, vl);
-			} else if (IS("etag")) {
-				hdr_copy(pp->etag, sizeof pp->etag, v, vl);
-			}
-#undef IS
-		}
-		l = e;
+	const char *name, *v;
+	size_t nlen, vl;
+	for (const char *h = c->lb; (h = http_next_header(h, c->lb + hlen, &name, &nlen, &v, &vl));) {
+		if (header_is(name, nlen, "content-length"))
+			pp->clen = vl ? atoll(v) : 0;
+		else if (header_is(name, nlen, "transfer-encoding") && value_has(v, vl, "chunked"))
+			c->chunked = 1;
+		else if (header_is(name, nlen, "connection") && value_has(v, vl, "close"))
+			pp->keep = 0;
+		else if (header_is(name, nlen, "stream-next-offset"))
+			copy_value(pp->off, sizeof pp->off, v, vl);
+		else if (header_is(name, nlen, "stream-cursor"))
+			copy_value(pp->cur, sizeof pp->cur, v, vl);
+		else if (header_is(name, nlen, "last-modified"))
+			copy_value(pp->lm, sizeof pp->lm, v, vl);
+		else if (header_is(name, nlen, "etag"))
+			copy_value(pp->etag, sizeof pp->etag, v, vl);
 	}
 	if (status != 200)
 		pp->clen = 0;
@@ -894,8 +844,7 @@ static void on_event(uint32_t idx, uint32_t events)
 			conn_fail(c, 0);
 			return;
 		}
-		ssize_t w = write(c->fd, request, (size_t)request_len);
-		if (w != request_len) {
+		if (write_all(c->fd, request, (size_t)request_len) < 0) {
 			conn_fail(c, 0);
 			return;
 		}
@@ -969,9 +918,9 @@ static void msg_summary(double *p50, double *p90, double *mx, int *n)
 	if (!k)
 		return;
 	qsort(v, (size_t)k, sizeof v[0], cmp_u32);
-	*p50 = v[(k - 1) / 2] / 1e3;
-	*p90 = v[(size_t)(0.9 * (k - 1))] / 1e3;
-	*mx = v[k - 1] / 1e3;
+	*p50 = pct_u32(v, (size_t)k, 0.50) / 1e3;
+	*p90 = pct_u32(v, (size_t)k, 0.90) / 1e3;
+	*mx = pct_u32(v, (size_t)k, 1.0) / 1e3;
 }
 
 static void print_summary(FILE *f, const struct stats *s)
@@ -1074,6 +1023,37 @@ static void write_status(void)
 
 /* ---- merge mode ------------------------------------------------------------ */
 
+/* fold one process's report s into the combined report m */
+static void merge_add(struct stats *m, const struct stats *s)
+{
+	m->target += s->target;
+	m->connected += s->connected;
+	m->pending += s->pending;
+	m->failed += s->failed;
+	m->http_err += s->http_err;
+	m->dropped += s->dropped;
+	m->deliveries += s->deliveries;
+	m->count += s->count;
+	m->dup += s->dup;
+	m->stale += s->stale;
+	m->lost += s->lost;
+	m->subs += s->subs;
+	m->bytes += s->bytes;
+	m->events += s->events;
+	if (s->expected > m->expected)
+		m->expected = s->expected;
+	if (s->max > m->max)
+		m->max = s->max;
+	if (s->t_reset && (!m->t_reset || s->t_reset < m->t_reset))
+		m->t_reset = s->t_reset;
+	if (s->t_first && (!m->t_first || s->t_first < m->t_first))
+		m->t_first = s->t_first;
+	if (s->t_last > m->t_last)
+		m->t_last = s->t_last;
+	if (s->t_report > m->t_report)
+		m->t_report = s->t_report;
+}
+
 static int merge(int argc, char **argv)
 {
 	static struct stats m, s;
@@ -1125,32 +1105,7 @@ static int merge(int argc, char **argv)
 			}
 		}
 		fclose(f);
-		m.target += s.target;
-		m.connected += s.connected;
-		m.pending += s.pending;
-		m.failed += s.failed;
-		m.http_err += s.http_err;
-		m.dropped += s.dropped;
-		m.deliveries += s.deliveries;
-		m.count += s.count;
-		m.dup += s.dup;
-		m.stale += s.stale;
-		m.lost += s.lost;
-		m.subs += s.subs;
-		m.bytes += s.bytes;
-		m.events += s.events;
-		if (s.expected > m.expected)
-			m.expected = s.expected;
-		if (s.max > m.max)
-			m.max = s.max;
-		if (s.t_reset && (!m.t_reset || s.t_reset < m.t_reset))
-			m.t_reset = s.t_reset;
-		if (s.t_first && (!m.t_first || s.t_first < m.t_first))
-			m.t_first = s.t_first;
-		if (s.t_last > m.t_last)
-			m.t_last = s.t_last;
-		if (s.t_report > m.t_report)
-			m.t_report = s.t_report;
+		merge_add(&m, &s);
 	}
 	print_summary(stdout, &m);
 	return 0;
@@ -1177,88 +1132,69 @@ static void usage(FILE *f)
 	      f);
 }
 
-int main(int argc, char **argv)
+/* one command-line option (see parse_args in bench.h): arguments taken */
+static int option(const char *a, const char *v)
 {
-	const char *url = NULL;
-	nconn = 1000;
-	if (argc > 1 && !strcmp(argv[1], "--merge"))
-		return merge(argc - 2, argv + 2);
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			return 0;
-		}
-#define OPT(name) (!strcmp(a, name) && v && (i++, 1))
-		if (OPT("-n"))
-			nconn = atoi(v);
-		else if (OPT("--index-offset"))
-			index_offset = atoi(v);
-		else if (OPT("--src-first"))
-			src_first = atoi(v);
-		else if (OPT("--per-source"))
-			per_source = atoi(v);
-		else if (OPT("--connect-rate"))
-			connect_rate = atof(v);
-		else if (OPT("--max-pending"))
-			max_pending = atoi(v);
-		else if (OPT("--retries"))
-			retries = atoi(v);
-		else if (OPT("--status"))
-			status_path = v;
-		else if (OPT("--report"))
-			report_path = v;
-		else if (OPT("--control"))
-			control_path = v;
-		else if (OPT("--max-time"))
-			max_time = atof(v);
-		else if (OPT("--poll")) {
-			if (!strcmp(v, "ds"))
-				poll_mode = P_DS;
-			else if (!strcmp(v, "etag"))
-				poll_mode = P_ETAG;
-			else
-				die("--poll: ds or etag");
-		}
-		else if (a[0] != '-' && !url)
-			url = a;
-		else {
-			usage(stderr);
-			return 2;
-		}
-#undef OPT
-	}
-	if (!url || nconn < 1 || per_source < 1 || connect_rate <= 0 || max_pending < 1 || retries < 1) {
-		usage(stderr);
-		return 2;
-	}
+	if (!v)
+		return 0;
+	if (!strcmp(a, "-n"))
+		nconn = atoi(v);
+	else if (!strcmp(a, "--index-offset"))
+		index_offset = atoi(v);
+	else if (!strcmp(a, "--src-first"))
+		src_first = atoi(v);
+	else if (!strcmp(a, "--per-source"))
+		per_source = atoi(v);
+	else if (!strcmp(a, "--connect-rate"))
+		connect_rate = atof(v);
+	else if (!strcmp(a, "--max-pending"))
+		max_pending = atoi(v);
+	else if (!strcmp(a, "--retries"))
+		retries = atoi(v);
+	else if (!strcmp(a, "--status"))
+		status_path = v;
+	else if (!strcmp(a, "--report"))
+		report_path = v;
+	else if (!strcmp(a, "--control"))
+		control_path = v;
+	else if (!strcmp(a, "--max-time"))
+		max_time = atof(v);
+	else if (!strcmp(a, "--poll")) {
+		if (!strcmp(v, "ds"))
+			poll_mode = P_DS;
+		else if (!strcmp(v, "etag"))
+			poll_mode = P_ETAG;
+		else
+			die("--poll: ds or etag");
+	} else
+		return 0;
+	return 2;
+}
 
-	/* URL: http://A.B.C.D:PORT/path?query (loopback benchmark: IPv4 literal) */
-	const char *bad = parse_loopback_url(url, host_hdr, sizeof host_hdr, path_q, sizeof path_q, &dst);
-	if (bad)
-		die(bad);
-	request_len = snprintf(request, sizeof request,
-	                       "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
-	                       "Cache-Control: no-cache\r\nUser-Agent: lmstream-sse-load\r\n\r\n",
-	                       path_q, host_hdr);
-
-	/* descriptors: one per connection plus a few */
+/* descriptors: one per connection plus a few; 0, or 2 (the hard limit is too low) */
+static int raise_nofile(void)
+{
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	rlim_t need = (rlim_t)nconn + 64;
-	if (rl.rlim_cur < need) {
-		if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-			fprintf(stderr,
-			        "sse-load: %d connections need %llu descriptors, hard limit is %llu: "
-			        "run several processes (-n, --index-offset)\n",
-			        nconn, (unsigned long long)need, (unsigned long long)rl.rlim_max);
-			return 2;
-		}
-		rl.rlim_cur = need;
-		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-			die("setrlimit(RLIMIT_NOFILE)");
+	if (rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		fprintf(stderr,
+		        "sse-load: %d connections need %llu descriptors, hard limit is %llu: "
+		        "run several processes (-n, --index-offset)\n",
+		        nconn, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+		return 2;
 	}
+	rl.rlim_cur = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		die("setrlimit(RLIMIT_NOFILE)");
+	return 0;
+}
 
+/* the connection table (and the long-poll positions) and the epoll set */
+static void setup_conns(void)
+{
 	conns = calloc((size_t)nconn, sizeof *conns);
 	retry_queue = calloc((size_t)nconn, sizeof *retry_queue);
 	if (!conns || !retry_queue)
@@ -1275,17 +1211,46 @@ int main(int argc, char **argv)
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
 		die("epoll_create1");
+}
 
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGUSR2, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+/* start connections at the configured rate (retries first) */
+static void start_connections(int64_t now, int64_t t0, int *next_new)
+{
+	long allowed = (long)((double)(now - t0) * connect_rate / 1000.0) + 1;
+	while (n_pending < max_pending && (retry_queue_len || (*next_new < nconn && opened_total < allowed))) {
+		if (retry_queue_len) {
+			struct conn *c = &conns[retry_queue[--retry_queue_len]];
+			if (now - c->since_ms < 200 && c->attempts > 0) { /* back off a little */
+				retry_queue_len++;
+				break;
+			}
+			conn_start(c);
+		} else {
+			opened_total++;
+			conn_start(&conns[(*next_new)++]);
+		}
+	}
+}
 
-	memset(&st, 0, sizeof st);
-	st.t_reset = now_us();
+/* connection attempts that hang */
+static void expire_attempts(int64_t now)
+{
+	for (int i = 0; i < nconn; i++) {
+		struct conn *c = &conns[i];
+		if (poll_mode && c->pp->held) { /* a long-poll waits: only connecting can hang */
+			if (c->state == S_CONNECTING && now - c->since_ms > connect_timeout_ms)
+				poll_reopen(c, 1);
+			continue;
+		}
+		if ((c->state == S_CONNECTING || c->state == S_HEADERS) &&
+		    now - c->since_ms > connect_timeout_ms)
+			conn_fail(c, 0);
+	}
+}
+
+/* the event loop, until a stop signal or --max-time */
+static void run(void)
+{
 	int64_t t0 = mono_ms(), last_status = 0, last_scan = t0;
 	int next_new = 0;
 	struct epoll_event evs[1024];
@@ -1293,21 +1258,7 @@ int main(int argc, char **argv)
 		int64_t now = mono_ms();
 		if (max_time > 0 && now - t0 > (int64_t)(max_time * 1000))
 			break;
-		/* start connections at the configured rate */
-		long allowed = (long)((double)(now - t0) * connect_rate / 1000.0) + 1;
-		while (n_pending < max_pending && (retry_queue_len || (next_new < nconn && opened_total < allowed))) {
-			if (retry_queue_len) {
-				struct conn *c = &conns[retry_queue[--retry_queue_len]];
-				if (now - c->since_ms < 200 && c->attempts > 0) { /* back off a little */
-					retry_queue_len++;
-					break;
-				}
-				conn_start(c);
-			} else {
-				opened_total++;
-				conn_start(&conns[next_new++]);
-			}
-		}
+		start_connections(now, t0, &next_new);
 		int timeout = (next_new < nconn || retry_queue_len) ? 5 : 200;
 		int n = epoll_wait(epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout);
 		for (int i = 0; i < n; i++)
@@ -1321,25 +1272,44 @@ int main(int argc, char **argv)
 			write_report();
 		}
 		now = mono_ms();
-		if (now - last_scan >= 1000) { /* connection attempts that hang */
+		if (now - last_scan >= 1000) {
 			last_scan = now;
-			for (int i = 0; i < nconn; i++) {
-				struct conn *c = &conns[i];
-				if (poll_mode && c->pp->held) { /* a long-poll waits: only connecting can hang */
-					if (c->state == S_CONNECTING && now - c->since_ms > connect_timeout_ms)
-						poll_reopen(c, 1);
-					continue;
-				}
-				if ((c->state == S_CONNECTING || c->state == S_HEADERS) &&
-				    now - c->since_ms > connect_timeout_ms)
-					conn_fail(c, 0);
-			}
+			expire_attempts(now);
 		}
 		if (now - last_status >= 1000) {
 			last_status = now;
 			write_status();
 		}
 	}
+}
+
+int main(int argc, char **argv)
+{
+	nconn = 1000;
+	if (argc > 1 && !strcmp(argv[1], "--merge"))
+		return merge(argc - 2, argv + 2);
+	const char *url = parse_args(argc, argv, option, usage);
+	if (!url || nconn < 1 || per_source < 1 || connect_rate <= 0 || max_pending < 1 || retries < 1) {
+		usage(stderr);
+		return 2;
+	}
+
+	/* URL: http://A.B.C.D:PORT/path?query (loopback benchmark: IPv4 literal) */
+	const char *bad = parse_loopback_url(url, host_hdr, sizeof host_hdr, path_q, sizeof path_q, &dst);
+	if (bad)
+		die(bad);
+	request_len = snprintf(request, sizeof request,
+	                       "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
+	                       "Cache-Control: no-cache\r\nUser-Agent: lmstream-sse-load\r\n\r\n",
+	                       path_q, host_hdr);
+	if (raise_nofile())
+		return 2;
+	setup_conns();
+	catch_signals(on_signal, (const int[]){ SIGUSR1, SIGUSR2, SIGINT, SIGTERM }, 4);
+
+	memset(&st, 0, sizeof st);
+	st.t_reset = now_us();
+	run();
 	write_status();
 	if (report_path)
 		write_report();
