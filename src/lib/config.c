@@ -1,46 +1,133 @@
-/* config.c: parse the configuration file, environment and flags. */
+/* config.c: the configuration as data: one table of keys {name, type,
+ * default, limits, help} from which the defaults, the file, the
+ * environment, the flags, --help and --print-config all come. */
 #include "lib/config.h"
 #include "lib/limits.h"
 #include "lib/log.h"
+#include "lib/num.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void config_defaults(struct config *cfg)
+enum key_type {
+	T_STR,        /* char[cap] */
+	T_SIZE,       /* uint64_t from "64M" and the like */
+	T_INT,        /* int, decimal */
+	T_U64,        /* uint64_t, decimal */
+	T_SIZE_T,     /* size_t, decimal */
+	T_DURABILITY, /* enum durability: "durable" or "fast" */
+};
+
+/* What a string value must look like beyond fitting its array. */
+enum str_rule {
+	S_ANY,
+	S_NONEMPTY,
+	S_PREFIX,     /* starts and ends with '/' */
+	S_HOSTPORT,   /* has a ':' before the port */
+	S_HEADER,     /* non-empty, no CR or LF: it goes into a response header */
+};
+
+struct config_key {
+	const char *name;
+	enum key_type type;
+	size_t off, cap;        /* where in struct config; cap for strings */
+	enum str_rule rule;
+	const char *def_s;      /* default of a string or durability */
+	uint64_t def, min, max; /* default and bounds of a number */
+	const char *help;
+};
+
+#define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
+#define NUM(field) offsetof(struct config, field), 0
+
+/* In the order --help and --print-config list them. */
+static const struct config_key keys[] = {
+	{ "data_dir", T_STR, F(data_dir), S_NONEMPTY, LS_DEFAULT_DATA_DIR, 0, 0, 0,
+	  "directory of the LMDB environment, shared by every lmstream process" },
+	{ "map_size", T_SIZE, NUM(map_size), 0, NULL, LS_DEFAULT_MAP_SIZE, 1ULL << 20, UINT64_MAX,
+	  "largest size the database may grow to (address space reserved, not disk used)" },
+	{ "durability", T_DURABILITY, NUM(durability), 0, LS_DEFAULT_DURABILITY, 0, 0, 0,
+	  "durable: acknowledge a write once on disk; fast: once committed" },
+	{ "max_body", T_SIZE, NUM(max_body), 0, NULL, LS_DEFAULT_MAX_BODY, 1, 1ULL << 31,
+	  "largest request body accepted, in bytes (413 above)" },
+	{ "max_path", T_SIZE_T, NUM(max_path), 0, NULL, LS_DEFAULT_MAX_PATH, 16, LS_MAX_PATH_HARD,
+	  "longest stream name after the prefix, in decoded bytes" },
+	{ "long_poll_timeout", T_INT, NUM(long_poll_ms), 0, NULL, LS_DEFAULT_LONG_POLL_MS, 100, 3600 * 1000,
+	  "how long a long-poll read waits before answering 204, in ms" },
+	{ "sse_lifetime", T_INT, NUM(sse_lifetime_ms), 0, NULL, LS_DEFAULT_SSE_LIFETIME_MS, 100, 24 * 3600 * 1000,
+	  "how long one SSE response lasts before the client reconnects, in ms" },
+	{ "heartbeat", T_INT, NUM(heartbeat_ms), 0, NULL, LS_DEFAULT_HEARTBEAT_MS, 100, 3600 * 1000,
+	  "interval of SSE keep-alive comments, in ms" },
+	{ "prefix", T_STR, F(prefix), S_PREFIX, LS_DEFAULT_PREFIX, 0, 0, 0,
+	  "URL prefix under which streams are served; starts and ends with '/'" },
+	{ "listen", T_STR, F(listen), S_HOSTPORT, LS_DEFAULT_LISTEN, 0, 0, 0,
+	  "HOST:PORT lmstream-live listens on" },
+	{ "max_connections", T_INT, NUM(max_connections), 0, NULL, LS_DEFAULT_MAX_CONNECTIONS, 1, 1000000,
+	  "requests lmstream-live holds at once, all processes together (503 above)" },
+	{ "threads", T_INT, NUM(threads), 0, NULL, LS_DEFAULT_THREADS, 1, 64,
+	  "lmstream-live threads per process" },
+	{ "worker_threads", T_INT, NUM(worker_threads), 0, NULL, LS_DEFAULT_WORKER_THREADS, 1, 256,
+	  "requests one lmstream.fcgi process serves at once (their appends share commits)" },
+	{ "live_processes", T_INT, NUM(live_processes), 0, NULL, LS_DEFAULT_LIVE_PROCESSES, 1, 64,
+	  "lmstream-live processes sharing the listen port" },
+	{ "conn_memory", T_SIZE, NUM(conn_memory), 0, NULL, LS_DEFAULT_CONN_MEMORY, 2048, 1 << 20,
+	  "bytes per lmstream-live connection for headers and writes" },
+	{ "notify_socket", T_STR, F(notify_path), S_ANY, LS_DEFAULT_NOTIFY_SOCKET, 0, 0, 0,
+	  "AF_UNIX socket of lmstream-live for commit notices; empty: DATA_DIR/live.sock" },
+	{ "cache_control", T_STR, F(cache_control), S_HEADER, LS_DEFAULT_CACHE_CONTROL, 0, 0, 0,
+	  "Cache-Control of reads that return data" },
+	{ "www", T_STR, F(www), S_ANY, LS_DEFAULT_WWW, 0, 0, 0,
+	  "static files lmstream-live serves outside the prefix; empty: none" },
+	{ "retention_age", T_U64, NUM(retention_age_s), 0, NULL, LS_DEFAULT_RETENTION_AGE, 0, 10ULL * 366 * 86400,
+	  "default ?retention-age of new streams, in seconds; 0 keeps everything" },
+	{ "retention_bytes", T_SIZE, NUM(retention_bytes), 0, NULL, LS_DEFAULT_RETENTION_BYTES, 0, UINT64_MAX,
+	  "default ?retention-bytes of new streams; 0 keeps everything" },
+	{ "snapshot_page", T_SIZE, NUM(snapshot_page), 0, NULL, LS_DEFAULT_SNAPSHOT_PAGE, 64 << 10, 256ULL << 20,
+	  "bytes of one GET ?snapshot page" },
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const struct config_key *find_key(const char *name)
 {
-	memset(cfg, 0, sizeof *cfg);
-	snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", LS_DEFAULT_DATA_DIR);
-	cfg->map_size = LS_DEFAULT_MAP_SIZE;
-	cfg->durability = DURABILITY_DURABLE;
-	cfg->max_body = LS_DEFAULT_MAX_BODY;
-	cfg->max_path = LS_DEFAULT_MAX_PATH;
-	cfg->long_poll_ms = LS_DEFAULT_LONG_POLL_MS;
-	cfg->sse_lifetime_ms = LS_DEFAULT_SSE_LIFETIME_MS;
-	cfg->heartbeat_ms = 15000;
-	snprintf(cfg->prefix, sizeof cfg->prefix, "%s", LS_DEFAULT_PREFIX);
-	snprintf(cfg->listen, sizeof cfg->listen, "%s", LS_DEFAULT_LISTEN);
-	cfg->max_connections = 10000;
-	cfg->threads = 2;
-	cfg->worker_threads = 8;
-	cfg->live_processes = 1;
-	cfg->snapshot_page = LS_DEFAULT_SNAPSHOT_PAGE;
-	cfg->conn_memory = 5120;
-	snprintf(cfg->cache_control, sizeof cfg->cache_control, "%s", "public, max-age=60, stale-while-revalidate=300");
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strcmp(keys[i].name, name))
+			return &keys[i];
+	return NULL;
 }
+
+size_t config_nkeys(void)
+{
+	return NKEYS;
+}
+
+const char *config_key_name(size_t i)
+{
+	return i < NKEYS ? keys[i].name : NULL;
+}
+
+/* --- values ------------------------------------------------------------------ */
 
 int config_parse_size(const char *s, uint64_t *out)
 {
-	char *end;
-	if (!isdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno)
-		return -1;
+	size_t digits = strspn(s, "0123456789");
+	uint64_t v;
 	unsigned shift = 0;
+	const char *end = s + digits;
+	if (digits == 0)
+		return -1;
+	if (digits > 19 || num_decimal(s, digits, 19, &v)) {
+		/* 20 digits may still fit: 18446744073709551615 */
+		char *e;
+		errno = 0;
+		unsigned long long w = strtoull(s, &e, 10);
+		if (errno || e != end)
+			return -1;
+		v = w;
+	}
 	switch (toupper((unsigned char)*end)) {
 	case '\0': break;
 	case 'K': shift = 10; end++; break;
@@ -51,129 +138,122 @@ int config_parse_size(const char *s, uint64_t *out)
 	}
 	if (*end == 'i' || *end == 'B')
 		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
-	if (*end)
-		return -1;
-	if (shift && v > (~0ULL >> shift))
+	if (*end || (shift && v > (~0ULL >> shift)))
 		return -1;
 	*out = v << shift;
 	return 0;
 }
 
-static int parse_int(const char *s, long lo, long hi, int *out)
+static int str_ok(const struct config_key *k, const char *v)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return -1;
-	*out = (int)v;
+	size_t l = strlen(v);
+	if (l >= k->cap)
+		return 0;
+	switch (k->rule) {
+	case S_ANY: return 1;
+	case S_NONEMPTY: return l > 0;
+	case S_PREFIX: return l > 0 && v[0] == '/' && v[l - 1] == '/';
+	case S_HOSTPORT: return strchr(v, ':') != NULL;
+	case S_HEADER: return l > 0 && !strpbrk(v, "\r\n");
+	}
 	return 0;
 }
 
-static int set_string(char *dst, size_t cap, const char *v)
+/* Parses v for k into *n (numbers) or checks it (strings). */
+static int value_ok(const struct config_key *k, const char *v, uint64_t *n)
 {
-	if (strlen(v) >= cap)
-		return -1;
-	memcpy(dst, v, strlen(v) + 1);
-	return 0;
+	switch (k->type) {
+	case T_STR:
+		return str_ok(k, v);
+	case T_DURABILITY:
+		*n = !strcmp(v, "fast") ? DURABILITY_FAST : DURABILITY_DURABLE;
+		return !strcmp(v, "fast") || !strcmp(v, "durable");
+	case T_SIZE:
+		return !config_parse_size(v, n) && *n >= k->min && *n <= k->max;
+	default:
+		return !num_decimal(v, strlen(v), 19, n) && *n >= k->min && *n <= k->max;
+	}
+}
+
+static void store_value(struct config *cfg, const struct config_key *k, const char *v, uint64_t n)
+{
+	char *dst = (char *)cfg + k->off;
+	switch (k->type) {
+	case T_STR: memcpy(dst, v, strlen(v) + 1); break;
+	case T_DURABILITY: *(enum durability *)(void *)dst = (enum durability)n; break;
+	case T_INT: *(int *)(void *)dst = (int)n; break;
+	case T_SIZE_T: *(size_t *)(void *)dst = (size_t)n; break;
+	case T_SIZE:
+	case T_U64: *(uint64_t *)(void *)dst = n; break;
+	}
+}
+
+void config_defaults(struct config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &keys[i];
+		uint64_t n = k->def;
+		if (k->type == T_STR || k->type == T_DURABILITY)
+			value_ok(k, k->def_s, &n);
+		store_value(cfg, k, k->def_s, n);
+	}
 }
 
 int config_set(struct config *cfg, const char *key, const char *v, char *err, size_t errlen)
 {
-	uint64_t size;
-	int n;
-
-	if (!strcmp(key, "data_dir")) {
-		if (!*v || set_string(cfg->data_dir, sizeof cfg->data_dir, v))
-			goto bad;
-	} else if (!strcmp(key, "map_size")) {
-		if (config_parse_size(v, &size) || size < (1ULL << 20))
-			goto bad;
-		cfg->map_size = size;
-	} else if (!strcmp(key, "durability")) {
-		if (!strcmp(v, "durable"))
-			cfg->durability = DURABILITY_DURABLE;
-		else if (!strcmp(v, "fast"))
-			cfg->durability = DURABILITY_FAST;
-		else
-			goto bad;
-	} else if (!strcmp(key, "max_body")) {
-		if (config_parse_size(v, &size) || size < 1 || size > (1ULL << 31))
-			goto bad;
-		cfg->max_body = size;
-	} else if (!strcmp(key, "max_path")) {
-		if (parse_int(v, 16, LS_MAX_PATH_HARD, &n))
-			goto bad;
-		cfg->max_path = (size_t)n;
-	} else if (!strcmp(key, "long_poll_timeout")) {
-		if (parse_int(v, 100, 3600 * 1000, &n))
-			goto bad;
-		cfg->long_poll_ms = n;
-	} else if (!strcmp(key, "sse_lifetime")) {
-		if (parse_int(v, 100, 24 * 3600 * 1000, &n))
-			goto bad;
-		cfg->sse_lifetime_ms = n;
-	} else if (!strcmp(key, "heartbeat")) {
-		if (parse_int(v, 100, 3600 * 1000, &n))
-			goto bad;
-		cfg->heartbeat_ms = n;
-	} else if (!strcmp(key, "prefix")) {
-		size_t l = strlen(v);
-		if (l < 1 || v[0] != '/' || v[l - 1] != '/' || set_string(cfg->prefix, sizeof cfg->prefix, v))
-			goto bad;
-	} else if (!strcmp(key, "listen")) {
-		if (!strchr(v, ':') || set_string(cfg->listen, sizeof cfg->listen, v))
-			goto bad;
-	} else if (!strcmp(key, "max_connections")) {
-		if (parse_int(v, 1, 1000000, &n))
-			goto bad;
-		cfg->max_connections = n;
-	} else if (!strcmp(key, "conn_memory")) {
-		if (config_parse_size(v, &size) || size < 2048 || size > (1 << 20))
-			goto bad;
-		cfg->conn_memory = (int)size;
-	} else if (!strcmp(key, "threads")) {
-		if (parse_int(v, 1, 64, &n))
-			goto bad;
-		cfg->threads = n;
-	} else if (!strcmp(key, "worker_threads")) {
-		if (parse_int(v, 1, 256, &n))
-			goto bad;
-		cfg->worker_threads = n;
-	} else if (!strcmp(key, "live_processes")) {
-		if (parse_int(v, 1, 64, &n))
-			goto bad;
-		cfg->live_processes = n;
-	} else if (!strcmp(key, "retention_age")) {
-		if (parse_int(v, 0, 10 * 366 * 86400, &n))
-			goto bad;
-		cfg->retention_age_s = (uint64_t)n;
-	} else if (!strcmp(key, "snapshot_page")) {
-		if (config_parse_size(v, &size) || size < (64 << 10) || size > (256ULL << 20))
-			goto bad;
-		cfg->snapshot_page = size;
-	} else if (!strcmp(key, "retention_bytes")) {
-		if (config_parse_size(v, &size))
-			goto bad;
-		cfg->retention_bytes = size;
-	} else if (!strcmp(key, "www")) {
-		if (set_string(cfg->www, sizeof cfg->www, v))
-			goto bad;
-	} else if (!strcmp(key, "cache_control")) {
-		if (!*v || strpbrk(v, "\r\n") || set_string(cfg->cache_control, sizeof cfg->cache_control, v))
-			goto bad;
-	} else if (!strcmp(key, "notify_socket")) {
-		if (set_string(cfg->notify_path, sizeof cfg->notify_path, v))
-			goto bad;
-	} else {
+	const struct config_key *k = find_key(key);
+	uint64_t n = 0;
+	if (!k) {
 		snprintf(err, errlen, "unknown setting '%s'", key);
 		return -1;
 	}
+	if (!value_ok(k, v, &n)) {
+		snprintf(err, errlen, "invalid value for %s: '%s'", key, v);
+		return -1;
+	}
+	store_value(cfg, k, v, n);
 	return 0;
-bad:
-	snprintf(err, errlen, "invalid value for %s: '%s'", key, v);
-	return -1;
 }
+
+/* The effective value of key i, as text that config_set accepts. */
+static void format_value(const struct config *cfg, const struct config_key *k, char *out, size_t cap)
+{
+	const char *src = (const char *)cfg + k->off;
+	switch (k->type) {
+	case T_STR: snprintf(out, cap, "%s", src); break;
+	case T_DURABILITY:
+		snprintf(out, cap, "%s", *(const enum durability *)(const void *)src == DURABILITY_FAST ? "fast" : "durable");
+		break;
+	case T_INT: snprintf(out, cap, "%d", *(const int *)(const void *)src); break;
+	case T_SIZE_T: snprintf(out, cap, "%zu", *(const size_t *)(const void *)src); break;
+	case T_SIZE:
+	case T_U64: snprintf(out, cap, "%llu", (unsigned long long)*(const uint64_t *)(const void *)src); break;
+	}
+}
+
+void config_print(FILE *f, const struct config *cfg)
+{
+	char v[600];
+	for (size_t i = 0; i < NKEYS; i++) {
+		format_value(cfg, &keys[i], v, sizeof v);
+		fprintf(f, "%s = %s\n", keys[i].name, v);
+	}
+}
+
+void config_help(FILE *f)
+{
+	struct config def;
+	char v[600];
+	config_defaults(&def);
+	fputs("Settings (config file 'key = value', environment LMSTREAM_<KEY>, flag --key value):\n", f);
+	for (size_t i = 0; i < NKEYS; i++) {
+		format_value(&def, &keys[i], v, sizeof v);
+		fprintf(f, "  %-18s %s (default: %s)\n", keys[i].name, keys[i].help, *v ? v : "\"\"");
+	}
+}
+
+/* --- the file -------------------------------------------------------------------- */
 
 static char *trim(char *s)
 {
@@ -185,80 +265,95 @@ static char *trim(char *s)
 	return s;
 }
 
+/* One line of a file (comment already cut). Returns 0, or -1 with why. */
+static int load_line(struct config *cfg, char *line, char *why, size_t cap)
+{
+	char *s = trim(line);
+	if (!*s)
+		return 0;
+	char *eq = strchr(s, '=');
+	if (!eq) {
+		snprintf(why, cap, "expected 'key = value'");
+		return -1;
+	}
+	*eq = '\0';
+	return config_set(cfg, trim(s), trim(eq + 1), why, cap);
+}
+
+/* Skips the rest of a line longer than the buffer; only a comment may be. */
+static int skip_long_line(FILE *f, char *line)
+{
+	int c;
+	while ((c = fgetc(f)) != EOF && c != '\n')
+		;
+	return *trim(line) == '#' ? 0 : -1;
+}
+
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[1024], why[256];
-	int lineno = 0;
+	int lineno = 0, rc = 0;
 
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	while (fgets(line, sizeof line, f)) {
+	while (rc == 0 && fgets(line, sizeof line, f)) {
 		lineno++;
 		size_t ll = strlen(line);
 		if (ll && line[ll - 1] != '\n' && !feof(f)) {
-			/* Longer than the buffer: only a comment may be that long. */
-			int c;
-			while ((c = fgetc(f)) != EOF && c != '\n')
-				;
-			if (*trim(line) != '#') {
-				snprintf(err, errlen, "%s:%d: line too long", path, lineno);
-				fclose(f);
-				return -1;
-			}
+			if ((rc = skip_long_line(f, line)))
+				snprintf(why, sizeof why, "line too long");
 			continue;
 		}
 		char *hash = strchr(line, '#');
 		if (hash)
 			*hash = '\0';
-		char *s = trim(line);
-		if (!*s)
-			continue;
-		char *eq = strchr(s, '=');
-		if (!eq) {
-			snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
-			fclose(f);
-			return -1;
-		}
-		*eq = '\0';
-		if (config_set(cfg, trim(s), trim(eq + 1), why, sizeof why)) {
-			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
-			fclose(f);
-			return -1;
-		}
+		rc = load_line(cfg, line, why, sizeof why);
 	}
+	if (rc)
+		snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
 	fclose(f);
-	return 0;
+	return rc;
 }
 
-int config_from_env(struct config *cfg, char *err, size_t errlen)
-{
-	static const char *keys[] = {
-		"data_dir", "map_size", "durability", "max_body", "max_path",
-		"long_poll_timeout", "sse_lifetime", "heartbeat", "prefix", "listen",
-		"max_connections", "threads", "worker_threads", "live_processes", "conn_memory", "notify_socket", "cache_control", "www",
-		"retention_age", "retention_bytes", "snapshot_page",
-	};
-	const char *file = getenv("LMSTREAM_CONFIG");
-	char name[64], why[256];
+/* --- the environment and the command line ----------------------------------------- */
 
-	if (file && *file && config_load(cfg, file, err, errlen))
-		return -1;
-	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-		size_t j = 0;
-		j += (size_t)snprintf(name, sizeof name, "LMSTREAM_");
-		for (const char *k = keys[i]; *k && j + 1 < sizeof name; k++)
+int config_env_only(struct config *cfg, char *err, size_t errlen)
+{
+	char name[64], why[256];
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t j = (size_t)snprintf(name, sizeof name, "LMSTREAM_");
+		for (const char *k = keys[i].name; *k && j + 1 < sizeof name; k++)
 			name[j++] = (char)toupper((unsigned char)*k);
 		name[j] = '\0';
 		const char *v = getenv(name);
-		if (v && *v && config_set(cfg, keys[i], v, why, sizeof why)) {
+		if (v && *v && config_set(cfg, keys[i].name, v, why, sizeof why)) {
 			snprintf(err, errlen, "%s: %s", name, why);
 			return -1;
 		}
 	}
 	return 0;
+}
+
+int config_from_env(struct config *cfg, char *err, size_t errlen)
+{
+	const char *file = getenv("LMSTREAM_CONFIG");
+	if (file && *file && config_load(cfg, file, err, errlen))
+		return -1;
+	return config_env_only(cfg, err, errlen);
+}
+
+/* "--max-connections" -> "max_connections" when that is a key. */
+static const struct config_key *flag_key(const char *a, char *key, size_t cap)
+{
+	size_t n = strlen(a + 2);
+	if (n == 0 || n >= cap)
+		return NULL;
+	for (size_t k = 0; k <= n; k++)
+		key[k] = a[2 + k] == '-' ? '_' : a[2 + k];
+	return find_key(key);
 }
 
 int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size_t errlen)
@@ -282,15 +377,8 @@ int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size
 		v = eq + 1;
 	} else if (!strcmp(a, "--data")) {
 		snprintf(key, sizeof key, "data_dir");
-	} else {
-		size_t n = strlen(a + 2);
-		if (n == 0 || n >= sizeof key)
-			return 0;
-		for (size_t k = 0; k <= n; k++)
-			key[k] = a[2 + k] == '-' ? '_' : a[2 + k];
-		struct config probe = *cfg;
-		if (config_set(&probe, key, v, why, sizeof why) && !strncmp(why, "unknown setting", 15))
-			return 0;
+	} else if (!flag_key(a, key, sizeof key)) {
+		return 0;
 	}
 	if (config_set(cfg, key, v, why, sizeof why)) {
 		snprintf(err, errlen, "%s: %s", a, why);
@@ -299,17 +387,56 @@ int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size
 	return 2;
 }
 
+/* The configuration file: the last --config FILE, else LMSTREAM_CONFIG. */
+static const char *config_file(int argc, char **argv)
+{
+	const char *file = getenv("LMSTREAM_CONFIG");
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--config"))
+			file = argv[i + 1];
+	return file && *file ? file : NULL;
+}
+
+/* A flag that is not a setting: 0 to go on, else the exit status + 1. */
+static int other_flag(const char *a, const char *program, const struct config *cfg,
+                      void (*usage)(FILE *), const char *const *extra)
+{
+	if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		usage(stdout);
+		config_help(stdout);
+		return 1;
+	}
+	if (!strcmp(a, "--version")) {
+		printf("%s %s\n", program, PACKAGE_VERSION);
+		return 1;
+	}
+	if (!strcmp(a, "--print-config"))
+		return 0;
+	for (const char *const *x = extra; x && *x; x++)
+		if (!strcmp(a, *x))
+			return 0;
+	(void)cfg;
+	usage(stderr);
+	return 3;
+}
+
 int config_main(struct config *cfg, int argc, char **argv, const char *program,
                 void (*usage)(FILE *), const char *const *extra)
 {
 	char err[512];
+	const char *file = config_file(argc, argv);
+	int print = 0;
 	config_defaults(cfg);
-	if (config_from_env(cfg, err, sizeof err)) {
+	/* Precedence: flags, then the environment, then the file, then defaults. */
+	if ((file && config_load(cfg, file, err, sizeof err)) || config_env_only(cfg, err, sizeof err)) {
 		log_error("%s", err);
 		return 2;
 	}
 	for (int i = 1; i < argc;) {
-		const char *a = argv[i];
+		if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+			i += 2; /* read above */
+			continue;
+		}
 		int used = config_arg(cfg, argc, argv, i, err, sizeof err);
 		if (used < 0) {
 			log_error("%s", err);
@@ -319,22 +446,15 @@ int config_main(struct config *cfg, int argc, char **argv, const char *program,
 			i += used;
 			continue;
 		}
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			usage(stdout);
-			return 0;
-		}
-		if (!strcmp(a, "--version")) {
-			printf("%s %s\n", program, PACKAGE_VERSION);
-			return 0;
-		}
-		int known = 0;
-		for (const char *const *x = extra; x && *x && !known; x++)
-			known = !strcmp(a, *x);
-		if (!known) {
-			usage(stderr);
-			return 2;
-		}
+		int st = other_flag(argv[i], program, cfg, usage, extra);
+		if (st)
+			return st - 1;
+		print |= !strcmp(argv[i], "--print-config");
 		i++;
+	}
+	if (print) {
+		config_print(stdout, cfg);
+		return 0;
 	}
 	return -1;
 }

@@ -25,7 +25,7 @@ struct config {
 	int      threads;          /* lmstream-live worker threads (per process) */
 	int      worker_threads;   /* lmstream.fcgi threads (per FastCGI process) */
 	int      live_processes;   /* lmstream-live processes sharing the port (SO_REUSEPORT) */
-	int      conn_memory;      /* lmstream-live bytes per connection for headers and writes */
+	uint64_t conn_memory;      /* lmstream-live bytes per connection for headers and writes */
 	char     notify_path[512]; /* AF_UNIX socket of lmstream-live; "" = <data_dir>/live.sock */
 	char     cache_control[128]; /* Cache-Control of reads that return data */
 	char     www[512];         /* static files lmstream-live serves outside the prefix; "" = none */
@@ -48,18 +48,36 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
  * environment (for example LMSTREAM_DATA_DIR). Returns 0 or -1 with err. */
 int config_from_env(struct config *cfg, char *err, size_t errlen);
 
+/* Applies the LMSTREAM_<KEY> variables only. Returns 0 or -1 with err. */
+int config_env_only(struct config *cfg, char *err, size_t errlen);
+
+/* Prints the effective configuration: one "key = value" line per key, in
+ * the table's order, each value as config_set accepts it (sizes in bytes). */
+void config_print(FILE *f, const struct config *cfg);
+
+/* Prints every key with its help and default (for --help). */
+void config_help(FILE *f);
+
+/* The keys, in the table's order: how many, and the name of key i (NULL
+ * past the end). */
+size_t config_nkeys(void);
+const char *config_key_name(size_t i);
+
 /* Applies the command-line option at argv[i]: "--config FILE",
  * "--data DIR", "--set key=value", or "--KEY value" for any setting, with
  * '-' for '_' (--max-connections 500). Returns how many arguments it used,
  * 0 when argv[i] is none of these, or -1 with a reason in err. */
 int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size_t errlen);
 
-/* How both programs start: defaults, the environment (and the file it
- * names), then the command line through config_arg. Besides those flags it
- * knows --help/-h (usage on stdout), --version, and the flags listed in
- * extra (NULL-terminated; accepted and ignored). Returns -1 to go on, or
- * the status to exit with: 0 after --help or --version, 2 after an error
- * (logged) or an unknown flag (usage on stderr). */
+/* How both programs start. One precedence, highest first: command-line
+ * flags, then LMSTREAM_<KEY> variables, then the configuration file (the
+ * last --config FILE, else LMSTREAM_CONFIG), then the built-in defaults.
+ * Besides the settings' flags it knows --help/-h (usage and every key on
+ * stdout), --version, --print-config (the effective configuration on
+ * stdout, see config_print) and the flags listed in extra (NULL-terminated;
+ * accepted and ignored). Returns -1 to go on, or the status to exit with:
+ * 0 after --help, --version or --print-config, 2 after an error (logged) or
+ * an unknown flag (usage on stderr). */
 int config_main(struct config *cfg, int argc, char **argv, const char *program,
                 void (*usage)(FILE *), const char *const *extra);
 

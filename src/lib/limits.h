@@ -12,6 +12,18 @@
 #define LS_DEFAULT_LISTEN          "127.0.0.1:8081" /* listen (lmstream-live) */
 #define LS_DEFAULT_DATA_DIR        "/var/lib/lmstream"
 #define LS_DEFAULT_SNAPSHOT_PAGE   (8UL << 20)    /* snapshot_page: bytes of one GET ?snapshot page */
+#define LS_DEFAULT_DURABILITY      "durable"      /* durability */
+#define LS_DEFAULT_HEARTBEAT_MS    15000          /* heartbeat: SSE comment interval */
+#define LS_DEFAULT_MAX_CONNECTIONS 10000          /* max_connections (lmstream-live, all processes) */
+#define LS_DEFAULT_THREADS         2              /* threads (lmstream-live, per process) */
+#define LS_DEFAULT_WORKER_THREADS  8              /* worker_threads (lmstream.fcgi, per process) */
+#define LS_DEFAULT_LIVE_PROCESSES  1              /* live_processes */
+#define LS_DEFAULT_CONN_MEMORY     5120           /* conn_memory: bytes per lmstream-live connection */
+#define LS_DEFAULT_CACHE_CONTROL   "public, max-age=60, stale-while-revalidate=300" /* cache_control */
+#define LS_DEFAULT_RETENTION_AGE   0              /* retention_age: seconds, 0 = keep everything */
+#define LS_DEFAULT_RETENTION_BYTES 0              /* retention_bytes: 0 = keep everything */
+#define LS_DEFAULT_NOTIFY_SOCKET   ""             /* notify_socket: "" = <data_dir>/live.sock */
+#define LS_DEFAULT_WWW             ""             /* www: "" = serve no static files */
 
 /* Hard limits. */
 #define LS_MAX_PATH_HARD      480   /* LMDB keys are at most 511 bytes */
