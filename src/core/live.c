@@ -35,12 +35,15 @@ void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
 	struct stream_meta m;
 	enum proto_err e = live_lookup(ctx, live, &m);
 	resp->action = PROTO_DONE;
-	if (e)
-		return proto_fail(resp, e);
+	if (e) {
+		proto_fail(resp, e);
+		return;
+	}
 	uint64_t first_bytes, first = store_first_seq(&m, store_now_ms(), &first_bytes);
 	if (live->seq < first) {
 		store_read_end(&ctx->rtxn);
-		return state_gone(resp, ctx->cfg->prefix, &m, first, first_bytes, live->name, live->name_len);
+		state_gone(resp, ctx->cfg->prefix, &m, first, first_bytes, live->name, live->name_len);
+		return;
 	}
 	if (live->seq < m.tail_seq) {
 		int rc = read_fill(ctx, &m, live, live->seq, NULL, 1, resp);
@@ -50,8 +53,10 @@ void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
 		return;
 	}
 	store_read_end(&ctx->rtxn);
-	if (m.closed)
-		return proto_longpoll_timeout(ctx, req, live, resp);
+	if (m.closed) {
+		proto_longpoll_timeout(ctx, req, live, resp);
+		return;
+	}
 	resp->action = PROTO_WAIT;
 }
 

@@ -160,13 +160,19 @@ void proto_handle(struct proto_ctx *ctx, const struct proto_request *raw,
 {
 	struct req q;
 	proto_response_reset(resp);
-	if (raw->method == M_OPTIONS)
-		return handle_options(resp);
-	if (raw->method == M_OTHER)
-		return proto_fail(resp, E_METHOD);
+	if (raw->method == M_OPTIONS) {
+		handle_options(resp);
+		return;
+	}
+	if (raw->method == M_OTHER) {
+		proto_fail(resp, E_METHOD);
+		return;
+	}
 	enum proto_err e = req_parse(raw, ctx->cfg, &q);
-	if (e)
-		return proto_fail(resp, e);
+	if (e) {
+		proto_fail(resp, e);
+		return;
+	}
 	switch (q.method) {
 	case M_PUT: write_put(ctx, &q, resp); break;
 	case M_POST:

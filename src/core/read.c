@@ -192,8 +192,10 @@ static void start_sse(const struct proto_live *live, struct proto_response *resp
 static void start_snapshot_sse(const struct stream_meta *m, struct proto_live *live,
                                struct proto_response *resp)
 {
-	if (!m->state)
-		return proto_fail(resp, E_NOT_STATE);
+	if (!m->state) {
+		proto_fail(resp, E_NOT_STATE);
+		return;
+	}
 	live->stream_id = m->id;
 	live->json = 1;
 	live->snapshot = 1;
@@ -243,11 +245,14 @@ void read_get(struct proto_ctx *ctx, const struct req *q, struct proto_response 
 	proto_live_clear(live);
 	memcpy(live->cursor_in, q->cursor, sizeof live->cursor_in);
 	enum proto_err e = core_lookup(ctx, q->name.s, q->name.len, &m);
-	if (e)
-		return proto_fail(resp, e);
+	if (e) {
+		proto_fail(resp, e);
+		return;
+	}
 	if (!q->snapshot && (e = read_start(ctx, q, &m, live, &first, &first_bytes)) == E_BEFORE_EARLIEST) {
 		store_read_end(&ctx->rtxn);
-		return state_gone(resp, ctx->cfg->prefix, &m, first, first_bytes, q->name.s, q->name.len);
+		state_gone(resp, ctx->cfg->prefix, &m, first, first_bytes, q->name.s, q->name.len);
+		return;
 	}
 	if (!e && (q->live != LIVE_NONE || q->snapshot) && live_name(live, q))
 		e = E_NO_MEMORY;
@@ -258,8 +263,10 @@ void read_get(struct proto_ctx *ctx, const struct req *q, struct proto_response 
 			e = err_of_store(rc);
 	}
 	store_read_end(&ctx->rtxn);
-	if (e)
-		return proto_fail(resp, e);
+	if (e) {
+		proto_fail(resp, e);
+		return;
+	}
 	if (!with_data)
 		answer_without_data(ctx, q, &m, live, resp);
 	if (resp->status < 400)
@@ -273,8 +280,10 @@ void read_head(struct proto_ctx *ctx, const struct req *q, struct proto_response
 	struct stream_meta m;
 	char etag[80];
 	enum proto_err e = core_lookup(ctx, q->name.s, q->name.len, &m);
-	if (e)
-		return proto_fail(resp, e);
+	if (e) {
+		proto_fail(resp, e);
+		return;
+	}
 	store_read_end(&ctx->rtxn);
 	resp_start(resp, 200);
 	proto_add_header(resp, "Content-Type", m.content_type);

@@ -227,7 +227,9 @@ void resp_add_location(struct proto_response *r, const struct req *q, const char
 void proto_error(struct proto_response *r, int status, const char *reason)
 {
 	for (int e = 1; e < E__COUNT; e++)
-		if (errors[e].status == status && !strcmp(errors[e].reason, reason))
-			return proto_fail(r, (enum proto_err)e);
+		if (errors[e].status == status && !strcmp(errors[e].reason, reason)) {
+			proto_fail(r, (enum proto_err)e);
+			return;
+		}
 	proto_fail(r, status == 405 ? E_METHOD : status == 404 ? E_NOT_FOUND : E_BUSY);
 }

@@ -207,15 +207,18 @@ void state_snapshot(struct proto_ctx *ctx, const struct req *q, struct proto_res
 	struct stream_meta m;
 	char off[OFFSET_LEN + 1];
 	enum proto_err e = core_lookup(ctx, q->name.s, q->name.len, &m);
-	if (e)
-		return proto_fail(resp, e);
+	if (e) {
+		proto_fail(resp, e);
+		return;
+	}
 	if (!m.state)
 		e = E_NOT_STATE;
 	else if (q->has_token && (q->token.seq != m.tail_seq || q->token.sid != m.state_id))
 		e = E_SNAPSHOT_MOVED;
 	if (e) {
 		store_read_end(&ctx->rtxn);
-		return proto_fail(resp, e);
+		proto_fail(resp, e);
+		return;
 	}
 	offset_format(off, m.tail_seq, m.tail_bytes);
 	struct rows r = { .out = &resp->body, .limit = ctx->cfg->snapshot_page };
@@ -223,8 +226,10 @@ void state_snapshot(struct proto_ctx *ctx, const struct req *q, struct proto_res
 	int rc = snapshot_page(&ctx->rtxn, m.state_id, off, q->token.after, q->token.after_len,
 	                       !q->has_token, &r);
 	store_read_end(&ctx->rtxn);
-	if (rc)
-		return resp_store_error(resp, rc);
+	if (rc) {
+		resp_store_error(resp, rc);
+		return;
+	}
 	snapshot_headers(ctx, q, &m, &r, resp);
 	core_touch(ctx, q->name.s, q->name.len, &m);
 }

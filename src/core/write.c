@@ -428,7 +428,8 @@ void write_post(struct proto_ctx *ctx, const struct req *q, struct proto_respons
 		e = E_EMPTY_ARRAY;
 	if (e) {
 		messages_free(&ms);
-		return proto_fail(resp, e);
+		proto_fail(resp, e);
+		return;
 	}
 	/* Change events of a State stream are parsed here, before the writer
 	 * lock; whether the stream is one is looked up first (and checked
