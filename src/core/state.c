@@ -335,12 +335,55 @@ int state_op_sets(enum state_op op)
 	return op == STATE_INSERT || op == STATE_UPDATE || op == STATE_UPSERT;
 }
 
+/* The row key of a change event into the arena: be16 type length, type,
+ * key (both decoded); fills ev's key and value. Returns 0, or -1 with why
+ * (NULL when out of memory) and the arena as it was. */
+static int row_key(struct parse *ps, struct state_event *ev, struct buf *arena, const char **why)
+{
+	size_t mark = arena->len;
+	unsigned char hdr[2] = { 0, 0 };
+	struct sink s = { NULL, 0, 0, 0, arena };
+	buf_append(arena, hdr, 2);
+	if (string(&ps->type, &s)) {
+		*why = "malformed JSON";
+		goto fail;
+	}
+	size_t tlen = s.len;
+	if (string(&ps->key, &s)) {
+		*why = "malformed JSON";
+		goto fail;
+	}
+	if (tlen == 0 || s.len == tlen) {
+		*why = tlen == 0 ? "type must not be empty" : "key must not be empty";
+		goto fail;
+	}
+	if (s.len + 2 > STATE_MAX_ROW_KEY) {
+		*why = "type and key are too long (at most 498 bytes together after decoding)";
+		goto fail;
+	}
+	if (arena->failed) {
+		*why = NULL;
+		goto fail;
+	}
+	arena->data[mark] = (char)(tlen >> 8);
+	arena->data[mark + 1] = (char)tlen;
+	ev->rk_off = (uint32_t)mark;
+	ev->rk_len = (uint16_t)(s.len + 2);
+	if (ps->seen & M_VALUE) {
+		ev->value_off = (uint32_t)ps->value_off;
+		ev->value_len = (uint32_t)ps->value_len;
+	}
+	return 0;
+fail:
+	arena->len = mark;
+	return -1;
+}
+
 int state_parse(const char *msg, size_t len, struct state_event *ev, struct buf *arena,
                 const char **why)
 {
 	struct parse ps = { .msg = msg, .op = -1, .control = -1 };
 	struct cur c = { msg, msg + len };
-	size_t mark = arena->len;
 
 	ws(&c);
 	if (c.p >= c.end || *c.p != '{') {
@@ -390,43 +433,7 @@ int state_parse(const char *msg, size_t len, struct state_event *ev, struct buf 
 		return -1;
 	}
 
-	/* The row key: be16 type length, type, key. */
-	unsigned char hdr[2] = { 0, 0 };
-	struct sink s = { NULL, 0, 0, 0, arena };
-	buf_append(arena, hdr, 2);
-	if (string(&ps.type, &s)) {
-		*why = "malformed JSON";
-		goto fail;
-	}
-	size_t tlen = s.len;
-	if (string(&ps.key, &s)) {
-		*why = "malformed JSON";
-		goto fail;
-	}
-	if (tlen == 0 || s.len == tlen) {
-		*why = tlen == 0 ? "type must not be empty" : "key must not be empty";
-		goto fail;
-	}
-	if (s.len + 2 > STATE_MAX_ROW_KEY) {
-		*why = "type and key are too long (at most 498 bytes together after decoding)";
-		goto fail;
-	}
-	if (arena->failed) {
-		*why = NULL;
-		goto fail;
-	}
-	arena->data[mark] = (char)(tlen >> 8);
-	arena->data[mark + 1] = (char)tlen;
-	ev->rk_off = (uint32_t)mark;
-	ev->rk_len = (uint16_t)(s.len + 2);
-	if (ps.seen & M_VALUE) {
-		ev->value_off = (uint32_t)ps.value_off;
-		ev->value_len = (uint32_t)ps.value_len;
-	}
-	return 0;
-fail:
-	arena->len = mark;
-	return -1;
+	return row_key(&ps, ev, arena, why);
 }
 
 /* --- snapshots ----------------------------------------------------------------- */

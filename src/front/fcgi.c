@@ -11,6 +11,7 @@
 #include "lib/config.h"
 #include "lib/limits.h"
 #include "lib/log.h"
+#include "lib/num.h"
 #include "front/notify.h"
 #include "core/protocol.h"
 #include "lib/sse.h"
@@ -231,16 +232,12 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 	buf_free(&out);
 }
 
-/* One request: variables and body in, response out. */
-static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct proto_response *resp,
-                  struct proto_live *live, int have_store)
+/* The request line and headers, from the web server's variables. */
+static void read_request(struct io *io, struct proto_request *req)
 {
-	struct proto_request req;
-	memset(&req, 0, sizeof req);
-
+	memset(req, 0, sizeof *req);
 	const char *uri = param(io, "REQUEST_URI");
-	const char *method = param(io, "REQUEST_METHOD");
-	req.method = proto_method(method);
+	req->method = proto_method(param(io, "REQUEST_METHOD"));
 	if (!uri) {
 		/* Not every CGI host sets REQUEST_URI: rebuild it. */
 		const char *sn = param(io, "SCRIPT_NAME"), *pi = param(io, "PATH_INFO");
@@ -251,28 +248,32 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 	/* The query comes from REQUEST_URI too: some servers normalise
 	 * QUERY_STRING (lighttpd decodes %2F in it). */
 	const char *q = strchr(uri, '?');
-	req.target = uri;
-	req.target_len = q ? (size_t)(q - uri) : strlen(uri);
-	req.query = q ? q + 1 : param(io, "QUERY_STRING");
-	if (!req.query)
-		req.query = "";
-	req.query_len = strlen(req.query);
+	req->target = uri;
+	req->target_len = q ? (size_t)(q - uri) : strlen(uri);
+	req->query = q ? q + 1 : param(io, "QUERY_STRING");
+	if (!req->query)
+		req->query = "";
+	req->query_len = strlen(req->query);
 	for (int i = 0; i < H__COUNT; i++)
-		req.h[i] = param(io, proto_headers[i].cgi);
+		req->h[i] = param(io, proto_headers[i].cgi);
 	const char *https = param(io, "HTTPS");
-	req.https = https && (!strcasecmp(https, "on") || !strcmp(https, "1"));
+	req->https = https && (!strcasecmp(https, "on") || !strcmp(https, "1"));
+}
 
-	/* The body: read to the end (a chunked body may come with no length),
-	 * stopping at max_body. A declared length over the limit is refused
-	 * without reading. */
-	buf_reset(body);
+/* The body: read to the end (a chunked body may come with no length),
+ * stopping at max_body. A declared length over the limit is refused
+ * without reading. Returns -1 when out of memory. */
+static int read_body(struct proto_ctx *ctx, struct io *io, struct buf *body, struct proto_request *req)
+{
 	const char *cl = param(io, "CONTENT_LENGTH");
-	long long declared = cl && *cl ? atoll(cl) : -1;
-	if (declared > (long long)ctx->cfg->max_body) {
-		req.body_too_large = 1;
-	} else if (req.method == M_POST || req.method == M_PUT || declared > 0) {
-		size_t limit = ctx->cfg->max_body;
-		size_t want = io->fcgi || declared < 0 ? limit + 1 : (size_t)declared;
+	uint64_t declared = 0;
+	int has_length = cl && *cl && num_decimal(cl, strlen(cl), 19, &declared) == 0;
+	size_t limit = ctx->cfg->max_body;
+	buf_reset(body);
+	if (has_length && declared > limit) {
+		req->body_too_large = 1;
+	} else if (req->method == M_POST || req->method == M_PUT || (has_length && declared > 0)) {
+		size_t want = io->fcgi || !has_length ? limit + 1 : (size_t)declared;
 		while (body->len < want) {
 			size_t chunk = want - body->len < 65536 ? want - body->len : 65536;
 			if (buf_reserve(body, chunk) < 0)
@@ -282,17 +283,26 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 				break;
 			body->len += got;
 		}
-		if (body->failed) {
-			proto_fail(resp, E_NO_MEMORY);
-			write_response(io, resp, req.method == M_HEAD);
-			return;
-		}
-		if (body->len > limit)
-			req.body_too_large = 1;
+		if (body->failed)
+			return -1;
+		req->body_too_large = body->len > limit;
 	}
-	req.body = body->data ? body->data : "";
-	req.body_len = body->len;
+	req->body = body->data ? body->data : "";
+	req->body_len = body->len;
+	return 0;
+}
 
+/* One request: variables and body in, response out. */
+static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct proto_response *resp,
+                  struct proto_live *live, int have_store)
+{
+	struct proto_request req;
+	read_request(io, &req);
+	if (read_body(ctx, io, body, &req)) {
+		proto_fail(resp, E_NO_MEMORY);
+		write_response(io, resp, req.method == M_HEAD);
+		return;
+	}
 	if (!have_store) {
 		proto_fail(resp, E_STORAGE_UNAVAILABLE);
 		write_response(io, resp, req.method == M_HEAD);
@@ -312,7 +322,8 @@ static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct
 	}
 	proto_live_clear(live);
 	if (resp->status >= 500)
-		log_warn("%s %.*s -> %d %s", method ? method : "-", (int)req.target_len, req.target,
+		log_warn("%s %.*s -> %d %s", param(io, "REQUEST_METHOD") ? param(io, "REQUEST_METHOD") : "-",
+		         (int)req.target_len, req.target,
 		         resp->status, resp->reason ? resp->reason : "");
 }
 
