@@ -280,32 +280,37 @@ static int load_line(struct config *cfg, char *line, char *why, size_t cap)
 	return config_set(cfg, trim(s), trim(eq + 1), why, cap);
 }
 
-/* Skips the rest of a line longer than the buffer; only a comment may be. */
-static int skip_long_line(FILE *f, char *line)
+/* The reason a raw line of n bytes cannot be read, or NULL. Only a
+ * comment may be longer than LINE_MAX_BYTES. */
+#define LINE_MAX_BYTES 1023
+static const char *line_problem(char *line, size_t n)
 {
-	int c;
-	while ((c = fgetc(f)) != EOF && c != '\n')
-		;
-	return *trim(line) == '#' ? 0 : -1;
+	if (memchr(line, '\0', n))
+		return "NUL byte in line";
+	if (n > LINE_MAX_BYTES && *trim(line) != '#')
+		return "line too long";
+	return NULL;
 }
 
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
-	char line[1024], why[256];
+	char *line = NULL, why[256];
+	size_t cap = 0;
+	ssize_t n;
 	int lineno = 0, rc = 0;
 
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	while (rc == 0 && fgets(line, sizeof line, f)) {
+	while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+		const char *bad = line_problem(line, (size_t)n);
 		lineno++;
-		size_t ll = strlen(line);
-		if (ll && line[ll - 1] != '\n' && !feof(f)) {
-			if ((rc = skip_long_line(f, line)))
-				snprintf(why, sizeof why, "line too long");
-			continue;
+		if (bad) {
+			snprintf(why, sizeof why, "%s", bad);
+			rc = -1;
+			break;
 		}
 		char *hash = strchr(line, '#');
 		if (hash)
@@ -314,6 +319,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	}
 	if (rc)
 		snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+	free(line);
 	fclose(f);
 	return rc;
 }

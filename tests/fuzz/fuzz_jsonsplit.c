@@ -7,6 +7,7 @@
  * from its slices splits into the same slices. */
 #include "lib/jsonsplit.h"
 #include "fuzz.h"
+#include "../unit/unit.h"   /* unit_is_ws */
 
 struct seen {
 	const char *base;
@@ -17,14 +18,12 @@ struct seen {
 	size_t mlen[64];
 };
 
-static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 static int on_msg(void *ctx, const char *msg, size_t len)
 {
 	struct seen *s = ctx;
 	FUZZ_ASSERT(msg >= s->base && len <= s->len && msg + len <= s->base + s->len);
 	FUZZ_ASSERT(msg >= s->last_end);              /* in order, no overlap */
-	FUZZ_ASSERT(len > 0 && !is_ws(msg[0]) && !is_ws(msg[len - 1]));
+	FUZZ_ASSERT(len > 0 && !unit_is_ws(msg[0]) && !unit_is_ws(msg[len - 1]));
 	size_t n;
 	const char *why = NULL;
 	FUZZ_ASSERT(json_split(msg, len, NULL, NULL, &n, &why) == 0);
@@ -40,7 +39,7 @@ static int on_msg(void *ctx, const char *msg, size_t len)
 static int first_non_ws(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
-		if (!is_ws(s[i]))
+		if (!unit_is_ws(s[i]))
 			return (unsigned char)s[i];
 	return -1;
 }

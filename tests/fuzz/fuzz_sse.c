@@ -7,22 +7,7 @@
 #include "lib/buf.h"
 #include "lib/sse.h"
 #include "fuzz.h"
-
-/* The payload a client can recover: CRLF and CR become LF. */
-static size_t normalize(const char *s, size_t len, char *o)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '\r') {
-			o[n++] = '\n';
-			if (i + 1 < len && s[i + 1] == '\n')
-				i++;
-		} else {
-			o[n++] = s[i];
-		}
-	}
-	return n;
-}
+#include "../unit/unit.h"   /* unit_sse_normalize */
 
 static void check_data_event(const char *p, size_t len)
 {
@@ -65,8 +50,9 @@ static void check_data_event(const char *p, size_t len)
 	}
 	FUZZ_ASSERT(blank_at_end && events == 1 && lines >= 3);
 
-	char *want = malloc(len ? len : 1);
-	size_t wl = normalize(p, len, want);
+	/* The payload a client can recover: CRLF and CR become LF. */
+	char *want = malloc(len + 1);
+	size_t wl = unit_sse_normalize(p, len, want);
 	FUZZ_ASSERT(data.len == wl && (wl == 0 || !memcmp(data.data, want, wl)));
 	free(want);
 	buf_free(&data);

@@ -234,11 +234,8 @@ static void test_many(void)
 int main(void)
 {
 	log_init("test_batch", LOG_LVL_WARN);
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/lmstream-test-batch-XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (unit_tmpdir(tmpdir, sizeof tmpdir, "batch"))
 		return 99;
-	}
 	struct config cfg;
 	config_defaults(&cfg);
 	snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", tmpdir);
@@ -251,9 +248,6 @@ int main(void)
 	test_shared();
 	test_many();
 	store_close(g_st);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		printf("could not remove %s\n", tmpdir);
+	unit_rm_rf(tmpdir);
 	return unit_done();
 }

@@ -366,9 +366,18 @@ static void test_load(void)
 	config_load(&cfg, hidden, err, sizeof err);
 	CHECK_INT(cfg.threads, 2);
 	free(text);
-}
 
-/* --- config_from_env ------------------------------------------------------------------ */
+	/* A NUL byte is refused where it is, and never hides the next line. */
+	char nul_path[128];
+	snprintf(nul_path, sizeof nul_path, "%s/nul.conf", tmpdir);
+	FILE *f = fopen(nul_path, "w");
+	fwrite("# note\0x\nthreads = bad\n", 1, 24, f);
+	fclose(f);
+	config_defaults(&cfg);
+	err[0] = '\0';
+	CHECK_INT(config_load(&cfg, nul_path, err, sizeof err), -1);
+	CHECK(strstr(err, ":1: NUL byte in line") != NULL);
+}
 
 static void clear_env(void)
 {
@@ -382,6 +391,82 @@ static void clear_env(void)
 	for (size_t i = 0; i < NELEM(vars); i++)
 		unsetenv(vars[i]);
 }
+
+/* --- --print-config and the key table ------------------------------------------------ */
+
+/* One "key = value" line per key of the table, in its order; loading the
+ * output again gives the same configuration. */
+static void test_print(void)
+{
+	struct config cfg, back;
+	char err[512], *text = NULL;
+	size_t len = 0;
+	config_defaults(&cfg);
+	CHECK_INT(config_set(&cfg, "durability", "fast", err, sizeof err), 0);
+	CHECK_INT(config_set(&cfg, "max_body", "1K", err, sizeof err), 0);
+	CHECK_INT(config_set(&cfg, "www", "", err, sizeof err), 0);
+	FILE *f = open_memstream(&text, &len);
+	config_print(f, &cfg);
+	fclose(f);
+	size_t n = 0;
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), n++) {
+		const char *key = config_key_name(n);
+		CHECK(key != NULL);
+		if (!key)
+			break;
+		CHECK(!strncmp(line, key, strlen(key)) && !strncmp(line + strlen(key), " = ", 3));
+	}
+	CHECK_UINT(n, config_nkeys());
+	CHECK(config_nkeys() >= 21);
+	free(text);
+	/* The round trip, through a file. */
+	text = NULL;
+	f = open_memstream(&text, &len);
+	config_print(f, &cfg);
+	fclose(f);
+	const char *p = write_file("printed.conf", text);
+	free(text);
+	config_defaults(&back);
+	err[0] = '\0';
+	CHECK_INT(config_load(&back, p, err, sizeof err), 0);
+	CHECK_STR(err, "");
+	CHECK(!memcmp(&cfg, &back, sizeof cfg));
+	CHECK_UINT(back.max_body, 1024);
+	CHECK_INT(back.durability, DURABILITY_FAST);
+}
+
+static void usage_none(FILE *f)
+{
+	(void)f;
+}
+
+/* config_main: flags, then LMSTREAM_<KEY>, then the file, then defaults,
+ * whichever way the file is named. */
+static void test_precedence(void)
+{
+	struct config cfg;
+	const char *file = write_file("prec.conf", "max_body = 64M\nthreads = 5\nheartbeat = 1000\n");
+	char *argv1[] = { "prog", "--config", (char *)file, "--heartbeat", "2000", NULL };
+	char *argv2[] = { "prog", "--heartbeat", "2000", NULL };
+
+	clear_env();
+	setenv("LMSTREAM_MAX_BODY", "1K", 1);
+	setenv("LMSTREAM_HEARTBEAT", "3000", 1);
+	CHECK_INT(config_main(&cfg, 5, argv1, "prog", usage_none, NULL), -1);
+	CHECK_UINT(cfg.max_body, 1024);     /* the environment over the file */
+	CHECK_INT(cfg.threads, 5);          /* the file over the default */
+	CHECK_INT(cfg.heartbeat_ms, 2000);  /* the flag over the environment */
+	CHECK_UINT(cfg.map_size, LS_DEFAULT_MAP_SIZE);
+
+	setenv("LMSTREAM_CONFIG", file, 1);
+	CHECK_INT(config_main(&cfg, 3, argv2, "prog", usage_none, NULL), -1);
+	CHECK_UINT(cfg.max_body, 1024);
+	CHECK_INT(cfg.threads, 5);
+	CHECK_INT(cfg.heartbeat_ms, 2000);
+	clear_env();
+}
+
+/* --- config_from_env ------------------------------------------------------------------ */
 
 static void test_env(void)
 {
@@ -463,20 +548,6 @@ static void test_env(void)
 	clear_env();
 }
 
-static void cleanup(void)
-{
-	static const char *names[] = {
-		"good.conf", "empty.conf", "noeq.conf", "unknown.conf", "badval.conf", "nokey.conf",
-		"colon.conf", "late.conf", "longcomment.conf", "hidden.conf", "env.conf", "broken.conf",
-	};
-	char p[128];
-	for (size_t i = 0; i < NELEM(names); i++) {
-		snprintf(p, sizeof p, "%s/%s", tmpdir, names[i]);
-		unlink(p);
-	}
-	rmdir(tmpdir);
-}
-
 /* Command-line options shared by both binaries. */
 static void test_args(void)
 {
@@ -526,11 +597,8 @@ static void test_args(void)
 
 int main(void)
 {
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/lmstream-test-config-XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (unit_tmpdir(tmpdir, sizeof tmpdir, "config"))
 		return 99;
-	}
 	fill_long_values();
 	test_parse_size();
 	test_defaults();
@@ -538,6 +606,8 @@ int main(void)
 	test_load();
 	test_env();
 	test_args();
-	cleanup();
+	test_print();
+	test_precedence();
+	unit_rm_rf(tmpdir);
 	return unit_done();
 }

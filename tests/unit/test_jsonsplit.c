@@ -37,17 +37,6 @@ static int collect(void *ctx, const char *msg, size_t len)
 	return 0;
 }
 
-static char *dup_exact(const char *s, size_t len)
-{
-	char *p = malloc(len ? len : 1);
-	if (!p)
-		abort();
-	memcpy(p, s, len);
-	return p;
-}
-
-static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 /* --- valid documents and the exact messages they split into ------------------ */
 
 static const struct {
@@ -121,7 +110,7 @@ static void test_valid(void)
 	for (size_t i = 0; i < NELEM(valid_rows); i++) {
 		int line = valid_rows[i].line;
 		size_t len = strlen(valid_rows[i].doc);
-		char *doc = dup_exact(valid_rows[i].doc, len);
+		char *doc = unit_dup_exact(valid_rows[i].doc, len);
 		size_t want = nmsgs(valid_rows[i].msgs);
 		struct got g = { .base = doc, .baselen = len };
 		size_t count = 999;
@@ -308,7 +297,7 @@ static void test_invalid(void)
 	for (size_t i = 0; i < NELEM(invalid_rows); i++) {
 		int line = invalid_rows[i].line;
 		size_t len = invalid_rows[i].len ? invalid_rows[i].len : strlen(invalid_rows[i].doc);
-		char *doc = dup_exact(invalid_rows[i].doc, len);
+		char *doc = unit_dup_exact(invalid_rows[i].doc, len);
 		struct got g = { .base = doc, .baselen = len };
 		size_t count = 999;
 		const char *why = NULL;
@@ -441,7 +430,7 @@ static int oracle(int line, const char *doc, size_t len)
 	for (size_t k = 0; k < g.n && k < NELEM(g.msg); k++) {
 		const char *m = g.msg[k], *end = NULL;
 		size_t ml = g.len[k];
-		if (ml == 0 || is_ws(m[0]) || is_ws(m[ml - 1])) {
+		if (ml == 0 || unit_is_ws(m[0]) || unit_is_ws(m[ml - 1])) {
 			unit_result(0, __FILE__, line, "message %zu \"%s\" is empty or not trimmed", k, unit_show(m, ml));
 			bad++;
 			continue;
@@ -472,7 +461,7 @@ static void test_oracle_rows(void)
 {
 	for (size_t i = 0; i < NELEM(valid_rows); i++) {
 		size_t len = strlen(valid_rows[i].doc);
-		char *doc = dup_exact(valid_rows[i].doc, len);
+		char *doc = unit_dup_exact(valid_rows[i].doc, len);
 		oracle(valid_rows[i].line, doc, len);
 		free(doc);
 	}
@@ -485,15 +474,15 @@ static void test_prefixes(void)
 	for (size_t i = 0; i < NELEM(valid_rows); i++) {
 		const char *d = valid_rows[i].doc;
 		size_t len = strlen(d), start = 0, end = len;
-		while (start < len && is_ws(d[start]))
+		while (start < len && unit_is_ws(d[start]))
 			start++;
-		while (end > start && is_ws(d[end - 1]))
+		while (end > start && unit_is_ws(d[end - 1]))
 			end--;
 		if (d[start] != '[' && d[start] != '{' && d[start] != '"')
 			continue;
 		int bad = 0;
 		for (size_t k = 0; k < end; k++) {
-			char *p = dup_exact(d, k);
+			char *p = unit_dup_exact(d, k);
 			struct got g = { .base = p, .baselen = k };
 			size_t count;
 			const char *why = NULL;
@@ -626,7 +615,7 @@ static void test_generated(void)
 			gen_value(&b, 0);
 		}
 		gen_ws(&b);
-		char *doc = dup_exact(b.s, b.len);
+		char *doc = unit_dup_exact(b.s, b.len);
 		if (oracle(__LINE__, doc, b.len) && bad++ > 5) {
 			free(doc);
 			free(b.s);

@@ -5,16 +5,9 @@
 
 #include <stdlib.h>
 
-/* Every parser gets a heap copy of exactly len bytes, not NUL terminated, so
- * that AddressSanitizer and valgrind see any read past the length. */
-static char *dup_exact(const char *s, size_t len)
-{
-	char *p = malloc(len ? len : 1);
-	if (!p)
-		abort();
-	memcpy(p, s, len);
-	return p;
-}
+/* Every parser gets a heap copy of exactly len bytes, not NUL terminated
+ * (unit_dup_exact), so that AddressSanitizer and valgrind see any read past
+ * the length. */
 
 #define LEN(row) ((row).len ? (row).len : strlen((row).s))
 
@@ -61,7 +54,7 @@ static void test_ttl(void)
 	for (size_t i = 0; i < NELEM(ttl_rows); i++) {
 		int line = ttl_rows[i].line;
 		size_t len = LEN(ttl_rows[i]);
-		char *s = dup_exact(ttl_rows[i].s, len);
+		char *s = unit_dup_exact(ttl_rows[i].s, len);
 		uint64_t v = 12345;
 		int rc = parse_ttl(s, len, &v);
 		CHECK_INT_AT(line, rc, ttl_rows[i].rc);
@@ -163,7 +156,7 @@ static void test_expires_at(void)
 	for (size_t i = 0; i < NELEM(exp_rows); i++) {
 		int line = exp_rows[i].line;
 		size_t len = strlen(exp_rows[i].s);
-		char *s = dup_exact(exp_rows[i].s, len);
+		char *s = unit_dup_exact(exp_rows[i].s, len);
 		int64_t ms = 42;
 		int rc = parse_expires_at(s, len, &ms);
 		if (exp_rows[i].want == BAD_TS) {
@@ -177,11 +170,11 @@ static void test_expires_at(void)
 	}
 
 	/* A NUL inside the length. */
-	char *s = dup_exact("2024-10-09T00:00:00Z\0", 21);
+	char *s = unit_dup_exact("2024-10-09T00:00:00Z\0", 21);
 	int64_t ms;
 	CHECK_INT(parse_expires_at(s, 21, &ms), -1);
 	free(s);
-	s = dup_exact("2024-10-09T00:\0:00Z", 20);
+	s = unit_dup_exact("2024-10-09T00:\0:00Z", 20);
 	CHECK_INT(parse_expires_at(s, 20, &ms), -1);
 	free(s);
 }
@@ -224,7 +217,7 @@ static void test_uint53(void)
 	for (size_t i = 0; i < NELEM(u53_rows); i++) {
 		int line = u53_rows[i].line;
 		size_t len = LEN(u53_rows[i]);
-		char *s = dup_exact(u53_rows[i].s, len);
+		char *s = unit_dup_exact(u53_rows[i].s, len);
 		uint64_t v = 777;
 		int rc = parse_uint53(s, len, &v);
 		CHECK_INT_AT(line, rc, u53_rows[i].rc);
@@ -283,7 +276,7 @@ static void test_media_type(void)
 		int line = mt_rows[i].line;
 		size_t len = strlen(mt_rows[i].s);
 		size_t cap = mt_rows[i].cap ? mt_rows[i].cap : 64;
-		char *s = dup_exact(mt_rows[i].s, len);
+		char *s = unit_dup_exact(mt_rows[i].s, len);
 		char *out = malloc(cap);
 		int rc = parse_media_type(s, len, out, cap);
 		if (!mt_rows[i].want) {
@@ -335,7 +328,7 @@ static void test_header_safe(void)
 	for (size_t i = 0; i < NELEM(safe_rows); i++) {
 		int line = safe_rows[i].line;
 		size_t len = LEN(safe_rows[i]);
-		char *s = dup_exact(safe_rows[i].s, len);
+		char *s = unit_dup_exact(safe_rows[i].s, len);
 		CHECK_INT_AT(line, parse_header_safe(s, len, safe_rows[i].max), safe_rows[i].rc);
 		free(s);
 	}
@@ -452,7 +445,7 @@ static void test_stream_path(void)
 		size_t len = path_rows[i].len ? path_rows[i].len : strlen(path_rows[i].target);
 		size_t max = path_rows[i].max ? path_rows[i].max : 16;
 		const char *prefix = path_rows[i].prefix ? path_rows[i].prefix : PFX;
-		char *t = dup_exact(path_rows[i].target, len);
+		char *t = unit_dup_exact(path_rows[i].target, len);
 		char *out = malloc(max + 1);   /* exactly what the contract asks for */
 		size_t olen = 9999;
 		enum path_error rc = parse_stream_path(t, len, prefix, max, out, &olen);
@@ -542,7 +535,7 @@ static void test_query(void)
 		int line = query_rows[i].line;
 		size_t qlen = strlen(query_rows[i].q);
 		size_t cap = query_rows[i].cap ? query_rows[i].cap : 64;
-		char *q = dup_exact(query_rows[i].q, qlen);
+		char *q = unit_dup_exact(query_rows[i].q, qlen);
 		char *val = malloc(cap);
 		size_t vlen = 12345;
 		int n = parse_query_param(q, qlen, query_rows[i].name, val, cap, &vlen);
@@ -604,7 +597,7 @@ static void test_percent_decode(void)
 		int line = pct_rows[i].line;
 		size_t len = strlen(pct_rows[i].in);
 		size_t cap = pct_rows[i].cap ? pct_rows[i].cap : 64;
-		char *in = dup_exact(pct_rows[i].in, len);
+		char *in = unit_dup_exact(pct_rows[i].in, len);
 		char *out = malloc(cap);
 		long rc = parse_percent_decode(in, len, out, cap);
 		CHECK_INT_AT(line, rc, pct_rows[i].rc);

@@ -86,25 +86,6 @@ static void sse_parse(const char *s, size_t len, struct sse_parsed *p)
 	buf_free(&data);
 }
 
-/* The payload a client can recover: line breaks become LF. */
-static char *normalize(const char *s, size_t len, size_t *outlen)
-{
-	char *o = malloc(len + 1);
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '\r') {
-			o[n++] = '\n';
-			if (i + 1 < len && s[i + 1] == '\n')
-				i++;
-		} else {
-			o[n++] = s[i];
-		}
-	}
-	o[n] = '\0';
-	*outlen = n;
-	return o;
-}
-
 /* Counts lines of out (split on CR, LF, CRLF) that start with prefix. */
 static int lines_starting(const char *s, size_t len, const char *prefix)
 {
@@ -184,8 +165,9 @@ static void test_data_event(void)
 		CHECK_INT_AT(line, p.comments, 0);
 		CHECK_INT_AT(line, p.unterminated, 0);
 		if (p.n == 1) {
-			size_t nl;
-			char *want = normalize(payload, len, &nl);
+			/* The payload a client can recover: line breaks become LF. */
+			char *want = malloc(len + 1);
+			size_t nl = unit_sse_normalize(payload, len, want);
 			CHECK_STR_AT(line, p.ev[0].type, "data");
 			CHECK_MEM_AT(line, p.ev[0].data, p.ev[0].len, want, nl);
 			free(want);

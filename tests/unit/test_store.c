@@ -4,7 +4,6 @@
 #include "store/store.h"
 #include "unit.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdlib.h>
@@ -1021,37 +1020,13 @@ static void test_fork_crash(struct store *st)
 	CHECK_INT(state_of(st, "crash/f"), 0);
 }
 
-/* --- temporary directory --------------------------------------------------------------- */
-
-static void rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char sub[512];
-			snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-			rm_rf(sub);
-		}
-		closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
-
 int main(void)
 {
 	struct store *st = NULL;
 
 	log_init("test_store", LOG_LVL_WARN);
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/lmstream-test-store-XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (unit_tmpdir(tmpdir, sizeof tmpdir, "store"))
 		return 99;
-	}
 	snprintf(datadir, sizeof datadir, "%s/data/nested", tmpdir);
 
 	test_open(&st);
@@ -1072,6 +1047,6 @@ int main(void)
 		test_reopen(&st);
 		store_close(st);
 	}
-	rm_rf(tmpdir);
+	unit_rm_rf(tmpdir);
 	return unit_done();
 }

@@ -3,13 +3,18 @@
  * "N passed, N failed" and gives the exit status (0 when nothing failed).
  *
  * Table-driven tests pass the row's __LINE__ to the *_AT variants so a
- * failure names the row, not the loop. */
+ * failure names the row, not the loop. The end of the file has the helpers
+ * several programs share (unit_dup_exact, unit_tmpdir, unit_rm_rf, ...). */
 #ifndef LS_UNIT_H
 #define LS_UNIT_H
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int unit_passed, unit_failed;
 
@@ -103,5 +108,91 @@ static inline int unit_done(void)
 }
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* --- helpers shared by the test programs ---------------------------------------
+ * Static inline, so a program that uses none of them gets no warning. The fuzz
+ * harnesses (tests/fuzz) include this header for the pure ones. */
+
+/* A heap copy of exactly len bytes, not NUL terminated, so that
+ * AddressSanitizer and valgrind see any read past the length. Aborts when
+ * out of memory; the caller frees it. */
+static inline char *unit_dup_exact(const char *s, size_t len)
+{
+	char *p = malloc(len ? len : 1);
+	if (!p)
+		abort();
+	if (len)
+		memcpy(p, s, len);
+	return p;
+}
+
+/* JSON whitespace (RFC 8259): space, tab, LF, CR. */
+static inline int unit_is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The payload an SSE client recovers from data lines: CRLF and CR become LF.
+ * Writes at most len bytes and a NUL to out (len + 1 bytes); returns the
+ * length written, NUL not counted. */
+static inline size_t unit_sse_normalize(const char *s, size_t len, char *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\r') {
+			out[n++] = '\n';
+			if (i + 1 < len && s[i + 1] == '\n')
+				i++;
+		} else {
+			out[n++] = s[i];
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* Creates a fresh directory /tmp/lmstream-test-<name>-XXXXXX (short, so that
+ * socket paths under it fit a sockaddr_un) and writes its path to dir.
+ * Returns 0, or -1 after printing why. */
+static inline int unit_tmpdir(char *dir, size_t cap, const char *name)
+{
+	int n = snprintf(dir, cap, "/tmp/lmstream-test-%s-XXXXXX", name);
+	if (n < 0 || (size_t)n >= cap) {
+		fprintf(stderr, "unit_tmpdir: name too long: %s\n", name);
+		return -1;
+	}
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return -1;
+	}
+	return 0;
+}
+
+/* Removes path and, for a directory, everything under it (symbolic links are
+ * removed, not followed). Best effort: errors are ignored. */
+static inline void unit_rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			char sub[1024];
+			int n = snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+			if (n < 0 || (size_t)n >= sizeof sub)
+				continue;
+			struct stat st;
+			if (!lstat(sub, &st) && S_ISDIR(st.st_mode))
+				unit_rm_rf(sub);
+			else
+				unlink(sub);
+		}
+		closedir(d);
+		rmdir(path);
+	} else {
+		unlink(path);
+	}
+}
 
 #endif
