@@ -261,23 +261,18 @@ struct seen {
 
 static void scan_query(const char *q, size_t qlen, unsigned method, struct seen *seen)
 {
-	for (size_t i = 0; i <= qlen;) {
-		size_t e = i;
-		while (e < qlen && q[e] != '&')
-			e++;
-		const char *p = q + i, *eq = memchr(p, '=', e - i);
-		size_t klen = eq ? (size_t)(eq - p) : e - i;
+	struct query_pair p;
+	for (size_t pos = 0; parse_query_next(q, qlen, &pos, &p);) {
 		for (size_t k = 0; k < NFIELDS; k++) {
 			const struct field *f = &fields[k];
-			if (f->hdr != IN_QUERY || !(f->methods & method) || strlen(f->name) != klen ||
-			    memcmp(f->name, p, klen))
+			if (f->hdr != IN_QUERY || !(f->methods & method) || strlen(f->name) != p.klen ||
+			    memcmp(f->name, p.key, p.klen))
 				continue;
 			if (seen[k].count++ == 0) {
-				seen[k].v = eq ? eq + 1 : p + klen;
-				seen[k].vlen = eq ? e - i - klen - 1 : 0;
+				seen[k].v = p.val;
+				seen[k].vlen = p.vlen;
 			}
 		}
-		i = e + 1;
 	}
 }
 

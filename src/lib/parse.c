@@ -218,34 +218,20 @@ enum path_error parse_stream_path(const char *target, size_t len, const char *pr
 	return PATH_OK;
 }
 
-int parse_query_param(const char *q, size_t qlen, const char *name,
-                      char *val, size_t cap, size_t *vlen)
+int parse_query_next(const char *q, size_t qlen, size_t *pos, struct query_pair *p)
 {
-	size_t nlen = strlen(name);
-	int count = 0;
-	size_t i = 0;
-
-	*vlen = (size_t)-1;
-	while (i <= qlen) {
-		size_t e = i;
-		while (e < qlen && q[e] != '&')
-			e++;
-		const char *p = q + i;
-		size_t plen = e - i;
-		const char *eq = memchr(p, '=', plen);
-		size_t klen = eq ? (size_t)(eq - p) : plen;
-		if (klen == nlen && !memcmp(p, name, nlen)) {
-			if (count++ == 0) {
-				const char *v = eq ? eq + 1 : p + plen;
-				size_t vl = eq ? plen - klen - 1 : 0;
-				long d = parse_percent_decode(v, vl, val, cap);
-				if (d >= 0)
-					*vlen = (size_t)d;
-			}
-		}
-		i = e + 1;
-	}
-	return count;
+	size_t i = *pos, e = i;
+	if (i > qlen)
+		return 0;
+	while (e < qlen && q[e] != '&')
+		e++;
+	const char *eq = memchr(q + i, '=', e - i);
+	p->key = q + i;
+	p->klen = eq ? (size_t)(eq - p->key) : e - i;
+	p->val = eq ? eq + 1 : "";
+	p->vlen = eq ? e - i - p->klen - 1 : 0;
+	*pos = e + 1;
+	return 1;
 }
 
 enum media_kind parse_media_kind(const char *mt)

@@ -53,12 +53,17 @@ enum path_error {
 enum path_error parse_stream_path(const char *target, size_t len, const char *prefix,
                                   size_t max_name, char *out, size_t *outlen);
 
-/* Finds parameter name in a query string ("a=1&b=2", no '?'). Returns how
- * many times it occurs; the value of the first occurrence is percent-decoded
- * into val (cap bytes, NUL terminated) with its length in *vlen, or *vlen is
- * (size_t)-1 when it did not fit or was malformed. */
-int parse_query_param(const char *q, size_t qlen, const char *name,
-                      char *val, size_t cap, size_t *vlen);
+/* One "key=value" pair of a query string, both still percent-encoded. */
+struct query_pair {
+	const char *key;
+	size_t klen;
+	const char *val;     /* "" when the pair has no '=' */
+	size_t vlen;
+};
+
+/* Walks a query string ("a=1&b=2", no '?') one pair at a time: start with
+ * *pos = 0. Returns 1 with *p (an empty pair for "&&"), or 0 at the end. */
+int parse_query_next(const char *q, size_t qlen, size_t *pos, struct query_pair *p);
 
 /* Percent-decodes in into out (cap bytes, NUL terminated). Returns the
  * decoded length or -1 on a malformed escape or overflow. */

@@ -1,6 +1,6 @@
 /* fuzz_parse.c: fuzz harness for the request parsers: offset_parse
  * (src/lib/offset.c) and parse_ttl, parse_expires_at, parse_uint53,
- * parse_media_type, parse_header_safe, parse_stream_path, parse_query_param,
+ * parse_media_type, parse_header_safe, parse_stream_path, parse_query_next,
  * parse_percent_decode (src/lib/parse.c).
  *
  * Every parser sees the whole input (as a value, a path and a query). Outputs
@@ -122,26 +122,25 @@ static void check_path(const char *target, size_t len, const char *prefix, size_
 	free(out);
 }
 
+/* The query iterator: pairs cover the string in order, one per '&'-separated
+ * part, each key and value inside its part; the walk ends. */
 static void check_query(const char *q, size_t len)
 {
-	static const char *names[] = { "offset", "live", "cursor", "" };
-	static const size_t caps[] = { 1, 4, 64 };
-	size_t amps = 0;
+	size_t amps = 0, n = 0, pos = 0, last_end = 0;
+	struct query_pair p;
 	for (size_t i = 0; i < len; i++)
 		amps += q[i] == '&';
-	for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
-		for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
-			char *val = malloc(caps[c]);
-			size_t vlen = 4242;
-			int n = parse_query_param(q, len, names[k], val, caps[c], &vlen);
-			FUZZ_ASSERT(n >= 0 && (size_t)n <= amps + 1);
-			if (n == 0)
-				FUZZ_ASSERT(vlen == (size_t)-1);
-			if (vlen != (size_t)-1)
-				FUZZ_ASSERT(n >= 1 && vlen < caps[c] && val[vlen] == '\0' && vlen <= len);
-			free(val);
-		}
+	while (parse_query_next(q, len, &pos, &p)) {
+		n++;
+		FUZZ_ASSERT(n <= amps + 1);
+		FUZZ_ASSERT(p.key >= q + last_end && p.key + p.klen <= q + len);
+		FUZZ_ASSERT(!memchr(p.key, '&', p.klen) && !memchr(p.key, '=', p.klen));
+		if (p.vlen)
+			FUZZ_ASSERT(p.val == p.key + p.klen + 1 && p.val + p.vlen <= q + len);
+		FUZZ_ASSERT(!memchr(p.val, '&', p.vlen));
+		last_end = (size_t)(p.key - q) + p.klen + (p.vlen ? p.vlen + 1 : 0);
 	}
+	FUZZ_ASSERT(n == amps + 1);
 }
 
 static void check_decode(const char *s, size_t len)
