@@ -36,7 +36,9 @@ struct store {
 	pthread_rwlock_t resize_lock;
 };
 
-/* Version 1 had no fork fields; version 2 appends them. Both are read. */
+/* The encoding of stream metadata, written with its version first. Version
+ * 1 had no fork fields; version 2 appends them; version 3 appends State and
+ * retention fields. Every version is read. */
 #define META_VERSION 3
 
 int64_t store_now_ms(void)
