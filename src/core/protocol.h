@@ -160,10 +160,6 @@ const char *proto_get_header(const struct proto_response *r, const char *name);
  * (503 when over capacity). */
 void proto_fail(struct proto_response *r, enum proto_err e);
 
-/* Transitional: an answer with a status and reason of the caller's; the
- * daemon's files use it until they move to proto_fail. */
-void proto_error(struct proto_response *r, int status, const char *reason);
-
 /* The methods the protocol serves, for Allow and CORS preflights. */
 extern const char proto_allow_methods[];
 

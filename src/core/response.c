@@ -223,13 +223,3 @@ void resp_add_location(struct proto_response *r, const struct req *q, const char
 	url[n] = '\0';
 	proto_add_header(r, "Location", url);
 }
-
-void proto_error(struct proto_response *r, int status, const char *reason)
-{
-	for (int e = 1; e < E__COUNT; e++)
-		if (errors[e].status == status && !strcmp(errors[e].reason, reason)) {
-			proto_fail(r, (enum proto_err)e);
-			return;
-		}
-	proto_fail(r, status == 405 ? E_METHOD : status == 404 ? E_NOT_FOUND : E_BUSY);
-}

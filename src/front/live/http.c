@@ -1,0 +1,498 @@
+/* http.c: lmstream-live's requests: libmicrohttpd callbacks, long-poll, SSE, static files. */
+#include "front/live/live.h"
+#include "front/notify.h"
+#include "lib/parse.h"
+#include "lib/sse.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* --- the registry's operations ------------------------------------------- */
+
+int conn_fd(const struct conn *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+	return ci ? ci->connect_fd : -1;
+}
+
+static void conn_suspend(void *owner)
+{
+	struct conn *c = owner;
+	bg_watch(c);
+	MHD_suspend_connection(c->mc);
+}
+
+static void conn_resume(void *owner)
+{
+	struct conn *c = owner;
+	MHD_resume_connection(c->mc);
+}
+
+/* True when the client of a waiting connection has closed its side: a
+ * heartbeat's check that does not depend on a write failing. */
+static int conn_peer_gone(void *owner)
+{
+	int fd = conn_fd(owner);
+	char b;
+	if (fd < 0)
+		return 0;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+const struct reg_ops conn_reg_ops = {
+	.suspend = conn_suspend,
+	.resume = conn_resume,
+	.peer_gone = conn_peer_gone,
+};
+
+/* Commits made by this daemon (standalone writes): wake directly, and tell
+ * the other processes of the group through the parent. */
+static void on_own_commit(void *arg, uint64_t stream_id, uint64_t txnid)
+{
+	(void)arg;
+	reg_note_txnid(&live.reg, txnid);
+	reg_wake(&live.reg, stream_id);
+	if (live.group_fd >= 0)
+		notify_post(live.group_fd, stream_id, txnid);
+}
+
+/* --- per-thread protocol context --------------------------------------- */
+
+struct tls {
+	int ready;
+	struct proto_ctx ctx;
+	struct proto_response resp;
+};
+static _Thread_local struct tls tls;
+static pthread_key_t tls_key; /* only for its destructor: frees tls when a thread ends */
+
+static void tls_release(void *arg)
+{
+	struct tls *t = arg;
+	proto_response_free(&t->resp);
+	proto_fini(&t->ctx);
+	t->ready = 0;
+}
+
+int http_init(void)
+{
+	int e = pthread_key_create(&tls_key, tls_release);
+	if (e)
+		errno = e;
+	return e ? -1 : 0;
+}
+
+static struct tls *thread_state(void)
+{
+	if (!tls.ready) {
+		proto_init(&tls.ctx, &live.cfg, live.store);
+		tls.ctx.on_commit = on_own_commit;
+		tls.ctx.batch = live.batch;
+		proto_response_init(&tls.resp);
+		pthread_setspecific(tls_key, &tls);
+		tls.ready = 1;
+	}
+	return &tls;
+}
+
+/* --- responses ------------------------------------------------------------- */
+
+/* X-Lmstream-Front tells operators (and the routing tests) which process answered. */
+static void add_headers(struct MHD_Response *mr, const struct proto_response *r)
+{
+	for (int i = 0; i < r->nheaders; i++)
+		MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+	MHD_add_response_header(mr, "X-Lmstream-Front", "live");
+}
+
+static enum MHD_Result queue(struct conn *c, struct proto_response *r)
+{
+	int bodyless = r->status == 204 || r->status == 304;
+	struct MHD_Response *mr = MHD_create_response_from_buffer(
+		bodyless ? 0 : r->body.len, bodyless ? "" : r->body.data, MHD_RESPMEM_MUST_COPY);
+	if (!mr)
+		return MHD_NO;
+	add_headers(mr, r);
+	/* A live response ends a connection: the next long-poll or SSE request
+	 * comes on a new one. libmicrohttpd may miss a hang-up that happened
+	 * while the connection was suspended, so it must not keep it idle. */
+	if (c->kind == K_LONGPOLL)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
+	MHD_destroy_response(mr);
+	return ok;
+}
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max);
+
+static enum MHD_Result queue_sse(struct conn *c, struct proto_response *r)
+{
+	struct MHD_Response *mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64,
+	                                                            sse_reader, c, NULL);
+	if (!mr)
+		return MHD_NO;
+	add_headers(mr, r);
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
+	MHD_destroy_response(mr);
+	return ok;
+}
+
+/* Hands out up to max pending SSE bytes of c; returns how many. */
+static size_t sse_pending(struct conn *c, char *buf, size_t max)
+{
+	size_t n = c->out.len - c->out_off;
+	if (n > max)
+		n = max;
+	memcpy(buf, c->out.data + c->out_off, n);
+	c->out_off += n;
+	if (c->out_off == c->out.len) {
+		buf_free(&c->out); /* idle connections keep no buffer */
+		c->out_off = 0;
+	}
+	return n;
+}
+
+/* SSE body: hand out pending bytes; when none, ask the core for more; when
+ * caught up, suspend until the stream changes or a timer fires. */
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct conn *c = cls;
+	struct tls *t = thread_state();
+	(void)pos;
+
+	for (;;) {
+		if (c->out_off < c->out.len)
+			return (ssize_t)sse_pending(c, buf, max);
+		if (atomic_load(&c->w.hung_up))
+			return MHD_CONTENT_READER_END_WITH_ERROR; /* nobody to write to */
+		if (c->ended)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		int64_t now = store_mono_ms();
+		if (atomic_load(&live.draining) || now >= c->sse_end) {
+			c->ended = 1;
+			continue;
+		}
+		uint64_t seq = reg_seq(&live.reg);
+		enum sse_step s = proto_sse_step(&t->ctx, &c->live, &c->out);
+		if (s == SSE_END) {
+			c->ended = 1;
+			continue;
+		}
+		if (c->out.len)
+			continue;
+		if (s == SSE_MORE)
+			continue;
+		if (c->w.fired || now >= c->next_beat) {
+			c->w.fired = 0;
+			c->next_beat = now + live.cfg.heartbeat_ms;
+			sse_comment(&c->out, "keep-alive");
+			continue;
+		}
+		int64_t due = c->next_beat < c->sse_end ? c->next_beat : c->sse_end;
+		if (reg_wait(&live.reg, &c->w, c->live.stream_id, due, seq))
+			return 0;
+	}
+}
+
+/* --- static files (the demo page when running alone) ------------------------ */
+
+static const char *mime_of(const char *path)
+{
+	static const struct { const char *ext, *type; } types[] = {
+		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+		{ ".css", "text/css; charset=utf-8" }, { ".json", "application/json" },
+		{ ".svg", "image/svg+xml" }, { ".png", "image/png" }, { ".ico", "image/x-icon" },
+		{ ".txt", "text/plain; charset=utf-8" },
+	};
+	const char *dot = strrchr(path, '.');
+	for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+		if (!strcmp(dot, types[i].ext))
+			return types[i].type;
+	return "application/octet-stream";
+}
+
+/* Queues the regular file path (opened as fd, of size bytes) as the answer. */
+static enum MHD_Result queue_file(struct conn *c, const char *path, int fd, uint64_t size)
+{
+	struct MHD_Response *mr = MHD_create_response_from_fd(size, fd);
+	if (!mr) {
+		close(fd);
+		return MHD_NO;
+	}
+	MHD_add_response_header(mr, "Content-Type", mime_of(path));
+	MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(mr, "Cache-Control", "no-cache");
+	enum MHD_Result ok = MHD_queue_response(c->mc, MHD_HTTP_OK, mr);
+	MHD_destroy_response(mr);
+	return ok;
+}
+
+/* Serves cfg.www for GET and HEAD outside the stream prefix. Returns MHD_NO
+ * through *handled = 0 when the request is not for a static file. */
+static enum MHD_Result serve_static(struct conn *c, struct tls *t, int *handled)
+{
+	char rel[512], path[1100];
+	const char *target = c->req.target;
+	*handled = 0;
+	if (!live.cfg.www[0] || !strncmp(target, live.cfg.prefix, strlen(live.cfg.prefix)))
+		return MHD_NO;
+	*handled = 1;
+	if (c->req.method != M_GET && c->req.method != M_HEAD) {
+		proto_fail(&t->resp, E_METHOD);
+		return queue(c, &t->resp);
+	}
+	long n = parse_percent_decode(target, c->req.target_len, rel, sizeof rel);
+	if (n <= 0 || rel[0] != '/' || strstr(rel, "/..") || memchr(rel, '\0', (size_t)n) ||
+	    strchr(rel, '\\')) {
+		proto_fail(&t->resp, E_NOT_FOUND);
+		return queue(c, &t->resp);
+	}
+	snprintf(path, sizeof path, "%s%s%s", live.cfg.www, rel, rel[n - 1] == '/' ? "index.html" : "");
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		proto_fail(&t->resp, E_NOT_FOUND);
+		return queue(c, &t->resp);
+	}
+	return queue_file(c, path, fd, (uint64_t)sb.st_size);
+}
+
+/* --- request handling -------------------------------------------------------- */
+
+size_t keep_escapes(void *cls, struct MHD_Connection *mc, char *s)
+{
+	(void)cls;
+	(void)mc;
+	return strlen(s);
+}
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t klen,
+                               const char *value, size_t vlen)
+{
+	struct buf *q = cls;
+	(void)kind;
+	if (q->len)
+		buf_append(q, "&", 1);
+	buf_append(q, key, klen);
+	if (value) {
+		buf_append(q, "=", 1);
+		buf_append(q, value, vlen);
+	}
+	return MHD_YES;
+}
+
+static const char *hdr(struct MHD_Connection *mc, const char *name)
+{
+	return MHD_lookup_connection_value(mc, MHD_HEADER_KIND, name);
+}
+
+static void build_request(struct conn *c, const char *url, const char *method)
+{
+	struct MHD_Connection *mc = c->mc;
+	struct buf q;
+	struct proto_request *r = &c->req;
+
+	memset(r, 0, sizeof *r);
+	r->method = proto_method(method);
+	c->target = strdup(url);
+	buf_init(&q);
+	MHD_get_connection_values_n(mc, MHD_GET_ARGUMENT_KIND, add_arg, &q);
+	c->query = q.data ? q.data : strdup("");
+	r->target = c->target ? c->target : "";
+	r->target_len = strlen(r->target);
+	r->query = c->query ? c->query : "";
+	r->query_len = strlen(r->query);
+	for (int i = 0; i < H__COUNT; i++)
+		r->h[i] = hdr(mc, proto_headers[i].name);
+	const char *proto = hdr(mc, "X-Forwarded-Proto");
+	r->https = proto && !strcasecmp(proto, "https");
+	const char *cl = hdr(mc, "Content-Length");
+	if (cl && strtoull(cl, NULL, 10) > live.cfg.max_body)
+		r->body_too_large = 1;
+}
+
+/* The first call for a request: its conn, with the request as the core sees it. */
+static enum MHD_Result begin_request(struct MHD_Connection *mc, const char *url,
+                                     const char *method, void **con_cls)
+{
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return MHD_NO;
+	c->mc = mc;
+	reg_entry_init(&c->w, c);
+	buf_init(&c->body);
+	buf_init(&c->out);
+	*con_cls = c;
+	build_request(c, url, method);
+	atomic_fetch_add(&live.requests, 1);
+	atomic_fetch_add(&live.nreq, 1);
+	return MHD_YES;
+}
+
+/* A piece of the body: kept up to max_body; past it the request is only
+ * marked too large. */
+static void take_body(struct conn *c, const char *data, size_t size)
+{
+	if (c->req.body_too_large)
+		return;
+	if (c->body.len + size > live.cfg.max_body)
+		c->req.body_too_large = 1;
+	else
+		buf_append(&c->body, data, size);
+}
+
+static void start_longpoll(struct conn *c)
+{
+	c->kind = K_LONGPOLL;
+	c->deadline = store_mono_ms() + live.cfg.long_poll_ms;
+}
+
+/* Long-poll after proto_handle or a wake-up: answer, or suspend again. */
+static enum MHD_Result longpoll_step(struct conn *c, struct tls *t)
+{
+	for (;;) {
+		if (atomic_load(&c->w.hung_up))
+			return MHD_NO; /* close: the client left */
+		if (c->w.fired || atomic_load(&live.draining)) {
+			proto_longpoll_timeout(&t->ctx, &c->req, &c->live, &t->resp);
+			return queue(c, &t->resp);
+		}
+		uint64_t seq = reg_seq(&live.reg);
+		proto_longpoll_poll(&t->ctx, &c->req, &c->live, &t->resp);
+		if (t->resp.action != PROTO_WAIT)
+			return queue(c, &t->resp);
+		if (reg_wait(&live.reg, &c->w, c->live.stream_id, c->deadline, seq))
+			return MHD_YES;
+	}
+}
+
+/* A request the daemon does not take: over the cap, shutting down, or its
+ * body could not be kept. Returns 1 with the refusal queued in *ret. */
+static int refuse(struct conn *c, struct tls *t, enum MHD_Result *ret)
+{
+	/* The cap counts requests in progress (this one included): what the
+	 * daemon holds for its clients. libmicrohttpd's own limit, a little
+	 * higher, bounds the sockets. */
+	if (atomic_load(&live.nreq) > live.cfg.max_connections || atomic_load(&live.draining)) {
+		proto_fail(&t->resp, atomic_load(&live.draining) ? E_SHUTTING_DOWN : E_TOO_MANY_CONNECTIONS);
+		*ret = queue(c, &t->resp);
+		return 1;
+	}
+	if (c->body.failed) {
+		proto_fail(&t->resp, E_NO_MEMORY);
+		*ret = queue(c, &t->resp);
+		return 1;
+	}
+	return 0;
+}
+
+/* The whole request is in: answer it, or start a long-poll or SSE response. */
+static enum MHD_Result handle(struct conn *c, struct tls *t)
+{
+	enum MHD_Result ret;
+	int handled;
+
+	c->kind = K_PLAIN;
+	if (refuse(c, t, &ret))
+		return ret;
+	ret = serve_static(c, t, &handled);
+	if (handled)
+		return ret;
+	c->req.body = c->body.data ? c->body.data : "";
+	c->req.body_len = c->body.len;
+	uint64_t seq = reg_seq(&live.reg);
+	proto_handle(&t->ctx, &c->req, &t->resp, &c->live);
+	/* The body is not needed any more. */
+	buf_free(&c->body);
+	c->req.body = "";
+	c->req.body_len = 0;
+	switch (t->resp.action) {
+	case PROTO_DONE:
+		return queue(c, &t->resp);
+	case PROTO_WAIT:
+		start_longpoll(c);
+		if (reg_wait(&live.reg, &c->w, c->live.stream_id, c->deadline, seq))
+			return MHD_YES;
+		return longpoll_step(c, t);
+	case PROTO_SSE: {
+		int64_t now = store_mono_ms();
+		c->kind = K_SSE;
+		c->sse_end = now + live.cfg.sse_lifetime_ms;
+		c->next_beat = now + live.cfg.heartbeat_ms;
+		return queue_sse(c, &t->resp);
+	}
+	}
+	return MHD_NO;
+}
+
+enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                           const char *method, const char *version, const char *upload_data,
+                           size_t *upload_data_size, void **con_cls)
+{
+	struct conn *c = *con_cls;
+	struct tls *t = thread_state();
+	(void)cls;
+	(void)version;
+
+	if (!c)
+		return begin_request(mc, url, method, con_cls);
+	if (*upload_data_size) {
+		take_body(c, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (c->kind == K_LONGPOLL)
+		return longpoll_step(c, t);
+	if (c->kind != K_NEW)
+		return MHD_NO;
+	return handle(c, t);
+}
+
+void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                  enum MHD_RequestTerminationCode toe)
+{
+	struct conn *c = *con_cls;
+	(void)cls;
+	(void)mc;
+	(void)toe;
+	if (!c)
+		return;
+	buf_free(&c->body);
+	buf_free(&c->out);
+	free(c->target);
+	free(c->query);
+	proto_live_clear(&c->live);
+	*con_cls = NULL;
+	atomic_fetch_sub(&live.nreq, 1);
+	reg_lock(&live.reg);
+	reg_remove(&live.reg, &c->w);
+	if (bg_bury(c))
+		c = NULL; /* the notifier may hold an event for it: it frees the struct */
+	reg_unlock(&live.reg);
+	free(c);
+}
+
+void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                   enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	(void)mc;
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		atomic_fetch_add(&live.nconn, 1);
+	else
+		atomic_fetch_sub(&live.nconn, 1);
+}

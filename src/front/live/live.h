@@ -1,0 +1,153 @@
+/* live.h: what lmstream-live's modules share: struct conn, the daemon state, entry points. */
+#ifndef LS_LIVE_H
+#define LS_LIVE_H
+/* lmstream-live holds live readers (SSE and long-poll) and serves the whole
+ * protocol when it runs alone.
+ *
+ * A waiting connection is suspended in libmicrohttpd and listed under its
+ * stream id in the waiter registry (registry.h); it holds its offset (struct
+ * proto_live) and no queue. A commit by any process reaches the notifier
+ * thread (background.c) as a datagram (front/notify.h) or, for this daemon's
+ * own writes, as a direct call (http.c); the waiters of that stream, and only
+ * those, are resumed and read what follows their offset from the store. A
+ * lost datagram is caught by comparing the store's last transaction id with
+ * the last one notified.
+ *
+ * The modules: main.c starts the daemon (serve) or a group of them (group.c);
+ * http.c answers requests; background.c runs the notifier and housekeeping
+ * threads; listen.c parses the listen address. */
+#include "core/protocol.h"
+#include "front/live/registry.h"
+#include "lib/buf.h"
+#include "lib/config.h"
+
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct batch;
+struct store;
+
+enum conn_kind { K_NEW, K_PLAIN, K_LONGPOLL, K_SSE };
+
+/* One request (libmicrohttpd's per-request context). */
+struct conn {
+	enum conn_kind kind;
+	struct MHD_Connection *mc;
+	struct proto_request req;
+	struct proto_live live;
+	struct buf body;         /* request body (standalone writes) */
+	struct buf out;          /* SSE bytes not yet handed to libmicrohttpd */
+	size_t out_off;
+	char *target;            /* raw path */
+	char *query;             /* raw query rebuilt from the arguments */
+	/* in the waiter registry; w.fired: the long-poll timed out, or an SSE
+	 * heartbeat (or the end of its lifetime) is due */
+	struct reg_entry w;
+	/* timers (monotonic ms) */
+	int64_t deadline;        /* long-poll timeout */
+	int64_t sse_end;         /* SSE connection lifetime */
+	int64_t next_beat;       /* next SSE heartbeat */
+	int ended;               /* SSE: final events written, end after out drains */
+	/* hang-up watch (under live.reg's lock): the socket is in the notifier's
+	 * epoll set from its first wait until completion; a completed conn is
+	 * freed by the notifier */
+	int watched;
+	int dead;
+	struct conn *grave_next;
+};
+
+/* The state the modules of one daemon process share. */
+struct live {
+	struct config cfg;
+	struct store *store;
+	struct batch *batch;     /* appends of the pool threads share commits */
+	struct MHD_Daemon *mhd;
+	struct registry reg;     /* waiting connections */
+	atomic_int nconn;        /* open connections */
+	atomic_int nreq;         /* requests in progress (not idle keep-alive) */
+	atomic_int draining;     /* shutting down: answer and end, wait no more */
+	atomic_long requests;    /* statistics: requests since the start */
+	/* In a group of processes (live_processes > 1): this process's end of
+	 * the datagram pair to the parent, which relays every commit to every
+	 * process; -1 otherwise. */
+	int group_fd;
+};
+
+/* The one daemon of this process (defined in main.c). */
+extern struct live live;
+
+/* --- main.c ---------------------------------------------------------------- */
+
+/* Runs one daemon process until SIGTERM/SIGINT (SIGHUP logs statistics): the
+ * only process, or one of a group (live.group_fd >= 0), which then takes its
+ * commit datagrams from the parent instead of binding the notify socket.
+ * sigs are the signals blocked in every thread. Returns the exit status. */
+int serve(const struct sockaddr_storage *ss, const sigset_t *sigs);
+
+/* --- group.c --------------------------------------------------------------- */
+
+/* Runs live.cfg.live_processes daemon processes on the address ss, each
+ * with its share of max_connections, relaying commits among them, until
+ * SIGTERM/SIGINT or too many restarts. sigs are the blocked signals,
+ * SIGCHLD included. Returns the exit status. */
+int run_group(const struct sockaddr_storage *ss, const sigset_t *sigs);
+
+/* --- http.c ---------------------------------------------------------------- */
+
+/* What the registry does to a connection: suspend it in libmicrohttpd (and
+ * watch its socket for a hang-up), resume it, peek whether its client left. */
+extern const struct reg_ops conn_reg_ops;
+
+/* Prepares the per-thread protocol contexts (each freed when its thread
+ * ends). Returns 0, or -1 with errno. */
+int http_init(void);
+
+/* The socket of c, or -1 when libmicrohttpd does not say. */
+int conn_fd(const struct conn *c);
+
+/* libmicrohttpd callbacks, given to MHD_start_daemon: the request handler
+ * (the default handler) ... */
+enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                           const char *method, const char *version, const char *upload_data,
+                           size_t *upload_data_size, void **con_cls);
+/* ... MHD_OPTION_NOTIFY_COMPLETED: frees the request's conn (or hands it to
+ * the notifier) ... */
+void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                  enum MHD_RequestTerminationCode toe);
+/* ... MHD_OPTION_NOTIFY_CONNECTION: counts open connections (live.nconn) ... */
+void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                   enum MHD_ConnectionNotificationCode toe);
+/* ... and MHD_OPTION_UNESCAPE_CALLBACK: keeps escapes as they are, since the
+ * core decodes paths and query values itself. */
+size_t keep_escapes(void *cls, struct MHD_Connection *mc, char *s);
+
+/* --- background.c ---------------------------------------------------------- */
+
+/* Opens what the notifier listens to: the notify socket (or live.group_fd)
+ * and the epoll set for it and for waiting clients' hang-ups; records the
+ * store's last commit as announced. Returns 0, or -1 (logged). */
+int bg_open(void);
+
+/* Starts the notifier and housekeeping threads. Returns 0, or -1 (logged). */
+int bg_start(void);
+
+/* Stops and joins the threads bg_start started. */
+void bg_stop(void);
+
+/* After the daemon has stopped: frees the conns left to the notifier, closes
+ * the epoll set and the notify socket (removing its file). */
+void bg_close(void);
+
+/* Under live.reg's lock, when c starts to wait: watches its socket for a
+ * hang-up, once (libmicrohttpd does not watch suspended sockets). */
+void bg_watch(struct conn *c);
+
+/* Under live.reg's lock, when c completes: when its socket is watched, takes
+ * it out of the watch and hands c to the notifier, which frees it (it may
+ * hold an event for it), and returns 1; else returns 0 (the caller frees c). */
+int bg_bury(struct conn *c);
+
+#endif
