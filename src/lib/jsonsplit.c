@@ -1,5 +1,6 @@
 /* jsonsplit.c: a non-allocating strict JSON validator and message splitter. */
 #include "lib/jsonsplit.h"
+#include "lib/num.h"
 #include "lib/limits.h"
 
 #include <stdint.h>
@@ -57,8 +58,7 @@ static int hex4(struct jp *p)
 	if (p->len - p->i < 4)
 		return fail(p, "bad \\u escape");
 	for (int k = 0; k < 4; k++) {
-		unsigned char c = p->s[p->i + (size_t)k];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+		if (num_hex_digit(p->s[p->i + (size_t)k]) < 0)
 			return fail(p, "bad \\u escape");
 	}
 	p->i += 4;

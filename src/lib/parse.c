@@ -64,14 +64,13 @@ int parse_expires_at(const char *s, size_t len, int64_t *ms)
 	i = 19;
 	if (i < len && s[i] == '.') {
 		size_t start = ++i;
-		int scale = 100;
-		while (i < len && is_digit(s[i])) {
-			frac_ms += (s[i] - '0') * scale;
-			scale /= 10;
+		uint64_t f;
+		while (i < len && is_digit(s[i]))
 			i++;
-		}
-		if (i == start || i - start > 9)
+		size_t nd = i - start; /* milliseconds are the first three digits */
+		if (nd == 0 || nd > 9 || num_decimal(s + start, nd < 3 ? nd : 3, 3, &f))
 			return -1;
+		frac_ms = (int)f * (nd == 1 ? 100 : nd == 2 ? 10 : 1);
 	}
 	int64_t tz = 0;
 	if (i < len && (s[i] == 'Z' || s[i] == 'z')) {

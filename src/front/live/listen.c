@@ -1,5 +1,6 @@
 /* listen.c: parses the listen address of lmstream-live into a socket address. */
 #include "front/live/listen.h"
+#include "lib/num.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -9,17 +10,10 @@
 /* The port after the last ':': decimal digits only, 1 to 65535; else -1. */
 static int parse_port(const char *p)
 {
-	long port = 0;
-	if (!*p)
+	uint64_t port;
+	if (num_decimal(p, strlen(p), 5, &port) || port == 0 || port > 65535)
 		return -1;
-	for (; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		port = port * 10 + (*p - '0');
-		if (port > 65535)
-			return -1;
-	}
-	return port > 0 ? (int)port : -1;
+	return (int)port;
 }
 
 /* Removes the brackets around host in place: "[addr]" becomes "addr".
