@@ -283,6 +283,8 @@ static enum proto_err query_field(const struct field *f, const struct seen *s,
 	char val[SNAP_TOKEN_MAX + 1];
 	if (s->count > 1 && f->twice != E_OK)
 		return f->twice;
+	if (f->kind == K_PRESENT)
+		return parse_field(f, "", 0, cfg, r); /* whatever its value */
 	long n = parse_percent_decode(s->v, s->vlen, val, f->max + 1 < sizeof val ? f->max + 1 : sizeof val);
 	if (n < 0)
 		return f->kind == K_CURSOR ? E_OK : f->bad;
