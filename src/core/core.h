@@ -36,6 +36,12 @@ void core_touch(struct proto_ctx *ctx, const char *name, size_t nlen, const stru
  * answer in resp; a commit wakes the stream's live readers. */
 void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes, batch_fn fn, void *arg);
 
+/* The last touches of every answer (also of long-polls answered later):
+ * CORS for the request's Origin under cors_origins, and, when a right came
+ * from a token (with_token), no public caching. */
+void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, int with_token,
+                 struct proto_response *resp);
+
 /* --- messages of a body (write.c) --- */
 
 struct messages {

@@ -15,6 +15,12 @@
 	X(E_PATH_CHAR, 400, "control character in path") \
 	X(E_PATH_DOT, 400, "'.' and '..' path segments are not allowed") \
 	X(E_BODY_TOO_LARGE, 413, "request body too large") \
+	/* access (access.c) */ \
+	X(E_AUTH_REQUIRED, 401, "a token is required") \
+	X(E_TOKEN_INVALID, 401, "invalid token") \
+	X(E_FORBIDDEN, 403, "the token does not grant this") \
+	X(E_CROSS_SITE, 403, "a cookie does not authorize writes from another site") \
+	X(E_AUTH_UNAVAILABLE, 503, "the keys that verify tokens cannot be read") \
 	/* query parameters */ \
 	X(E_OFFSET_TWICE, 400, "more than one offset parameter") \
 	X(E_OFFSET, 400, "invalid offset") \

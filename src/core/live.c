@@ -16,6 +16,17 @@ void proto_live_clear(struct proto_live *live)
 	memset(live, 0, sizeof *live);
 }
 
+int64_t proto_live_deadline(const struct proto_live *live, int64_t mono_now, int lifetime_ms)
+{
+	int64_t end = mono_now + lifetime_ms;
+	if (live->expires_ms) {
+		int64_t left = live->expires_ms - store_now_ms();
+		if (mono_now + left < end)
+			end = mono_now + (left > 0 ? left : 0);
+	}
+	return end;
+}
+
 /* The live read's stream, still the one it started on: E_OK with the read
  * transaction open, or why not. */
 static enum proto_err live_lookup(struct proto_ctx *ctx, const struct proto_live *live,
@@ -29,8 +40,19 @@ static enum proto_err live_lookup(struct proto_ctx *ctx, const struct proto_live
 	return e;
 }
 
+static void longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
+                          struct proto_live *live, struct proto_response *resp);
+
 void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
                          struct proto_live *live, struct proto_response *resp)
+{
+	longpoll_poll(ctx, req, live, resp);
+	if (resp->action == PROTO_DONE && req)
+		core_finish(ctx, req, live->with_token, resp);
+}
+
+static void longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
+                          struct proto_live *live, struct proto_response *resp)
 {
 	struct stream_meta m;
 	enum proto_err e = live_lookup(ctx, live, &m);
@@ -81,6 +103,8 @@ void proto_longpoll_timeout(struct proto_ctx *ctx, const struct proto_request *r
 		resp_add_cursor(resp, live->cursor_in);
 	proto_add_header(resp, "Cache-Control", "no-store");
 	resp->action = PROTO_DONE;
+	if (req)
+		core_finish(ctx, req, live->with_token, resp);
 }
 
 /* The data event of the messages in payload (base64 for binary streams). */

@@ -2,6 +2,7 @@
  * the per-thread context, stream look-ups and writes shared by the
  * handlers, and proto_handle, which parses a request once and dispatches
  * it to the module of its method (read.c, write.c, snapshot.c). No I/O. */
+#include "core/access.h"
 #include "core/core.h"
 #include "lib/limits.h"
 #include "lib/log.h"
@@ -26,6 +27,8 @@ const struct proto_header_def proto_headers[H__COUNT] = {
 	[H_AUTHORIZATION] = { "Authorization", "HTTP_AUTHORIZATION", 1 },
 	[H_LAST_EVENT_ID] = { "Last-Event-ID", "HTTP_LAST_EVENT_ID", 1 },
 	[H_CACHE_CONTROL] = { "Cache-Control", "HTTP_CACHE_CONTROL", 1 },
+	[H_COOKIE] = { "Cookie", "HTTP_COOKIE", 0 },
+	[H_ORIGIN] = { "Origin", "HTTP_ORIGIN", 0 },
 };
 
 enum proto_method proto_method(const char *m)
@@ -50,6 +53,8 @@ void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *s
 	ctx->on_commit = NULL;
 	ctx->hook_arg = NULL;
 	ctx->batch = NULL;
+	ctx->auth = NULL;
+	ctx->front = NULL;
 }
 
 void proto_fini(struct proto_ctx *ctx)
@@ -155,40 +160,87 @@ static void handle_options(struct proto_response *resp)
 	proto_add_header(resp, "Access-Control-Max-Age", "86400");
 }
 
+/* Whether the token "*" is among cors_origins. */
+static int any_origin(const struct config *cfg)
+{
+	for (const char *p = cfg->cors_origins; *p;) {
+		p += strspn(p, " \t");
+		size_t k = strcspn(p, " \t");
+		if (k == 1 && *p == '*')
+			return 1;
+		p += k;
+	}
+	return 0;
+}
+
+void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, int with_token,
+                 struct proto_response *resp)
+{
+	const char *origin = req_origin(raw);
+	if (origin && access_origin_listed(ctx->cfg, origin)) {
+		/* Credentials may come along: the exact origin, never "*". */
+		resp_set_header(resp, "Access-Control-Allow-Origin", origin);
+		proto_add_header(resp, "Access-Control-Allow-Credentials", "true");
+		proto_add_header(resp, "Vary", "Origin");
+	} else if (!any_origin(ctx->cfg)) {
+		resp_set_header(resp, "Access-Control-Allow-Origin", NULL);
+	}
+	const char *cc = proto_get_header(resp, "Cache-Control");
+	if (with_token && cc && strstr(cc, "public")) {
+		char priv[160];
+		const char *rest = strstr(cc, "public") + 6;
+		snprintf(priv, sizeof priv, "%.*sprivate%s", (int)(strstr(cc, "public") - cc), cc, rest);
+		resp_set_header(resp, "Cache-Control", priv);
+	}
+}
+
+static void dispatch(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp,
+                     struct proto_live *live)
+{
+	switch (q->method) {
+	case M_PUT: write_put(ctx, q, resp); break;
+	case M_POST:
+		if (q->compact)
+			state_compact(ctx, q, resp);
+		else
+			write_post(ctx, q, resp);
+		break;
+	case M_GET:
+		if (q->snapshot && q->live != LIVE_SSE)
+			state_snapshot(ctx, q, resp);
+		else
+			read_get(ctx, q, resp, live);
+		break;
+	case M_HEAD: read_head(ctx, q, resp); break;
+	case M_DELETE: write_delete(ctx, q, resp); break;
+	default: proto_fail(resp, E_METHOD); break;
+	}
+}
+
 void proto_handle(struct proto_ctx *ctx, const struct proto_request *raw,
                   struct proto_response *resp, struct proto_live *live)
 {
 	struct req q;
+	struct access acc = { 0, 0 };
 	proto_response_reset(resp);
 	if (raw->method == M_OPTIONS) {
 		handle_options(resp);
+		core_finish(ctx, raw, 0, resp);
 		return;
 	}
 	if (raw->method == M_OTHER) {
 		proto_fail(resp, E_METHOD);
+		core_finish(ctx, raw, 0, resp);
 		return;
 	}
 	enum proto_err e = req_parse(raw, ctx->cfg, &q);
-	if (e) {
+	if (e)
 		proto_fail(resp, e);
-		return;
+	else if (access_check(ctx, &q, &acc, resp) == E_OK)
+		dispatch(ctx, &q, resp, live);
+	if (resp->action != PROTO_DONE) {
+		live->expires_ms = acc.expires_ms;
+		live->with_token = acc.with_token != 0;
 	}
-	switch (q.method) {
-	case M_PUT: write_put(ctx, &q, resp); break;
-	case M_POST:
-		if (q.compact)
-			state_compact(ctx, &q, resp);
-		else
-			write_post(ctx, &q, resp);
-		break;
-	case M_GET:
-		if (q.snapshot && q.live != LIVE_SSE)
-			state_snapshot(ctx, &q, resp);
-		else
-			read_get(ctx, &q, resp, live);
-		break;
-	case M_HEAD: read_head(ctx, &q, resp); break;
-	case M_DELETE: write_delete(ctx, &q, resp); break;
-	default: proto_fail(resp, E_METHOD); break;
-	}
+	core_finish(ctx, raw, acc.with_token, resp);
 }

@@ -32,6 +32,7 @@ enum proto_hdr {
 	H_PRODUCER_ID, H_PRODUCER_EPOCH, H_PRODUCER_SEQ,
 	H_FORKED_FROM, H_FORK_OFFSET, H_FORK_SUB_OFFSET,
 	H_AUTHORIZATION, H_LAST_EVENT_ID, H_CACHE_CONTROL,
+	H_COOKIE, H_ORIGIN,
 	H__COUNT
 };
 
@@ -99,7 +100,13 @@ struct proto_live {
 	unsigned char *snap_after;  /* owned: row key of the last row sent */
 	size_t name_len;
 	char *name;               /* owned: set for live reads, freed by proto_live_clear */
+	int64_t expires_ms;       /* the token's expiry: the response ends then; 0: none */
+	unsigned with_token : 1;  /* the read needed the token: answers are private */
 };
+
+/* When a live response must end (monotonic ms, from mono_now): after
+ * lifetime_ms, or when the token that allowed it expires, if sooner. */
+int64_t proto_live_deadline(const struct proto_live *live, int64_t mono_now, int lifetime_ms);
 
 /* Frees what a live read holds and zeroes it; safe on a zeroed struct. */
 void proto_live_clear(struct proto_live *live);
@@ -108,8 +115,12 @@ void proto_live_clear(struct proto_live *live);
  * live readers (in this process or, through notify.h, in lmstream-live). */
 typedef void (*proto_commit_hook)(void *arg, uint64_t stream_id, uint64_t txnid);
 
+struct auth;
+
 struct proto_ctx {
 	const struct config *cfg;
+	const struct auth *auth;  /* keys of auth = token (core/auth.h); NULL: none loaded */
+	const char *front;        /* "fcgi", "cgi", "live": named in denial log lines */
 	struct store *store;
 	struct store_txn rtxn;    /* reusable read transaction of this thread */
 	proto_commit_hook on_commit;

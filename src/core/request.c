@@ -29,12 +29,14 @@ enum field_kind {
 	K_UINT53,     /* uint64_t, at most 2^53 - 1 */
 	K_PATH,       /* struct stream_name under the prefix; aux: int flag */
 	K_RAW,        /* const char *, as sent */
+	K_CRED,       /* char[LS_MAX_TOKEN + 1]: the query's token (find_credential decides) */
 };
 
 #define IN_QUERY ((enum proto_hdr)-1)
 #define NO_AUX ((size_t)-1)
 #define BIT(m) (1u << (m))
 #define F(member) offsetof(struct req, member)
+#define ALL_METHODS (BIT(M_GET) | BIT(M_HEAD) | BIT(M_PUT) | BIT(M_POST) | BIT(M_DELETE))
 
 struct field {
 	const char *name;       /* query parameter name, or NULL */
@@ -75,6 +77,9 @@ static const struct field fields[] = {
 	{ NULL, H_PRODUCER_EPOCH, K_UINT53, BIT(M_POST), 0, F(producer_epoch), NO_AUX, E_PRODUCER_EPOCH, E_OK },
 	{ NULL, H_PRODUCER_SEQ, K_UINT53, BIT(M_POST), 0, F(producer_seq), NO_AUX, E_PRODUCER_SEQ, E_OK },
 	{ NULL, H_STREAM_SEQ, K_SAFE, BIT(M_POST), LS_MAX_STREAM_SEQ, F(stream_seq), F(stream_seq_len), E_STREAM_SEQ, E_OK },
+	/* every method */
+	{ "token", IN_QUERY, K_CRED, ALL_METHODS, LS_MAX_TOKEN, F(cred_token), NO_AUX, E_OK, E_OK },
+	{ NULL, H_ORIGIN, K_RAW, ALL_METHODS, 0, F(origin), NO_AUX, E_OK, E_OK },
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
@@ -242,6 +247,11 @@ static enum proto_err parse_field(const struct field *f, const char *v, size_t l
 	case K_RAW:
 		*(const char **)dst = v;
 		return E_OK;
+	case K_CRED:
+		memcpy(dst, v, len);
+		((char *)dst)[len] = '\0';
+		r->cred = CRED_QUERY;
+		return E_OK;
 	default:
 		if (parse_scalar(f, v, len, dst))
 			return f->bad;
@@ -280,15 +290,70 @@ static void scan_query(const char *q, size_t qlen, unsigned method, struct seen 
 static enum proto_err query_field(const struct field *f, const struct seen *s,
                                   const struct config *cfg, struct req *r)
 {
-	char val[SNAP_TOKEN_MAX + 1];
+	char val[(SNAP_TOKEN_MAX > LS_MAX_TOKEN ? SNAP_TOKEN_MAX : LS_MAX_TOKEN) + 1];
 	if (s->count > 1 && f->twice != E_OK)
 		return f->twice;
 	if (f->kind == K_PRESENT)
 		return parse_field(f, "", 0, cfg, r); /* whatever its value */
 	long n = parse_percent_decode(s->v, s->vlen, val, f->max + 1 < sizeof val ? f->max + 1 : sizeof val);
+	if (n < 0 && f->kind == K_CRED) {
+		r->cred = CRED_QUERY;
+		r->cred_too_long = 1;
+		return E_OK;
+	}
 	if (n < 0)
 		return f->kind == K_CURSOR ? E_OK : f->bad;
 	return parse_field(f, val, (size_t)n, cfg, r);
+}
+
+/* --- the credential ------------------------------------------------------------------ */
+
+/* Takes a credential of len bytes at v into r. */
+static void take_credential(struct req *r, enum cred_source src, const char *v, size_t len)
+{
+	r->cred = src;
+	r->cred_too_long = len > LS_MAX_TOKEN;
+	if (r->cred_too_long)
+		len = 0;
+	memcpy(r->cred_token, v, len);
+	r->cred_token[len] = '\0';
+}
+
+/* The value of cookie name in a Cookie header ("a=1; b=2"), or NULL. */
+static const char *cookie_value(const char *h, const char *name, size_t *len)
+{
+	size_t nl = strlen(name);
+	while (*h) {
+		h += strspn(h, " \t;");
+		size_t n = strcspn(h, ";");
+		if (n > nl && h[nl] == '=' && !memcmp(h, name, nl)) {
+			*len = n - nl - 1;
+			while (*len && (h[nl + *len] == ' ' || h[nl + *len] == '\t'))
+				(*len)--;
+			return h + nl + 1;
+		}
+		h += n;
+	}
+	return NULL;
+}
+
+/* One credential counts, in this order: Authorization: Bearer, the cookie
+ * auth_cookie, the query parameter token (already read by the table). An
+ * Authorization header of another scheme (Basic, from the web server's own
+ * authentication) is not a token. */
+static void find_credential(const struct proto_request *raw, const struct config *cfg, struct req *r)
+{
+	const char *a = raw->h[H_AUTHORIZATION], *c = raw->h[H_COOKIE], *v;
+	size_t len;
+	if (a && !strncasecmp(a, "Bearer", 6) && (a[6] == ' ' || a[6] == '\0')) {
+		a += 6 + strspn(a + 6, " ");
+		len = strlen(a);
+		while (len && a[len - 1] == ' ')
+			len--;
+		take_credential(r, CRED_BEARER, a, len);
+	} else if (c && (v = cookie_value(c, cfg->auth_cookie, &len))) {
+		take_credential(r, CRED_COOKIE, v, len);
+	}
 }
 
 /* --- rules between fields --------------------------------------------------------- */
@@ -343,6 +408,11 @@ static enum proto_err check_post(struct req *r, const struct proto_request *raw)
 	return E_OK;
 }
 
+const char *req_origin(const struct proto_request *raw)
+{
+	return raw->h[H_ORIGIN];
+}
+
 /* --- entry ------------------------------------------------------------------------ */
 
 static enum proto_err parse_fields(const struct proto_request *raw, const struct config *cfg,
@@ -382,6 +452,7 @@ enum proto_err req_parse(const struct proto_request *raw, const struct config *c
 		return E_BODY_TOO_LARGE;
 	if ((e = parse_fields(raw, cfg, r)))
 		return e;
+	find_credential(raw, cfg, r);
 	switch (r->method) {
 	case M_GET: return check_get(r);
 	case M_PUT: return check_put(r, raw);

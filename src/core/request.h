@@ -36,6 +36,9 @@ struct snap_token {
 	unsigned char after[STATE_MAX_ROW_KEY];
 };
 
+/* Where the request's credential came from (access.c). */
+enum cred_source { CRED_NONE, CRED_BEARER, CRED_COOKIE, CRED_QUERY };
+
 struct req {
 	enum proto_method method;
 	struct stream_name name;
@@ -79,12 +82,22 @@ struct req {
 	uint64_t producer_epoch, producer_seq;
 	const char *stream_seq;     /* Stream-Seq, safe to store; NULL: none */
 	size_t stream_seq_len;
+
+	/* every method: who asks (access.c) */
+	enum cred_source cred;      /* the one credential used, by precedence */
+	int cred_too_long;          /* longer than LS_MAX_TOKEN: invalid */
+	char cred_token[LS_MAX_TOKEN + 1];
+	const char *origin;         /* Origin, NULL when absent */
 };
 
 /* Parses and validates raw for the core's configuration (prefix, path
  * limit). Returns E_OK with *r filled, or the first error found. r borrows
  * raw's strings: it is valid while raw is. */
 enum proto_err req_parse(const struct proto_request *raw, const struct config *cfg, struct req *r);
+
+/* The Origin header of a request, or NULL (for answers made without a
+ * parsed request: refusals before parsing, long-polls answered later). */
+const char *req_origin(const struct proto_request *raw);
 
 /* The kind of a media type value ("application/json; charset=utf-8" is
  * JSON). Values that do not parse are binary. */

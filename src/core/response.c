@@ -103,6 +103,28 @@ const char *proto_get_header(const struct proto_response *r, const char *name)
 	return NULL;
 }
 
+void resp_set_header(struct proto_response *r, const char *name, const char *value)
+{
+	for (int i = 0; i < r->nheaders; i++) {
+		if (strcasecmp(r->headers[i].name, name))
+			continue;
+		if (value) {
+			/* The old value stays in hbuf until the response is reset. */
+			int n = r->nheaders;
+			if (proto_add_header(r, r->headers[i].name, value) == 0) {
+				r->headers[i].value = r->headers[n].value;
+				r->nheaders = n;
+			}
+			return;
+		}
+		memmove(&r->headers[i], &r->headers[i + 1], (size_t)(r->nheaders - i - 1) * sizeof r->headers[0]);
+		r->nheaders--;
+		return;
+	}
+	if (value)
+		proto_add_header(r, name, value);
+}
+
 void resp_start(struct proto_response *r, int status)
 {
 	r->status = status;
@@ -143,6 +165,9 @@ void proto_fail_detail(struct proto_response *r, enum proto_err e, const char *d
 		resp_add_u64(r, "Retry-After", LS_RETRY_AFTER_S);
 	if (status == 405)
 		proto_add_header(r, "Allow", proto_allow_methods);
+	if (status == 401) /* RFC 6750 section 3 */
+		proto_add_header(r, "WWW-Authenticate", e == E_TOKEN_INVALID
+		                 ? "Bearer realm=\"lmstream\", error=\"invalid_token\"" : "Bearer realm=\"lmstream\"");
 	buf_puts(&r->body, r->reason);
 	if (detail && *detail) {
 		buf_puts(&r->body, ": ");

@@ -14,6 +14,10 @@ void resp_start(struct proto_response *r, int status);
 
 void resp_add_u64(struct proto_response *r, const char *name, uint64_t v);
 
+/* Replaces the value of header name (adds it when absent; value copied).
+ * With value NULL, removes it. */
+void resp_set_header(struct proto_response *r, const char *name, const char *value);
+
 /* Stream-Next-Offset for (seq, bytes). */
 void resp_add_offset(struct proto_response *r, uint64_t seq, uint64_t bytes);
 

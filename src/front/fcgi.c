@@ -6,6 +6,7 @@
  *
  * A FastCGI process serves worker_threads requests at once, one per thread,
  * so that the appends of its threads share commits (batch.h). */
+#include "core/auth.h"
 #include "store/batch.h"
 #include "lib/buf.h"
 #include "lib/config.h"
@@ -176,7 +177,7 @@ static void serve_longpoll(struct proto_ctx *ctx, struct io *io, const struct pr
                            struct proto_live *live, struct proto_response *resp)
 {
 	uint64_t seen = store_last_txnid(ctx->store);
-	int64_t deadline = store_mono_ms() + ctx->cfg->long_poll_ms;
+	int64_t deadline = proto_live_deadline(live, store_mono_ms(), ctx->cfg->long_poll_ms);
 
 	/* Check once more: a commit may have landed before seen was read. */
 	proto_longpoll_poll(ctx, req, live, resp);
@@ -197,7 +198,7 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 {
 	struct buf out;
 	int64_t start = store_mono_ms();
-	int64_t end = start + ctx->cfg->sse_lifetime_ms;
+	int64_t end = proto_live_deadline(live, start, ctx->cfg->sse_lifetime_ms);
 	/* A worker learns that its client left only when a write fails, and it
 	 * serves nobody else meanwhile: beat often. */
 	int beat_ms = ctx->cfg->heartbeat_ms < LS_FALLBACK_BEAT_MS ? ctx->cfg->heartbeat_ms : LS_FALLBACK_BEAT_MS;
@@ -342,6 +343,8 @@ struct process {
 	pthread_mutex_t open_lock;    /* guards st and batch while they are NULL */
 	struct store *st;
 	struct batch *batch;
+	struct auth *auth;            /* keys of auth = token; NULL: requests get 503 */
+	const char *front;            /* "fcgi" or "cgi" */
 };
 
 struct worker {
@@ -376,6 +379,8 @@ static int worker_bind(struct worker *w)
 	proto_init(&w->ctx, pr->cfg, st);
 	w->ctx.on_commit = announce;
 	w->ctx.batch = b;
+	w->ctx.auth = pr->auth;
+	w->ctx.front = pr->front;
 	w->ctx_store = 1;
 	return 1;
 }
@@ -510,8 +515,14 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR2, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct process pr = { .cfg = &cfg };
+	struct process pr = { .cfg = &cfg, .front = FCGX_IsCGI() ? "cgi" : "fcgi" };
 	pthread_mutex_init(&pr.open_lock, NULL);
+	if (cfg.auth == AUTH_TOKEN) {
+		/* Without its keys the process still answers: 503, never open. */
+		char err[600];
+		if (auth_open(&pr.auth, &cfg, err, sizeof err))
+			log_error("auth = token: %s", err);
+	}
 	notify_sender_init(&cfg);
 
 	int rc = 0;
@@ -526,6 +537,7 @@ int main(int argc, char **argv)
 		rc = run_threads(&pr);
 	}
 	batch_free(pr.batch);
+	auth_close(pr.auth);
 	store_close(pr.st);
 	return rc;
 }

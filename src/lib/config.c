@@ -19,7 +19,7 @@ enum key_type {
 	T_INT,        /* int, decimal */
 	T_U64,        /* uint64_t, decimal */
 	T_SIZE_T,     /* size_t, decimal */
-	T_DURABILITY, /* enum durability: "durable" or "fast" */
+	T_ENUM,       /* an int: the index of the value in names */
 };
 
 /* What a string value must look like beyond fitting its array. */
@@ -29,6 +29,8 @@ enum str_rule {
 	S_PREFIX,     /* starts and ends with '/' */
 	S_HOSTPORT,   /* has a ':' before the port */
 	S_HEADER,     /* non-empty, no CR or LF: it goes into a response header */
+	S_TOKEN,      /* non-empty, letters, digits, '-' and '_' (a cookie name) */
+	S_PRINTABLE,  /* printable ASCII and spaces (lists of patterns or origins) */
 };
 
 struct config_key {
@@ -36,10 +38,14 @@ struct config_key {
 	enum key_type type;
 	size_t off, cap;        /* where in struct config; cap for strings */
 	enum str_rule rule;
-	const char *def_s;      /* default of a string or durability */
+	const char *def_s;      /* default of a string or an enum */
 	uint64_t def, min, max; /* default and bounds of a number */
 	const char *help;
+	const char *const *names; /* the values of an enum, in enum order */
 };
+
+static const char *const durability_names[] = { "durable", "fast", NULL };
+static const char *const auth_names[] = { "none", "token", NULL };
 
 #define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
 #define NUM(field) offsetof(struct config, field), 0
@@ -47,47 +53,62 @@ struct config_key {
 /* In the order --help and --print-config list them. */
 static const struct config_key keys[] = {
 	{ "data_dir", T_STR, F(data_dir), S_NONEMPTY, LS_DEFAULT_DATA_DIR, 0, 0, 0,
-	  "directory of the LMDB environment, shared by every lmstream process" },
+	  "directory of the LMDB environment, shared by every lmstream process", NULL },
 	{ "map_size", T_SIZE, NUM(map_size), 0, NULL, LS_DEFAULT_MAP_SIZE, 1ULL << 20, UINT64_MAX,
-	  "largest size the database may grow to (address space reserved, not disk used)" },
-	{ "durability", T_DURABILITY, NUM(durability), 0, LS_DEFAULT_DURABILITY, 0, 0, 0,
-	  "durable: acknowledge a write once on disk; fast: once committed" },
+	  "largest size the database may grow to (address space reserved, not disk used)", NULL },
+	{ "durability", T_ENUM, NUM(durability), 0, LS_DEFAULT_DURABILITY, 0, 0, 0,
+	  "durable: acknowledge a write once on disk; fast: once committed", durability_names },
 	{ "max_body", T_SIZE, NUM(max_body), 0, NULL, LS_DEFAULT_MAX_BODY, 1, 1ULL << 31,
-	  "largest request body accepted, in bytes (413 above)" },
+	  "largest request body accepted, in bytes (413 above)", NULL },
 	{ "max_path", T_SIZE_T, NUM(max_path), 0, NULL, LS_DEFAULT_MAX_PATH, 16, LS_MAX_PATH_HARD,
-	  "longest stream name after the prefix, in decoded bytes" },
+	  "longest stream name after the prefix, in decoded bytes", NULL },
 	{ "long_poll_timeout", T_INT, NUM(long_poll_ms), 0, NULL, LS_DEFAULT_LONG_POLL_MS, 100, 3600 * 1000,
-	  "how long a long-poll read waits before answering 204, in ms" },
+	  "how long a long-poll read waits before answering 204, in ms", NULL },
 	{ "sse_lifetime", T_INT, NUM(sse_lifetime_ms), 0, NULL, LS_DEFAULT_SSE_LIFETIME_MS, 100, 24 * 3600 * 1000,
-	  "how long one SSE response lasts before the client reconnects, in ms" },
+	  "how long one SSE response lasts before the client reconnects, in ms", NULL },
 	{ "heartbeat", T_INT, NUM(heartbeat_ms), 0, NULL, LS_DEFAULT_HEARTBEAT_MS, 100, 3600 * 1000,
-	  "interval of SSE keep-alive comments, in ms" },
+	  "interval of SSE keep-alive comments, in ms", NULL },
 	{ "prefix", T_STR, F(prefix), S_PREFIX, LS_DEFAULT_PREFIX, 0, 0, 0,
-	  "URL prefix under which streams are served; starts and ends with '/'" },
+	  "URL prefix under which streams are served; starts and ends with '/'", NULL },
 	{ "listen", T_STR, F(listen), S_HOSTPORT, LS_DEFAULT_LISTEN, 0, 0, 0,
-	  "HOST:PORT lmstream-live listens on" },
+	  "HOST:PORT lmstream-live listens on", NULL },
 	{ "max_connections", T_INT, NUM(max_connections), 0, NULL, LS_DEFAULT_MAX_CONNECTIONS, 1, 1000000,
-	  "requests lmstream-live holds at once, all processes together (503 above)" },
+	  "requests lmstream-live holds at once, all processes together (503 above)", NULL },
 	{ "threads", T_INT, NUM(threads), 0, NULL, LS_DEFAULT_THREADS, 1, 64,
-	  "lmstream-live threads per process" },
+	  "lmstream-live threads per process", NULL },
 	{ "worker_threads", T_INT, NUM(worker_threads), 0, NULL, LS_DEFAULT_WORKER_THREADS, 1, 256,
-	  "requests one lmstream.fcgi process serves at once (their appends share commits)" },
+	  "requests one lmstream.fcgi process serves at once (their appends share commits)", NULL },
 	{ "live_processes", T_INT, NUM(live_processes), 0, NULL, LS_DEFAULT_LIVE_PROCESSES, 1, 64,
-	  "lmstream-live processes sharing the listen port" },
+	  "lmstream-live processes sharing the listen port", NULL },
 	{ "conn_memory", T_SIZE, NUM(conn_memory), 0, NULL, LS_DEFAULT_CONN_MEMORY, 2048, 1 << 20,
-	  "bytes per lmstream-live connection for headers and writes" },
+	  "bytes per lmstream-live connection for headers and writes", NULL },
 	{ "notify_socket", T_STR, F(notify_path), S_ANY, LS_DEFAULT_NOTIFY_SOCKET, 0, 0, 0,
-	  "AF_UNIX socket of lmstream-live for commit notices; empty: DATA_DIR/live.sock" },
+	  "AF_UNIX socket of lmstream-live for commit notices; empty: DATA_DIR/live.sock", NULL },
 	{ "cache_control", T_STR, F(cache_control), S_HEADER, LS_DEFAULT_CACHE_CONTROL, 0, 0, 0,
-	  "Cache-Control of reads that return data" },
+	  "Cache-Control of reads that return data", NULL },
 	{ "www", T_STR, F(www), S_ANY, LS_DEFAULT_WWW, 0, 0, 0,
-	  "static files lmstream-live serves outside the prefix; empty: none" },
+	  "static files lmstream-live serves outside the prefix; empty: none", NULL },
 	{ "retention_age", T_U64, NUM(retention_age_s), 0, NULL, LS_DEFAULT_RETENTION_AGE, 0, 10ULL * 366 * 86400,
-	  "default ?retention-age of new streams, in seconds; 0 keeps everything" },
+	  "default ?retention-age of new streams, in seconds; 0 keeps everything", NULL },
 	{ "retention_bytes", T_SIZE, NUM(retention_bytes), 0, NULL, LS_DEFAULT_RETENTION_BYTES, 0, UINT64_MAX,
-	  "default ?retention-bytes of new streams; 0 keeps everything" },
+	  "default ?retention-bytes of new streams; 0 keeps everything", NULL },
 	{ "snapshot_page", T_SIZE, NUM(snapshot_page), 0, NULL, LS_DEFAULT_SNAPSHOT_PAGE, 64 << 10, 256ULL << 20,
-	  "bytes of one GET ?snapshot page" },
+	  "bytes of one GET ?snapshot page", NULL },
+	{ "auth", T_ENUM, NUM(auth), 0, LS_DEFAULT_AUTH, 0, 0, 0,
+	  "none: anyone may do anything; token: rights come from signed tokens and public_read/public_write",
+	  auth_names },
+	{ "auth_key", T_STR, F(auth_key), S_PRINTABLE, LS_DEFAULT_AUTH_KEY, 0, 0, 0,
+	  "key files that verify tokens, separated by spaces; empty: DATA_DIR/auth.key", NULL },
+	{ "auth_skew", T_INT, NUM(auth_skew_s), 0, NULL, LS_DEFAULT_AUTH_SKEW_S, 0, 3600,
+	  "seconds of clock difference allowed for a token's exp and nbf", NULL },
+	{ "auth_cookie", T_STR, F(auth_cookie), S_TOKEN, LS_DEFAULT_AUTH_COOKIE, 0, 0, 0,
+	  "name of the cookie that may carry a token", NULL },
+	{ "public_read", T_STR, F(public_read), S_PRINTABLE, LS_DEFAULT_PUBLIC_READ, 0, 0, 0,
+	  "streams anyone may read without a token: patterns separated by spaces (* one segment, ** any)", NULL },
+	{ "public_write", T_STR, F(public_write), S_PRINTABLE, LS_DEFAULT_PUBLIC_WRITE, 0, 0, 0,
+	  "streams anyone may create and append to without a token, likewise", NULL },
+	{ "cors_origins", T_STR, F(cors_origins), S_PRINTABLE, LS_DEFAULT_CORS_ORIGINS, 0, 0, 0,
+	  "origins whose pages may use lmstream with credentials, separated by spaces; * lets any page read without them", NULL },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -155,6 +176,13 @@ static int str_ok(const struct config_key *k, const char *v)
 	case S_PREFIX: return l > 0 && v[0] == '/' && v[l - 1] == '/';
 	case S_HOSTPORT: return strchr(v, ':') != NULL;
 	case S_HEADER: return l > 0 && !strpbrk(v, "\r\n");
+	case S_TOKEN:
+		return l > 0 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == l;
+	case S_PRINTABLE:
+		for (size_t i = 0; i < l; i++)
+			if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e)
+				return 0;
+		return 1;
 	}
 	return 0;
 }
@@ -165,9 +193,14 @@ static int value_ok(const struct config_key *k, const char *v, uint64_t *n)
 	switch (k->type) {
 	case T_STR:
 		return str_ok(k, v);
-	case T_DURABILITY:
-		*n = !strcmp(v, "fast") ? DURABILITY_FAST : DURABILITY_DURABLE;
-		return !strcmp(v, "fast") || !strcmp(v, "durable");
+	case T_ENUM:
+		for (uint64_t i = 0; k->names[i]; i++) {
+			if (!strcmp(v, k->names[i])) {
+				*n = i;
+				return 1;
+			}
+		}
+		return 0;
 	case T_SIZE:
 		return !config_parse_size(v, n) && *n >= k->min && *n <= k->max;
 	default:
@@ -180,7 +213,7 @@ static void store_value(struct config *cfg, const struct config_key *k, const ch
 	char *dst = (char *)cfg + k->off;
 	switch (k->type) {
 	case T_STR: memcpy(dst, v, strlen(v) + 1); break;
-	case T_DURABILITY: *(enum durability *)(void *)dst = (enum durability)n; break;
+	case T_ENUM:
 	case T_INT: *(int *)(void *)dst = (int)n; break;
 	case T_SIZE_T: *(size_t *)(void *)dst = (size_t)n; break;
 	case T_SIZE:
@@ -194,7 +227,7 @@ void config_defaults(struct config *cfg)
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &keys[i];
 		uint64_t n = k->def;
-		if (k->type == T_STR || k->type == T_DURABILITY)
+		if (k->type == T_STR || k->type == T_ENUM)
 			value_ok(k, k->def_s, &n);
 		store_value(cfg, k, k->def_s, n);
 	}
@@ -222,9 +255,7 @@ static void format_value(const struct config *cfg, const struct config_key *k, c
 	const char *src = (const char *)cfg + k->off;
 	switch (k->type) {
 	case T_STR: snprintf(out, cap, "%s", src); break;
-	case T_DURABILITY:
-		snprintf(out, cap, "%s", *(const enum durability *)(const void *)src == DURABILITY_FAST ? "fast" : "durable");
-		break;
+	case T_ENUM: snprintf(out, cap, "%s", k->names[*(const int *)(const void *)src]); break;
 	case T_INT: snprintf(out, cap, "%d", *(const int *)(const void *)src); break;
 	case T_SIZE_T: snprintf(out, cap, "%zu", *(const size_t *)(const void *)src); break;
 	case T_SIZE:

@@ -10,10 +10,16 @@ enum durability {
 	DURABILITY_FAST,    /* acknowledge after the commit; power loss may undo the last commits */
 };
 
+enum auth_mode {
+	AUTH_NONE,          /* every request may do anything */
+	AUTH_TOKEN,         /* rights from signed tokens and public_read/public_write */
+};
+
+/* Every field has one key in config.c's table; enums are stored as int. */
 struct config {
 	char     data_dir[512];
 	uint64_t map_size;
-	enum durability durability;
+	int      durability;       /* enum durability */
 	uint64_t max_body;
 	size_t   max_path;
 	int      long_poll_ms;
@@ -32,6 +38,13 @@ struct config {
 	uint64_t retention_age_s;  /* default ?retention-age of new streams; 0 = keep everything */
 	uint64_t retention_bytes;  /* default ?retention-bytes of new streams; 0 = keep everything */
 	uint64_t snapshot_page;    /* bytes of one GET ?snapshot page (one read transaction each) */
+	int      auth;             /* enum auth_mode */
+	char     auth_key[1024];   /* key files, space-separated; "" = <data_dir>/auth.key */
+	int      auth_skew_s;      /* clock skew allowed for exp and nbf */
+	char     auth_cookie[64];  /* cookie that may carry a token */
+	char     public_read[1024];  /* patterns anyone may read */
+	char     public_write[1024]; /* patterns anyone may write */
+	char     cors_origins[1024]; /* origins allowed with credentials; "*": any, without */
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -24,6 +24,13 @@
 #define LS_DEFAULT_RETENTION_BYTES 0              /* retention_bytes: 0 = keep everything */
 #define LS_DEFAULT_NOTIFY_SOCKET   ""             /* notify_socket: "" = <data_dir>/live.sock */
 #define LS_DEFAULT_WWW             ""             /* www: "" = serve no static files */
+#define LS_DEFAULT_AUTH            "none"         /* auth: the shipped lmstream.conf sets token */
+#define LS_DEFAULT_AUTH_KEY        ""             /* auth_key: "" = <data_dir>/auth.key */
+#define LS_DEFAULT_AUTH_SKEW_S     30             /* auth_skew: seconds */
+#define LS_DEFAULT_AUTH_COOKIE     "lmstream_token" /* auth_cookie */
+#define LS_DEFAULT_PUBLIC_READ     ""             /* public_read: patterns */
+#define LS_DEFAULT_PUBLIC_WRITE    ""             /* public_write: patterns */
+#define LS_DEFAULT_CORS_ORIGINS    "*"            /* cors_origins */
 
 /* Hard limits. */
 #define LS_MAX_PATH_HARD      480   /* LMDB keys are at most 511 bytes */
@@ -49,5 +56,6 @@
 #define LS_RETRY_AFTER_S      5     /* Retry-After on 503/507 */
 #define LS_FALLBACK_BEAT_MS   2000  /* SSE heartbeat of a worker serving live reads itself */
 #define LS_MAX_FORK_DEPTH     32    /* inherited ranges of a fork: a chain of at most 32 forks */
+#define LS_MAX_TOKEN          4096  /* bytes of a token (401 above) */
 
 #endif

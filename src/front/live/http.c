@@ -98,6 +98,8 @@ static struct tls *thread_state(void)
 		proto_init(&tls.ctx, &live.cfg, live.store);
 		tls.ctx.on_commit = on_own_commit;
 		tls.ctx.batch = live.batch;
+		tls.ctx.auth = live.auth;
+		tls.ctx.front = "live";
 		proto_response_init(&tls.resp);
 		pthread_setspecific(tls_key, &tls);
 		tls.ready = 1;
@@ -357,7 +359,7 @@ static void take_body(struct conn *c, const char *data, size_t size)
 static void start_longpoll(struct conn *c)
 {
 	c->kind = K_LONGPOLL;
-	c->deadline = store_mono_ms() + live.cfg.long_poll_ms;
+	c->deadline = proto_live_deadline(&c->live, store_mono_ms(), live.cfg.long_poll_ms);
 }
 
 /* Long-poll after proto_handle or a wake-up: answer, or suspend again. */
@@ -430,7 +432,7 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 	case PROTO_SSE: {
 		int64_t now = store_mono_ms();
 		c->kind = K_SSE;
-		c->sse_end = now + live.cfg.sse_lifetime_ms;
+		c->sse_end = proto_live_deadline(&c->live, now, live.cfg.sse_lifetime_ms);
 		c->next_beat = now + live.cfg.heartbeat_ms;
 		return queue_sse(c, &t->resp);
 	}

@@ -64,6 +64,7 @@ struct live {
 	struct config cfg;
 	struct store *store;
 	struct batch *batch;     /* appends of the pool threads share commits */
+	struct auth *auth;       /* keys of auth = token; NULL: none (requests get 503) */
 	struct MHD_Daemon *mhd;
 	struct registry reg;     /* waiting connections */
 	atomic_int nconn;        /* open connections */

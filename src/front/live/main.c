@@ -1,4 +1,5 @@
 /* main.c: lmstream-live's start-up: configuration, one daemon (serve) or a group, stop. */
+#include "core/auth.h"
 #include "front/live/listen.h"
 #include "front/live/live.h"
 #include "lib/limits.h"
@@ -62,6 +63,21 @@ static void usage(FILE *f)
 	      "Environment: LMSTREAM_CONFIG=FILE, LMSTREAM_<KEY>=value for any config key.\n", f);
 }
 
+/* The keys of auth = token. The daemon does not start without them. */
+static int open_keys(const struct config *cfg, struct auth **out)
+{
+	char err[600];
+	*out = NULL;
+	if (cfg->auth != AUTH_TOKEN)
+		return 0;
+	if (auth_open(out, cfg, err, sizeof err)) {
+		log_error("auth = token: %s", err);
+		return -1;
+	}
+	log_info("auth = token: %zu key(s) loaded", auth_nkeys(*out));
+	return 0;
+}
+
 /* What the daemon needs before it listens: descriptors for mhd_limit
  * connections, the store, the batcher, the per-thread contexts, the
  * registry and the notifier's sockets. Returns 0, or -1 (logged). */
@@ -72,6 +88,8 @@ static int serve_setup(int mhd_limit)
 	if (store_open(&live.store, &live.cfg) != ST_OK)
 		return -1;
 	live.batch = batch_new(live.store, LS_BATCH_MAX_JOBS, LS_BATCH_MAX_BYTES);
+	if (open_keys(&live.cfg, &live.auth) < 0)
+		return -1;
 	if (http_init() < 0) {
 		log_error("cannot make the per-thread protocol contexts: %s", strerror(errno));
 		return -1;
@@ -144,6 +162,7 @@ static void drain(int sig)
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
 	batch_free(live.batch);
+	auth_close(live.auth);
 	store_close(live.store);
 }
 

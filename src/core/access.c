@@ -1,0 +1,167 @@
+/* access.c: who may do what, decided once per request in the core, so that
+ * every front (FastCGI, CGI, lmstream-live alone or behind a proxy) enforces
+ * the same rules (README, "Access control").
+ *
+ * read = GET and HEAD in every mode; write = PUT (create), POST (append,
+ * close); admin = DELETE and POST ?compact. A fork needs read on its source
+ * and write on its own path. Rights come from the request's token and from
+ * public_read / public_write; without a credential the public rights alone
+ * count (401 when they do not cover), a bad credential is 401 whatever is
+ * public, and a valid token that does not cover is 403. A cookie authorizes
+ * writes only from the same site or an origin of cors_origins. */
+#include "core/access.h"
+#include "core/core.h"
+#include "lib/glob.h"
+#include "lib/log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* What a request needs: up to two (right, path) pairs. */
+struct need {
+	enum right right;
+	const struct stream_name *path;
+};
+
+static int needs_of(const struct req *q, struct need need[2])
+{
+	switch (q->method) {
+	case M_GET:
+	case M_HEAD:
+		need[0] = (struct need){ RIGHT_READ, &q->name };
+		return 1;
+	case M_PUT:
+		need[0] = (struct need){ RIGHT_WRITE, &q->name };
+		if (!q->is_fork)
+			return 1;
+		need[1] = (struct need){ RIGHT_READ, &q->fork_src };
+		return 2;
+	case M_POST:
+		need[0] = (struct need){ q->compact ? RIGHT_ADMIN : RIGHT_WRITE, &q->name };
+		return 1;
+	case M_DELETE:
+		need[0] = (struct need){ RIGHT_ADMIN, &q->name };
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static const char *const right_names[RIGHT__COUNT] = { "read", "write", "admin" };
+
+static int public_covers(const struct config *cfg, enum right r, const struct stream_name *n)
+{
+	const char *list = r == RIGHT_READ ? cfg->public_read : r == RIGHT_WRITE ? cfg->public_write : "";
+	return glob_match_list(list, n->s, n->len);
+}
+
+/* The host of an origin ("https://a.example:8443" -> "a.example:8443"). */
+static const char *origin_host(const char *origin)
+{
+	const char *p = strstr(origin, "://");
+	return p ? p + 3 : origin;
+}
+
+int access_origin_listed(const struct config *cfg, const char *origin)
+{
+	size_t n = strlen(origin);
+	for (const char *p = cfg->cors_origins; *p;) {
+		p += strspn(p, " \t");
+		size_t k = strcspn(p, " \t");
+		if (k == n && !strncasecmp(p, origin, n))
+			return 1;
+		p += k;
+	}
+	return 0;
+}
+
+/* A cookie is sent by the browser whatever page asks: it authorizes a
+ * write only when the page is of this site or an allowed origin. */
+static int cookie_write_allowed(const struct config *cfg, const struct req *q)
+{
+	if (!q->origin)
+		return 1; /* not a browser's cross-site request: they always send Origin */
+	if (q->host && !strcasecmp(origin_host(q->origin), q->host))
+		return 1;
+	return access_origin_listed(cfg, q->origin);
+}
+
+static void log_denial(const struct proto_ctx *ctx, const struct req *q, const char *sub,
+                       const char *why)
+{
+	static const char *const methods[] = { "GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "-" };
+	log_info("denied: front=%s %s %s%.*s sub=%s: %s", ctx->front ? ctx->front : "-", methods[q->method],
+	         ctx->cfg->prefix, (int)q->name.len, q->name.s, sub && *sub ? sub : "-", why);
+}
+
+/* The rights of a request with a verified token g (NULL: none). Sets
+ * *with_token when a right came from the token, not from the public lists. */
+static enum proto_err check_needs(const struct proto_ctx *ctx, const struct req *q, const struct grant *g,
+                                  int *with_token, const char **why)
+{
+	struct need need[2];
+	int n = needs_of(q, need);
+	for (int i = 0; i < n; i++) {
+		const struct stream_name *p = need[i].path;
+		if (public_covers(ctx->cfg, need[i].right, p))
+			continue;
+		*why = right_names[need[i].right];
+		if (!g)
+			return E_AUTH_REQUIRED;
+		if (!patterns_match(&g->rights[need[i].right], p->s, p->len))
+			return E_FORBIDDEN;
+		if (q->cred == CRED_COOKIE && need[i].right != RIGHT_READ && !cookie_write_allowed(ctx->cfg, q)) {
+			*why = "the page's origin is not in cors_origins";
+			return E_CROSS_SITE;
+		}
+		*with_token = 1;
+	}
+	return E_OK;
+}
+
+/* The answer to a denial: which right on which stream, or why the token
+ * is refused (never the token itself). */
+static void deny(struct proto_response *resp, enum proto_err e, const struct req *q, const char *why)
+{
+	char detail[LS_MAX_PATH_HARD + 32];
+	if (e == E_AUTH_REQUIRED || e == E_FORBIDDEN) {
+		snprintf(detail, sizeof detail, "%s on %.*s", why, (int)q->name.len, q->name.s);
+		why = detail;
+	}
+	proto_fail_detail(resp, e, why);
+}
+
+enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, struct access *out,
+                            struct proto_response *resp)
+{
+	struct grant g;
+	int have_grant = 0;
+	const char *why = NULL;
+	enum proto_err e;
+
+	memset(out, 0, sizeof *out);
+	if (ctx->cfg->auth == AUTH_NONE)
+		return E_OK;
+	if (!ctx->auth) {
+		e = E_AUTH_UNAVAILABLE;
+		why = "no key was loaded";
+	} else if (q->cred != CRED_NONE &&
+	           (q->cred_too_long || auth_verify(ctx->auth, q->cred_token, store_now_ms(), ctx->cfg->auth_skew_s, &g, &why))) {
+		e = E_TOKEN_INVALID;
+		if (q->cred_too_long)
+			why = "too long";
+	} else {
+		have_grant = q->cred != CRED_NONE;
+		e = check_needs(ctx, q, have_grant ? &g : NULL, &out->with_token, &why);
+		if (have_grant)
+			out->expires_ms = g.exp_ms;
+	}
+	if (e) {
+		log_denial(ctx, q, have_grant ? g.sub : NULL, why);
+		deny(resp, e, q, why);
+	}
+	if (have_grant)
+		grant_free(&g);
+	return e;
+}

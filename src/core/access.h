@@ -1,0 +1,27 @@
+/* access.h: the access rules of every request (see access.c), and the
+ * CORS answer that goes with them. */
+#ifndef LS_ACCESS_H
+#define LS_ACCESS_H
+#include <stdint.h>
+#include "core/auth.h"
+#include "core/errors.h"
+#include "core/protocol.h"
+#include "core/request.h"
+
+/* What an allowed request was granted. */
+struct access {
+	int64_t expires_ms;   /* the token's exp (live reads end then); 0: no token */
+	int with_token;       /* a right came from the token: the answer is private */
+};
+
+/* Decides q under the configuration and keys of ctx. Returns E_OK with
+ * *out, or the error of a denial with resp filled (401 with
+ * WWW-Authenticate, or 403, each with a one-line reason) and one log line
+ * (front, method, path, sub, reason; never the token). */
+enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, struct access *out,
+                            struct proto_response *resp);
+
+/* Whether origin is one of cors_origins (exactly, not through "*"). */
+int access_origin_listed(const struct config *cfg, const char *origin);
+
+#endif

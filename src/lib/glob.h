@@ -1,0 +1,17 @@
+/* glob.h: path patterns of access rights: segments separated by '/', where
+ * a segment "*" matches exactly one segment, a segment "**" zero or more,
+ * and any other segment itself. Leading, trailing and repeated slashes do
+ * not count: "a" then "**" covers a, a/b and a/b/c; "a" then "*" covers a/b
+ * but neither ab/x nor a/x/y (tests/unit/test_glob.c has the cases). Pure
+ * functions over (const char *, size_t); no I/O. */
+#ifndef LS_GLOB_H
+#define LS_GLOB_H
+#include <stddef.h>
+
+/* Whether path (path_len bytes) matches pattern (pat_len bytes). */
+int glob_match(const char *pat, size_t pat_len, const char *path, size_t path_len);
+
+/* Whether path matches any of the space-separated patterns in list. */
+int glob_match_list(const char *list, const char *path, size_t path_len);
+
+#endif

@@ -1,0 +1,85 @@
+/* test_glob.c: unit tests of src/lib/glob.c, the patterns of access rights. */
+#include "lib/glob.h"
+#include "unit.h"
+
+#include <string.h>
+
+static const struct {
+	int line;
+	const char *pat, *path;
+	int match;
+} rows[] = {
+	/* literal segments */
+	{ __LINE__, "a", "a", 1 },
+	{ __LINE__, "a", "b", 0 },
+	{ __LINE__, "a/b", "a/b", 1 },
+	{ __LINE__, "a/b", "a", 0 },
+	{ __LINE__, "a", "a/b", 0 },
+	{ __LINE__, "ab", "a", 0 },
+	{ __LINE__, "a", "ab", 0 },
+	/* "*": exactly one segment */
+	{ __LINE__, "a/*", "a/x", 1 },
+	{ __LINE__, "a/*", "ab/x", 0 },
+	{ __LINE__, "a/*", "a/x/y", 0 },
+	{ __LINE__, "a/*", "a", 0 },
+	{ __LINE__, "*", "anything", 1 },
+	{ __LINE__, "*", "a/b", 0 },
+	{ __LINE__, "*/b", "x/b", 1 },
+	{ __LINE__, "*/b", "x/c", 0 },
+	{ __LINE__, "a*", "ab", 0 },           /* "*" is a whole segment, not a wildcard inside one */
+	{ __LINE__, "a*", "a*", 1 },
+	/* "**": zero or more segments */
+	{ __LINE__, "a/**", "a", 1 },
+	{ __LINE__, "a/**", "a/x", 1 },
+	{ __LINE__, "a/**", "a/x/y/z", 1 },
+	{ __LINE__, "a/**", "ab", 0 },
+	{ __LINE__, "a/**", "ab/x", 0 },
+	{ __LINE__, "a/**", "b/a", 0 },
+	{ __LINE__, "**", "a", 1 },
+	{ __LINE__, "**", "a/b/c", 1 },
+	{ __LINE__, "**/c", "c", 1 },
+	{ __LINE__, "**/c", "a/b/c", 1 },
+	{ __LINE__, "**/c", "a/b/d", 0 },
+	{ __LINE__, "a/**/z", "a/z", 1 },
+	{ __LINE__, "a/**/z", "a/b/c/z", 1 },
+	{ __LINE__, "a/**/z", "a/b/c", 0 },
+	{ __LINE__, "a/**/*/z", "a/z", 0 },
+	{ __LINE__, "a/**/*/z", "a/b/z", 1 },
+	{ __LINE__, "**/**", "x", 1 },
+	/* slashes do not count */
+	{ __LINE__, "/a/b/", "a/b", 1 },
+	{ __LINE__, "a//b", "a/b", 1 },
+	{ __LINE__, "a/b", "/a//b/", 1 },
+	/* the empty pattern covers nothing but the empty path */
+	{ __LINE__, "", "a", 0 },
+	{ __LINE__, "", "", 1 },
+	/* bytes are compared as they are */
+	{ __LINE__, "caf\xc3\xa9/*", "caf\xc3\xa9/x", 1 },
+	{ __LINE__, "A", "a", 0 },
+};
+
+static const struct {
+	int line;
+	const char *list, *path;
+	int match;
+} list_rows[] = {
+	{ __LINE__, "", "a", 0 },
+	{ __LINE__, "demo/** chat/**", "chat/room", 1 },
+	{ __LINE__, "demo/** chat/**", "demo", 1 },
+	{ __LINE__, "demo/**  \t chat/**", "chat", 1 },
+	{ __LINE__, "demo/** chat/**", "private/x", 0 },
+	{ __LINE__, " a ", "a", 1 },
+};
+
+int main(void)
+{
+	for (size_t i = 0; i < NELEM(rows); i++)
+		CHECK_INT_AT(rows[i].line, glob_match(rows[i].pat, strlen(rows[i].pat), rows[i].path, strlen(rows[i].path)),
+		             rows[i].match);
+	for (size_t i = 0; i < NELEM(list_rows); i++)
+		CHECK_INT_AT(list_rows[i].line, glob_match_list(list_rows[i].list, list_rows[i].path, strlen(list_rows[i].path)),
+		             list_rows[i].match);
+	/* The path is read only to its length. */
+	CHECK_INT(glob_match("a/*", 3, "a/bc/d", 4), 1);
+	return unit_done();
+}
