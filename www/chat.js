@@ -1,7 +1,9 @@
 // lmstream chat demo: one JSON stream per room, followed and written with lmstream.js (saved offsets, idempotent sends).
 'use strict'
 
-const PREFIX = '/v1/stream/demo/'
+const PREFIX = '/v1/stream/chat/'
+const TOKEN_URL = '/demo-token' // deploy/run --demo with auth = token: short-lived tokens that write chat/**
+const TOKEN_REFRESH_MS = 8 * 60 * 1000 // the tokens last 10 minutes
 const KEEP = 500 // messages kept on screen and in localStorage (older ones are counted, not shown)
 const MAX_DELAY = 8000 // longest wait between attempts to create the room
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/
@@ -35,6 +37,21 @@ let out = null // LmStream.producer of the current room
 let run = 0 // bumped on every room switch: loops of an older run stop
 
 const streamUrl = (r) => PREFIX + encodeURIComponent(r)
+
+// ---------------------------------------------------------------- write token
+
+// Reads are public in the demo; writes carry a token when the server hands them out (auth = token).
+// The object is shared with the producer and changed in place, so a refreshed token applies at once.
+const writeHeaders = {}
+
+async function refreshToken () {
+  try {
+    const res = await fetch(TOKEN_URL, { cache: 'no-store' })
+    if (res.ok) writeHeaders.Authorization = 'Bearer ' + (await res.text()).trim()
+  } catch { /* no token endpoint (auth = none): write without */ }
+}
+const tokenReady = refreshToken()
+setInterval(refreshToken, TOKEN_REFRESH_MS)
 
 function emptyView () { return { total: 0, closed: false, messages: [] } }
 
@@ -104,7 +121,7 @@ function join (name) {
   renderAll()
   notice('')
   setConn('connecting')
-  out = LmStream.producer(streamUrl(name), { onChange: renderOutbox })
+  out = LmStream.producer(streamUrl(name), { onChange: renderOutbox, headers: writeHeaders })
   renderOutbox()
   ensureStream(my) // meanwhile the subscription waits for the stream to exist
   sub = LmStream.follow(streamUrl(name), {
@@ -128,10 +145,11 @@ function join (name) {
 
 // Create the room's stream. 200/201: ready; 409: it exists already (maybe closed). Retries while unreachable.
 async function ensureStream (my) {
+  await tokenReady
   for (let delay = 500; my === run; delay = Math.min(delay * 2, MAX_DELAY)) {
     try {
       const res = await fetch(streamUrl(room), {
-        method: 'PUT', headers: { 'Content-Type': 'application/json' }, cache: 'no-store'
+        method: 'PUT', headers: { ...writeHeaders, 'Content-Type': 'application/json' }, cache: 'no-store'
       })
       if (res.ok || res.status === 409) return
       if (res.status < 500 && res.status !== 429) {
@@ -172,7 +190,7 @@ async function closeStream () {
   $('close').disabled = true
   try {
     const res = await fetch(streamUrl(room), {
-      method: 'POST', headers: { 'Stream-Closed': 'true' }, cache: 'no-store'
+      method: 'POST', headers: { ...writeHeaders, 'Stream-Closed': 'true' }, cache: 'no-store'
     })
     if (!res.ok) throw new Error('HTTP ' + res.status)
     notice('Closing…')

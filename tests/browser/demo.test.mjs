@@ -35,7 +35,7 @@ const tabs = {} // name -> { context, page, sse: [{ url, offset }], answered: [{
 
 before(async () => {
   srv = await startServer({ label: 'browser', config: LIFETIME ? { sse_lifetime: LIFETIME } : undefined })
-  streamUrl = `${srv.url}/v1/stream/demo/${ROOM}`
+  streamUrl = `${srv.url}/v1/stream/chat/${ROOM}`
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],

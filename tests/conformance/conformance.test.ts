@@ -6,10 +6,24 @@
 //                         (the suite requests ${base}/v1/stream/...)
 //   LMSTREAM_LONGPOLL_MS  the server's long-poll timeout in ms (default 20000);
 //                         the suite sizes its long-poll test timeouts from it.
+//   LMSTREAM_TOKEN        a token for a server with auth = token: every request
+//                         the suite makes carries it (Authorization: Bearer),
+//                         unless the suite sets Authorization itself.
 //
 // Normally invoked through tests/conformance/run, which also applies the
 // test-name filter that excludes the `Fork - ...` groups.
-import { runConformanceTests } from "@durable-streams/server-conformance-tests"
+
+// The suite calls the global fetch; wrap it before the suite is loaded.
+const token = process.env.LMSTREAM_TOKEN
+if (token) {
+  const plainFetch = globalThis.fetch
+  globalThis.fetch = (input: RequestInfo | URL, init: RequestInit = {}) => {
+    const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined))
+    if (!headers.has(`authorization`)) headers.set(`authorization`, `Bearer ${token}`)
+    return plainFetch(input, { ...init, headers })
+  }
+}
+const { runConformanceTests } = await import(`@durable-streams/server-conformance-tests`)
 
 const baseUrl = process.env.LMSTREAM_BASE_URL
 if (!baseUrl) {

@@ -262,17 +262,16 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
   // As root, deploy/run runs Apache and lmstream-live as www-data: it must be
   // able to reach the data directory (and read the config) inside ours.
   if (kind === 'apache' && process.getuid?.() === 0) fs.chmodSync(root, 0o711)
-  let configFile = null
-  if (config && Object.keys(config).length) {
-    configFile = path.join(root, 'lmstream.conf')
-    fs.writeFileSync(configFile, renderConfig(config))
-  }
+  // The shipped lmstream.conf requires tokens (auth = token): a test that
+  // does not set auth itself runs an open server, as before access control.
+  const configFile = path.join(root, 'lmstream.conf')
+  fs.writeFileSync(configFile, renderConfig({ auth: 'none', ...(config || {}) }))
 
   let lastErr
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort()
     const args = ['--server', kind, '--port', String(port), '--data', dataDir]
-    if (configFile) args.push('--config', configFile)
+    args.push('--config', configFile)
     if (workers) args.push('--workers', String(workers))
     if (!liveRestart) args.push('--no-live-restart')
     // A port the kernel just let us bind: deploy/run's own pick may land on a
