@@ -252,7 +252,7 @@ async function startReference({ label }) {
   }
 }
 
-async function startDeployment({ label, config, kind = SERVER_KIND, workers, liveRestart = true }) {
+async function startDeployment({ label, config, kind = SERVER_KIND, workers, liveRestart = true, demo = false }) {
   if (!fs.existsSync(RUN_PATH)) {
     throw new Error(`${RUN_PATH} not found (set LMSTREAM_RUN, or LMSTREAM_TEST_SERVER=reference)`)
   }
@@ -274,6 +274,7 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
     args.push('--config', configFile)
     if (workers) args.push('--workers', String(workers))
     if (!liveRestart) args.push('--no-live-restart')
+    if (demo) args.push('--demo')
     // A port the kernel just let us bind: deploy/run's own pick may land on a
     // port that a TIME_WAIT client socket still holds on a busy machine.
     if (PROXIED_KINDS.has(kind)) args.push('--live-port', String(await freePort()))
@@ -400,11 +401,14 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
  * options.workers: --workers for deploy/run.
  * options.liveRestart: false passes --no-live-restart (a killed lmstream-live
  *   stays down; the web server keeps running).
+ * options.demo: true passes --demo (public_read of demo/** and chat/**, the
+ *   looping build producer and, with auth = token, GET /demo-token: a
+ *   10-minute token that writes chat/**, under lighttpd and Apache only).
  * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() };
  * deploy/run deployments also have livePids(), liveAddress(), waitLog(re)
  * and liveStats() (lmstream-live's own counters, through SIGHUP).
  */
-export function startServer({ label = 'it', config, server, workers, liveRestart } = {}) {
+export function startServer({ label = 'it', config, server, workers, liveRestart, demo } = {}) {
   const kind = server || SERVER_KIND
-  return kind === 'reference' ? startReference({ label }) : startDeployment({ label, config, kind, workers, liveRestart })
+  return kind === 'reference' ? startReference({ label }) : startDeployment({ label, config, kind, workers, liveRestart, demo })
 }
