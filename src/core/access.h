@@ -21,7 +21,8 @@ struct access {
 enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, struct access *out,
                             struct proto_response *resp);
 
-/* Whether origin is one of cors_origins (exactly, not through "*"). */
+/* Whether origin is one of the words of cors_origins (ignoring case):
+ * access_origin_listed(cfg, "*") says whether any page may read. */
 int access_origin_listed(const struct config *cfg, const char *origin);
 
 #endif

@@ -160,29 +160,16 @@ static void handle_options(struct proto_response *resp)
 	proto_add_header(resp, "Access-Control-Max-Age", "86400");
 }
 
-/* Whether the token "*" is among cors_origins. */
-static int any_origin(const struct config *cfg)
-{
-	for (const char *p = cfg->cors_origins; *p;) {
-		p += strspn(p, " \t");
-		size_t k = strcspn(p, " \t");
-		if (k == 1 && *p == '*')
-			return 1;
-		p += k;
-	}
-	return 0;
-}
-
 void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, int with_token,
                  struct proto_response *resp)
 {
 	const char *origin = req_origin(raw);
-	if (origin && access_origin_listed(ctx->cfg, origin)) {
+	if (origin && strcmp(origin, "*") && access_origin_listed(ctx->cfg, origin)) {
 		/* Credentials may come along: the exact origin, never "*". */
 		resp_set_header(resp, "Access-Control-Allow-Origin", origin);
 		proto_add_header(resp, "Access-Control-Allow-Credentials", "true");
 		proto_add_header(resp, "Vary", "Origin");
-	} else if (!any_origin(ctx->cfg)) {
+	} else if (!access_origin_listed(ctx->cfg, "*")) {
 		resp_set_header(resp, "Access-Control-Allow-Origin", NULL);
 	}
 	const char *cc = proto_get_header(resp, "Cache-Control");

@@ -56,12 +56,8 @@ const char proto_allow_methods[] = "GET, HEAD, POST, PUT, DELETE, OPTIONS";
 
 void proto_response_init(struct proto_response *r)
 {
-	r->status = 0;
-	r->reason = NULL;
-	r->nheaders = 0;
-	r->hlen = 0;
-	r->action = PROTO_DONE;
 	buf_init(&r->body);
+	proto_response_reset(r);
 }
 
 void proto_response_reset(struct proto_response *r)
