@@ -21,7 +21,7 @@
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { chromium } from 'playwright-core'
+import { launchBrowser, inSequence } from './lib/browser.mjs'
 import { startServer, SERVER_KIND, sleep } from '../integration/lib/server.mjs'
 
 const T = 15_000 // per wait
@@ -35,10 +35,7 @@ const tabs = {} // name -> { name, context, page, writes: [{ method, url, auth }
 before(async () => {
   srv = await startServer({ label: 'chat-token', config: { auth: 'token', sse_lifetime: 4000 }, demo: true })
   streamUrl = `${srv.url}${CHAT_PATH}`
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  })
+  browser = await launchBrowser()
 })
 
 after(async () => {
@@ -126,13 +123,7 @@ const ANON = 'anonymous, must be refused'
 let token = null
 
 test(`chat demo with auth = token on ${SERVER_KIND}`, async (top) => {
-  let failed = null
-  const t = {
-    test: (name, fn) => top.test(name, async (sub) => {
-      if (failed) return sub.skip(`needs "${failed}"`)
-      try { await fn(sub) } catch (e) { failed = name; throw e }
-    }),
-  }
+  const t = inSequence(top)
 
   await t.test('a: a message sent in tab A appears once in tab B', async () => {
     const a = await openTab('A')

@@ -25,7 +25,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { chromium } from 'playwright-core'
+import { launchBrowser, contents as readAll } from './lib/browser.mjs'
 import { startServer, SERVER_KIND, REPO_ROOT, sleep } from '../integration/lib/server.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -43,10 +43,7 @@ before(async () => {
     config: { sse_lifetime: 4000, long_poll_timeout: 3000 },
     liveRestart: false, // the last scenario kills lmstream-live for good
   })
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  })
+  browser = await launchBrowser()
 })
 
 after(async () => {
@@ -74,17 +71,7 @@ function produce(name, { interval = 0.1, units = 10 } = {}) {
 const streamUrl = (name) => `${srv.url}/v1/stream/demo/${name}`
 
 /** The whole stream, by catch-up reads from -1 until up to date. */
-async function contents(name) {
-  let offset = '-1'
-  const all = []
-  for (;;) {
-    const res = await fetch(`${streamUrl(name)}?offset=${encodeURIComponent(offset)}`, { cache: 'no-store' })
-    assert.equal(res.status, 200, `catch-up read of ${name}`)
-    all.push(...await res.json())
-    offset = res.headers.get('stream-next-offset')
-    if (res.headers.get('stream-up-to-date') === 'true') return { events: all, offset, closed: res.headers.get('stream-closed') === 'true' }
-  }
-}
+const contents = (name) => readAll(streamUrl(name))
 
 /** Open the demo on demo/NAME in `context`; records the page's requests to that stream. */
 async function openPage(context, name, query = '') {

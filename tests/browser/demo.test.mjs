@@ -20,7 +20,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { chromium } from 'playwright-core'
+import { launchBrowser, inSequence } from './lib/browser.mjs'
 import { startServer, SERVER_KIND } from '../integration/lib/server.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -36,10 +36,7 @@ const tabs = {} // name -> { context, page, sse: [{ url, offset }], answered: [{
 before(async () => {
   srv = await startServer({ label: 'browser', config: LIFETIME ? { sse_lifetime: LIFETIME } : undefined })
   streamUrl = `${srv.url}/v1/stream/chat/${ROOM}`
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  })
+  browser = await launchBrowser()
 })
 
 after(async () => {
@@ -137,13 +134,7 @@ const sent = [] // the texts the stream must hold, in order
 
 test(`demo page on ${SERVER_KIND}`, async (top) => {
   // Scenarios build on each other: after a failure the rest are skipped rather than failing confusingly.
-  let failed = null
-  const t = {
-    test: (name, fn) => top.test(name, async (sub) => {
-      if (failed) return sub.skip(`needs "${failed}"`)
-      try { await fn(sub) } catch (e) { failed = name; throw e }
-    }),
-  }
+  const t = inSequence(top)
 
   await t.test('a: a message sent in tab A appears once in tab B', async () => {
     const a = await openTab('A')

@@ -19,7 +19,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import path from 'node:path'
-import { chromium } from 'playwright-core'
+import { launchBrowser, contents as readAll } from './lib/browser.mjs'
 import { startServer, SERVER_KIND, REPO_ROOT, sleep } from '../integration/lib/server.mjs'
 
 const PRODUCER = path.join(REPO_ROOT, 'deploy', 'demo-producer')
@@ -32,10 +32,7 @@ const contexts = new Set()
 
 before(async () => {
   srv = await startServer({ label: 'browser-newcomer', config: { sse_lifetime: 4000, long_poll_timeout: 3000 } })
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  })
+  browser = await launchBrowser()
 })
 
 after(async () => {
@@ -66,17 +63,7 @@ function produce(name, { interval, units }) {
 const streamUrl = (name) => `${srv.url}/v1/stream/${name}`
 
 /** The whole stream, by catch-up reads from -1 until up to date. */
-async function contents(name) {
-  let offset = '-1'
-  const all = []
-  for (;;) {
-    const res = await fetch(`${streamUrl(name)}?offset=${encodeURIComponent(offset)}`, { cache: 'no-store' })
-    assert.equal(res.status, 200, `catch-up read of ${name}`)
-    all.push(...await res.json())
-    offset = res.headers.get('stream-next-offset')
-    if (res.headers.get('stream-up-to-date') === 'true') return { events: all, offset, closed: res.headers.get('stream-closed') === 'true' }
-  }
-}
+const contents = (name) => readAll(streamUrl(name))
 
 /** The stream of the last build listed in demo/builds, or null. */
 async function lastListed() {

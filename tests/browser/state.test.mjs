@@ -20,7 +20,7 @@
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { chromium } from 'playwright-core'
+import { launchBrowser } from './lib/browser.mjs'
 import { startServer, SERVER_KIND, sleep } from '../integration/lib/server.mjs'
 
 const T = 60_000 // generous: the machine is slow and shared
@@ -31,10 +31,7 @@ let srv, browser
 
 before(async () => {
   srv = await startServer({ label: 'browser-state', config: { sse_lifetime: 4000, long_poll_timeout: 3000 } })
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  })
+  browser = await launchBrowser()
 })
 
 after(async () => {

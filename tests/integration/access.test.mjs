@@ -38,7 +38,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { startServer, STREAM_PREFIX, sleep } from './lib/server.mjs'
-import { rawRequest, openSse } from './lib/http.mjs'
+import { rawRequest, openSse, streamState as sharedStreamState } from './lib/http.mjs'
 import { makeKeys, mint, tamper, claimsFor, keyPair, nowS } from './lib/tokens.mjs'
 
 const SERVERS = (process.env.LMSTREAM_ACCESS_SERVERS || 'lighttpd fastcgi cgi apache standalone')
@@ -336,29 +336,8 @@ function deployment(kind) {
     },
   }
 
-  /** Everything a denial must leave alone: HEAD's answer and the full content. */
-  async function streamState(p) {
-    const h = await asRoot({ method: 'HEAD', path: P(p) })
-    const s = {
-      head: h.status,
-      next: h.headers['stream-next-offset'] ?? null,
-      closed: h.headers['stream-closed'] ?? null,
-      type: h.headers['content-type'] ?? null,
-    }
-    if (h.status !== 200) return s
-    let offset = '-1'
-    const pages = []
-    for (let i = 0; i < 100; i++) {
-      const g = await asRoot({ method: 'GET', path: `${P(p)}?offset=${encodeURIComponent(offset)}` })
-      if (g.status !== 200) { s.read = g.status; break }
-      pages.push(g.body.toString('base64'))
-      const next = g.headers['stream-next-offset']
-      if (g.headers['stream-up-to-date'] === 'true' || !next || next === offset) break
-      offset = next
-    }
-    s.content = pages.join('|')
-    return s
-  }
+  /** Everything a denial must leave alone (lib/http.mjs), read with the fixtures' token. */
+  const streamState = (p) => sharedStreamState(asRoot, P(p), 100)
   const statesOf = async (paths) => Object.fromEntries(await Promise.all(paths.map(async (p) => [p, await streamState(p)])))
 
   /** Send q (after cred.apply); SSE: open, read to the first control event, close. */

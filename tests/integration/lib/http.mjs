@@ -243,3 +243,33 @@ export function headerCount(rawHeaders, name) {
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].toLowerCase() === name.toLowerCase()) n++
   return n
 }
+
+/**
+ * Everything a refused request must leave alone in a stream: HEAD's status,
+ * Stream-Next-Offset, Stream-Closed and Content-Type, and the full content
+ * by catch-up reads from -1 (base64 pages joined with "|"). request(opts) sends
+ * one request like rawRequest. A read that is not 200 ends the walk and is
+ * recorded as `read`.
+ */
+export async function streamState(request, path, maxPages = 1000) {
+  const h = await request({ method: 'HEAD', path })
+  const s = {
+    head: h.status,
+    next: h.headers['stream-next-offset'] ?? null,
+    closed: h.headers['stream-closed'] ?? null,
+    type: h.headers['content-type'] ?? null,
+  }
+  if (h.status !== 200) return s
+  let offset = '-1'
+  const pages = []
+  for (let i = 0; i < maxPages; i++) {
+    const g = await request({ method: 'GET', path: `${path}?offset=${encodeURIComponent(offset)}` })
+    if (g.status !== 200) { s.read = g.status; break }
+    pages.push(g.body.toString('base64'))
+    const next = g.headers['stream-next-offset']
+    if (g.headers['stream-up-to-date'] === 'true' || !next || next === offset) break
+    offset = next
+  }
+  s.content = pages.join('|')
+  return s
+}
