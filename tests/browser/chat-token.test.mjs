@@ -21,7 +21,7 @@
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { launchBrowser, inSequence } from './lib/browser.mjs'
+import { launchBrowser, inSequence, chatPage } from './lib/browser.mjs'
 import { startServer, SERVER_KIND, sleep } from '../integration/lib/server.mjs'
 
 const T = 15_000 // per wait
@@ -69,8 +69,7 @@ async function openTab(name) {
   return tab
 }
 
-const status = (tab) => tab.page.evaluate(() => ({ ...document.getElementById('status').dataset }))
-const texts = (tab) => tab.page.$$eval('#log .msg .text', (els) => els.map((e) => e.textContent))
+const { status, texts, expectLog, send } = chatPage({ url: () => streamUrl, waitFor })
 
 /** Poll fn in the page until true; fails at once on a page error or a refused write of the page, else after T. */
 async function waitFor(tab, what, fn, arg) {
@@ -86,26 +85,6 @@ async function waitFor(tab, what, fn, arg) {
     }
     await sleep(100)
   }
-}
-
-async function tailOffset() {
-  const res = await fetch(streamUrl, { method: 'HEAD' }) // anonymous: chat/** is public_read under --demo
-  assert.equal(res.status, 200, 'anonymous HEAD of the room')
-  return res.headers.get('stream-next-offset')
-}
-
-/** Wait until the tab has applied everything up to the stream's tail, then require its log to be exactly `expected`. */
-async function expectLog(tab, expected) {
-  const tail = await tailOffset()
-  await waitFor(tab, `offset ${tail}`, (o) => document.getElementById('status').dataset.offset >= o, tail)
-  assert.deepEqual(await texts(tab), expected, `${tab.name} shows every message exactly once, in order`)
-  assert.equal((await status(tab)).count, String(expected.length), `${tab.name} message count`)
-}
-
-async function send(tab, text) {
-  await tab.page.getByLabel('Message', { exact: true }).fill(text)
-  await tab.page.getByRole('button', { name: 'Send' }).click()
-  await waitFor(tab, 'empty outbox', () => document.getElementById('outbox').textContent === '')
 }
 
 function post(url, body, token) {

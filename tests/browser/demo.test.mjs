@@ -20,7 +20,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { launchBrowser, inSequence } from './lib/browser.mjs'
+import { launchBrowser, inSequence, chatPage } from './lib/browser.mjs'
 import { startServer, SERVER_KIND } from '../integration/lib/server.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -80,8 +80,7 @@ async function openTab(name) {
   return tab
 }
 
-const status = (tab) => tab.page.evaluate(() => ({ ...document.getElementById('status').dataset }))
-const texts = (tab) => tab.page.$$eval('#log .msg .text', (els) => els.map((e) => e.textContent))
+const { status, texts, expectLog, send, waitOutboxEmpty } = chatPage({ url: () => streamUrl, waitFor })
 
 async function snapshot(tab) {
   return `${tab.name}: status ${JSON.stringify(await status(tab))}, log ${JSON.stringify(await texts(tab))}`
@@ -97,35 +96,6 @@ async function waitFor(tab, what, fn, arg) {
 
 function waitState(tab, state) {
   return waitFor(tab, `state ${state}`, (s) => document.getElementById('status')?.dataset.state === s, state)
-}
-
-async function tailOffset() {
-  const res = await fetch(streamUrl, { method: 'HEAD' })
-  assert.equal(res.status, 200, 'HEAD of the stream')
-  return res.headers.get('stream-next-offset')
-}
-
-/**
- * Call once every message of `expected` is acknowledged. Waits until the tab has applied everything
- * up to the stream's current tail (offsets compare as strings), then requires its log to be exactly
- * `expected`: every message once, in order (nothing before the tail can arrive twice any more).
- */
-async function expectLog(tab, expected) {
-  const tail = await tailOffset()
-  await waitFor(tab, `offset ${tail}`, (o) => document.getElementById('status').dataset.offset >= o, tail)
-  assert.deepEqual(await texts(tab), expected, `${tab.name} shows every message exactly once, in order`)
-  assert.equal((await status(tab)).count, String(expected.length), `${tab.name} message count`)
-}
-
-/** Type and send a message; unless told otherwise, wait until the server acknowledged it. */
-async function send(tab, text, { acked = true } = {}) {
-  await tab.page.getByLabel('Message', { exact: true }).fill(text)
-  await tab.page.getByRole('button', { name: 'Send' }).click()
-  if (acked) await waitOutboxEmpty(tab)
-}
-
-function waitOutboxEmpty(tab) {
-  return waitFor(tab, 'empty outbox', () => document.getElementById('outbox').textContent === '')
 }
 
 // ------------------------------------------------------------------ scenarios
