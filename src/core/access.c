@@ -13,6 +13,7 @@
 #include "core/core.h"
 #include "lib/glob.h"
 #include "lib/log.h"
+#include "lib/parse.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -65,14 +66,11 @@ static const char *origin_host(const char *origin)
 
 int access_origin_listed(const struct config *cfg, const char *origin)
 {
-	size_t n = strlen(origin);
-	for (const char *p = cfg->cors_origins; *p;) {
-		p += strspn(p, " \t");
-		size_t k = strcspn(p, " \t");
-		if (k == n && !strncasecmp(p, origin, n))
+	const char *w;
+	size_t k, n = strlen(origin);
+	for (size_t pos = 0; parse_next_word(cfg->cors_origins, &pos, &w, &k);)
+		if (k == n && !strncasecmp(w, origin, n))
 			return 1;
-		p += k;
-	}
 	return 0;
 }
 

@@ -2,6 +2,7 @@
 #include "core/auth.h"
 #include "lib/glob.h"
 #include "lib/limits.h"
+#include "lib/parse.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -35,24 +36,20 @@ static const char *const right_names[RIGHT__COUNT] = { "read", "write", "admin" 
 
 int patterns_parse(struct patterns *p, const char *list)
 {
-	size_t n = 0;
+	const char *w;
+	size_t n = 0, len, pos;
 	memset(p, 0, sizeof *p);
-	for (const char *s = list ? list : ""; *(s += strspn(s, " \t"));) {
-		s += strcspn(s, " \t");
+	for (pos = 0; parse_next_word(list, &pos, &w, &len);)
 		n++;
-	}
 	if (!n)
 		return 0;
 	if (!(p->v = calloc(n, sizeof *p->v)))
 		return -1;
-	for (const char *s = list; *(s += strspn(s, " \t"));) {
-		size_t len = strcspn(s, " \t");
-		if (!(p->v[p->n] = strndup(s, len))) {
+	for (pos = 0; parse_next_word(list, &pos, &w, &len); p->n++) {
+		if (!(p->v[p->n] = strndup(w, len))) {
 			patterns_free(p);
 			return -1;
 		}
-		p->n++;
-		s += len;
 	}
 	return 0;
 }
@@ -104,19 +101,17 @@ static int alg_from_name(const char *s)
 
 int auth_key_file(const struct config *cfg, size_t i, char *out, size_t outlen)
 {
-	const char *s = cfg->auth_key;
-	size_t seen = 0;
+	const char *w;
+	size_t seen = 0, len;
 	int n;
-	while (*(s += strspn(s, " \t"))) {
-		size_t len = strcspn(s, " \t");
+	for (size_t pos = 0; parse_next_word(cfg->auth_key, &pos, &w, &len);) {
 		if (seen++ == i) {
 			if (len >= outlen)
 				return -1;
-			memcpy(out, s, len);
+			memcpy(out, w, len);
 			out[len] = '\0';
 			return 0;
 		}
-		s += len;
 	}
 	if (seen || i)
 		return 1;

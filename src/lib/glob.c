@@ -1,5 +1,6 @@
 /* glob.c: matching stream paths against the patterns of access rights. */
 #include "lib/glob.h"
+#include "lib/parse.h"
 
 #include <string.h>
 
@@ -56,13 +57,10 @@ int glob_match(const char *pat, size_t pat_len, const char *path, size_t path_le
 
 int glob_match_list(const char *list, const char *path, size_t path_len)
 {
-	const char *p = list;
-	while (p && *p) {
-		p += strspn(p, " \t");
-		size_t n = strcspn(p, " \t");
-		if (n && glob_match(p, n, path, path_len))
+	const char *w;
+	size_t n;
+	for (size_t pos = 0; parse_next_word(list, &pos, &w, &n);)
+		if (glob_match(w, n, path, path_len))
 			return 1;
-		p += n;
-	}
 	return 0;
 }

@@ -217,6 +217,20 @@ enum path_error parse_stream_path(const char *target, size_t len, const char *pr
 	return PATH_OK;
 }
 
+int parse_next_word(const char *list, size_t *pos, const char **w, size_t *n)
+{
+	if (!list)
+		return 0;
+	const char *s = list + *pos;
+	s += strspn(s, " \t");
+	if (!*s)
+		return 0;
+	*w = s;
+	*n = strcspn(s, " \t");
+	*pos = (size_t)(s + *n - list);
+	return 1;
+}
+
 int parse_query_next(const char *q, size_t qlen, size_t *pos, struct query_pair *p)
 {
 	size_t i = *pos, e = i;

@@ -65,6 +65,11 @@ struct query_pair {
  * *pos = 0. Returns 1 with *p (an empty pair for "&&"), or 0 at the end. */
 int parse_query_next(const char *q, size_t qlen, size_t *pos, struct query_pair *p);
 
+/* Walks a list of words separated by spaces and tabs (the configuration's
+ * lists: key files, patterns, origins): start with *pos = 0. Returns 1 with
+ * the next word at *w, *n bytes long, or 0 at the end. list may be NULL. */
+int parse_next_word(const char *list, size_t *pos, const char **w, size_t *n);
+
 /* Percent-decodes in into out (cap bytes, NUL terminated). Returns the
  * decoded length or -1 on a malformed escape or overflow. */
 long parse_percent_decode(const char *in, size_t len, char *out, size_t cap);

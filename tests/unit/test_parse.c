@@ -640,8 +640,37 @@ static void test_percent_decode(void)
 	CHECK_INT(parse_percent_decode("a%41", 3, out, sizeof out), -1);
 }
 
+/* --- lists of words -------------------------------------------------------------------- */
+
+static const struct {
+	int line;
+	const char *list;
+	const char *words;   /* the words found, joined by '|' */
+} word_rows[] = {
+	{ __LINE__, NULL, "" },
+	{ __LINE__, "", "" },
+	{ __LINE__, " \t ", "" },
+	{ __LINE__, "a", "a" },
+	{ __LINE__, "demo/** chat/**", "demo/**|chat/**" },
+	{ __LINE__, "  a\t\tb  c ", "a|b|c" },
+	{ __LINE__, "https://app.example\thttp://x:8080", "https://app.example|http://x:8080" },
+};
+
+static void test_words(void)
+{
+	for (size_t i = 0; i < NELEM(word_rows); i++) {
+		char got[128] = "";
+		size_t used = 0, pos = 0, n;
+		const char *w;
+		while (parse_next_word(word_rows[i].list, &pos, &w, &n))
+			used += (size_t)snprintf(got + used, sizeof got - used, "%s%.*s", used ? "|" : "", (int)n, w);
+		CHECK_STR_AT(word_rows[i].line, got, word_rows[i].words);
+	}
+}
+
 int main(void)
 {
+	test_words();
 	test_ttl();
 	test_expires_at();
 	test_uint53();
