@@ -4,11 +4,14 @@
  *
  * read = GET and HEAD in every mode; write = PUT (create), POST (append,
  * close); admin = DELETE and POST ?compact. A fork needs read on its source
- * and write on its own path. Rights come from the request's token and from
- * public_read / public_write; without a credential the public rights alone
- * count (401 when they do not cover), a bad credential is 401 whatever is
- * public, and a valid token that does not cover is 403. A cookie authorizes
- * writes only from the same site or an origin of cors_origins. */
+ * and write on its own path. Rights come from public_read / public_write
+ * (anyone), from user_read / user_write / user_admin for the user the web
+ * server authenticated (REMOTE_USER), and from the request's token. Without
+ * a credential or a user only the public rights count (401 when they do not
+ * cover); a bad token is 401 whatever else is granted; a known user or a
+ * valid token whose rights do not cover is 403. Credentials the browser
+ * sends by itself (a cookie, the web server's login) authorize writes only
+ * from the same site or an origin of cors_origins. */
 #include "core/access.h"
 #include "core/core.h"
 #include "lib/glob.h"
@@ -57,6 +60,12 @@ static int public_covers(const struct config *cfg, enum right r, const struct st
 	return glob_match_list(list, n->s, n->len);
 }
 
+static int user_covers(const struct config *cfg, enum right r, const char *user, const struct stream_name *n)
+{
+	const char *list = r == RIGHT_READ ? cfg->user_read : r == RIGHT_WRITE ? cfg->user_write : cfg->user_admin;
+	return user && glob_match_list_user(list, n->s, n->len, user);
+}
+
 /* The host of an origin ("https://a.example:8443" -> "a.example:8443"). */
 static const char *origin_host(const char *origin)
 {
@@ -74,9 +83,10 @@ int access_origin_listed(const struct config *cfg, const char *origin)
 	return 0;
 }
 
-/* A cookie is sent by the browser whatever page asks: it authorizes a
- * write only when the page is of this site or an allowed origin. */
-static int cookie_write_allowed(const struct config *cfg, const struct req *q)
+/* A cookie, like the web server's login, is sent by the browser whatever
+ * page asks: it authorizes a write only when the page is of this site or
+ * an allowed origin. */
+static int ambient_write_allowed(const struct config *cfg, const struct req *q)
 {
 	if (!q->origin)
 		return 1; /* not a browser's cross-site request: they always send Origin */
@@ -89,31 +99,48 @@ static void log_denial(const struct proto_ctx *ctx, const struct req *q, const c
                        const char *why)
 {
 	static const char *const methods[] = { "GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "-" };
-	log_info("denied: front=%s %s %s%.*s sub=%s: %s", ctx->front ? ctx->front : "-", methods[q->method],
-	         ctx->cfg->prefix, (int)q->name.len, q->name.s, sub && *sub ? sub : "-", why);
+	log_info("denied: front=%s %s %s%.*s sub=%s user=%s: %s", ctx->front ? ctx->front : "-",
+	         methods[q->method], ctx->cfg->prefix, (int)q->name.len, q->name.s, sub && *sub ? sub : "-",
+	         q->user ? q->user : "-", why);
+}
+
+/* Whether a right granted by something the browser sends by itself may be
+ * used: reads always, writes only from this site or a listed origin. */
+static enum proto_err ambient_ok(const struct proto_ctx *ctx, const struct req *q, enum right r,
+                                 const char **why)
+{
+	if (r == RIGHT_READ || ambient_write_allowed(ctx->cfg, q))
+		return E_OK;
+	*why = "the page's origin is not in cors_origins";
+	return E_CROSS_SITE;
 }
 
 /* The rights of a request with a verified token g (NULL: none). Sets
- * *with_token when a right came from the token, not from the public lists. */
+ * *credentialed when a right came from the token or the user, not from the
+ * public lists (the answer is then private). */
 static enum proto_err check_needs(const struct proto_ctx *ctx, const struct req *q, const struct grant *g,
-                                  int *with_token, const char **why)
+                                  int *credentialed, const char **why)
 {
 	struct need need[2];
 	int n = needs_of(q, need);
 	for (int i = 0; i < n; i++) {
 		const struct stream_name *p = need[i].path;
-		if (public_covers(ctx->cfg, need[i].right, p))
+		enum right r = need[i].right;
+		enum proto_err e = E_OK;
+		if (public_covers(ctx->cfg, r, p))
 			continue;
-		*why = right_names[need[i].right];
-		if (!g)
-			return E_AUTH_REQUIRED;
-		if (!patterns_match(&g->rights[need[i].right], p->s, p->len))
+		*why = right_names[r];
+		if (user_covers(ctx->cfg, r, q->user, p))
+			e = ambient_ok(ctx, q, r, why);
+		else if (!g)
+			return q->user ? E_FORBIDDEN : E_AUTH_REQUIRED;
+		else if (!patterns_match(&g->rights[r], p->s, p->len))
 			return E_FORBIDDEN;
-		if (q->cred == CRED_COOKIE && need[i].right != RIGHT_READ && !cookie_write_allowed(ctx->cfg, q)) {
-			*why = "the page's origin is not in cors_origins";
-			return E_CROSS_SITE;
-		}
-		*with_token = 1;
+		else if (q->cred == CRED_COOKIE)
+			e = ambient_ok(ctx, q, r, why);
+		if (e)
+			return e;
+		*credentialed = 1;
 	}
 	return E_OK;
 }
@@ -151,9 +178,12 @@ enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, st
 			why = "too long";
 	} else {
 		have_grant = q->cred != CRED_NONE;
-		e = check_needs(ctx, q, have_grant ? &g : NULL, &out->with_token, &why);
+		e = check_needs(ctx, q, have_grant ? &g : NULL, &out->credentialed, &why);
 		if (have_grant)
-			out->expires_ms = g.exp_ms;
+			/* as long as the token is accepted (exp + auth_skew): ending
+			 * a live read sooner would only bring the client straight
+			 * back with the same token, accepted again */
+			out->expires_ms = g.exp_ms + (int64_t)ctx->cfg->auth_skew_s * 1000;
 	}
 	if (e) {
 		log_denial(ctx, q, have_grant ? g.sub : NULL, why);

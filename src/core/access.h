@@ -10,8 +10,9 @@
 
 /* What an allowed request was granted. */
 struct access {
-	int64_t expires_ms;   /* the token's exp (live reads end then); 0: no token */
-	int with_token;       /* a right came from the token: the answer is private */
+	int64_t expires_ms;   /* when the token stops being accepted (exp + auth_skew):
+	                       * live reads end then; 0: no token */
+	int credentialed;       /* a right came from the token or the user: the answer is private */
 };
 
 /* Decides q under the configuration and keys of ctx. Returns E_OK with

@@ -38,8 +38,8 @@ void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes
 
 /* The last touches of every answer (also of long-polls answered later):
  * CORS for the request's Origin under cors_origins, and, when a right came
- * from a token (with_token), no public caching. */
-void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, int with_token,
+ * from a token (credentialed), no public caching. */
+void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, int credentialed,
                  struct proto_response *resp);
 
 /* --- messages of a body (write.c) --- */

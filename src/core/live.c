@@ -48,7 +48,7 @@ void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
 {
 	longpoll_poll(ctx, req, live, resp);
 	if (resp->action == PROTO_DONE && req)
-		core_finish(ctx, req, live->with_token, resp);
+		core_finish(ctx, req, live->credentialed, resp);
 }
 
 static void longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
@@ -104,7 +104,7 @@ void proto_longpoll_timeout(struct proto_ctx *ctx, const struct proto_request *r
 	proto_add_header(resp, "Cache-Control", "no-store");
 	resp->action = PROTO_DONE;
 	if (req)
-		core_finish(ctx, req, live->with_token, resp);
+		core_finish(ctx, req, live->credentialed, resp);
 }
 
 /* The data event of the messages in payload (base64 for binary streams). */

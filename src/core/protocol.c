@@ -160,7 +160,7 @@ static void handle_options(struct proto_response *resp)
 	proto_add_header(resp, "Access-Control-Max-Age", "86400");
 }
 
-void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, int with_token,
+void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, int credentialed,
                  struct proto_response *resp)
 {
 	const char *origin = req_origin(raw);
@@ -173,7 +173,7 @@ void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, i
 		resp_set_header(resp, "Access-Control-Allow-Origin", NULL);
 	}
 	const char *cc = proto_get_header(resp, "Cache-Control");
-	if (with_token && cc && strstr(cc, "public")) {
+	if (credentialed && cc && strstr(cc, "public")) {
 		char priv[160];
 		const char *rest = strstr(cc, "public") + 6;
 		snprintf(priv, sizeof priv, "%.*sprivate%s", (int)(strstr(cc, "public") - cc), cc, rest);
@@ -227,7 +227,7 @@ void proto_handle(struct proto_ctx *ctx, const struct proto_request *raw,
 		dispatch(ctx, &q, resp, live);
 	if (resp->action != PROTO_DONE) {
 		live->expires_ms = acc.expires_ms;
-		live->with_token = acc.with_token != 0;
+		live->credentialed = acc.credentialed != 0;
 	}
-	core_finish(ctx, raw, acc.with_token, resp);
+	core_finish(ctx, raw, acc.credentialed, resp);
 }

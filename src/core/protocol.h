@@ -54,6 +54,9 @@ struct proto_request {
 	const char *query;   size_t query_len;   /* raw query, no '?' */
 	const char *h[H__COUNT];                 /* header values by enum proto_hdr */
 	int https;
+	/* The user the web server authenticated (REMOTE_USER; from lmstream-live
+	 * only on its unix: socket), NULL when none: fills {user} in user_*. */
+	const char *remote_user;
 	const char *body;    size_t body_len;
 	int body_too_large;  /* the front stopped reading past max_body: answer 413 */
 };
@@ -101,7 +104,7 @@ struct proto_live {
 	size_t name_len;
 	char *name;               /* owned: set for live reads, freed by proto_live_clear */
 	int64_t expires_ms;       /* the token's expiry: the response ends then; 0: none */
-	unsigned with_token : 1;  /* the read needed the token: answers are private */
+	unsigned credentialed : 1;  /* the read needed a token or user: answers are private */
 };
 
 /* When a live response must end (monotonic ms, from mono_now): after

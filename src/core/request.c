@@ -356,6 +356,20 @@ static void find_credential(const struct proto_request *raw, const struct config
 	}
 }
 
+/* The user the web server authenticated, if its name can stand for one
+ * path segment: printable, no '/', not "." or "..", at most LS_MAX_USER
+ * bytes. Another name gives no identity (the request is then anonymous). */
+static const char *usable_user(const char *u)
+{
+	if (!u || !*u || !strcmp(u, ".") || !strcmp(u, ".."))
+		return NULL;
+	size_t n = 0;
+	for (; u[n]; n++)
+		if ((unsigned char)u[n] < 0x20 || u[n] == 0x7f || u[n] == '/' || n >= LS_MAX_USER)
+			return NULL;
+	return u;
+}
+
 /* --- rules between fields --------------------------------------------------------- */
 
 static enum proto_err check_get(struct req *r)
@@ -453,6 +467,7 @@ enum proto_err req_parse(const struct proto_request *raw, const struct config *c
 	if ((e = parse_fields(raw, cfg, r)))
 		return e;
 	find_credential(raw, cfg, r);
+	r->user = usable_user(raw->remote_user);
 	switch (r->method) {
 	case M_GET: return check_get(r);
 	case M_PUT: return check_put(r, raw);

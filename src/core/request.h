@@ -88,6 +88,9 @@ struct req {
 	int cred_too_long;          /* longer than LS_MAX_TOKEN: invalid */
 	char cred_token[LS_MAX_TOKEN + 1];
 	const char *origin;         /* Origin, NULL when absent */
+	const char *user;           /* the web server's authenticated user: a usable
+	                             * name (1..LS_MAX_USER printable bytes, no '/'),
+	                             * or NULL */
 };
 
 /* Parses and validates raw for the core's configuration (prefix, path

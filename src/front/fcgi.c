@@ -257,6 +257,9 @@ static void read_request(struct io *io, struct proto_request *req)
 	req->query_len = strlen(req->query);
 	for (int i = 0; i < H__COUNT; i++)
 		req->h[i] = param(io, proto_headers[i].cgi);
+	/* set by the web server when it authenticated the request (a client's
+	 * header would arrive as HTTP_REMOTE_USER) */
+	req->remote_user = param(io, "REMOTE_USER");
 	const char *https = param(io, "HTTPS");
 	req->https = https && (!strcasecmp(https, "on") || !strcmp(https, "1"));
 }

@@ -12,7 +12,7 @@ enum durability {
 
 enum auth_mode {
 	AUTH_NONE,          /* every request may do anything */
-	AUTH_TOKEN,         /* rights from signed tokens and public_read/public_write */
+	AUTH_TOKEN,         /* rights from signed tokens, the web server's user and public_* */
 };
 
 /* Every field has one key in config.c's table; enums are stored as int. */
@@ -26,7 +26,8 @@ struct config {
 	int      sse_lifetime_ms;
 	int      heartbeat_ms;     /* SSE comment interval (lmstream-live) */
 	char     prefix[128];
-	char     listen[128];      /* host:port of lmstream-live */
+	char     listen[128];      /* HOST:PORT or unix:PATH of lmstream-live */
+	char     listen_group[64]; /* group of the unix: socket; "" = the process's */
 	int      max_connections;  /* lmstream-live connection cap */
 	int      threads;          /* lmstream-live worker threads (per process) */
 	int      worker_threads;   /* lmstream.fcgi threads (per FastCGI process) */
@@ -44,6 +45,9 @@ struct config {
 	char     auth_cookie[64];  /* cookie that may carry a token */
 	char     public_read[1024];  /* patterns anyone may read */
 	char     public_write[1024]; /* patterns anyone may write */
+	char     user_read[1024];    /* patterns with {user}: the web server's user may read */
+	char     user_write[1024];   /* likewise, write */
+	char     user_admin[1024];   /* likewise, admin */
 	char     cors_origins[1024]; /* origins allowed with credentials; "*": any, without */
 };
 

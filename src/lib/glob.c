@@ -25,11 +25,32 @@ static int is_seg(const char *seg, size_t n, const char *what)
 	return n == strlen(what) && !memcmp(seg, what, n);
 }
 
+/* The path being matched, and the user a "{user}" segment stands for
+ * (NULL: none, and such a segment matches nothing). */
+struct subject {
+	const char *path;
+	size_t len;
+	const char *user;
+	size_t user_len;
+};
+
+/* Whether pattern segment ps (pn bytes) matches path segment ss (sn). */
+static int seg_matches(const char *ps, size_t pn, const char *ss, size_t sn, const struct subject *s)
+{
+	if (is_seg(ps, pn, "*"))
+		return 1;
+	if (is_seg(ps, pn, "{user}"))
+		return s->user && sn == s->user_len && !memcmp(ss, s->user, sn);
+	return pn == sn && !memcmp(ps, ss, pn);
+}
+
 /* Matches from pattern position pi and path position si. "**" tries every
  * number of segments; patterns are short, so the recursion is shallow (at
  * most one level per pattern segment). */
-static int match_from(const char *pat, size_t pl, size_t pi, const char *path, size_t sl, size_t si)
+static int match_from(const char *pat, size_t pl, size_t pi, const struct subject *s, size_t si)
 {
+	const char *path = s->path;
+	size_t sl = s->len;
 	const char *ps, *ss;
 	size_t pn, sn;
 	size_t pnext = pi, snext = si;
@@ -37,7 +58,7 @@ static int match_from(const char *pat, size_t pl, size_t pi, const char *path, s
 		return !next_seg(path, sl, &snext, &ss, &sn); /* both at their end */
 	if (is_seg(ps, pn, "**")) {
 		for (size_t k = si;;) {
-			if (match_from(pat, pl, pnext, path, sl, k))
+			if (match_from(pat, pl, pnext, s, k))
 				return 1;
 			if (!next_seg(path, sl, &k, &ss, &sn))
 				return 0;
@@ -45,22 +66,31 @@ static int match_from(const char *pat, size_t pl, size_t pi, const char *path, s
 	}
 	if (!next_seg(path, sl, &snext, &ss, &sn))
 		return 0;
-	if (!is_seg(ps, pn, "*") && (pn != sn || memcmp(ps, ss, pn)))
+	if (!seg_matches(ps, pn, ss, sn, s))
 		return 0;
-	return match_from(pat, pl, pnext, path, sl, snext);
+	return match_from(pat, pl, pnext, s, snext);
 }
 
 int glob_match(const char *pat, size_t pat_len, const char *path, size_t path_len)
 {
-	return match_from(pat, pat_len, 0, path, path_len, 0);
+	struct subject s = { path, path_len, NULL, 0 };
+	return match_from(pat, pat_len, 0, &s, 0);
+}
+
+int glob_match_list_user(const char *list, const char *path, size_t path_len, const char *user)
+{
+	struct subject s = { path, path_len, user, user ? strlen(user) : 0 };
+	const char *w;
+	size_t n;
+	if (user && (!s.user_len || memchr(user, '/', s.user_len)))
+		s.user = NULL; /* no name, or one that is not a single segment */
+	for (size_t pos = 0; parse_next_word(list, &pos, &w, &n);)
+		if (match_from(w, n, 0, &s, 0))
+			return 1;
+	return 0;
 }
 
 int glob_match_list(const char *list, const char *path, size_t path_len)
 {
-	const char *w;
-	size_t n;
-	for (size_t pos = 0; parse_next_word(list, &pos, &w, &n);)
-		if (glob_match(w, n, path, path_len))
-			return 1;
-	return 0;
+	return glob_match_list_user(list, path, path_len, NULL);
 }

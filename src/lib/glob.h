@@ -1,6 +1,8 @@
 /* glob.h: path patterns of access rights: segments separated by '/', where
  * a segment "*" matches exactly one segment, a segment "**" zero or more,
- * and any other segment itself. Leading, trailing and repeated slashes do
+ * a segment "{user}" exactly the segment that is the given user's name
+ * (never a pattern: a user named "*" matches only a segment "*"), and any
+ * other segment itself. Leading, trailing and repeated slashes do
  * not count: "a" then "**" covers a, a/b and a/b/c; "a" then "*" covers a/b
  * but neither ab/x nor a/x/y (tests/unit/test_glob.c has the cases). Pure
  * functions over (const char *, size_t); no I/O. */
@@ -13,5 +15,9 @@ int glob_match(const char *pat, size_t pat_len, const char *path, size_t path_le
 
 /* Whether path matches any of the space-separated patterns in list. */
 int glob_match_list(const char *list, const char *path, size_t path_len);
+
+/* The same, with "{user}" segments standing for user (NUL terminated; NULL,
+ * empty or containing '/': such segments match nothing). */
+int glob_match_list_user(const char *list, const char *path, size_t path_len, const char *user);
 
 #endif

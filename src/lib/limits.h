@@ -10,6 +10,7 @@
 #define LS_DEFAULT_SSE_LIFETIME_MS 60000          /* sse_lifetime */
 #define LS_DEFAULT_PREFIX          "/v1/stream/"  /* prefix */
 #define LS_DEFAULT_LISTEN          "127.0.0.1:8081" /* listen (lmstream-live) */
+#define LS_DEFAULT_LISTEN_GROUP    ""             /* listen_group: "" = the process's group */
 #define LS_DEFAULT_DATA_DIR        "/var/lib/lmstream"
 #define LS_DEFAULT_SNAPSHOT_PAGE   (8UL << 20)    /* snapshot_page: bytes of one GET ?snapshot page */
 #define LS_DEFAULT_DURABILITY      "durable"      /* durability */
@@ -18,7 +19,7 @@
 #define LS_DEFAULT_THREADS         2              /* threads (lmstream-live, per process) */
 #define LS_DEFAULT_WORKER_THREADS  8              /* worker_threads (lmstream.fcgi, per process) */
 #define LS_DEFAULT_LIVE_PROCESSES  1              /* live_processes */
-#define LS_DEFAULT_CONN_MEMORY     5120           /* conn_memory: bytes per lmstream-live connection */
+#define LS_DEFAULT_CONN_MEMORY     16384          /* conn_memory: bytes per lmstream-live connection (8 KiB of headers) */
 #define LS_DEFAULT_CACHE_CONTROL   "public, max-age=60, stale-while-revalidate=300" /* cache_control */
 #define LS_DEFAULT_RETENTION_AGE   0              /* retention_age: seconds, 0 = keep everything */
 #define LS_DEFAULT_RETENTION_BYTES 0              /* retention_bytes: 0 = keep everything */
@@ -30,10 +31,14 @@
 #define LS_DEFAULT_AUTH_COOKIE     "lmstream_token" /* auth_cookie */
 #define LS_DEFAULT_PUBLIC_READ     ""             /* public_read: patterns */
 #define LS_DEFAULT_PUBLIC_WRITE    ""             /* public_write: patterns */
+#define LS_DEFAULT_USER_READ       ""             /* user_read: patterns with {user} */
+#define LS_DEFAULT_USER_WRITE      ""             /* user_write */
+#define LS_DEFAULT_USER_ADMIN      ""             /* user_admin */
 #define LS_DEFAULT_CORS_ORIGINS    "*"            /* cors_origins */
 
 /* Hard limits. */
 #define LS_MAX_PATH_HARD      480   /* LMDB keys are at most 511 bytes */
+#define LS_MAX_USER           255   /* bytes of a web server's user name ({user}) */
 #define LS_MAX_PRODUCER_ID    256   /* bytes of Producer-Id */
 #define LS_MAX_STREAM_SEQ     256   /* bytes of Stream-Seq */
 #define LS_MAX_CONTENT_TYPE   256   /* bytes of a stream's Content-Type */

@@ -2,7 +2,9 @@
 #include "lib/parse.h"
 #include "lib/num.h"
 
+#include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -252,4 +254,71 @@ enum media_kind parse_media_kind(const char *mt)
 	if (!strcmp(mt, "application/json"))
 		return MEDIA_JSON;
 	return strncmp(mt, "text/", 5) ? MEDIA_BINARY : MEDIA_TEXT;
+}
+
+/* One value of a Forwarded pair at p: a token, or a quoted-string with
+ * backslash escapes. Copies it into out when out is not NULL (cap bytes
+ * with the NUL; *too_long when it does not fit). Returns the position after
+ * it, or NULL when malformed. */
+static const char *forwarded_value(const char *p, char *out, size_t cap, size_t *len, int *too_long)
+{
+	int quoted = *p == '"';
+	*len = 0;
+	p += quoted;
+	for (; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (quoted && ch == '"')
+			return p + 1;
+		if (!quoted && (ch == ';' || ch == ',' || ch == ' ' || ch == '\t'))
+			break;
+		if (quoted && ch == '\\' && !*++p)
+			return NULL;
+		ch = (unsigned char)*p;
+		if (ch < 0x20 || ch == 0x7f || (!quoted && ch == '"'))
+			return NULL;
+		if (out && *len + 1 < cap)
+			out[*len] = (char)ch;
+		else if (out)
+			*too_long = 1;
+		(*len)++;
+	}
+	return quoted ? NULL : p;
+}
+
+int parse_forwarded_last(const char *h, const char *name, char *out, size_t cap)
+{
+	size_t nl = strlen(name);
+	int found = -1, too_long = 0;
+	const char *p = h;
+	for (;;) {
+		p += strspn(p, " \t");
+		if (*p == ',') { /* an empty element */
+			p++;
+			found = -1;
+			continue;
+		}
+		if (!*p)
+			return found;
+		size_t kn = strcspn(p, "=;, \t\"");
+		int match = kn == nl && !strncasecmp(p, name, nl);
+		if (!kn || p[kn] != '=')
+			return -1;
+		size_t vlen;
+		too_long = 0;
+		p = forwarded_value(p + kn + 1, match ? out : NULL, cap, &vlen, &too_long);
+		if (!p)
+			return -1;
+		if (match) {
+			found = too_long || vlen > INT_MAX ? -1 : (int)vlen;
+			if (found >= 0)
+				out[vlen] = '\0';
+		}
+		p += strspn(p, " \t");
+		if (*p == ',')
+			found = -1; /* a later element: only the last counts */
+		else if (*p && *p != ';')
+			return -1;
+		if (*p)
+			p++;
+	}
 }

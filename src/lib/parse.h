@@ -70,6 +70,14 @@ int parse_query_next(const char *q, size_t qlen, size_t *pos, struct query_pair 
  * the next word at *w, *n bytes long, or 0 at the end. list may be NULL. */
 int parse_next_word(const char *list, size_t *pos, const char **w, size_t *n);
 
+/* The parameter name (case-insensitive) of the LAST element of a Forwarded
+ * header h (RFC 7239: elements separated by ',', pairs by ';', values a
+ * token or a quoted-string), unquoted into out (cap bytes with the NUL):
+ * the element a proxy appends, never one a client sent before it. Returns
+ * its length, or -1 when that element has no such parameter, when it does
+ * not fit, or when h is malformed anywhere. */
+int parse_forwarded_last(const char *h, const char *name, char *out, size_t cap);
+
 /* Percent-decodes in into out (cap bytes, NUL terminated). Returns the
  * decoded length or -1 on a malformed escape or overflow. */
 long parse_percent_decode(const char *in, size_t len, char *out, size_t cap);

@@ -125,29 +125,13 @@ async function expectComplete(tab) {
   assert.deepEqual(tab.errors, [], 'no uncaught page errors')
 }
 
-/** ESTABLISHED TCP connections whose local port is `port` (the daemon's side of each connection). */
-function established(port) {
-  const hex = port.toString(16).toUpperCase().padStart(4, '0')
-  let n = 0
-  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = ''
-    try { text = fs.readFileSync(f, 'utf8') } catch { continue }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/)
-      if (cols.length > 3 && cols[1].endsWith(':' + hex) && cols[3] === '01') n++
-    }
-  }
-  return n
-}
-
 /** The middle value: a count sampled while one SSE response ends and the next begins may be one off. */
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]
 
-/** Counts on the daemon's port, sampled `times` times over about `ms`. */
+/** Connections the daemon holds (srv.liveConnections()), sampled `times` times over about `ms`. */
 async function samples(times, ms) {
-  const port = srv.liveAddress().port
   const out = []
-  for (let i = 0; i < times; i++) { out.push(established(port)); await sleep(ms / times) }
+  for (let i = 0; i < times; i++) { out.push(srv.liveConnections()); await sleep(ms / times) }
   return out
 }
 
@@ -266,8 +250,8 @@ test(`browser client on ${SERVER_KIND}`, async (t) => {
     assert.equal(median(unshared), 2, `two unshared tabs: two connections on the daemon (${unshared})`)
     await plain.close()
     // The daemon drops those connections once it sees the hang-ups (at the latest when sse_lifetime ends).
-    for (let i = 0; i < 100 && established(srv.liveAddress().port) > 0; i++) await sleep(200)
-    assert.equal(established(srv.liveAddress().port), 0, 'closed tabs leave no connection behind')
+    for (let i = 0; i < 100 && srv.liveConnections() > 0; i++) await sleep(200)
+    assert.equal(srv.liveConnections(), 0, 'closed tabs leave no connection behind')
 
     const name = `tabs-${RUN}`
     const context = await browser.newContext()

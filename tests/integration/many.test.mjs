@@ -23,7 +23,6 @@
 // machine are large enough for 1,000 connections.
 
 import { describe, test, before, after } from 'node:test'
-import fs from 'node:fs'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
@@ -60,32 +59,15 @@ async function post(srv, p, value) {
 }
 
 /**
- * Connections the daemon still holds open on its port, from the kernel's
- * tables: ESTABLISHED, or CLOSE_WAIT (the client left, the daemon has not
- * closed its side). This is the resource that must be released.
+ * Poll the connections the daemon still holds open (srv.liveConnections(),
+ * from the kernel's tables: the resource that must be released) until
+ * pred(count) holds.
  */
-function heldSockets(port) {
-  let n = 0
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text
-    try { text = fs.readFileSync(file, 'utf8') } catch { continue }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/)
-      if (cols.length < 4) continue
-      const localPort = parseInt(cols[1].split(':')[1], 16)
-      if (localPort === port && (cols[3] === '01' || cols[3] === '08')) n++
-    }
-  }
-  return n
-}
-
-/** Poll the connections the daemon holds until pred(count) holds. */
 async function waitConnections(srv, pred, budgetMs, what) {
   const deadline = Date.now() + budgetMs
-  const port = srv.liveAddress().port
   let last
   for (;;) {
-    last = heldSockets(port)
+    last = srv.liveConnections()
     if (pred(last)) return last
     await srv.liveStats() // its counters go to the log shown on failure
     assert.ok(Date.now() < deadline, `${what}: lmstream-live still holds ${last} connections after ${budgetMs} ms\n${srv.logTail(8)}`)

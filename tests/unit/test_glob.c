@@ -71,8 +71,45 @@ static const struct {
 	{ __LINE__, " a ", "a", 1 },
 };
 
+/* "{user}": exactly the segment that is the user's name, taken literally. */
+static const struct {
+	int line;
+	const char *list, *path, *user;
+	int match;
+} user_rows[] = {
+	{ __LINE__, "users/{user}/**", "users/alice/a", "alice", 1 },
+	{ __LINE__, "users/{user}/**", "users/alice", "alice", 1 },
+	{ __LINE__, "users/{user}/**", "users/bob/a", "alice", 0 },
+	{ __LINE__, "users/{user}/**", "users/alicex/a", "alice", 0 },
+	{ __LINE__, "users/{user}/**", "users/alic/a", "alice", 0 },
+	{ __LINE__, "users/{user}/**", "users/alice/a", NULL, 0 },     /* no user: matches nothing */
+	{ __LINE__, "users/{user}/**", "users/{user}/a", NULL, 0 },
+	{ __LINE__, "users/{user}/**", "users//a", "", 0 },
+	{ __LINE__, "users/{user}/**", "users/*/a", "*", 1 },          /* literal, not a pattern */
+	{ __LINE__, "users/{user}/**", "users/alice/a", "*", 0 },
+	{ __LINE__, "users/{user}/**", "users/alice/a", "**", 0 },
+	{ __LINE__, "users/{user}/**", "users/a/b/c", "a/b", 0 },      /* not one segment: nothing */
+	{ __LINE__, "users/{user}/**", "users/a/b", "a/b", 0 },
+	{ __LINE__, "users/x{user}/**", "users/xalice/a", "alice", 0 }, /* only a whole segment */
+	{ __LINE__, "{user}", "alice", "alice", 1 },
+	{ __LINE__, "a/** {user}/inbox", "alice/inbox", "alice", 1 },
+	{ __LINE__, "{user}/{user}", "alice/alice", "alice", 1 },
+	{ __LINE__, "{user}/{user}", "alice/bob", "alice", 0 },
+	{ __LINE__, "*/{user}", "x/alice", "alice", 1 },
+	{ __LINE__, "teams/*/{user}/**", "teams/red/alice/x", "alice", 1 },
+	{ __LINE__, "teams/*/{user}/**", "teams/red/bob/x", "alice", 0 },
+};
+
 int main(void)
 {
+	for (size_t i = 0; i < NELEM(user_rows); i++)
+		CHECK_INT_AT(user_rows[i].line,
+		             glob_match_list_user(user_rows[i].list, user_rows[i].path, strlen(user_rows[i].path),
+		                                  user_rows[i].user),
+		             user_rows[i].match);
+	/* without a user, glob_match and glob_match_list never match "{user}" */
+	CHECK_INT(glob_match("{user}", 6, "{user}", 6), 0);
+	CHECK_INT(glob_match_list("{user}", "alice", 5), 0);
 	for (size_t i = 0; i < NELEM(rows); i++)
 		CHECK_INT_AT(rows[i].line, glob_match(rows[i].pat, strlen(rows[i].pat), rows[i].path, strlen(rows[i].path)),
 		             rows[i].match);

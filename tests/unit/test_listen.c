@@ -4,6 +4,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 static const struct {
 	int line;
@@ -114,8 +120,64 @@ static void test_const_input(void)
 	CHECK_STR(s, "[::1]:9");
 }
 
+/* "unix:PATH": an absolute path that fits sun_path. */
+static void test_unix(void)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char longp[200];
+	CHECK_INT(parse_listen("unix:/run/lmstream/live.sock", &ss, &len), 0);
+	CHECK_INT(ss.ss_family, AF_UNIX);
+	CHECK_STR(((struct sockaddr_un *)&ss)->sun_path, "/run/lmstream/live.sock");
+	CHECK_INT(len, offsetof(struct sockaddr_un, sun_path) + strlen("/run/lmstream/live.sock") + 1);
+	CHECK_INT(parse_listen("unix:relative.sock", &ss, &len), -1);
+	CHECK_INT(parse_listen("unix:", &ss, &len), -1);
+	memset(longp, 'a', sizeof longp);
+	memcpy(longp, "unix:/", 6);
+	longp[5 + 108] = '\0'; /* a path of 108 bytes: no room left for the NUL in sun_path */
+	CHECK_INT(parse_listen(longp, &ss, &len), -1);
+	longp[5 + 107] = '\0';
+	CHECK_INT(parse_listen(longp, &ss, &len), 0);
+}
+
+/* listen_unix: mode 0660, a stale socket replaced, a live one or another
+ * kind of file left alone. */
+static void test_listen_unix(void)
+{
+	char dir[64], path[128], addr[160], err[256];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct stat st;
+	if (unit_tmpdir(dir, sizeof dir, "listen"))
+		return;
+	snprintf(path, sizeof path, "%s/live.sock", dir);
+	snprintf(addr, sizeof addr, "unix:%s", path);
+	CHECK_INT(parse_listen(addr, &ss, &len), 0);
+	int fd = listen_unix(&ss, len, "", err, sizeof err);
+	CHECK(fd >= 0);
+	CHECK(stat(path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0660);
+	CHECK_INT(listen_unix(&ss, len, "", err, sizeof err), -1); /* in use */
+	CHECK(strstr(err, "in use") != NULL);
+	close(fd); /* the file stays: a stale socket, replaced next time */
+	fd = listen_unix(&ss, len, "", err, sizeof err);
+	CHECK(fd >= 0);
+	close(fd);
+	unlink(path);
+	FILE *f = fopen(path, "w"); /* a regular file is never removed */
+	if (f)
+		fclose(f);
+	CHECK_INT(listen_unix(&ss, len, "", err, sizeof err), -1);
+	CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode));
+	unlink(path);
+	CHECK_INT(listen_unix(&ss, len, "no-such-group-lmstream", err, sizeof err), -1);
+	CHECK(strstr(err, "no group") != NULL);
+	unit_rm_rf(dir);
+}
+
 int main(void)
 {
+	test_unix();
+	test_listen_unix();
 	test_rows();
 	test_const_input();
 	return unit_done();

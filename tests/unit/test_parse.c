@@ -668,8 +668,56 @@ static void test_words(void)
 	}
 }
 
+/* Forwarded (RFC 7239): a parameter of the last element only. */
+static const struct {
+	int line;
+	const char *h, *name;
+	int len;              /* -1: none */
+	const char *value;
+} fw_rows[] = {
+	{ __LINE__, "for=127.0.0.1;remote_user=\"alice\"", "remote_user", 5, "alice" },
+	{ __LINE__, "for=127.0.0.1;remote_user=alice", "remote_user", 5, "alice" },
+	{ __LINE__, "for=127.0.0.1;Remote_User=alice", "remote_user", 5, "alice" },
+	{ __LINE__, "proto=https;remote_user=\"a b\"", "proto", 5, "https" },
+	{ __LINE__, "proto=http;remote_user=\"a b\"", "remote_user", 3, "a b" },
+	{ __LINE__, "remote_user=\"a\\\"b\\\\c\"", "remote_user", 5, "a\"b\\c" },
+	{ __LINE__, "remote_user=\"a,b;c=d\"", "remote_user", 7, "a,b;c=d" },
+	/* only the last element counts: a client's earlier one never does */
+	{ __LINE__, "remote_user=admin, for=127.0.0.1", "remote_user", -1, NULL },
+	{ __LINE__, "for=1.2.3.4;remote_user=admin, for=127.0.0.1;remote_user=bob", "remote_user", 3, "bob" },
+	{ __LINE__, "for=1.2.3.4;remote_user=admin , for=127.0.0.1", "remote_user", -1, NULL },
+	{ __LINE__, "for=x;remote_user=admin,", "remote_user", -1, NULL },
+	{ __LINE__, "for=\"x,remote_user=admin\", for=y", "remote_user", -1, NULL },
+	{ __LINE__, "for=127.0.0.1", "remote_user", -1, NULL },
+	{ __LINE__, "", "remote_user", -1, NULL },
+	/* malformed anywhere: nothing */
+	{ __LINE__, "remote_user=\"alice", "remote_user", -1, NULL },
+	{ __LINE__, "remote_user=\"alice\"x", "remote_user", -1, NULL },
+	{ __LINE__, "remote_user=al\"ice", "remote_user", -1, NULL },
+	{ __LINE__, "remote_user", "remote_user", -1, NULL },
+	{ __LINE__, "=alice", "remote_user", -1, NULL },
+	{ __LINE__, "remote_user=\"al\nice\"", "remote_user", -1, NULL },
+	{ __LINE__, "remote_user=\"a\\", "remote_user", -1, NULL },
+	{ __LINE__, "for=x y;remote_user=a", "remote_user", -1, NULL },
+	/* too long for the buffer (16 bytes here) */
+	{ __LINE__, "remote_user=0123456789abcdef", "remote_user", -1, NULL },
+	{ __LINE__, "remote_user=0123456789abcde", "remote_user", 15, "0123456789abcde" },
+};
+
+static void test_forwarded(void)
+{
+	for (size_t i = 0; i < NELEM(fw_rows); i++) {
+		char out[16] = "";
+		int n = parse_forwarded_last(fw_rows[i].h, fw_rows[i].name, out, sizeof out);
+		CHECK_INT_AT(fw_rows[i].line, n, fw_rows[i].len);
+		if (n >= 0 && fw_rows[i].value)
+			CHECK_STR_AT(fw_rows[i].line, out, fw_rows[i].value);
+	}
+}
+
 int main(void)
 {
+	test_forwarded();
 	test_words();
 	test_ttl();
 	test_expires_at();

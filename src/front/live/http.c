@@ -1,6 +1,7 @@
 /* http.c: lmstream-live's requests: libmicrohttpd callbacks, long-poll, SSE, static files. */
 #include "front/live/live.h"
 #include "front/notify.h"
+#include "lib/limits.h"
 #include "lib/parse.h"
 #include "lib/sse.h"
 #include "store/store.h"
@@ -301,6 +302,35 @@ static const char *hdr(struct MHD_Connection *mc, const char *name)
 	return MHD_lookup_connection_value(mc, MHD_HEADER_KIND, name);
 }
 
+/* MHD_get_connection_values callback: keeps the last Forwarded header. */
+static enum MHD_Result last_forwarded(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	(void)kind;
+	if (value && !strcasecmp(key, "Forwarded"))
+		*(const char **)cls = value;
+	return MHD_YES;
+}
+
+/* Behind a web server, on the unix: socket only it can reach: the user it
+ * authenticated and its scheme, from the Forwarded element it appended
+ * (remote_user=, proto=); the web server drops whatever the client sent
+ * in that header. On a TCP port nobody's Forwarded counts. */
+static void take_proxy_identity(struct conn *c)
+{
+	const char *fw = NULL;
+	char v[LS_MAX_USER + 1];
+	c->req.https = 0;
+	if (!live.behind_proxy)
+		return;
+	MHD_get_connection_values(c->mc, MHD_HEADER_KIND, last_forwarded, &fw);
+	if (!fw)
+		return;
+	if (parse_forwarded_last(fw, "proto", v, sizeof v) > 0)
+		c->req.https = !strcasecmp(v, "https");
+	if (parse_forwarded_last(fw, "remote_user", v, sizeof v) > 0 && (c->user = strdup(v)))
+		c->req.remote_user = c->user;
+}
+
 static void build_request(struct conn *c, const char *url, const char *method)
 {
 	struct MHD_Connection *mc = c->mc;
@@ -319,8 +349,7 @@ static void build_request(struct conn *c, const char *url, const char *method)
 	r->query_len = strlen(r->query);
 	for (int i = 0; i < H__COUNT; i++)
 		r->h[i] = hdr(mc, proto_headers[i].name);
-	const char *proto = hdr(mc, "X-Forwarded-Proto");
-	r->https = proto && !strcasecmp(proto, "https");
+	take_proxy_identity(c);
 	const char *cl = hdr(mc, "Content-Length");
 	if (cl && strtoull(cl, NULL, 10) > live.cfg.max_body)
 		r->body_too_large = 1;
@@ -476,6 +505,7 @@ void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	buf_free(&c->out);
 	free(c->target);
 	free(c->query);
+	free(c->user);
 	proto_live_clear(&c->live);
 	*con_cls = NULL;
 	atomic_fetch_sub(&live.nreq, 1);

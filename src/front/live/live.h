@@ -43,6 +43,7 @@ struct conn {
 	size_t out_off;
 	char *target;            /* raw path */
 	char *query;             /* raw query rebuilt from the arguments */
+	char *user;              /* the web server's user (Forwarded remote_user), or NULL */
 	/* in the waiter registry; w.fired: the long-poll timed out, or an SSE
 	 * heartbeat (or the end of its lifetime) is due */
 	struct reg_entry w;
@@ -71,6 +72,10 @@ struct live {
 	atomic_int nreq;         /* requests in progress (not idle keep-alive) */
 	atomic_int draining;     /* shutting down: answer and end, wait no more */
 	atomic_long requests;    /* statistics: requests since the start */
+	/* Listening on a unix: socket, which only the web server can reach: its
+	 * Forwarded element (user, scheme) is trusted. Never on a TCP port. */
+	int behind_proxy;
+	int listen_fd;           /* the unix: socket bound before any fork, or -1 */
 	/* In a group of processes (live_processes > 1): this process's end of
 	 * the datagram pair to the parent, which relays every commit to every
 	 * process; -1 otherwise. */

@@ -16,7 +16,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-struct live live = { .group_fd = -1 };
+struct live live = { .group_fd = -1, .listen_fd = -1 };
 
 /* Every connection needs one descriptor; keep room for the store, logs and
  * the notify socket. */
@@ -56,7 +56,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void usage(FILE *f)
 {
-	fputs("usage: lmstream-live [--config FILE] [--data DIR] [--listen HOST:PORT]\n"
+	fputs("usage: lmstream-live [--config FILE] [--data DIR] [--listen HOST:PORT|unix:PATH]\n"
 	      "                     [--threads N] [--max-connections N] [--set key=value]...\n"
 	      "Serves the Durable Streams protocol over HTTP from the LMDB data directory:\n"
 	      "live reads (SSE, long-poll) behind lighttpd or Apache, or everything when alone.\n"
@@ -108,6 +108,7 @@ static struct MHD_Daemon *start_daemon(struct sockaddr_storage *ss, int mhd_limi
 	const struct config *cfg = &live.cfg;
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
 	                 MHD_USE_TURBO;
+	/* A unix: socket is bound already (main), shared by a group's processes. */
 	if (ss->ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	return MHD_start_daemon(
@@ -115,6 +116,7 @@ static struct MHD_Daemon *start_daemon(struct sockaddr_storage *ss, int mhd_limi
 		/* first, so that it also gets the warnings about later options */
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)live.listen_fd,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 1 ? cfg->threads : 0),
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit,
 		/* Idle connections are closed after this; suspended ones are exempt,
@@ -197,15 +199,24 @@ int main(int argc, char **argv)
 	static const char *const extra[] = { "--standalone", NULL };
 
 	log_init("lmstream-live", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	int status = config_main(&live.cfg, argc, argv, "lmstream-live", usage, extra);
-	if (status >= 0)
-		return status;
+	int cstatus = config_main(&live.cfg, argc, argv, "lmstream-live", usage, extra);
+	if (cstatus >= 0)
+		return cstatus;
 
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	if (parse_listen(live.cfg.listen, &ss, &sslen)) {
-		log_error("invalid listen address '%s' (expected HOST:PORT)", live.cfg.listen);
+		log_error("invalid listen address '%s' (expected HOST:PORT or unix:/PATH)", live.cfg.listen);
 		return 2;
+	}
+	if (ss.ss_family == AF_UNIX) {
+		char err[600];
+		live.listen_fd = listen_unix(&ss, sslen, live.cfg.listen_group, err, sizeof err);
+		if (live.listen_fd < 0) {
+			log_error("cannot listen on %s: %s", live.cfg.listen, err);
+			return 1;
+		}
+		live.behind_proxy = 1;
 	}
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -216,7 +227,8 @@ int main(int argc, char **argv)
 		sigaddset(&sigs, SIGCHLD); /* only the parent of a group waits for it */
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this */
 	signal(SIGPIPE, SIG_IGN);
-	if (live.cfg.live_processes > 1)
-		return run_group(&ss, &sigs);
-	return serve(&ss, &sigs);
+	int status = live.cfg.live_processes > 1 ? run_group(&ss, &sigs) : serve(&ss, &sigs);
+	if (live.behind_proxy)
+		unlink(live.cfg.listen + 5); /* the socket file of "unix:PATH" */
+	return status;
 }

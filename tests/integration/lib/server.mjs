@@ -47,6 +47,29 @@ function within(p, ms, fallback = null) {
     .finally(() => clearTimeout(timer))
 }
 
+/**
+ * Connections of a listening address: { port } counts TCP sockets on that
+ * local port that are established (01) or closing on the server's side
+ * (08, CLOSE_WAIT); { socket } counts the connected (03) unix sockets
+ * accepted on that path (accepted sockets carry the listener's path).
+ */
+export function countConnections({ port, socket }) {
+  let n = 0
+  const files = socket ? ['/proc/net/unix'] : ['/proc/net/tcp', '/proc/net/tcp6']
+  for (const file of files) {
+    let text
+    try { text = fs.readFileSync(file, 'utf8') } catch { continue }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/)
+      if (socket) {
+        if (cols.length >= 8 && cols[7] === socket && cols[5] === '03') n++
+      } else if (cols.length >= 4 && parseInt(cols[1].split(':')[1], 16) === port &&
+                 (cols[3] === '01' || cols[3] === '08')) n++
+    }
+  }
+  return n
+}
+
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -252,7 +275,7 @@ async function startReference({ label }) {
   }
 }
 
-async function startDeployment({ label, config, kind = SERVER_KIND, workers, liveRestart = true, demo = false }) {
+async function startDeployment({ label, config, kind = SERVER_KIND, workers, liveRestart = true, demo = false, siteConf }) {
   if (!fs.existsSync(RUN_PATH)) {
     throw new Error(`${RUN_PATH} not found (set LMSTREAM_RUN, or LMSTREAM_TEST_SERVER=reference)`)
   }
@@ -275,9 +298,11 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
     if (workers) args.push('--workers', String(workers))
     if (!liveRestart) args.push('--no-live-restart')
     if (demo) args.push('--demo')
-    // A port the kernel just let us bind: deploy/run's own pick may land on a
-    // port that a TIME_WAIT client socket still holds on a busy machine.
-    if (PROXIED_KINDS.has(kind)) args.push('--live-port', String(await freePort()))
+    if (siteConf) {
+      const f = path.join(root, 'site.conf')
+      fs.writeFileSync(f, siteConf)
+      args.push('--site-conf', f)
+    }
     const log = makeLog()
     // Under setpriv --pdeathsig, deploy/run gets SIGTERM (and stops everything
     // it started) even if this test process is killed before it can clean up.
@@ -311,15 +336,25 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
       workers: () => findWorkers(child.pid, root),
       /** Pids of this deployment's lmstream-live (one, unless it is being restarted). */
       livePids: () => findPrograms(child.pid, root, LIVE_NAME),
-      /** { host, port } lmstream-live listens on (from its --listen argument), or null. */
+      /**
+       * Where lmstream-live listens (from its --listen argument): { host, port },
+       * or { socket } for a unix socket (behind lighttpd and Apache); null if none.
+       */
       liveAddress() {
         for (const pid of handle.livePids()) {
           const argv = (readProc(pid, 'cmdline') || Buffer.alloc(0)).toString('utf8').split('\0')
           const i = argv.indexOf('--listen')
-          const m = i >= 0 ? /^\[?([^\]]*)\]?:(\d+)$/.exec(argv[i + 1] || '') : null
+          const a = i >= 0 ? argv[i + 1] || '' : ''
+          if (a.startsWith('unix:')) return { socket: a.slice(5) }
+          const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(a)
           if (m) return { host: m[1], port: Number(m[2]) }
         }
         return null
+      },
+      /** Connections lmstream-live holds open now (established, or closing on its side). */
+      liveConnections() {
+        const a = handle.liveAddress()
+        return a ? countConnections(a) : 0
       },
       /**
        * Resolve with the match of the first stderr line matching re that
@@ -404,11 +439,15 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
  * options.demo: true passes --demo (public_read of demo/** and chat/**, the
  *   looping build producer and, with auth = token, GET /demo-token: a
  *   10-minute token that writes chat/**, under lighttpd and Apache only).
+ * options.siteConf: text of a web server configuration fragment passed as
+ *   deploy/run --site-conf (lighttpd or Apache syntax, as the kind needs).
  * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() };
  * deploy/run deployments also have livePids(), liveAddress(), waitLog(re)
  * and liveStats() (lmstream-live's own counters, through SIGHUP).
  */
-export function startServer({ label = 'it', config, server, workers, liveRestart, demo } = {}) {
+export function startServer({ label = 'it', config, server, workers, liveRestart, demo, siteConf } = {}) {
   const kind = server || SERVER_KIND
-  return kind === 'reference' ? startReference({ label }) : startDeployment({ label, config, kind, workers, liveRestart, demo })
+  return kind === 'reference'
+    ? startReference({ label })
+    : startDeployment({ label, config, kind, workers, liveRestart, demo, siteConf })
 }
