@@ -21,7 +21,8 @@
 //   * A cookie authorizes a write only from this site or a listed origin; a
 //     listed origin gets credentialed CORS answers; preflights need no
 //     credential; a read that needed a token is never publicly cacheable.
-//   * An SSE response ends when its token expires; a token in the query
+//   * An SSE response ends when its token stops being accepted (exp plus
+//     auth_skew, 2 s here); a token in the query
 //     string never reaches the logs.
 //
 // The matrix (credential x operation x place) runs once per deployment of
@@ -450,6 +451,7 @@ function deployment(kind) {
           public_read: PUBLIC_READ.join(' '),
           cors_origins: APP,
           long_poll_timeout: 1000,
+          auth_skew: 2, // a live read lasts until exp + auth_skew
         },
       })
       RESULTS.set(kind, state)
