@@ -40,7 +40,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { startServer, STREAM_PREFIX, sleep } from './lib/server.mjs'
 import { rawRequest, openSse, streamState as sharedStreamState } from './lib/http.mjs'
-import { makeKeys, mint, tamper, claimsFor, keyPair, nowS } from './lib/tokens.mjs'
+import { makeKeys, mint, tamper, claimsFor, keyPair, nowS, runOwner } from './lib/tokens.mjs'
 
 const SERVERS = (process.env.LMSTREAM_ACCESS_SERVERS || 'lighttpd fastcgi cgi apache standalone')
   .split(/[\s,]+/).filter(Boolean)
@@ -56,18 +56,8 @@ const P = (name) => `${STREAM_PREFIX}${name}`
 
 // ------------------------------------------------------------------ keys
 
-/** The user lmstream runs as under deploy/run (www-data for Apache as root). */
-function runOwner() {
-  if (process.getuid?.() !== 0 || !SERVERS.includes('apache')) return undefined
-  const user = process.env.LMSTREAM_RUN_USER || 'www-data'
-  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${user}:`))
-  if (!line) return undefined
-  const [, , uid, gid] = line.split(':')
-  return { uid: Number(uid), gid: Number(gid) }
-}
-
 const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmstream-access-keys-'))
-const keys = makeKeys(keyDir, { owner: runOwner() })
+const keys = makeKeys(keyDir, { owner: runOwner(SERVERS) })
 after(() => fs.rmSync(keyDir, { recursive: true, force: true }))
 
 const M = ['m/**']

@@ -31,7 +31,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { startServer, STREAM_PREFIX, PROXIED_KINDS } from './lib/server.mjs'
 import { rawRequest, openSse, streamState } from './lib/http.mjs'
-import { makeKeys } from './lib/tokens.mjs'
+import { makeKeys, runOwner } from './lib/tokens.mjs'
 
 const SERVERS = (process.env.LMSTREAM_IDENTITY_SERVERS || 'lighttpd apache cgi').split(/[\s,]+/).filter(Boolean)
 const APP = 'http://app.example'
@@ -46,19 +46,9 @@ const basic = (user, password = PASSWORDS[user]) =>
 
 // ------------------------------------------------------------------ fixtures
 
-/** The account deploy/run gives Apache as root (it must read the password file). */
-function runOwner() {
-  if (process.getuid?.() !== 0) return undefined
-  const user = process.env.LMSTREAM_RUN_USER || 'www-data'
-  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${user}:`))
-  if (!line) return undefined
-  const [, , uid, gid] = line.split(':')
-  return { uid: Number(uid), gid: Number(gid) }
-}
-
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmstream-identity-'))
 fs.chmodSync(dir, 0o755)
-const keys = makeKeys(path.join(dir, 'keys'), { owner: runOwner() })
+const keys = makeKeys(path.join(dir, 'keys'), { owner: runOwner(SERVERS) })
 const ROOT = keys.token({ read: ['**'], write: ['**'], admin: ['**'] }, { sub: 'fixtures' })
 const bearer = (t = ROOT) => ({ Authorization: `Bearer ${t}` })
 after(() => fs.rmSync(dir, { recursive: true, force: true }))

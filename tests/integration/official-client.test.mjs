@@ -54,7 +54,7 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { stream, FetchError } from '@durable-streams/client'
 import { startServer, STREAM_PREFIX, sleep } from './lib/server.mjs'
-import { makeKeys, nowS } from './lib/tokens.mjs'
+import { makeKeys, nowS, runOwner } from './lib/tokens.mjs'
 
 const SERVERS = (process.env.LMSTREAM_OFFICIAL_CLIENT_SERVERS || 'lighttpd apache')
   .split(/[\s,]+/).filter(Boolean)
@@ -65,18 +65,8 @@ const JSON_CT = { 'Content-Type': 'application/json' }
 
 // ------------------------------------------------------------------ keys
 
-/** The user lmstream runs as under deploy/run (www-data for Apache as root). */
-function runOwner() {
-  if (process.getuid?.() !== 0 || !SERVERS.includes('apache')) return undefined
-  const user = process.env.LMSTREAM_RUN_USER || 'www-data'
-  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${user}:`))
-  if (!line) return undefined
-  const [, , uid, gid] = line.split(':')
-  return { uid: Number(uid), gid: Number(gid) }
-}
-
 const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmstream-oc-keys-'))
-const keys = makeKeys(keyDir, { owner: runOwner() })
+const keys = makeKeys(keyDir, { owner: runOwner(SERVERS) })
 after(() => fs.rmSync(keyDir, { recursive: true, force: true }))
 
 const OC = ['oc/**']

@@ -73,6 +73,22 @@ export function keyPair(type) {
 }
 
 /**
+ * The account deploy/run runs lmstream and the web server as, when it is not
+ * ours: as root, Apache and lmstream-live run as www-data (or
+ * LMSTREAM_RUN_USER), so key and password files must be theirs. Returns
+ * { uid, gid }, or undefined when it is ours (not root, or servers without
+ * apache among them).
+ */
+export function runOwner(servers = ['apache']) {
+  if (process.getuid?.() !== 0 || !servers.includes('apache')) return undefined
+  const user = process.env.LMSTREAM_RUN_USER || 'www-data'
+  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${user}:`))
+  if (!line) return undefined
+  const [, , uid, gid] = line.split(':')
+  return { uid: Number(uid), gid: Number(gid) }
+}
+
+/**
  * Make the three keys of a deployment in dir: hs.key (32 random bytes,
  * hex-encoded, with a trailing newline), rsa.pem and ec.pem (spki PEM public
  * keys), each mode 0600. owner: optional { uid, gid } to give the files to
