@@ -2,6 +2,30 @@
 // the state of a State stream (stateMap).
 // No dependencies, no build step. A classic <script> defines window.LmStream; lmstream.mjs re-exports it for
 // `import`. See the README ("Browser client") for the options.
+//
+// Credentials (follow() and producer()), for a server with `auth = token`:
+//   token            a string, or a function (it may be async) that returns one: a JWT sent as
+//                    "Authorization: Bearer <token>" on every fetch (catch-up, long-poll, snapshot, write) and as
+//                    the query parameter token=<token> of the SSE URL (EventSource cannot send headers). A
+//                    function is asked at the first request, again after a 401, and when the exp of the JWT it
+//                    gave has passed (or will within a second); cache in it what you can. A string cannot be
+//                    refreshed. null or '' from the function: no token.
+//   withCredentials  true: send the cookie (auth_cookie) across origins: fetch with credentials: 'include',
+//                    new EventSource(url, { withCredentials: true }). The server must list the page's origin in
+//                    cors_origins. Give the cookie or a token: the server uses only one (header, cookie, query).
+// What follow() does when it is refused:
+//   401              with a token function: asks it for a new token and retries from the last offset it applied
+//                    (nothing lost, nothing doubled): at once after a token that worked (it merely expired), then
+//                    after authBackoffMin (1000 ms), doubling up to authBackoffMax (30000 ms), with jitter, so a
+//                    function that only gives refused tokens costs a handful of requests a minute. A request sent
+//                    with a JWT whose exp has already passed counts as refused whatever the answer (a server may
+//                    still accept it for auth_skew seconds): the function is asked again, with the same backoff.
+//                    Without a function (a string token, or the cookie alone) a 401 stops it, as a 403 does.
+//   403              stops: no more requests until sub.resync() (after the app fixed the credentials) or close().
+//   Each refusal calls onState('unauthorized' or 'forbidden', info) and onError(err): err.status (401/403),
+//   err.reason (the server's one-line reason), err.stopped (true when it waits for resync()), err.retryIn (ms).
+//   EventSource shows no status: when it fails before opening (and before reopening it after a refusal), one
+//   catch-up read with the same credentials tells a refusal from other failures.
 ;(function (root) {
   'use strict'
 
@@ -23,6 +47,47 @@
       if (signal) signal.addEventListener('abort', done)
     })
   }
+
+  // The ms until the exp of a JWT, Infinity for a token that is not one (or none): it is sent as it is.
+  function expiresIn (tok) {
+    if (typeof tok !== 'string' || typeof root.atob !== 'function') return Infinity
+    const part = tok.split('.')
+    if (part.length !== 3) return Infinity
+    try {
+      const exp = JSON.parse(root.atob(part[1].replace(/-/g, '+').replace(/_/g, '/'))).exp
+      return typeof exp === 'number' ? exp * 1000 - Date.now() : Infinity
+    } catch { return Infinity }
+  }
+
+  // options.token: a string as it is, or a function asked at the first get(), after refresh() (a 401), and when
+  // the JWT it gave expires within a second. One call at a time: concurrent requests share its answer.
+  function tokenHolder (opt) {
+    const fn = typeof opt === 'function' ? opt : null
+    let pending = null
+    const h = {
+      value: fn || opt == null || opt === '' ? null : String(opt),
+      due: !!fn,
+      given: fn !== null || (opt != null && opt !== ''),
+      refreshable: fn !== null,
+      worked: false, // the current value got a 2xx answer
+      async get () {
+        if (!fn || !(h.due || (h.value !== null && expiresIn(h.value) < 1000))) return h.value
+        if (!pending) {
+          pending = Promise.resolve().then(() => fn()).then((v) => {
+            h.value = v == null || v === '' ? null : String(v)
+            h.due = false
+            h.worked = false
+          }).finally(() => { pending = null })
+        }
+        await pending
+        return h.value
+      },
+      refresh () { if (fn) h.due = true },
+    }
+    return h
+  }
+
+  const bearer = (headers, tok) => tok ? Object.assign({}, headers, { Authorization: 'Bearer ' + tok }) : headers
 
   // Parses the body of a catch-up or long-poll read, or the data of an SSE "data" event.
   function parseMessages (text, json) {
@@ -49,6 +114,8 @@
     const idleMs = opts.idleMs || 90000 // no event on an open SSE response for this long: assume a dead link
     const requestTimeout = opts.requestTimeout || 45000 // longest wait for a long-poll or catch-up answer
     const probeMs = opts.probeMs || 15000 // on a lower rung, how often to try the better transports again
+    const authBackoffMin = opts.authBackoffMin || 1000 // after a refused token: the first wait, doubling
+    const authBackoffMax = opts.authBackoffMax || 30000
     const forced = opts.transport && opts.transport !== 'auto' ? opts.transport : null
     if (forced && LEVELS.indexOf(forced) < 0) throw new Error('lmstream: unknown transport ' + forced)
     const storage = opts.persist === false ? null : storageOf('localStorage')
@@ -64,11 +131,17 @@
       transport: null,
       role: 'solo', // 'leader' or 'follower' when tabs share one connection
       close,
-      resync: () => wake(), // retry now (e.g. after the app knows the network is back)
+      resync, // retry now (e.g. after the app knows the network is back, or fixed the credentials)
     }
     let waker = null // aborts the current backoff wait
     let current = null // { abort() } of the request in flight
     let bc = null
+    const auth = tokenHolder(opts.token)
+    const credentials = opts.withCredentials ? 'include' : undefined
+    let authFailures = 0 // refusals since the last answer that accepted the token
+    let authDelay = 0 // the next wait after a refusal
+    let held = false // stopped by a refusal until resync()
+    let sentStale = false // this attempt sent a token whose exp had passed
 
     function setState (state, transport) {
       if (sub.closed && state !== 'closed') return
@@ -121,19 +194,99 @@
 
     function wake () { if (waker) waker.abort() }
     function onOffline () { if (current) current.abort() } // the link is gone: do not wait for a timeout
+    function resync () {
+      if (held) { held = false; authFailures = 0; authDelay = 0; auth.refresh() }
+      wake()
+    }
+
+    // Waits ms (null: until woken), or less when woken (resync(), online) or stopped.
+    async function pause (ms) {
+      if (stopper.signal.aborted) return
+      waker = new AbortController()
+      const both = new AbortController()
+      const a = () => both.abort()
+      waker.signal.addEventListener('abort', a)
+      stopper.signal.addEventListener('abort', a)
+      if (ms == null) await new Promise((resolve) => both.signal.addEventListener('abort', resolve))
+      else await sleep(ms, both.signal)
+      stopper.signal.removeEventListener('abort', a)
+      waker = null
+    }
+
+    // The backoff wait, or while held by a refusal, until resync().
+    async function rest (ms) {
+      do await pause(held ? null : ms)
+      while (held && !stopper.signal.aborted)
+    }
+
+    // ------------------------------------------------------------ credentials
+
+    async function token () {
+      try {
+        return await auth.get()
+      } catch (e) {
+        const err = new Error('lmstream: options.token failed: ' + (e && e.message ? e.message : e))
+        err.token = true
+        err.cause = e
+        throw err
+      }
+    }
+
+    // A 2xx answer to a request whose token (if any) had not expired: the credentials work.
+    function accepted () {
+      authFailures = 0
+      authDelay = 0
+      auth.worked = true
+    }
+
+    // A refusal (401, 403, or a token sent after its exp): reports it and returns how long to wait before the
+    // next try, or null when it stops (403, or 401 without a token function) until resync().
+    function refused (e) {
+      e.stopped = e.status === 403 || !auth.refreshable
+      e.retryIn = null
+      if (e.stopped) {
+        held = true
+      } else {
+        const again = authFailures++ === 0 && auth.worked // the token worked, then expired: a new one at once
+        auth.refresh()
+        if (again) {
+          e.retryIn = 0
+          authDelay = authBackoffMin
+        } else {
+          const d = authDelay || authBackoffMin
+          e.retryIn = Math.round(d / 2 + Math.random() * d / 2)
+          authDelay = Math.min(authBackoffMax, d * 2)
+        }
+      }
+      setState(e.status === 403 ? 'forbidden' : 'unauthorized', LEVELS[level])
+      call(opts.onError, e)
+      return e.retryIn
+    }
+
+    function staleError () {
+      const e = new Error('lmstream: the token had expired when it was sent')
+      e.status = 401
+      e.reason = 'token expired (its exp had passed)'
+      return e
+    }
 
     // ------------------------------------------------------------ one request per transport
 
-    // fetch with our stop signal, a per-request abort and a time limit.
+    // fetch with our stop signal, a per-request abort, a time limit and the credentials.
     async function get (query, timeout) {
+      const tok = await token()
+      if (stopper.signal.aborted) throw new Error('lmstream: closed')
       const ctl = new AbortController()
       const abort = () => ctl.abort()
       current = { abort }
       stopper.signal.addEventListener('abort', abort)
       const t = setTimeout(abort, timeout)
+      const stale = expiresIn(tok) <= 0
+      if (stale) sentStale = true
       try {
-        const res = await fetchFn(join(href, query), { cache: 'no-store', signal: ctl.signal, headers: opts.headers })
+        const res = await fetchFn(join(href, query), { cache: 'no-store', signal: ctl.signal, headers: bearer(opts.headers, tok), credentials })
         const body = await res.text()
+        if (res.ok && !stale) accepted()
         return { res, body }
       } finally {
         clearTimeout(t)
@@ -151,9 +304,12 @@
       return h('Stream-Up-To-Date') === 'true'
     }
 
-    function httpError (res) {
-      const e = new Error('HTTP ' + res.status)
+    // err.reason: the server's one-line reason (the body of lmstream's errors).
+    function httpError (res, body) {
+      const reason = typeof body === 'string' && body.length < 300 ? body.trim() : ''
+      const e = new Error('HTTP ' + res.status + (reason ? ': ' + reason : ''))
       e.status = res.status
+      e.reason = reason
       return e
     }
 
@@ -163,7 +319,7 @@
       for (;;) {
         const from = sub.offset
         const { res, body } = await get('offset=' + enc(from), requestTimeout)
-        if (!res.ok) throw httpError(res)
+        if (!res.ok) throw httpError(res, body)
         setState('polling', 'poll')
         const upToDate = fromHeaders(from, res, body)
         progressed = true
@@ -176,7 +332,7 @@
       let q = 'offset=' + enc(from) + '&live=long-poll'
       if (sub.cursor) q += '&cursor=' + enc(sub.cursor)
       const { res, body } = await get(q, requestTimeout)
-      if (res.status !== 200 && res.status !== 204) throw httpError(res)
+      if (res.status !== 200 && res.status !== 204) throw httpError(res, body)
       setState('live', 'long-poll')
       fromHeaders(from, res, body)
       return { progressed: true, wait: 0 }
@@ -184,15 +340,20 @@
 
     // One EventSource response. Messages of "data" events are held until the "control" event that carries
     // their end offset, so a response cut in between loses nothing and doubles nothing. The EventSource is
-    // closed on any error or end: its own reconnect would restart from the first URL's offset.
-    function runSse () {
+    // closed on any error or end: its own reconnect would restart from the first URL's offset. A token goes in
+    // the query (token=), the cookie with withCredentials.
+    function runSse (tok) {
       return new Promise((resolve) => {
         let from = sub.offset
         let q = 'offset=' + enc(from) + '&live=sse'
         if (sub.cursor) q += '&cursor=' + enc(sub.cursor)
-        const es = new root.EventSource(join(href, q))
+        if (tok) q += '&token=' + enc(tok)
+        const stale = expiresIn(tok) <= 0
+        if (stale) sentStale = true
+        const es = opts.withCredentials ? new root.EventSource(join(href, q), { withCredentials: true }) : new root.EventSource(join(href, q))
         let pending = []
         let progressed = false
+        let opened = false
         let done = false
         let stall = setTimeout(() => end({ stalled: true }), sseStallMs)
         let idle = null
@@ -205,12 +366,13 @@
           es.close()
           stopper.signal.removeEventListener('abort', abort)
           if (current && current.abort === abort) current = null
-          resolve(Object.assign({ progressed, wait: 0 }, extra))
+          resolve(Object.assign({ progressed, opened, wait: 0 }, extra))
         }
         const abort = () => end({})
         current = { abort }
         stopper.signal.addEventListener('abort', abort)
         touch()
+        es.onopen = () => { opened = true; if (!stale) accepted() }
         es.addEventListener('data', (e) => {
           touch()
           try { pending = pending.concat(parseMessages(e.data, json)) } catch { end({}) }
@@ -231,6 +393,30 @@
       })
     }
 
+    // SSE with credentials. EventSource shows no status: when it fails before opening, and before it opens
+    // again after a refusal, one catch-up read (which delivers what it reads) throws the refusal, or a 404.
+    // After a request with an expired token (sentStale), the loop counts a refusal: no second request.
+    async function runSseChecked () {
+      const checked = auth.given || !!opts.withCredentials
+      const failed = { progressed: false, opened: false, wait: 0 }
+      if (checked && authFailures > 0) {
+        await check()
+        if (sentStale) return failed
+      }
+      const tok = await token()
+      if (stopper.signal.aborted) return failed // closed while the token function ran
+      const r = await runSse(tok)
+      if (checked && !r.opened && !r.progressed && !sentStale && !stopper.signal.aborted) await check()
+      return r
+    }
+
+    async function check () {
+      const from = sub.offset
+      const { res, body } = await get('offset=' + enc(from), requestTimeout)
+      if (!res.ok) throw httpError(res, body)
+      fromHeaders(from, res, body)
+    }
+
     // ------------------------------------------------------------ the ladder
 
     const best = forced ? LEVELS.indexOf(forced) : (typeof root.EventSource === 'function' ? 0 : 1)
@@ -242,15 +428,8 @@
       let levelFailures = 0
       let delay = 0
       while (!stopper.signal.aborted) {
-        if (delay > 0) {
-          waker = new AbortController()
-          const both = new AbortController()
-          const a = () => both.abort()
-          waker.signal.addEventListener('abort', a)
-          stopper.signal.addEventListener('abort', a)
-          await sleep(delay, both.signal)
-          stopper.signal.removeEventListener('abort', a)
-          waker = null
+        if (held || delay > 0) {
+          await rest(delay)
           if (stopper.signal.aborted) return
         }
         // Known to be offline: no request can succeed, and failing ones must not push us down the ladder.
@@ -263,14 +442,22 @@
         let tried = level
         if (!forced && level > best && Date.now() - lastProbe > probeMs) { tried = best; lastProbe = Date.now() }
         let r
+        sentStale = false
         try {
-          r = tried === 0 ? await runSse() : tried === 1 ? await runLongPoll() : await runPoll()
+          r = tried === 0 ? await runSseChecked() : tried === 1 ? await runLongPoll() : await runPoll()
         } catch (e) {
           if (stopper.signal.aborted) return
           // 404: not created yet (or deleted): wait for it with backoff, on the same rung.
           r = { progressed: false, error: e, missing: e && e.status === 404 }
         }
         if (stopper.signal.aborted) return
+        // Refused: a new token (or a stop), with its own backoff; the transport is not to blame.
+        const denied = r.error && (r.error.status === 401 || r.error.status === 403)
+        if (denied || sentStale) {
+          delay = refused(denied ? r.error : staleError())
+          continue
+        }
+        if (r.error && r.error.token) call(opts.onError, r.error)
         if (r.progressed) {
           if (tried !== level) level = tried // the probe worked: climb back
           failures = 0
@@ -282,7 +469,7 @@
         failures++
         levelFailures++
         // Go one rung down when this one keeps failing, or at once when SSE connects but stays silent.
-        if (r.missing) levelFailures = 0
+        if (r.missing || (r.error && r.error.token)) levelFailures = 0
         if (!forced && level < LEVELS.length - 1 && (r.stalled || levelFailures >= 3)) {
           level++
           levelFailures = 0
@@ -309,6 +496,7 @@
         for (;;) {
           const { res, body } = await get(q, requestTimeout)
           if (res.status === 409 && q !== 'snapshot') break // changed between pages: start over
+          if (res.status === 401 || res.status === 403) throw httpError(res, body)
           if (!res.ok) return false
           const next = res.headers.get('Stream-Next-Offset')
           const page = JSON.parse(body)
@@ -345,7 +533,8 @@
             if (await loadSnapshot()) break
             sub.offset = opts.offset != null ? String(opts.offset) : '-1' // not offered: replay the stream
             break
-          } catch {
+          } catch (e) {
+            if (e && (e.status === 401 || e.status === 403)) { await rest(refused(e)); continue }
             setState('reconnecting', null)
             await sleep(Math.min(backoffMax, backoffMin * Math.pow(2, failures)), stopper.signal)
           }
@@ -377,7 +566,8 @@
             try {
               const from = sub.offset
               const { res, body } = await get('offset=' + enc(from), requestTimeout)
-              if (!res.ok) throw httpError(res)
+              if (res.status === 401) auth.refresh()
+              if (!res.ok) throw httpError(res, body)
               if (fromHeaders(from, res, body)) return
             } catch {
               failures++
@@ -423,7 +613,9 @@
    * producer(url, options): an idempotent producer (Producer-Id, Producer-Epoch, Producer-Seq). append(value)
    * queues value and resolves once the server has it (200, or 204 for a retry it already had). Each queued
    * item keeps its sequence number across retries and, with options.storage (default sessionStorage), across
-   * reloads, so resending after a lost answer never stores a message twice. Returns { append, pending, id }.
+   * reloads, so resending after a lost answer never stores a message twice. options.token and
+   * options.withCredentials as for follow(): after a 401 a token function is asked again and the item resent
+   * after the backoff; a 401 without one, and a 403, refuse the item. Returns { append, pending, id }.
    */
   function producer (url, opts) {
     opts = opts || {}
@@ -450,6 +642,9 @@
     const changed = () => { if (typeof opts.onChange === 'function') opts.onChange(st.box.length, api.lastError) }
     let pumping = false
     let waker = null
+    const auth = tokenHolder(opts.token)
+    const credentials = opts.withCredentials ? 'include' : undefined
+    const NO_TOKEN = {}
 
     async function pump () {
       if (pumping) return
@@ -460,19 +655,25 @@
           const item = st.box[0]
           if (item.seq == null) { item.seq = st.next; persist() }
           let res = null
-          try {
-            res = await fetchFn(href, {
-              method: 'POST',
-              cache: 'no-store',
-              headers: Object.assign({}, opts.headers, {
-                'Content-Type': contentType,
-                'Producer-Id': id,
-                'Producer-Epoch': epoch,
-                'Producer-Seq': String(item.seq),
-              }),
-              body: item.body,
-            })
-          } catch (e) { api.lastError = 'offline' }
+          const tok = await auth.get().catch(() => NO_TOKEN)
+          if (tok === NO_TOKEN) {
+            api.lastError = 'options.token failed'
+          } else {
+            try {
+              res = await fetchFn(href, {
+                method: 'POST',
+                cache: 'no-store',
+                credentials,
+                headers: Object.assign({}, bearer(opts.headers, tok), {
+                  'Content-Type': contentType,
+                  'Producer-Id': id,
+                  'Producer-Epoch': epoch,
+                  'Producer-Seq': String(item.seq),
+                }),
+                body: item.body,
+              })
+            } catch (e) { api.lastError = 'offline' }
+          }
           if (res && res.ok) { // 200 stored now, 204 stored by an earlier try whose answer was lost
             st.next = item.seq + 1
             st.box.shift()
@@ -489,7 +690,9 @@
             persist()
             continue
           }
-          if (res && res.status < 500 && res.status !== 429) { // refused for good; its seq was not used
+          if (res && res.status === 401 && auth.refreshable) {
+            auth.refresh() // a new token for the retry below
+          } else if (res && res.status < 500 && res.status !== 429) { // refused for good; its seq was not used
             st.box.shift()
             persist()
             api.lastError = res.headers.get('Stream-Closed') === 'true' ? 'stream closed' : 'HTTP ' + res.status
