@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,12 @@
 #define RSA_MIN_BITS    2048
 #define CLAIM_MAX_S     253402300799.0  /* 9999-12-31T23:59:59Z: exp and nbf beyond are refused */
 
+struct auth_cache;
+
 struct auth {
 	size_t n;
 	struct auth_keyfile keys[AUTH_MAX_KEYS];
+	struct auth_cache *cache;  /* owned; NULL: no cache (LMSTREAM_BENCH_NO_AUTH_CACHE) */
 };
 
 static const char *const right_names[RIGHT__COUNT] = { "read", "write", "admin" };
@@ -299,6 +303,245 @@ void auth_keyfile_free(struct auth_keyfile *k)
 	memset(k, 0, sizeof *k);
 }
 
+/* --- the cache of verified tokens ------------------------------------------ */
+
+/* A set-associative table: a token's hash picks one of CACHE_SETS sets of
+ * CACHE_WAYS slots, each set with its own mutex (threads that present
+ * different tokens seldom wait for each other). A slot holds a copy of the
+ * whole token, which a lookup compares byte for byte (the hash only picks
+ * the set), and what its verification gave: exp, nbf, sub and the patterns.
+ * Only verified tokens are put in; a full set gives up the slot of an
+ * expired token, else its least recently used one. The cache belongs to its
+ * struct auth: the keys it was verified with are the ones it lives with. */
+#define CACHE_SETS 128
+#define CACHE_WAYS 4
+
+struct cache_slot {
+	uint64_t hash;
+	/* owned, NULL when the slot is empty: the token (len bytes and a NUL),
+	 * then sub, then every pattern of rights[0], rights[1] and rights[2],
+	 * each NUL-terminated */
+	char *block;
+	size_t len, bytes;          /* the token's bytes; the block's */
+	int64_t exp_ms, nbf_ms;     /* nbf_ms INT64_MIN: no "nbf" */
+	uint64_t used;              /* the set's clock at the last use */
+	uint32_t npat[RIGHT__COUNT];
+};
+
+struct cache_set {
+	pthread_mutex_t lock;
+	uint64_t clock, hits, misses;
+	size_t bytes;               /* the blocks of its slots */
+	struct cache_slot slot[CACHE_WAYS];
+};
+
+struct auth_cache {
+	struct cache_set set[CACHE_SETS];
+};
+
+/* murmur3's finalizer: every bit of x reaches every bit of the result. */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	return x ^ (x >> 33);
+}
+
+/* A hash of the token's bytes, to pick a set (never to decide a match). */
+static uint64_t token_hash(const char *t, size_t len)
+{
+	uint64_t h = len, w;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, t + i, 8);
+		h = (h ^ mix64(w)) * 0x9e3779b97f4a7c15ULL;
+		h = h << 31 | h >> 33;
+	}
+	w = 0;
+	memcpy(&w, t + i, len - i);
+	return mix64(h ^ mix64(w ^ 0x5bd1e995ULL));
+}
+
+static struct cache_set *cache_set_of(struct auth_cache *c, uint64_t hash)
+{
+	return &c->set[(hash >> 32) % CACHE_SETS];
+}
+
+static struct auth_cache *cache_new(void)
+{
+	struct auth_cache *c = calloc(1, sizeof *c);
+	for (size_t i = 0; c && i < CACHE_SETS; i++) {
+		if (pthread_mutex_init(&c->set[i].lock, NULL)) {
+			while (i--)
+				pthread_mutex_destroy(&c->set[i].lock);
+			free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+static void slot_clear(struct cache_set *s, struct cache_slot *e)
+{
+	s->bytes -= e->bytes;
+	free(e->block);
+	memset(e, 0, sizeof *e);
+}
+
+static void cache_free(struct auth_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < CACHE_SETS; i++) {
+		for (size_t w = 0; w < CACHE_WAYS; w++)
+			slot_clear(&c->set[i], &c->set[i].slot[w]);
+		pthread_mutex_destroy(&c->set[i].lock);
+	}
+	free(c);
+}
+
+/* Whether a token of exp_ms and nbf_ms is valid at now_ms: NULL, or why
+ * not, by check_times' rules. */
+static const char *times_ok(int64_t exp_ms, int64_t nbf_ms, int64_t now_ms, int skew_s)
+{
+	int64_t skew_ms = skew_s > 0 ? (int64_t)skew_s * 1000 : 0;
+	if (now_ms >= exp_ms + skew_ms)
+		return "expired";
+	if (nbf_ms != INT64_MIN && now_ms + skew_ms < nbf_ms)
+		return "not yet valid";
+	return NULL;
+}
+
+/* Fills g (empty) from slot e: an independent copy. Returns 0 or -1 when
+ * out of memory (g is then empty). */
+static int grant_from_slot(const struct cache_slot *e, struct grant *g)
+{
+	const char *p = e->block + e->len + 1;
+	size_t n = strlen(p);
+	memcpy(g->sub, p, n + 1);
+	p += n + 1;
+	g->exp_ms = e->exp_ms;
+	for (int r = 0; r < RIGHT__COUNT; r++) {
+		if (!e->npat[r])
+			continue;
+		struct patterns *pt = &g->rights[r];
+		if (!(pt->v = calloc(e->npat[r], sizeof *pt->v)))
+			goto oom;
+		for (; pt->n < e->npat[r]; pt->n++) {
+			n = strlen(p);
+			if (!(pt->v[pt->n] = malloc(n + 1)))
+				goto oom;
+			memcpy(pt->v[pt->n], p, n + 1);
+			p += n + 1;
+		}
+	}
+	return 0;
+oom:
+	grant_free(g);
+	return -1;
+}
+
+/* Looks token up. Returns 1 with *g (a copy) when it is there and valid at
+ * now_ms, 1 with *why when it is there but expired or not yet valid (the
+ * slot is dropped), 0 when it is not there. */
+static int cache_get(struct auth_cache *c, const char *token, size_t len, int64_t now_ms, int skew_s,
+                     struct grant *g, const char **why)
+{
+	uint64_t h = token_hash(token, len);
+	struct cache_set *s = cache_set_of(c, h);
+	int found = 0;
+	pthread_mutex_lock(&s->lock);
+	for (size_t w = 0; w < CACHE_WAYS && !found; w++) {
+		struct cache_slot *e = &s->slot[w];
+		if (!e->block || e->hash != h || e->len != len || memcmp(e->block, token, len))
+			continue;
+		found = 1;
+		if ((*why = times_ok(e->exp_ms, e->nbf_ms, now_ms, skew_s)))
+			slot_clear(s, e);
+		else if (grant_from_slot(e, g))
+			found = 0; /* out of memory: verified again */
+		else
+			e->used = ++s->clock;
+	}
+	if (found)
+		s->hits++;
+	else
+		s->misses++;
+	pthread_mutex_unlock(&s->lock);
+	return found;
+}
+
+/* Which slot of a full set goes first: 0 an empty one, 1 one that is not
+ * valid at now_ms, 2 one that is (then the least recently used). */
+static int slot_rank(const struct cache_slot *e, int64_t now_ms, int skew_s)
+{
+	return !e->block ? 0 : times_ok(e->exp_ms, e->nbf_ms, now_ms, skew_s) ? 1 : 2;
+}
+
+/* Puts the verified token and its grant g in the cache. Out of memory,
+ * it is left out. */
+static void cache_put(struct auth_cache *c, const char *token, size_t len, int64_t nbf_ms,
+                      const struct grant *g, int64_t now_ms, int skew_s)
+{
+	size_t bytes = len + 1 + strlen(g->sub) + 1;
+	for (int r = 0; r < RIGHT__COUNT; r++)
+		for (size_t i = 0; i < g->rights[r].n; i++)
+			bytes += strlen(g->rights[r].v[i]) + 1;
+	char *block = malloc(bytes), *p = block;
+	if (!block)
+		return;
+	memcpy(p, token, len);
+	p[len] = '\0';
+	p += len + 1;
+	p = stpcpy(p, g->sub) + 1;
+	for (int r = 0; r < RIGHT__COUNT; r++)
+		for (size_t i = 0; i < g->rights[r].n; i++)
+			p = stpcpy(p, g->rights[r].v[i]) + 1;
+
+	uint64_t h = token_hash(token, len);
+	struct cache_set *s = cache_set_of(c, h);
+	struct cache_slot *victim = NULL;
+	pthread_mutex_lock(&s->lock);
+	for (size_t w = 0; w < CACHE_WAYS; w++) {
+		struct cache_slot *e = &s->slot[w];
+		if (e->block && e->hash == h && e->len == len && !memcmp(e->block, token, len)) {
+			victim = e; /* another thread put it in meanwhile: replaced */
+			break;
+		}
+		int rank = slot_rank(e, now_ms, skew_s), vrank = victim ? slot_rank(victim, now_ms, skew_s) : 3;
+		if (rank < vrank || (rank == vrank && e->used < victim->used))
+			victim = e;
+	}
+	slot_clear(s, victim);
+	*victim = (struct cache_slot){ .hash = h, .block = block, .len = len, .bytes = bytes, .exp_ms = g->exp_ms,
+	                               .nbf_ms = nbf_ms, .used = ++s->clock };
+	for (int r = 0; r < RIGHT__COUNT; r++)
+		victim->npat[r] = (uint32_t)g->rights[r].n;
+	s->bytes += bytes;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void auth_cache_stats(const struct auth *a, struct auth_cache_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!a || !a->cache)
+		return;
+	out->capacity = CACHE_SETS * CACHE_WAYS;
+	out->bytes = sizeof *a->cache;
+	for (size_t i = 0; i < CACHE_SETS; i++) {
+		struct cache_set *s = &a->cache->set[i];
+		pthread_mutex_lock(&s->lock);
+		out->hits += s->hits;
+		out->misses += s->misses;
+		out->bytes += s->bytes;
+		for (size_t w = 0; w < CACHE_WAYS; w++)
+			out->entries += s->slot[w].block != NULL;
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
 /* --- opening -------------------------------------------------------------- */
 
 /* Loads the key file path into a. Returns 0 or -1 with err. */
@@ -339,6 +582,10 @@ int auth_open(struct auth **out, const struct config *cfg, char *err, size_t err
 		if (r == 0 && add_key(a, path, err, errlen))
 			r = -1;
 	}
+	/* The cache is only a speed-up: without memory for it, none. */
+	const char *off = getenv("LMSTREAM_BENCH_NO_AUTH_CACHE");
+	if (r >= 0 && !(off && *off && strcmp(off, "0")))
+		a->cache = cache_new();
 	if (r < 0) {
 		auth_close(a);
 		return -1;
@@ -353,6 +600,7 @@ void auth_close(struct auth *a)
 		return;
 	for (size_t i = 0; i < a->n; i++)
 		auth_keyfile_free(&a->keys[i]);
+	cache_free(a->cache);
 	free(a);
 }
 
@@ -454,19 +702,19 @@ static int claim_ms(const cJSON *c, int64_t *ms)
 	return 0;
 }
 
-static const char *check_times(const cJSON *claims, int64_t now_ms, int skew_s, int64_t *exp_ms)
+/* Reads "exp" (*exp_ms) and "nbf" (*nbf_ms, INT64_MIN when absent) and
+ * checks them at now_ms (times_ok). Returns NULL or why not. */
+static const char *check_times(const cJSON *claims, int64_t now_ms, int skew_s, int64_t *exp_ms, int64_t *nbf_ms)
 {
 	const cJSON *nbf = cJSON_GetObjectItemCaseSensitive(claims, "nbf");
-	int64_t skew_ms = skew_s > 0 ? (int64_t)skew_s * 1000 : 0, nbf_ms;
+	*nbf_ms = INT64_MIN;
 	if (claim_ms(cJSON_GetObjectItemCaseSensitive(claims, "exp"), exp_ms))
 		return "no exp";
-	if (now_ms >= *exp_ms + skew_ms)
+	if (now_ms >= *exp_ms + (skew_s > 0 ? (int64_t)skew_s * 1000 : 0))
 		return "expired";
-	if (nbf && claim_ms(nbf, &nbf_ms))
+	if (nbf && claim_ms(nbf, nbf_ms))
 		return "bad nbf";
-	if (nbf && now_ms + skew_ms < nbf_ms)
-		return "not yet valid";
-	return NULL;
+	return times_ok(*exp_ms, *nbf_ms, now_ms, skew_s);
 }
 
 /* Copies the "sub" claim into out (cap bytes), cut at a UTF-8 character. */
@@ -526,8 +774,8 @@ static const char *read_rights(const cJSON *claims, struct patterns rights[RIGHT
 	return NULL;
 }
 
-/* Checks the claims of the verified token v and fills g. */
-static const char *read_claims(jwt_t *v, int64_t now_ms, int skew_s, struct grant *g)
+/* Checks the claims of the verified token v and fills g and *nbf_ms. */
+static const char *read_claims(jwt_t *v, int64_t now_ms, int skew_s, struct grant *g, int64_t *nbf_ms)
 {
 	char *text = jwt_get_grants_json(v, NULL);
 	cJSON *claims = text ? cJSON_Parse(text) : NULL;
@@ -536,7 +784,7 @@ static const char *read_claims(jwt_t *v, int64_t now_ms, int skew_s, struct gran
 	if (!cJSON_IsObject(claims))
 		why = "malformed claims";
 	if (!why)
-		why = check_times(claims, now_ms, skew_s, &g->exp_ms);
+		why = check_times(claims, now_ms, skew_s, &g->exp_ms, nbf_ms);
 	if (!why)
 		why = read_sub(claims, g->sub, sizeof g->sub);
 	if (!why)
@@ -551,6 +799,7 @@ int auth_verify(const struct auth *a, const char *token, int64_t now_ms, int ske
 	char kid[AUTH_KID_MAX];
 	int alg = 0, has_kid = 0;
 	jwt_t *v = NULL;
+	int64_t nbf_ms = INT64_MIN;
 	size_t len = token ? strnlen(token, LS_MAX_TOKEN + 1) : 0;
 
 	memset(g, 0, sizeof *g);
@@ -561,6 +810,8 @@ int auth_verify(const struct auth *a, const char *token, int64_t now_ms, int ske
 		*why = "no token";
 	else if (len > LS_MAX_TOKEN)
 		*why = "token too long";
+	else if (a->cache && cache_get(a->cache, token, len, now_ms, skew_s, g, why))
+		return *why ? -1 : 0; /* the same bytes were verified with these keys */
 	else if (!token_shape(token, len))
 		*why = "malformed token";
 	if (!*why)
@@ -568,13 +819,15 @@ int auth_verify(const struct auth *a, const char *token, int64_t now_ms, int ske
 	if (!*why)
 		*why = check_signature(a, token, alg, has_kid ? kid : NULL, &v);
 	if (!*why)
-		*why = read_claims(v, now_ms, skew_s, g);
+		*why = read_claims(v, now_ms, skew_s, g, &nbf_ms);
 	jwt_free(v);
 	ERR_clear_error(); /* libjwt leaves OpenSSL's errors of a failed check */
 	if (*why) {
 		grant_free(g);
 		return -1;
 	}
+	if (a->cache)
+		cache_put(a->cache, token, len, nbf_ms, g, now_ms, skew_s);
 	return 0;
 }
 

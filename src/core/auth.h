@@ -52,9 +52,27 @@ size_t auth_nkeys(const struct auth *a);
  * expired from exp + skew on, valid from nbf - skew on). Returns 0 with *g
  * filled (release with grant_free), or -1 with *g empty and a short static
  * reason in *why that never contains the token. Safe to call from many
- * threads at once with one struct auth. */
+ * threads at once with one struct auth.
+ *
+ * A token verified once is remembered by its struct auth (512 tokens at
+ * most, the least recently used go first): the same bytes again are not
+ * verified again, but exp and nbf are checked at every now_ms as above, and
+ * *g is a copy as before. A refused token is never remembered; a new
+ * struct auth (new keys) starts with none. The environment variable
+ * LMSTREAM_BENCH_NO_AUTH_CACHE=1, when auth_open runs, turns this off (for
+ * tests/bench/run). */
 int auth_verify(const struct auth *a, const char *token, int64_t now_ms, int skew_s,
                 struct grant *g, const char **why);
+
+/* What the cache of verified tokens holds and did (all 0 without one). */
+struct auth_cache_stats {
+	uint64_t hits, misses;  /* auth_verify calls looked up (a token of 1 to LS_MAX_TOKEN bytes):
+	                         * answered from it, and verified */
+	size_t entries;         /* tokens held */
+	size_t capacity;        /* tokens it can hold */
+	size_t bytes;           /* its memory: the table and the copies its entries own */
+};
+void auth_cache_stats(const struct auth *a, struct auth_cache_stats *out);
 
 void grant_free(struct grant *g);
 

@@ -911,6 +911,380 @@ static void test_ctl(void)
 	}
 }
 
+/* --- the cache of verified tokens ---------------------------------------- */
+
+static struct auth_cache_stats stats_of(const struct auth *a)
+{
+	struct auth_cache_stats st;
+	auth_cache_stats(a, &st);
+	return st;
+}
+
+/* Whether a and b grant the same, in memory of their own. */
+static int grants_equal(const struct grant *a, const struct grant *b)
+{
+	if (strcmp(a->sub, b->sub) || a->exp_ms != b->exp_ms)
+		return 0;
+	for (int r = 0; r < RIGHT__COUNT; r++) {
+		if (a->rights[r].n != b->rights[r].n || (a->rights[r].n && a->rights[r].v == b->rights[r].v))
+			return 0;
+		for (size_t i = 0; i < a->rights[r].n; i++)
+			if (strcmp(a->rights[r].v[i], b->rights[r].v[i]) || a->rights[r].v[i] == b->rights[r].v[i])
+				return 0;
+	}
+	return 1;
+}
+
+static void test_cache_hit(void)
+{
+	struct auth *a = NULL;
+	char err[600];
+	struct grant g1, g2, g3;
+	const char *why;
+	CHECK_INT(open_keys("hs.key rsa.pub ec.pub", &a, err, sizeof err), 0);
+	struct auth_cache_stats st = stats_of(a);
+	CHECK_UINT(st.capacity, 512);
+	CHECK_UINT(st.entries, 0);
+	CHECK(st.bytes > 0 && st.bytes < 64 * 1024);
+	static const struct { int line; enum signer who; } rows[] = {
+		{ __LINE__, S_HS }, { __LINE__, S_RSA }, { __LINE__, S_EC },
+	};
+	for (size_t k = 0; k < NELEM(rows); k++) {
+		int line = rows[k].line;
+		char *t = mint(rows[k].who, NULL, "{\"exp\":1700000100,\"sub\":\"alice\",\"lmstream\":{\"read\":[\"a/*\","
+		               "\"b/**\"],\"write\":[\"b/**\"],\"admin\":[\"c\"]}}");
+		struct auth_cache_stats before = stats_of(a);
+		CHECK_INT_AT(line, auth_verify(a, t, T0 * 1000, 30, &g1, &why), 0);
+		st = stats_of(a);
+		CHECK_UINT_AT(line, st.misses, before.misses + 1);
+		CHECK_UINT_AT(line, st.entries, before.entries + 1);
+		CHECK_INT_AT(line, auth_verify(a, t, T0 * 1000 + 5000, 30, &g2, &why), 0);
+		CHECK_INT_AT(line, auth_verify(a, t, T0 * 1000, 30, &g3, &why), 0);
+		st = stats_of(a);
+		CHECK_UINT_AT(line, st.hits, before.hits + 2);
+		CHECK_UINT_AT(line, st.entries, before.entries + 1);
+		/* The same grant, each an independent copy the caller frees. */
+		CHECK_AT(line, grants_equal(&g1, &g2) && grants_equal(&g2, &g3));
+		CHECK_STR_AT(line, g2.sub, "alice");
+		CHECK_INT_AT(line, g2.exp_ms, 1700000100000LL);
+		CHECK_AT(line, rights_are(&g2.rights[RIGHT_READ], "a/* b/**"));
+		CHECK_AT(line, rights_are(&g2.rights[RIGHT_WRITE], "b/**"));
+		CHECK_AT(line, rights_are(&g2.rights[RIGHT_ADMIN], "c"));
+		g2.rights[RIGHT_READ].v[0][0] = 'z';
+		grant_free(&g1);
+		grant_free(&g2);
+		CHECK_INT_AT(line, auth_verify(a, t, T0 * 1000, 30, &g1, &why), 0);
+		CHECK_AT(line, grants_equal(&g1, &g3));
+		grant_free(&g1);
+		grant_free(&g3);
+		free(t);
+	}
+	/* No sub, no rights. */
+	char *t = mint(S_HS, "hs", "{\"exp\":1700000100}");
+	CHECK_INT(auth_verify(a, t, T0 * 1000, 30, &g1, &why), 0);
+	CHECK_INT(auth_verify(a, t, T0 * 1000, 30, &g2, &why), 0);
+	CHECK_STR(g2.sub, "");
+	CHECK(g2.exp_ms == 1700000100000LL && !g2.rights[RIGHT_READ].v && !g2.rights[RIGHT_WRITE].n);
+	grant_free(&g1);
+	grant_free(&g2);
+	free(t);
+	/* A refused token is never kept: verified again each time. */
+	st = stats_of(a);
+	t = mint(S_OLD, NULL, "{\"exp\":1700000100}");
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(auth_verify(a, t, T0 * 1000, 30, &g1, &why), -1);
+		CHECK_STR(why, "bad signature");
+	}
+	free(t);
+	t = mint(S_HS, "hs", "{\"exp\":1699999000}");
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(auth_verify(a, t, T0 * 1000, 30, &g1, &why), -1);
+		CHECK_STR(why, "expired");
+	}
+	free(t);
+	struct auth_cache_stats after = stats_of(a);
+	CHECK_UINT(after.hits, st.hits);
+	CHECK_UINT(after.misses, st.misses + 6);
+	CHECK_UINT(after.entries, st.entries);
+	auth_close(a);
+}
+
+/* exp and nbf are checked at every hit, with the skew of the call. */
+static void test_cache_times(void)
+{
+	static const struct { int line; long long now_ms; int skew; const char *why; } rows[] = {
+		/* exp 1700000100, nbf 1700000050 */
+		{ __LINE__, (T0 + 50) * 1000, 0, NULL },          /* verified: in the cache */
+		{ __LINE__, (T0 + 99) * 1000 + 999, 0, NULL },
+		{ __LINE__, (T0 + 129) * 1000 + 999, 30, NULL },
+		{ __LINE__, (T0 + 20) * 1000, 30, NULL },
+		{ __LINE__, (T0 + 20) * 1000 - 1, 30, "not yet valid" },
+		{ __LINE__, (T0 + 49) * 1000, 0, "not yet valid" },
+		{ __LINE__, (T0 + 60) * 1000, 0, NULL },
+		{ __LINE__, (T0 + 100) * 1000, 0, "expired" },
+		{ __LINE__, (T0 + 60) * 1000, 0, NULL },
+		{ __LINE__, (T0 + 130) * 1000, 30, "expired" },
+		{ __LINE__, (T0 + 100) * 1000, 0, "expired" },
+		{ __LINE__, T0 * 1000, 0, "not yet valid" },
+		{ __LINE__, (T0 + 99) * 1000, 0, NULL },
+	};
+	struct auth *a = NULL;
+	char err[600];
+	struct grant g;
+	const char *why;
+	CHECK_INT(open_keys("hs.key", &a, err, sizeof err), 0);
+	char *t = mint(S_HS, "hs", "{\"exp\":1700000100,\"nbf\":1700000050,\"sub\":\"bob\"}");
+	for (size_t i = 0; i < NELEM(rows); i++) {
+		struct auth_cache_stats before = stats_of(a);
+		int rc = auth_verify(a, t, rows[i].now_ms, rows[i].skew, &g, &why);
+		CHECK_INT_AT(rows[i].line, rc, rows[i].why ? -1 : 0);
+		CHECK_STR_AT(rows[i].line, why, rows[i].why);
+		if (rc == 0) {
+			CHECK_STR_AT(rows[i].line, g.sub, "bob");
+			grant_free(&g);
+		} else {
+			CHECK_AT(rows[i].line, g.sub[0] == '\0' && g.exp_ms == 0);
+		}
+		/* A refusal drops the entry: the next call verifies again. */
+		struct auth_cache_stats st = stats_of(a);
+		int was_cached = i > 0 && !rows[i - 1].why;
+		CHECK_UINT_AT(rows[i].line, st.hits - before.hits, was_cached);
+		CHECK_UINT_AT(rows[i].line, st.entries, rows[i].why ? 0 : 1);
+	}
+	free(t);
+	auth_close(a);
+}
+
+/* Only the same bytes are served from the cache. */
+static void test_cache_one_byte(void)
+{
+	struct auth *a = NULL;
+	char err[600];
+	struct grant g;
+	const char *why;
+	size_t d[2];
+	CHECK_INT(open_keys("hs.key ec.pub", &a, err, sizeof err), 0);
+	static const struct { int line; enum signer who; } rows[] = { { __LINE__, S_HS }, { __LINE__, S_EC } };
+	for (size_t k = 0; k < NELEM(rows); k++) {
+		int line = rows[k].line;
+		char *t = mint(rows[k].who, NULL, "{\"exp\":1700000100,\"lmstream\":{\"read\":[\"a\"]}}");
+		size_t len = strlen(t);
+		split(t, d);
+		CHECK_INT(auth_verify(a, t, T0 * 1000, 30, &g, &why), 0);
+		grant_free(&g);
+		/* Each byte of the header, of the payload, and of the signature but
+		 * its last character (whose low bits base64url decoding drops). */
+		size_t bad = 0;
+		for (size_t i = 0; i + 1 < len; i++) {
+			char *u = strdup(t);
+			u[i] = u[i] == '.' ? 'A' : u[i] == 'A' ? 'B' : 'A';
+			struct auth_cache_stats before = stats_of(a);
+			int rc = auth_verify(a, u, T0 * 1000, 30, &g, &why);
+			if (rc == 0)
+				grant_free(&g);
+			/* A base64url character may differ only in bits that decoding
+			 * drops (the last of a part); anything else is refused. */
+			int last_of_part = i == d[0] - 1 || i == d[1] - 1;
+			bad += stats_of(a).hits != before.hits || (rc == 0 && !last_of_part);
+			free(u);
+		}
+		CHECK_UINT_AT(line, bad, 0);
+		/* Shorter, longer. */
+		char *u = malloc(len + 2);
+		memcpy(u, t, len - 1);
+		u[len - 1] = '\0';
+		struct auth_cache_stats before = stats_of(a);
+		CHECK_INT_AT(line, auth_verify(a, u, T0 * 1000, 30, &g, &why), -1);
+		memcpy(u, t, len);
+		u[len] = 'A';
+		u[len + 1] = '\0';
+		CHECK_INT_AT(line, auth_verify(a, u, T0 * 1000, 30, &g, &why), -1);
+		CHECK_UINT_AT(line, stats_of(a).hits, before.hits);
+		/* The token itself still is. */
+		CHECK_INT_AT(line, auth_verify(a, t, T0 * 1000, 30, &g, &why), 0);
+		CHECK_UINT_AT(line, stats_of(a).hits, before.hits + 1);
+		grant_free(&g);
+		free(u);
+		free(t);
+	}
+	auth_close(a);
+}
+
+/* Many distinct tokens: the cache keeps at most its capacity, a token in
+ * use stays, and the memory stays bounded. */
+static void test_cache_bounded(void)
+{
+	enum { N = 2000, LAST = 16 };
+	struct auth *a = NULL;
+	char err[600], claims[200], want[32], pattern[32];
+	struct grant g;
+	const char *why;
+	char **tokens = calloc(N, sizeof *tokens);
+	CHECK_INT(open_keys("hs.key", &a, err, sizeof err), 0);
+	char *hot = mint(S_HS, "hs", "{\"exp\":1700000100,\"sub\":\"hot\"}");
+	size_t max_entries = 0, max_bytes = 0, hot_misses = 0, refused = 0, wrong = 0;
+	for (int i = 0; i < N; i++) {
+		snprintf(claims, sizeof claims, "{\"exp\":1700000100,\"sub\":\"u%d\",\"lmstream\":{\"read\":[\"u/%d/**\"]}}",
+		         i, i);
+		tokens[i] = mint(S_HS, "hs", claims);
+		refused += auth_verify(a, tokens[i], T0 * 1000, 30, &g, &why) != 0;
+		grant_free(&g);
+		/* A token in use between the others. */
+		struct auth_cache_stats before = stats_of(a);
+		refused += auth_verify(a, hot, T0 * 1000, 30, &g, &why) != 0;
+		wrong += strcmp(g.sub, "hot") != 0;
+		grant_free(&g);
+		struct auth_cache_stats st = stats_of(a);
+		hot_misses += st.hits == before.hits;
+		if (st.entries > max_entries)
+			max_entries = st.entries;
+		if (st.bytes > max_bytes)
+			max_bytes = st.bytes;
+	}
+	struct auth_cache_stats st = stats_of(a);
+	CHECK_UINT(max_entries, st.capacity);
+	CHECK_UINT(st.entries, st.capacity);
+	CHECK_UINT(hot_misses, 1); /* only the first call */
+	/* The table (45 KiB) and 512 copies of a ~180-byte token and its grant. */
+	CHECK(max_bytes < 160 * 1024);
+	/* The last tokens are there (unless five of them share a set: about
+	 * one run in 60,000), hardly any of the first ones, and every one is
+	 * still accepted with its own grant. */
+	size_t hits_before = st.hits;
+	for (int i = N - LAST; i < N; i++) {
+		refused += auth_verify(a, tokens[i], T0 * 1000, 30, &g, &why) != 0;
+		grant_free(&g);
+	}
+	CHECK_UINT(stats_of(a).hits - hits_before, LAST);
+	hits_before = stats_of(a).hits;
+	for (int i = 0; i < 256; i++) {
+		snprintf(want, sizeof want, "u%d", i);
+		snprintf(pattern, sizeof pattern, "u/%d/**", i);
+		refused += auth_verify(a, tokens[i], T0 * 1000, 30, &g, &why) != 0;
+		wrong += strcmp(g.sub, want) != 0 || !rights_are(&g.rights[RIGHT_READ], pattern);
+		grant_free(&g);
+	}
+	CHECK(stats_of(a).hits - hits_before < 32);
+	CHECK_UINT(stats_of(a).entries, st.capacity);
+	CHECK_UINT(refused, 0);
+	CHECK_UINT(wrong, 0);
+	for (int i = 0; i < N; i++)
+		free(tokens[i]);
+	free(tokens);
+	free(hot);
+	auth_close(a);
+}
+
+/* The cache belongs to one struct auth: a key no longer loaded verifies
+ * nothing, cached or not. */
+static void test_cache_keys(void)
+{
+	struct auth *a = NULL, *b = NULL;
+	char err[600];
+	struct grant g;
+	const char *why;
+	char *with_kid = mint(S_OLD, "old", "{\"exp\":1700000100}");
+	char *no_kid = mint(S_OLD, NULL, "{\"exp\":1700000100}");
+	CHECK_INT(open_keys("old.key hs.key", &a, err, sizeof err), 0);
+	for (int i = 0; i < 2; i++) {
+		CHECK_INT(auth_verify(a, with_kid, T0 * 1000, 30, &g, &why), 0);
+		grant_free(&g);
+		CHECK_INT(auth_verify(a, no_kid, T0 * 1000, 30, &g, &why), 0);
+		grant_free(&g);
+	}
+	CHECK_UINT(stats_of(a).hits, 2);
+	/* Another struct auth, at the same time, without old.key. */
+	CHECK_INT(open_keys("hs.key", &b, err, sizeof err), 0);
+	CHECK_INT(auth_verify(b, with_kid, T0 * 1000, 30, &g, &why), -1);
+	CHECK_STR(why, "unknown key");
+	CHECK_INT(auth_verify(b, no_kid, T0 * 1000, 30, &g, &why), -1);
+	CHECK_STR(why, "bad signature");
+	CHECK_UINT(stats_of(b).hits, 0);
+	auth_close(b);
+	/* A reload: the old struct closed, a new one opened without old.key. */
+	auth_close(a);
+	CHECK_INT(open_keys("hs.key", &a, err, sizeof err), 0);
+	CHECK_INT(auth_verify(a, with_kid, T0 * 1000, 30, &g, &why), -1);
+	CHECK_STR(why, "unknown key");
+	CHECK_INT(auth_verify(a, no_kid, T0 * 1000, 30, &g, &why), -1);
+	CHECK_STR(why, "bad signature");
+	CHECK_UINT(stats_of(a).entries, 0);
+	auth_close(a);
+	/* Turned off for benchmarks: the same answers, nothing kept. */
+	setenv("LMSTREAM_BENCH_NO_AUTH_CACHE", "1", 1);
+	CHECK_INT(open_keys("old.key", &a, err, sizeof err), 0);
+	unsetenv("LMSTREAM_BENCH_NO_AUTH_CACHE");
+	for (int i = 0; i < 2; i++) {
+		CHECK_INT(auth_verify(a, with_kid, T0 * 1000, 30, &g, &why), 0);
+		grant_free(&g);
+	}
+	struct auth_cache_stats st = stats_of(a);
+	CHECK(st.capacity == 0 && st.entries == 0 && st.hits == 0 && st.bytes == 0);
+	auth_close(a);
+	free(with_kid);
+	free(no_kid);
+}
+
+/* Threads sharing one struct auth over more tokens than it holds: every
+ * grant is its own token's, in hits and misses alike. */
+struct churn_arg {
+	const struct auth *a;
+	char **tokens;
+	int n, seed, bad;
+};
+
+static void *churn(void *p)
+{
+	struct churn_arg *arg = p;
+	unsigned x = (unsigned)arg->seed * 2654435761u + 1;
+	for (int i = 0; i < 1500; i++) {
+		struct grant g;
+		const char *why;
+		char want[32];
+		x = x * 1103515245u + 12345u;
+		int k = (int)((x >> 8) % (unsigned)arg->n);
+		snprintf(want, sizeof want, "u%d", k);
+		int64_t now = T0 * 1000 + (k % 7 == 0 ? 200000 : 0); /* some expired */
+		int rc = auth_verify(arg->a, arg->tokens[k], now, 30, &g, &why);
+		if (k % 7 == 0 ? rc != -1 || strcmp(why, "expired")
+		               : rc != 0 || strcmp(g.sub, want) || !rights_are(&g.rights[RIGHT_WRITE], want + 1))
+			arg->bad++;
+		if (rc == 0)
+			grant_free(&g);
+	}
+	return NULL;
+}
+
+static void test_cache_threads(void)
+{
+	enum { N = 700, T = 4 };
+	struct auth *a = NULL;
+	char err[600], claims[200];
+	char **tokens = calloc(N, sizeof *tokens);
+	struct churn_arg args[T];
+	pthread_t th[T];
+	CHECK_INT(open_keys("hs.key", &a, err, sizeof err), 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(claims, sizeof claims, "{\"exp\":1700000100,\"sub\":\"u%d\",\"lmstream\":{\"write\":[\"%d\"]}}", i, i);
+		tokens[i] = mint(S_HS, "hs", claims);
+	}
+	for (int i = 0; i < T; i++) {
+		args[i] = (struct churn_arg){ a, tokens, N, i + 1, 0 };
+		CHECK_INT(pthread_create(&th[i], NULL, churn, &args[i]), 0);
+	}
+	for (int i = 0; i < T; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_INT(args[i].bad, 0);
+	}
+	struct auth_cache_stats st = stats_of(a);
+	CHECK_UINT(st.hits + st.misses, T * 1500);
+	CHECK(st.hits > 0 && st.entries <= st.capacity);
+	for (int i = 0; i < N; i++)
+		free(tokens[i]);
+	free(tokens);
+	auth_close(a);
+}
+
 int main(void)
 {
 	umask(022);
@@ -927,6 +1301,12 @@ int main(void)
 	test_grant();
 	test_sub_cut();
 	test_threads();
+	test_cache_hit();
+	test_cache_times();
+	test_cache_one_byte();
+	test_cache_bounded();
+	test_cache_keys();
+	test_cache_threads();
 	test_ctl();
 	unit_rm_rf(dir);
 	return unit_done();
