@@ -10,7 +10,9 @@
  * for --duration seconds (or --count messages). --streams N spreads the
  * POSTs over the N streams PATH-0 .. PATH-(N-1) (in turn); --producer makes
  * each connection an idempotent producer (Producer-Id bench-<pid>-<conn>,
- * Producer-Epoch 0, Producer-Seq counting per stream from 0). Prints one
+ * Producer-Epoch 0, Producer-Seq counting per stream from 0); --header
+ * "Name: value" adds a header to every request (e.g. "Authorization: Bearer
+ * TOKEN"; repeatable). Prints one
  * summary line:
  * sent, ok (2xx), non2xx, errors, first_id, last_id, elapsed_s, rate and the
  * append latency p50/p99 (ms).
@@ -32,6 +34,7 @@ static int nconns = 1, size = 100;
 static uint64_t first_id = 1;
 static int verbose;
 static int nstreams = 1, producer;
+static char extra_hdrs[6000]; /* --header lines, each ending in CRLF */
 #define MAX_STREAMS 1024
 
 static _Atomic uint64_t next_id;
@@ -158,7 +161,7 @@ static int read_response(struct worker *w, int *close_after)
 
 static int post_one(struct worker *w, uint64_t id)
 {
-	char body[4096], req[8192];
+	char body[4096], req[16384];
 	int64_t t = now_us();
 	int n = snprintf(body, sizeof body, "{\"i\":%" PRIu64 ",\"t\":%" PRId64 ",\"pad\":\"", id, t);
 	int pad = size - n - 2;
@@ -182,8 +185,12 @@ static int post_one(struct worker *w, uint64_t id)
 		         (int)getpid(), w->index, w->seq[sidx]++);
 	int rl = snprintf(req, sizeof req,
 	                  "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-	                  "%sUser-Agent: lmstream-publish\r\n\r\n",
-	                  target, host_hdr, ctype, n, prod);
+	                  "%s%sUser-Agent: lmstream-publish\r\n\r\n",
+	                  target, host_hdr, ctype, n, prod, extra_hdrs);
+	if (rl < 0 || (size_t)rl + (size_t)n > sizeof req) {
+		fprintf(stderr, "publish: request too long\n");
+		exit(2);
+	}
 	memcpy(req + rl, body, (size_t)n);
 	rl += n;
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -290,6 +297,7 @@ static void usage(FILE *f)
 	      "  --content-type T  (default application/json)\n"
 	      "  --streams N       POST to PATH-0 .. PATH-(N-1) in turn (default 1: PATH itself)\n"
 	      "  --producer        idempotent producer headers, one producer per connection\n"
+	      "  --header 'N: V'   add this header to every request (repeatable)\n"
 	      "  -v                print non-2xx responses\n",
 	      f);
 }
@@ -323,7 +331,15 @@ static int option(const char *a, const char *v)
 		nstreams = atoi(v);
 	else if (!strcmp(a, "--content-type"))
 		snprintf(ctype, sizeof ctype, "%s", v);
-	else
+	else if (!strcmp(a, "--header")) {
+		size_t used = strlen(extra_hdrs);
+		if (!strchr(v, ':') || strpbrk(v, "\r\n") || used + strlen(v) + 3 > sizeof extra_hdrs) {
+			fprintf(stderr, "publish: --header: 'Name: value' on one line, at most %zu bytes in all\n",
+			        sizeof extra_hdrs - 3);
+			exit(2);
+		}
+		snprintf(extra_hdrs + used, sizeof extra_hdrs - used, "%s\r\n", v);
+	} else
 		return 0;
 	return 2;
 }

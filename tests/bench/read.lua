@@ -2,7 +2,8 @@
 -- Environment: OFFSETS=FILE (one offset per line; each request reads
 -- URL?offset=<a random one>), or RANGE_SIZE=N with RANGE_SPAN=M (each request
 -- asks a static file for N bytes at a random multiple of N below M).
--- done() prints "bytes_per_read=..." for tests/bench/run.
+-- Headers given with wrk -H (e.g. -H 'Authorization: Bearer TOKEN') go with
+-- every request. done() prints "bytes_per_read=..." for tests/bench/run.
 local offsets = {}
 local rsize = tonumber(os.getenv("RANGE_SIZE") or "0")
 local rspan = tonumber(os.getenv("RANGE_SPAN") or "0")
@@ -20,7 +21,9 @@ end
 function request()
 	if rsize > 0 then
 		local k = math.random(0, math.floor(rspan / rsize) - 1)
-		return wrk.format("GET", nil, { ["Range"] = "bytes=" .. (k * rsize) .. "-" .. (k * rsize + rsize - 1) })
+		local h = { ["Range"] = "bytes=" .. (k * rsize) .. "-" .. (k * rsize + rsize - 1) }
+		for name, value in pairs(wrk.headers) do h[name] = h[name] or value end
+		return wrk.format("GET", nil, h)
 	end
 	return wrk.format("GET", wrk.path .. "?offset=" .. offsets[math.random(1, #offsets)])
 end

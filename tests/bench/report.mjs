@@ -174,6 +174,37 @@ if (variants('longpoll').length) {
   }
 }
 
+if (variants('auth-append').length || variants('auth-read').length || variants('auth-verify').length) {
+  md.push('## 7. What tokens cost', '', 'Three deployments of each system at once, on copies of one data directory: `auth = none`, `auth = token` (an HS256 secret and an EC P-256 public key in `auth_key`), and `auth = token` with `LMSTREAM_BENCH_NO_AUTH_CACHE=1` (every request verifies its token); each repetition measures every mode in turn, in a rotating order. Each request carries the mode\'s token in `Authorization: Bearer` (one token for every request, as a browser or a producer sends it). Appends: `publish`, 16 connections, 100-byte JSON messages; reads: wrk, 16 connections, `GET ?offset=X` at random offsets of a small stream (100 messages of 100 bytes). × none: the ratio to `auth = none` of the same system.', '')
+  const modeNames = { none: 'auth = none', hs256: 'token, HS256', es256: 'token, ES256', 'hs256-nocache': 'token, HS256, no cache', 'es256-nocache': 'token, ES256, no cache' }
+  const modes = Object.keys(modeNames).filter((m) => variants('auth-append').includes(m) || variants('auth-read').includes(m))
+  const syss = [...new Set(['auth-append', 'auth-read'].flatMap((w) => variants(w).flatMap((v) => systems(w, v))))]
+  for (const s of syss) {
+    md.push(`**${names[s] || s}**`, '', '| auth | appends/s | × none | append p50 ms | append p99 ms | reads/s | × none | read p50 ms | read p99 ms | bytes/read | errors | runs |', '|---|---|---|---|---|---|---|---|---|---|---|---|')
+    for (const m of modes) {
+      const a = med('auth-append', m, s, 'appends_s')
+      const rd = med('auth-read', m, s, 'reads_s')
+      for (const [w, k] of [['auth-append', 'appends_s'], ['auth-append', 'p50_ms'], ['auth-append', 'p99_ms'], ['auth-read', 'reads_s'], ['auth-read', 'p50_ms'], ['auth-read', 'p99_ms']]) json.medians[[w, m, s, k].join('|')] = med(w, m, s, k)
+      const errs = (med('auth-append', m, s, 'errors') || 0) + (med('auth-read', m, s, 'errors') || 0)
+      md.push(`| ${modeNames[m]} | ${fmt(a)} | ${fx(ratio(a, med('auth-append', 'none', s, 'appends_s')))} | ${fmt(med('auth-append', m, s, 'p50_ms'), 2)} | ${fmt(med('auth-append', m, s, 'p99_ms'), 2)} | ${fmt(rd)} | ${fx(ratio(rd, med('auth-read', 'none', s, 'reads_s')))} | ${fmt(med('auth-read', m, s, 'p50_ms'), 2)} | ${fmt(med('auth-read', m, s, 'p99_ms'), 2)} | ${fmt(med('auth-read', m, s, 'bytes_per_read'))} | ${fmt(errs)} | ${runs('auth-append', m, s, 'appends_s')}/${runs('auth-read', m, s, 'reads_s')} |`)
+    }
+    md.push('')
+    for (const [w, k, what] of [['auth-append', 'appends_s', 'appends/s'], ['auth-read', 'reads_s', 'reads/s']]) {
+      target(`${names[s] || s}: ${what} with an HS256 token ≥ 95% of auth = none`, ratio(med(w, 'hs256', s, k), med(w, 'none', s, k)), (r) => r >= 0.95)
+    }
+  }
+  const vm = Object.keys(modeNames).filter((m) => variants('auth-verify').includes(m))
+  if (vm.length) {
+    md.push('`auth_verify` alone (`auth-verify`: threads calling it in a loop on one struct auth with one token, 2 s; µs per call and thread, and calls/s of all threads):', '',
+      '| token | 1 thread: µs/call | calls/s | 2 threads: µs/call | calls/s | runs |', '|---|---|---|---|---|---|')
+    for (const m of vm) {
+      const c = (t, k) => { const x = med('auth-verify', m, t, k); json.medians[['auth-verify', m, t, k].join('|')] = x; return x }
+      md.push(`| ${modeNames[m]} | ${fmt(c('1 thread', 'us_per_call'), 2)} | ${fmt(c('1 thread', 'calls_s'))} | ${fmt(c('2 threads', 'us_per_call'), 2)} | ${fmt(c('2 threads', 'calls_s'))} | ${runs('auth-verify', m, '1 thread', 'us_per_call')} |`)
+    }
+    md.push('')
+  }
+}
+
 md.push('## Targets', '', '| target | measured | met |', '|---|---|---|')
 for (const t of targets) {
   const m = t.ratio !== undefined ? fx(t.ratio) : t.value !== undefined ? fmt(t.value, 2) : '—'
@@ -215,6 +246,8 @@ bars('catchup', 'Catch-up reads at random offsets, MiB/s, median', 'MiB/s', 'cat
 bars('cgi', 'Catch-up read latency p50 (one connection), ms', 'ms', 'cgi', 'p50_ms')
 bars('longpoll-p99', 'Long-poll fan-out: delivery latency p99 at 1 msg/s, median', 'ms', 'longpoll', 'p99')
 bars('longpoll-kib', 'Long-poll fan-out: server memory per idle subscriber, median', 'KiB', 'longpoll', 'kib')
+bars('auth-append', 'Appends/s by auth mode (16 connections), median', 'appends/s', 'auth-append', 'appends_s')
+bars('auth-read', 'Small catch-up reads/s by auth mode (16 connections), median', 'reads/s', 'auth-read', 'reads_s')
 if (variants('fanout').length) {
   const vs = variants('fanout').sort((a, b) => Number(a) - Number(b))
   const ps = [...new Set(vs.flatMap((v) => systems('fanout', v)))]
