@@ -112,8 +112,11 @@ void read_get(struct proto_ctx *ctx, const struct req *q, struct proto_response 
               struct proto_live *live);
 void read_head(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp);
 /* Reads messages from *seq on into out (JSON messages comma-separated, no
- * brackets), at most about limit bytes (one message at least). */
+ * brackets), at most about limit bytes (one message at least), unless the
+ * first is longer than first_max (when not 0): then nothing is read,
+ * *count is 0 and *first_len (when not NULL) its length. */
 int read_messages(struct store_txn *t, const struct stream_meta *m, int json, size_t limit,
+                  size_t first_max, size_t *first_len,
                   struct buf *out, uint64_t *seq, uint64_t *bytes, size_t *count);
 /* A 200 catch-up response from live->seq, replacing resp (read txn open). */
 int read_fill(struct proto_ctx *ctx, const struct stream_meta *m, struct proto_live *live,

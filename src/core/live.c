@@ -121,22 +121,88 @@ static void sse_messages(const struct proto_live *live, const struct buf *payloa
 	buf_free(&b64);
 }
 
-/* Reads the next messages into payload (the transaction is ended). */
+/* Reads the next messages into payload (the transaction is ended); a first
+ * message too long for one step is left to sse_piece, with its length in
+ * *big. */
 static int sse_read(struct proto_ctx *ctx, struct proto_live *live, const struct stream_meta *m,
-                    struct buf *payload, size_t *count)
+                    struct buf *payload, size_t *count, size_t *big)
 {
 	int rc = ST_OK;
 	*count = 0;
+	*big = 0;
 	if (live->seq < m->tail_seq) {
 		if (live->json)
 			buf_append(payload, "[", 1);
-		rc = read_messages(&ctx->rtxn, m, live->json, LS_SSE_BATCH_BYTES, payload,
-		                   &live->seq, &live->bytes, count);
+		rc = read_messages(&ctx->rtxn, m, live->json, LS_SSE_BATCH_BYTES, LS_SSE_PIECE_BYTES, big,
+		                   payload, &live->seq, &live->bytes, count);
 		if (live->json)
 			buf_append(payload, "]", 1);
 	}
 	store_read_end(&ctx->rtxn);
 	return rc || payload->failed ? -1 : 0;
+}
+
+struct piece_read {
+	uint64_t off;          /* from this byte of the message */
+	struct buf *out;       /* at most LS_SSE_PIECE_BYTES of it */
+	size_t len;            /* the message's length */
+	uint64_t end_bytes;    /* the stream's byte count after it */
+};
+
+static int piece_msg(void *vctx, uint64_t seq, uint64_t end_bytes, const char *data, size_t len)
+{
+	struct piece_read *p = vctx;
+	(void)seq;
+	p->len = len;
+	p->end_bytes = end_bytes;
+	if (p->off < len)
+		buf_append(p->out, data + p->off, len - p->off < LS_SSE_PIECE_BYTES ? len - p->off : LS_SSE_PIECE_BYTES);
+	return 1; /* this message only */
+}
+
+/* The next piece of the long message at live->seq (the transaction is
+ * ended): its data event grows by one piece, so that a slow reader of a
+ * message of many MiB holds one piece at a time, never the whole event.
+ * Returns 1 when the message is whole (live->seq moves past it), 0 when
+ * more pieces follow, -1 on error. */
+static int sse_piece(struct proto_ctx *ctx, struct proto_live *live, const struct stream_meta *m,
+                     struct buf *out)
+{
+	struct buf slice;
+	buf_init(&slice);
+	struct piece_read p = { live->piece_off, &slice, 0, 0 };
+	int rc = store_stream_scan(&ctx->rtxn, m, live->seq, piece_msg, &p);
+	store_read_end(&ctx->rtxn);
+	if (rc || slice.failed || !slice.len) {
+		buf_free(&slice);
+		return -1;
+	}
+	if (!live->piece_off) {
+		sse_data_begin(out, &live->piece);
+		if (live->json)
+			sse_data_part(out, &live->piece, "[", 1);
+	}
+	if (live->base64) {
+		/* pieces are multiples of 3 bytes: their encodings concatenate */
+		struct buf b64;
+		buf_init(&b64);
+		sse_base64(&b64, slice.data, slice.len);
+		sse_data_part(out, &live->piece, b64.data, b64.len);
+		buf_free(&b64);
+	} else {
+		sse_data_part(out, &live->piece, slice.data, slice.len);
+	}
+	live->piece_off += slice.len;
+	buf_free(&slice);
+	if (live->piece_off < p.len)
+		return out->failed ? -1 : 0;
+	if (live->json)
+		sse_data_part(out, &live->piece, "]", 1);
+	sse_data_end(out, &live->piece);
+	live->piece_off = 0;
+	live->seq++;
+	live->bytes = p.end_bytes;
+	return out->failed ? -1 : 1;
 }
 
 enum sse_step proto_sse_step(struct proto_ctx *ctx, struct proto_live *live, struct buf *out)
@@ -156,11 +222,26 @@ enum sse_step proto_sse_step(struct proto_ctx *ctx, struct proto_live *live, str
 		store_read_end(&ctx->rtxn);
 		return SSE_END;
 	}
-	buf_init(&payload);
-	int failed = sse_read(ctx, live, &m, &payload, &count);
-	if (!failed && count)
-		sse_messages(live, &payload, out);
-	buf_free(&payload);
+	int failed = 0;
+	size_t big = 0;
+	if (!live->piece_off) {
+		buf_init(&payload);
+		failed = sse_read(ctx, live, &m, &payload, &count, &big);
+		if (!failed && count)
+			sse_messages(live, &payload, out);
+		buf_free(&payload);
+	}
+	if (!failed && (live->piece_off || big)) {
+		/* sse_read ended the transaction; a piece in progress still has it */
+		if (big && live_lookup(ctx, live, &m))
+			return SSE_END;
+		int whole = sse_piece(ctx, live, &m, out);
+		if (whole < 0)
+			return SSE_END;
+		if (!whole)
+			return SSE_MORE;
+		count = 1;
+	}
 	if (failed)
 		return SSE_END;
 

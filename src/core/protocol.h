@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "core/errors.h"
 #include "lib/buf.h"
+#include "lib/sse.h"
 #include "lib/config.h"
 #include "lib/offset.h"
 #include "store/store.h"
@@ -96,13 +97,19 @@ struct proto_live {
 	/* Snapshot then live (?snapshot&live=sse): the snapshot goes out in
 	 * pages that all reflect offset snap_seq; then the read goes on from
 	 * there. If the state moves on between pages, a reset control message
-	 * starts the snapshot over (after two restarts, in a single page). */
+	 * starts the snapshot over (after two restarts, in pages of
+	 * snapshot_page bytes). */
 	unsigned snapshot : 1, snap_started : 1, snap_restarts : 2;
 	uint64_t snap_seq, snap_bytes, snap_sid;
 	size_t snap_after_len;
 	unsigned char *snap_after;  /* owned: row key of the last row sent */
 	size_t name_len;
 	char *name;               /* owned: set for live reads, freed by proto_live_clear */
+	/* SSE: a message longer than LS_SSE_PIECE_BYTES goes out as one data
+	 * event written a piece per step: bytes of message seq written so far
+	 * (0: none in progress), and the framing state between pieces */
+	uint64_t piece_off;
+	struct sse_part piece;
 	int64_t expires_ms;       /* the token's expiry: the response ends then; 0: none */
 	unsigned credentialed : 1;  /* the read needed a token or user: answers are private */
 };

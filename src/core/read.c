@@ -13,6 +13,8 @@ struct collect {
 	struct buf *out;
 	int json;
 	size_t limit;
+	size_t first_max;   /* a first message longer than this is not read (0: no bound) */
+	size_t first_len;   /* ... and its length is here */
 	size_t count;
 	uint64_t next_seq;
 	uint64_t next_bytes;
@@ -23,6 +25,10 @@ static int collect_msg(void *vctx, uint64_t seq, uint64_t end_bytes, const char 
 	struct collect *c = vctx;
 	if (c->count && c->out->len + len > c->limit)
 		return 1;
+	if (!c->count && c->first_max && len > c->first_max) {
+		c->first_len = len;
+		return 1;
+	}
 	if (c->json && c->count)
 		buf_append(c->out, ",", 1);
 	buf_append(c->out, data, len);
@@ -33,9 +39,10 @@ static int collect_msg(void *vctx, uint64_t seq, uint64_t end_bytes, const char 
 }
 
 int read_messages(struct store_txn *t, const struct stream_meta *m, int json, size_t limit,
-                  struct buf *out, uint64_t *seq, uint64_t *bytes, size_t *count)
+                  size_t first_max, size_t *first_len, struct buf *out, uint64_t *seq,
+                  uint64_t *bytes, size_t *count)
 {
-	struct collect c = { out, json, limit, 0, *seq, *bytes };
+	struct collect c = { out, json, limit, first_max, 0, 0, *seq, *bytes };
 	if (*seq >= m->tail_seq) {
 		*count = 0;
 		return ST_OK;
@@ -48,6 +55,8 @@ int read_messages(struct store_txn *t, const struct stream_meta *m, int json, si
 	*seq = c.next_seq;
 	*bytes = c.next_bytes;
 	*count = c.count;
+	if (first_len)
+		*first_len = c.first_len;
 	return ST_OK;
 }
 
@@ -116,7 +125,7 @@ int read_fill(struct proto_ctx *ctx, const struct stream_meta *m, struct proto_l
 	proto_response_reset(resp);
 	if (json)
 		buf_append(&resp->body, "[", 1);
-	int rc = read_messages(&ctx->rtxn, m, json, LS_READ_PAGE_BYTES, &resp->body,
+	int rc = read_messages(&ctx->rtxn, m, json, LS_READ_PAGE_BYTES, 0, NULL, &resp->body,
 	                       &live->seq, &live->bytes, &count);
 	if (rc)
 		return rc;

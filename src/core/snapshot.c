@@ -286,7 +286,13 @@ enum sse_step state_sse_step(struct proto_ctx *ctx, struct proto_live *live,
 		live->snap_sid = m->state_id;
 	}
 	int rc = ST_BUSY;
-	struct rows r = { .out = &page, .limit = live->snap_restarts >= 2 ? SIZE_MAX : LS_SSE_BATCH_BYTES };
+	/* After two restarts the pages grow to snapshot_page, so that a state
+	 * of that size that keeps changing still goes out whole in one
+	 * consistent page; never larger: one connection must not hold a whole
+	 * state of any size (a larger one that changes faster than a page goes
+	 * out keeps restarting). */
+	size_t big = ctx->cfg->snapshot_page > LS_SSE_BATCH_BYTES ? (size_t)ctx->cfg->snapshot_page : LS_SSE_BATCH_BYTES;
+	struct rows r = { .out = &page, .limit = live->snap_restarts >= 2 ? big : LS_SSE_BATCH_BYTES };
 	if (live->snap_after || (live->snap_after = malloc(STATE_MAX_ROW_KEY))) {
 		offset_format(off, live->snap_seq, live->snap_bytes);
 		rc = snapshot_page(&ctx->rtxn, live->snap_sid, off, live->snap_after, live->snap_after_len,

@@ -20,6 +20,9 @@
 #define LS_DEFAULT_WORKER_THREADS  8              /* worker_threads (lmstream.fcgi, per process) */
 #define LS_DEFAULT_LIVE_PROCESSES  1              /* live_processes */
 #define LS_DEFAULT_CONN_MEMORY     16384          /* conn_memory: bytes per lmstream-live connection (8 KiB of headers) */
+#define LS_DEFAULT_MEMORY_BUDGET   (256ULL << 20) /* memory_budget: bytes per lmstream-live process */
+#define LS_DEFAULT_HEADER_TIMEOUT_MS 10000        /* header_timeout */
+#define LS_DEFAULT_MAX_CONNECTIONS_PER_IP 256     /* max_connections_per_ip (TCP only) */
 #define LS_DEFAULT_CACHE_CONTROL   "public, max-age=60, stale-while-revalidate=300" /* cache_control */
 #define LS_DEFAULT_RETENTION_AGE   0              /* retention_age: seconds, 0 = keep everything */
 #define LS_DEFAULT_RETENTION_BYTES 0              /* retention_bytes: 0 = keep everything */
@@ -48,6 +51,7 @@
 #define LS_MAX_BATCH_MESSAGES 1000000 /* JSON array elements in one request (413 above) */
 #define LS_READ_PAGE_BYTES    (1UL << 20) /* catch-up read stops after ~1 MiB (one message at least) */
 #define LS_SSE_BATCH_BYTES    (64UL << 10) /* SSE writes at most ~64 KiB of messages per step */
+#define LS_SSE_PIECE_BYTES    (48UL << 10) /* a longer message goes out in pieces of this (a multiple of 3: base64) */
 #define LS_MAX_READERS        1022  /* LMDB reader slots; the same value in every process */
 #define LS_TTL_TOUCH_MS       1000  /* a read refreshes a sliding TTL at most this often */
 #define LS_PRODUCER_TTL_MS    (7LL * 24 * 3600 * 1000) /* idle producer state is forgotten */
@@ -59,6 +63,7 @@
 #define LS_CURSOR_EPOCH_MS    1728432000000LL /* 2024-10-09T00:00:00Z */
 #define LS_POLL_INTERVAL_MS   10    /* a worker checks for new commits this often while waiting */
 #define LS_RETRY_AFTER_S      5     /* Retry-After on 503/507 */
+#define LS_BUDGET_RETRY_MS    100   /* lmstream-live: an SSE response over the memory budget looks again after this */
 #define LS_FALLBACK_BEAT_MS   2000  /* SSE heartbeat of a worker serving live reads itself */
 #define LS_MAX_FORK_DEPTH     32    /* inherited ranges of a fork: a chain of at most 32 forks */
 #define LS_MAX_TOKEN          4096  /* bytes of a token (401 above) */

@@ -3,29 +3,61 @@
 
 #include <string.h>
 
-int sse_data_event(struct buf *out, const char *p, size_t len)
+int sse_data_begin(struct buf *out, struct sse_part *st)
+{
+	st->line_open = 0;
+	st->after_cr = 0;
+	return buf_puts(out, "event: data\n");
+}
+
+int sse_data_part(struct buf *out, struct sse_part *st, const char *p, size_t len)
 {
 	size_t i = 0;
-
-	buf_puts(out, "event: data\n");
-	for (;;) {
+	if (!len)
+		return out->failed ? -1 : 0;
+	if (st->after_cr && p[0] == '\n')
+		i = 1; /* the LF of a CR LF split between parts */
+	st->after_cr = 0;
+	while (i < len) {
 		size_t e = i;
 		while (e < len && p[e] != '\n' && p[e] != '\r')
 			e++;
-		/* Readers drop one space after "data:": keep a leading one. */
-		buf_puts(out, (e > i && p[i] == ' ') ? "data: " : "data:");
-		buf_append(out, p + i, e - i);
-		buf_puts(out, "\n");
-		if (e >= len)
-			break;
-		i = e + ((p[e] == '\r' && e + 1 < len && p[e + 1] == '\n') ? 2 : 1);
-		if (i >= len) {
-			/* The payload ends with a line break: one more, empty, line. */
-			buf_puts(out, "data:\n");
-			break;
+		if (e > i) {
+			/* Readers drop one space after "data:": keep a leading one. */
+			if (!st->line_open)
+				buf_puts(out, p[i] == ' ' ? "data: " : "data:");
+			st->line_open = 1;
+			buf_append(out, p + i, e - i);
 		}
+		if (e == len)
+			break;
+		/* CR, LF and CR LF all end a line, so a payload can never end the
+		 * event early or forge another one. */
+		if (!st->line_open)
+			buf_puts(out, "data:");
+		buf_puts(out, "\n");
+		st->line_open = 0;
+		if (p[e] == '\r' && e + 1 == len)
+			st->after_cr = 1;
+		i = e + ((p[e] == '\r' && e + 1 < len && p[e + 1] == '\n') ? 2 : 1);
 	}
-	return buf_puts(out, "\n");
+	return out->failed ? -1 : 0;
+}
+
+int sse_data_end(struct buf *out, struct sse_part *st)
+{
+	/* The last line, even an empty one after a final line break. */
+	buf_puts(out, st->line_open ? "\n\n" : "data:\n\n");
+	st->line_open = 0;
+	return out->failed ? -1 : 0;
+}
+
+int sse_data_event(struct buf *out, const char *p, size_t len)
+{
+	struct sse_part st;
+	sse_data_begin(out, &st);
+	sse_data_part(out, &st, p, len);
+	return sse_data_end(out, &st);
 }
 
 int sse_base64(struct buf *out, const void *data, size_t len)

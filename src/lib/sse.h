@@ -9,6 +9,17 @@
  * another one) and the blank line that ends the event. Returns 0 or -1. */
 int sse_data_event(struct buf *out, const char *payload, size_t len);
 
+/* A data event written in parts, for a message too large to frame at once:
+ * sse_data_begin, sse_data_part any number of times, sse_data_end give
+ * the bytes sse_data_event gives for the parts' concatenation. */
+struct sse_part {
+	unsigned line_open : 1; /* "data:" of the current line is written */
+	unsigned after_cr : 1;  /* the last part ended with CR (an LF after it is the same break) */
+};
+int sse_data_begin(struct buf *out, struct sse_part *st);
+int sse_data_part(struct buf *out, struct sse_part *st, const char *p, size_t len);
+int sse_data_end(struct buf *out, struct sse_part *st);
+
 /* Appends the standard base64 encoding of data (with '=' padding). */
 int sse_base64(struct buf *out, const void *data, size_t len);
 

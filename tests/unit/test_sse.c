@@ -347,9 +347,39 @@ static void test_comment(void)
 	buf_free(&out);
 }
 
+/* A data event written in parts is the event written at once, wherever the
+ * payload is cut (a CR LF split between two parts included). */
+static void test_data_parts(void)
+{
+	for (size_t i = 0; i < NELEM(data_rows); i++) {
+		int line = data_rows[i].line;
+		size_t len = data_rows[i].len ? data_rows[i].len : strlen(data_rows[i].payload);
+		const char *p = data_rows[i].payload;
+		struct buf whole;
+		buf_init(&whole);
+		sse_data_event(&whole, p, len);
+		for (size_t a = 0; a <= len; a++) {
+			for (size_t b = a; b <= len; b++) {
+				struct buf out;
+				struct sse_part st;
+				buf_init(&out);
+				CHECK_INT_AT(line, sse_data_begin(&out, &st), 0);
+				CHECK_INT_AT(line, sse_data_part(&out, &st, p, a), 0);
+				CHECK_INT_AT(line, sse_data_part(&out, &st, p + a, b - a), 0);
+				CHECK_INT_AT(line, sse_data_part(&out, &st, p + b, len - b), 0);
+				CHECK_INT_AT(line, sse_data_end(&out, &st), 0);
+				CHECK_MEM_AT(line, out.data, out.len, whole.data, whole.len);
+				buf_free(&out);
+			}
+		}
+		buf_free(&whole);
+	}
+}
+
 int main(void)
 {
 	test_data_event();
+	test_data_parts();
 	test_base64();
 	test_control_event();
 	test_comment();
