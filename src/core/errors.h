@@ -9,6 +9,9 @@
 #define PROTO_ERRORS(X) \
 	/* the request line and the path */ \
 	X(E_METHOD, 405, "method not allowed") \
+	X(E_LIVE_ONLY, 405, "behind the web server lmstream-live serves live reads only: GET, HEAD, OPTIONS") \
+	X(E_NUL, 400, "NUL byte in the request line or a header") \
+	X(E_CONTENT_LENGTH, 400, "more than one Content-Length, or Content-Length with Transfer-Encoding") \
 	X(E_NOT_FOUND, 404, "not found") \
 	X(E_PATH_TOO_LONG, 414, "stream path too long") \
 	X(E_PATH_ESCAPE, 400, "malformed percent-encoding in path") \
@@ -93,6 +96,7 @@
 	X(E_STORAGE_FULL, 507, "storage is full") \
 	X(E_BUSY, 503, "server busy, try again") \
 	X(E_NO_MEMORY, 503, "out of memory") \
+	X(E_MEMORY_BUDGET, 503, "the server holds as much buffered data as it may (memory_budget), try again") \
 	X(E_STORAGE, 500, "internal storage error") \
 	X(E_STORAGE_UNAVAILABLE, 503, "storage unavailable") \
 	X(E_TOO_MANY_CONNECTIONS, 503, "too many connections") \

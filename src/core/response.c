@@ -160,7 +160,7 @@ void proto_fail_detail(struct proto_response *r, enum proto_err e, const char *d
 	if (status == 503 || status == 507)
 		resp_add_u64(r, "Retry-After", LS_RETRY_AFTER_S);
 	if (status == 405)
-		proto_add_header(r, "Allow", proto_allow_methods);
+		proto_add_header(r, "Allow", e == E_LIVE_ONLY ? "GET, HEAD, OPTIONS" : proto_allow_methods);
 	if (status == 401) /* RFC 6750 section 3 */
 		proto_add_header(r, "WWW-Authenticate", e == E_TOKEN_INVALID
 		                 ? "Bearer realm=\"lmstream\", error=\"invalid_token\"" : "Bearer realm=\"lmstream\"");

@@ -13,6 +13,10 @@
 #include <unistd.h>
 
 static int send_fd = -1;
+static struct {
+	uid_t uid[2];
+	gid_t gid[2];
+} allowed;
 static struct sockaddr_un send_addr;
 static socklen_t send_len;
 
@@ -77,23 +81,66 @@ int notify_listen(const struct config *cfg)
 		errno = e;
 		return -1;
 	}
-	/* Writers may run as another user of the same group. */
+	/* Writers may run as another user of the same group. Each datagram
+	 * carries its sender's credentials (notify_recv checks them). */
 	chmod(a.sun_path, 0660);
+	int on = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) < 0) {
+		int e = errno;
+		close(fd);
+		unlink(a.sun_path);
+		errno = e;
+		return -1;
+	}
+	struct stat sb;
+	allowed.uid[0] = geteuid();
+	allowed.gid[0] = getegid();
+	if (stat(cfg->data_dir, &sb) == 0) {
+		allowed.uid[1] = sb.st_uid;
+		allowed.gid[1] = sb.st_gid;
+	} else {
+		allowed.uid[1] = allowed.uid[0];
+		allowed.gid[1] = allowed.gid[0];
+	}
 	int sz = 4 << 20;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
 	return fd;
 }
 
+/* Who may announce commits on the notify socket: root, this process's
+ * user or group, and the owner or group of the data directory (the
+ * workers, which must write the store). */
+static int sender_allowed(const struct ucred *cr)
+{
+	for (int i = 0; i < 2; i++)
+		if (cr->uid == allowed.uid[i] || cr->gid == allowed.gid[i])
+			return 1;
+	return cr->uid == 0;
+}
+
 int notify_recv(int fd, struct notify_msg *msg)
 {
-	ssize_t n = recv(fd, msg, sizeof *msg, MSG_DONTWAIT);
-	if (n == (ssize_t)sizeof *msg)
-		return 1;
-	if (n >= 0)
-		return 0; /* short datagram: ignore */
-	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-		return 0;
-	return -1;
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(struct ucred))];
+	} ctl;
+	struct iovec iov = { msg, sizeof *msg };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof ctl };
+	ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+	if (n != (ssize_t)sizeof *msg || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+		return 2;
+	/* The notify socket has SO_PASSCRED: the kernel attaches the sender's
+	 * credentials to every datagram. A socketpair of a group has not. */
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+			struct ucred cr;
+			memcpy(&cr, CMSG_DATA(c), sizeof cr);
+			return sender_allowed(&cr) ? 1 : 2;
+		}
+	}
+	return 1;
 }
 
 int notify_pair(int sv[2])

@@ -26,7 +26,9 @@ void notify_send(uint64_t stream_id, uint64_t txnid);
 /* Receiver side (lmstream-live): binds the socket (replacing a stale one)
  * and returns its descriptor, or -1 with errno. */
 int notify_listen(const struct config *cfg);
-/* Reads one datagram; returns 1 with *msg, 0 when none is pending, -1 on error. */
+/* Reads one datagram; returns 1 with *msg, 2 when it was ignored (short,
+ * or from a sender other than root, this process's user or group, or the
+ * data directory's owner or group), 0 when none is pending, -1 on error. */
 int notify_recv(int fd, struct notify_msg *msg);
 
 /* A connected pair of non-blocking datagram sockets, for a parent that

@@ -85,6 +85,16 @@ static const struct config_key keys[] = {
 	  "lmstream-live processes sharing the listen port", NULL },
 	{ "conn_memory", T_SIZE, NUM(conn_memory), 0, NULL, LS_DEFAULT_CONN_MEMORY, 2048, 1 << 20,
 	  "bytes per lmstream-live connection for headers and writes", NULL },
+	{ "memory_budget", T_SIZE, NUM(memory_budget), 0, NULL, LS_DEFAULT_MEMORY_BUDGET, 1 << 20, UINT64_MAX,
+	  "bytes one lmstream-live process may hold for request bodies and unsent events"
+	  " (503 with Retry-After above)", NULL },
+	{ "header_timeout", T_INT, NUM(header_timeout_ms), 0, NULL, LS_DEFAULT_HEADER_TIMEOUT_MS, 100, 3600 * 1000,
+	  "time a client has to send a request's headers, and an idle keep-alive connection"
+	  " waits for the next request, in ms (lmstream-live)", NULL },
+	{ "max_connections_per_ip", T_INT, NUM(max_connections_per_ip), 0, NULL,
+	  LS_DEFAULT_MAX_CONNECTIONS_PER_IP, 0, 1000000,
+	  "connections one client address may hold to lmstream-live on a TCP port; 0: no cap"
+	  " (a unix: socket has one client, the web server)", NULL },
 	{ "notify_socket", T_STR, F(notify_path), S_ANY, LS_DEFAULT_NOTIFY_SOCKET, 0, 0, 0,
 	  "AF_UNIX socket of lmstream-live for commit notices; empty: DATA_DIR/live.sock", NULL },
 	{ "cache_control", T_STR, F(cache_control), S_HEADER, LS_DEFAULT_CACHE_CONTROL, 0, 0, 0,

@@ -33,6 +33,9 @@ struct config {
 	int      worker_threads;   /* lmstream.fcgi threads (per FastCGI process) */
 	int      live_processes;   /* lmstream-live processes sharing the port (SO_REUSEPORT) */
 	uint64_t conn_memory;      /* lmstream-live bytes per connection for headers and writes */
+	uint64_t memory_budget;    /* lmstream-live bytes of bodies and unsent events, per process */
+	int      header_timeout_ms; /* lmstream-live: headers must arrive within this */
+	int      max_connections_per_ip; /* lmstream-live on TCP; 0 = no cap */
 	char     notify_path[512]; /* AF_UNIX socket of lmstream-live; "" = <data_dir>/live.sock */
 	char     cache_control[128]; /* Cache-Control of reads that return data */
 	char     www[512];         /* static files lmstream-live serves outside the prefix; "" = none */

@@ -18,6 +18,7 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import http from 'node:http'
 import { startServer, sleep, STREAM_PREFIX } from './lib/server.mjs'
 import { rawRequest, openSse, sseMessages, headerCount } from './lib/http.mjs'
 
@@ -36,6 +37,22 @@ const MAX_DELAY_MS = 1000  // the first event must come within this of its ackno
 
 const tag = randomBytes(4).toString('hex')
 const JSON_CT = { 'Content-Type': 'application/json' }
+
+/** One request on a unix socket: { status, headers, body }. */
+function unixRequest(socketPath, { method = 'GET', path, headers = {}, body }) {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? null : Buffer.from(body)
+    const req = http.request({ socketPath, method, path, agent: false, timeout: 10_000,
+      headers: { Host: 'localhost', ...headers, ...(payload ? { 'Content-Length': payload.length } : {}) } }, (res) => {
+      const chunks = []
+      res.on('data', (c) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }))
+    })
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${method} ${path} on ${socketPath}`)))
+    req.on('error', reject)
+    req.end(payload ?? undefined)
+  })
+}
 
 function front(r) {
   return r.headers['x-lmstream-front']
@@ -127,6 +144,32 @@ for (const kind of KINDS) {
         expect('DELETE', await rawRequest(srv.url, { method: 'DELETE', path }), 204, 'fcgi')
         expect('HEAD after DELETE', await rawRequest(srv.url, { method: 'HEAD', path }), 404, 'fcgi')
         expect('GET ?offset=-1&live=sse after DELETE', await rawRequest(srv.url, { path: `${path}?offset=-1&live=sse` }), 404, 'live')
+      })
+
+      test('writes that name live= go to the workers; the daemon answers them 405', { timeout: 30_000 }, async () => {
+        const path = `${STREAM_PREFIX}livewrite-${tag}`
+        await createJsonStream(srv, path)
+        // Through the web server: the workers take them, as any write.
+        const post = await rawRequest(srv.url, { method: 'POST', path: `${path}?live=sse`, headers: JSON_CT, body: '{"via":"live"}' })
+        assert.equal(front(post), 'fcgi', `POST ?live=sse: ${describeResponse(post)}`)
+        const del = await rawRequest(srv.url, { method: 'DELETE', path: `${path}?offset=-1&live=long-poll` })
+        assert.equal(front(del), 'fcgi', `DELETE ?live=long-poll: ${describeResponse(del)}`)
+        assert.equal(del.status, 204)
+
+        // On the daemon's own socket: only GET, HEAD and OPTIONS; the rest
+        // gets 405 with Allow and changes nothing.
+        const { socket } = srv.liveAddress()
+        const other = `${STREAM_PREFIX}livewrite2-${tag}`
+        await createJsonStream(srv, other)
+        for (const [method, body] of [['POST', '{"x":1}'], ['PUT', ''], ['DELETE', undefined]]) {
+          const r = await unixRequest(socket, { method, path: `${other}?offset=-1&live=sse`, headers: JSON_CT, body })
+          assert.equal(r.status, 405, `${method} on the daemon's socket: ${r.status} ${r.body}`)
+          assert.equal(r.headers.allow, 'GET, HEAD, OPTIONS')
+          assert.equal(r.headers.connection, 'close')
+        }
+        const left = await rawRequest(srv.url, { path: `${other}?offset=-1` })
+        assert.equal(left.status, 200, 'the stream is still there')
+        assert.deepEqual(JSON.parse(left.body.toString('utf8')), [], 'nothing was appended')
       })
 
       test('a CORS preflight of a live URL gets exactly one Access-Control-Allow-Origin', { timeout: 20_000 }, async () => {

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SUN_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)   /* 108 on Linux */
@@ -237,6 +238,45 @@ static int test_send_recv(void)
 	return fd;
 }
 
+/* Only root, this process's user or group and the data directory's owner
+ * or group may announce commits: a datagram from another account (the
+ * socket file opened to it, as a careless chmod would) is ignored. Needs
+ * root to send as another user; the README's test command runs as root. */
+static void test_credentials(int fd)
+{
+	struct notify_msg m;
+	if (geteuid() != 0) {
+		printf("  test_credentials: not root, cannot send as another user\n");
+		CHECK(0);
+		return;
+	}
+	struct stat dir;
+	CHECK_INT(stat(tmpdir, &dir), 0);
+	CHECK_INT(chmod(tmpdir, 0711), 0);
+	CHECK_INT(chmod(sock, 0666), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+			_exit(2);
+		int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+		struct notify_msg fake = { 1, UINT64_MAX };
+		_exit(sendto(s, &fake, sizeof fake, 0, (struct sockaddr *)&a, sizeof a) == sizeof fake ? 0 : 3);
+	}
+	int status = -1;
+	waitpid(pid, &status, 0);
+	CHECK_INT(status, 0);
+	CHECK_INT(notify_recv(fd, &m), 2);
+	/* root may */
+	notify_send(5, 6);
+	CHECK_INT(notify_recv(fd, &m), 1);
+	CHECK(m.stream_id == 5 && m.txnid == 6);
+	CHECK_INT(notify_recv(fd, &m), 0);
+	chmod(sock, 0660);
+	chmod(tmpdir, dir.st_mode & 07777);
+}
+
 /* A full queue: sends never block; what arrives is a prefix, in order. */
 static void test_send_flood(int fd)
 {
@@ -363,9 +403,9 @@ static void test_pair(void)
 		CHECK_AT(line, m.stream_id == msg_rows[i].txnid && m.txnid == msg_rows[i].stream_id);
 	}
 
-	/* A short datagram is skipped, and the next one still arrives. */
+	/* A short datagram is ignored (2), and the next one still arrives. */
 	CHECK_INT((int)send(sv[0], "abc", 3, 0), 3);
-	CHECK_INT(notify_recv(sv[1], &m), 0);
+	CHECK_INT(notify_recv(sv[1], &m), 2);
 	notify_post(sv[0], 1, 2);
 	CHECK_INT(notify_recv(sv[1], &m), 1);
 	CHECK(m.stream_id == 1 && m.txnid == 2);
@@ -398,8 +438,10 @@ int main(void)
 	setup_configs();
 	test_send_unset();
 	int fd = test_send_recv();
-	if (fd >= 0)
+	if (fd >= 0) {
+		test_credentials(fd);
 		test_send_flood(fd);
+	}
 	test_stale(fd);
 	test_listen_errors();
 	test_pair();

@@ -83,7 +83,14 @@ static void free_graves(struct conn *grave)
 static void take_datagrams(void)
 {
 	struct notify_msg m;
-	while (notify_recv(bg.notify_fd, &m) == 1) {
+	int r;
+	while ((r = notify_recv(bg.notify_fd, &m)) > 0) {
+		/* A transaction id past the store's last is no commit's: taking
+		 * it would hide real commits from reconcile() until a restart. */
+		if (r == 2 || m.txnid > store_last_txnid(live.store)) {
+			atomic_fetch_add(&live.ignored_notices, 1);
+			continue;
+		}
 		reg_note_txnid(&live.reg, m.txnid);
 		reg_wake(&live.reg, m.stream_id);
 	}
@@ -151,6 +158,7 @@ static void *notifier(void *arg)
 			continue;
 		last_tick = now;
 		reg_scan(&live.reg, now, 0);
+		edge_scan(now);
 		reconcile(&rc, now);
 		if (now - last_reader_check > READER_CHECK_MS) {
 			last_reader_check = now;

@@ -58,8 +58,11 @@ static void *relay(void *arg)
 			pthread_mutex_lock(&grp.lock);
 			int fd = from == RELAY_FROM_SOCKET ? grp.live_fd
 			       : (int)from < grp.n ? grp.members[from].fd : -1;
-			while (fd >= 0 && notify_recv(fd, &m) == 1)
-				for (int k = 0; k < grp.n; k++)
+			int got;
+			/* 2: a datagram notify_recv refused; the members check
+			 * the transaction ids of the others themselves */
+			while (fd >= 0 && (got = notify_recv(fd, &m)) > 0)
+				for (int k = 0; got == 1 && k < grp.n; k++)
 					if ((uint32_t)k != from && grp.members[k].fd >= 0)
 						notify_post(grp.members[k].fd, m.stream_id, m.txnid);
 			pthread_mutex_unlock(&grp.lock);

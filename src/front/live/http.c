@@ -110,6 +110,8 @@ static struct tls *thread_state(void)
 
 /* --- responses ------------------------------------------------------------- */
 
+static enum MHD_Result queue_as(struct conn *c, struct proto_response *r, int close);
+
 /* X-Lmstream-Front tells operators (and the routing tests) which process answered. */
 static void add_headers(struct MHD_Response *mr, const struct proto_response *r)
 {
@@ -120,6 +122,12 @@ static void add_headers(struct MHD_Response *mr, const struct proto_response *r)
 
 static enum MHD_Result queue(struct conn *c, struct proto_response *r)
 {
+	return queue_as(c, r, c->kind == K_LONGPOLL);
+}
+
+/* close: the connection ends after this response. */
+static enum MHD_Result queue_as(struct conn *c, struct proto_response *r, int close)
+{
 	int bodyless = r->status == 204 || r->status == 304;
 	struct MHD_Response *mr = MHD_create_response_from_buffer(
 		bodyless ? 0 : r->body.len, bodyless ? "" : r->body.data, MHD_RESPMEM_MUST_COPY);
@@ -128,8 +136,9 @@ static enum MHD_Result queue(struct conn *c, struct proto_response *r)
 	add_headers(mr, r);
 	/* A live response ends a connection: the next long-poll or SSE request
 	 * comes on a new one. libmicrohttpd may miss a hang-up that happened
-	 * while the connection was suspended, so it must not keep it idle. */
-	if (c->kind == K_LONGPOLL)
+	 * while the connection was suspended, so it must not keep it idle. A
+	 * refusal before the body ends it too: the body is never read. */
+	if (close)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
 	MHD_destroy_response(mr);
@@ -162,8 +171,19 @@ static size_t sse_pending(struct conn *c, char *buf, size_t max)
 	if (c->out_off == c->out.len) {
 		buf_free(&c->out); /* idle connections keep no buffer */
 		c->out_off = 0;
+		edge_budget_give(c->out_held);
+		c->out_held = 0;
 	}
 	return n;
+}
+
+/* Counts the unsent events of c in the memory budget. */
+static void out_hold(struct conn *c)
+{
+	if (c->out.len > c->out_held) {
+		edge_budget_add(c->out.len - c->out_held);
+		c->out_held = c->out.len;
+	}
 }
 
 /* SSE body: hand out pending bytes; when none, ask the core for more; when
@@ -177,8 +197,13 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	for (;;) {
 		if (c->out_off < c->out.len)
 			return (ssize_t)sse_pending(c, buf, max);
+		/* Nobody to write to. Not END_WITH_ERROR: libmicrohttpd 0.9.75
+		 * closes such a connection without releasing it, until its idle
+		 * pass reaches it, which an older idle keep-alive connection stops
+		 * (leaked sockets in CLOSE_WAIT). The end of the stream closes it
+		 * the ordinary way (Connection: close), or the write fails. */
 		if (atomic_load(&c->w.hung_up))
-			return MHD_CONTENT_READER_END_WITH_ERROR; /* nobody to write to */
+			return MHD_CONTENT_READER_END_OF_STREAM;
 		if (c->ended)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		int64_t now = store_mono_ms();
@@ -187,7 +212,22 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			continue;
 		}
 		uint64_t seq = reg_seq(&live.reg);
+		int64_t due = c->next_beat < c->sse_end ? c->next_beat : c->sse_end;
+		/* Over the memory budget, events wait (all connections' unsent
+		 * events count): look again a little later, or at a heartbeat. */
+		if (edge_buffered() >= live.cfg.memory_budget && !c->w.fired) {
+			c->budget_wait = 1;
+			if (now + LS_BUDGET_RETRY_MS < due)
+				due = now + LS_BUDGET_RETRY_MS;
+			if (reg_wait(&live.reg, &c->w, c->live.stream_id, due, seq))
+				return 0;
+			continue;
+		}
+		if (c->budget_wait && now < c->next_beat)
+			c->w.fired = 0; /* that timer was the budget's, not a heartbeat */
+		c->budget_wait = 0;
 		enum sse_step s = proto_sse_step(&t->ctx, &c->live, &c->out);
+		out_hold(c);
 		if (s == SSE_END) {
 			c->ended = 1;
 			continue;
@@ -200,9 +240,9 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			c->w.fired = 0;
 			c->next_beat = now + live.cfg.heartbeat_ms;
 			sse_comment(&c->out, "keep-alive");
+			out_hold(c);
 			continue;
 		}
-		int64_t due = c->next_beat < c->sse_end ? c->next_beat : c->sse_end;
 		if (reg_wait(&live.reg, &c->w, c->live.stream_id, due, seq))
 			return 0;
 	}
@@ -350,14 +390,27 @@ static void build_request(struct conn *c, const char *url, const char *method)
 	for (int i = 0; i < H__COUNT; i++)
 		r->h[i] = hdr(mc, proto_headers[i].name);
 	take_proxy_identity(c);
-	const char *cl = hdr(mc, "Content-Length");
-	if (cl && strtoull(cl, NULL, 10) > live.cfg.max_body)
-		r->body_too_large = 1;
 }
 
-/* The first call for a request: its conn, with the request as the core sees it. */
+/* What the daemon does not take, decided from the headers alone, before
+ * any body is read: over the cap or shutting down, or a request edge.c
+ * refuses. Returns E_OK or the refusal. */
+static enum proto_err refusal(struct conn *c, const char *method, const char *url, const char *version)
+{
+	/* The cap counts requests in progress (this one included): what the
+	 * daemon holds for its clients. libmicrohttpd's own limit, a little
+	 * higher, bounds the sockets. */
+	if (atomic_load(&live.draining))
+		return E_SHUTTING_DOWN;
+	if (atomic_load(&live.nreq) > live.cfg.max_connections)
+		return E_TOO_MANY_CONNECTIONS;
+	return edge_check(c, method, url, version);
+}
+
+/* The first call for a request: its conn, with the request as the core sees
+ * it; or a refusal, which also ends the connection (its body is not read). */
 static enum MHD_Result begin_request(struct MHD_Connection *mc, const char *url,
-                                     const char *method, void **con_cls)
+                                     const char *method, const char *version, void **con_cls)
 {
 	struct conn *c = calloc(1, sizeof *c);
 	if (!c)
@@ -367,22 +420,41 @@ static enum MHD_Result begin_request(struct MHD_Connection *mc, const char *url,
 	buf_init(&c->body);
 	buf_init(&c->out);
 	*con_cls = c;
+	edge_request_begins(mc);
 	build_request(c, url, method);
 	atomic_fetch_add(&live.requests, 1);
 	atomic_fetch_add(&live.nreq, 1);
-	return MHD_YES;
+	enum proto_err e = refusal(c, method, url, version);
+	if (e == E_OK)
+		return MHD_YES;
+	struct tls *t = thread_state();
+	c->kind = K_PLAIN;
+	proto_fail(&t->resp, e);
+	return queue_as(c, &t->resp, 1);
 }
 
-/* A piece of the body: kept up to max_body; past it the request is only
- * marked too large. */
+/* A piece of the body: kept up to max_body and within the memory budget
+ * (what Content-Length announced was reserved at the start); past either
+ * the request is only marked. */
 static void take_body(struct conn *c, const char *data, size_t size)
 {
-	if (c->req.body_too_large)
+	if (c->req.body_too_large || c->over_budget)
 		return;
-	if (c->body.len + size > live.cfg.max_body)
+	if (c->body.len + size > live.cfg.max_body) {
 		c->req.body_too_large = 1;
-	else
-		buf_append(&c->body, data, size);
+		buf_free(&c->body);
+		return;
+	}
+	if (c->body.len + size > c->reserved) {
+		uint64_t more = c->body.len + size - c->reserved;
+		if (edge_budget_take(more) < 0) {
+			c->over_budget = 1;
+			buf_free(&c->body);
+			return;
+		}
+		c->reserved += more;
+	}
+	buf_append(&c->body, data, size);
 }
 
 static void start_longpoll(struct conn *c)
@@ -410,24 +482,15 @@ static enum MHD_Result longpoll_step(struct conn *c, struct tls *t)
 	}
 }
 
-/* A request the daemon does not take: over the cap, shutting down, or its
- * body could not be kept. Returns 1 with the refusal queued in *ret. */
-static int refuse(struct conn *c, struct tls *t, enum MHD_Result *ret)
+/* A body that could not be kept whole. Returns 1 with the refusal queued
+ * in *ret. */
+static int refuse_body(struct conn *c, struct tls *t, enum MHD_Result *ret)
 {
-	/* The cap counts requests in progress (this one included): what the
-	 * daemon holds for its clients. libmicrohttpd's own limit, a little
-	 * higher, bounds the sockets. */
-	if (atomic_load(&live.nreq) > live.cfg.max_connections || atomic_load(&live.draining)) {
-		proto_fail(&t->resp, atomic_load(&live.draining) ? E_SHUTTING_DOWN : E_TOO_MANY_CONNECTIONS);
-		*ret = queue(c, &t->resp);
-		return 1;
-	}
-	if (c->body.failed) {
-		proto_fail(&t->resp, E_NO_MEMORY);
-		*ret = queue(c, &t->resp);
-		return 1;
-	}
-	return 0;
+	if (!c->body.failed && !c->over_budget)
+		return 0;
+	proto_fail(&t->resp, c->over_budget ? E_MEMORY_BUDGET : E_NO_MEMORY);
+	*ret = queue_as(c, &t->resp, 1);
+	return 1;
 }
 
 /* The whole request is in: answer it, or start a long-poll or SSE response. */
@@ -437,7 +500,7 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 	int handled;
 
 	c->kind = K_PLAIN;
-	if (refuse(c, t, &ret))
+	if (refuse_body(c, t, &ret))
 		return ret;
 	ret = serve_static(c, t, &handled);
 	if (handled)
@@ -476,10 +539,9 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url
 	struct conn *c = *con_cls;
 	struct tls *t = thread_state();
 	(void)cls;
-	(void)version;
 
 	if (!c)
-		return begin_request(mc, url, method, con_cls);
+		return begin_request(mc, url, method, version, con_cls);
 	if (*upload_data_size) {
 		take_body(c, upload_data, *upload_data_size);
 		*upload_data_size = 0;
@@ -497,12 +559,14 @@ void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 {
 	struct conn *c = *con_cls;
 	(void)cls;
-	(void)mc;
 	(void)toe;
 	if (!c)
 		return;
 	buf_free(&c->body);
 	buf_free(&c->out);
+	edge_budget_give(c->reserved + c->out_held);
+	c->reserved = c->out_held = 0;
+	edge_request_ends(mc);
 	free(c->target);
 	free(c->query);
 	free(c->user);
@@ -521,8 +585,8 @@ void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
                    enum MHD_ConnectionNotificationCode toe)
 {
 	(void)cls;
-	(void)mc;
 	(void)socket_context;
+	edge_connection(mc, toe == MHD_CONNECTION_NOTIFY_STARTED);
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
 		atomic_fetch_add(&live.nconn, 1);
 	else

@@ -14,8 +14,9 @@
  * the last one notified.
  *
  * The modules: main.c starts the daemon (serve) or a group of them (group.c);
- * http.c answers requests; background.c runs the notifier and housekeeping
- * threads; listen.c parses the listen address. */
+ * http.c answers requests; edge.c refuses what must not reach them and
+ * keeps the header deadline and the memory budget; background.c runs the
+ * notifier and housekeeping threads; listen.c parses the listen address. */
 #include "core/protocol.h"
 #include "front/live/registry.h"
 #include "lib/buf.h"
@@ -52,6 +53,12 @@ struct conn {
 	int64_t sse_end;         /* SSE connection lifetime */
 	int64_t next_beat;       /* next SSE heartbeat */
 	int ended;               /* SSE: final events written, end after out drains */
+	/* bytes of the memory budget this request holds (edge.c): its body's
+	 * Content-Length, or what came of a body without one */
+	uint64_t reserved;
+	int over_budget;         /* the body did not fit in the budget: 503 */
+	uint64_t out_held;       /* bytes of out counted in the memory budget */
+	int budget_wait;         /* SSE: waiting because the budget is spent */
 	/* hang-up watch (under live.reg's lock): the socket is in the notifier's
 	 * epoll set from its first wait until completion; a completed conn is
 	 * freed by the notifier */
@@ -72,6 +79,7 @@ struct live {
 	atomic_int nreq;         /* requests in progress (not idle keep-alive) */
 	atomic_int draining;     /* shutting down: answer and end, wait no more */
 	atomic_long requests;    /* statistics: requests since the start */
+	atomic_long ignored_notices; /* commit notices from senders not allowed, or not of a commit */
 	/* Listening on a unix: socket, which only the web server can reach: its
 	 * Forwarded element (user, scheme) is trusted. Never on a TCP port. */
 	int behind_proxy;
@@ -129,6 +137,40 @@ void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
 /* ... and MHD_OPTION_UNESCAPE_CALLBACK: keeps escapes as they are, since the
  * core decodes paths and query values itself. */
 size_t keep_escapes(void *cls, struct MHD_Connection *mc, char *s);
+
+/* --- edge.c ---------------------------------------------------------------- */
+
+/* Prepares one slot per descriptor number below nfds. Returns 0, or -1. */
+int edge_open(int nfds);
+void edge_close(void);
+
+/* The first call of c's request (method, url and version as libmicrohttpd
+ * handed them): E_OK, or why the daemon refuses it before reading a body
+ * (behind a web server anything but GET, HEAD and OPTIONS; a NUL byte in
+ * the request line or a header; two lengths; Content-Length over max_body
+ * or over what is left of the memory budget, which it reserves). */
+enum proto_err edge_check(struct conn *c, const char *method, const char *url, const char *version);
+
+/* The memory budget (memory_budget bytes per process) for request bodies
+ * and unsent events: take n bytes (0, or -1 when they do not fit), give
+ * them back, and what is taken now. */
+int edge_budget_take(uint64_t n);
+void edge_budget_add(uint64_t n); /* taken even when they do not fit */
+void edge_budget_give(uint64_t n);
+uint64_t edge_buffered(void);
+
+/* From on_connection: a connection starts (its header deadline starts) or
+ * closes (a first line libmicrohttpd dropped without an answer gets 400). */
+void edge_connection(struct MHD_Connection *mc, int started);
+
+/* A request begins on mc (the deadline stops), or ends (mc waits for the
+ * next one: the deadline starts again). */
+void edge_request_begins(struct MHD_Connection *mc);
+void edge_request_ends(struct MHD_Connection *mc);
+
+/* From the notifier's tick: answers 408 to connections that have waited
+ * longer than header_timeout for a request's headers, and closes them. */
+void edge_scan(int64_t now);
 
 /* --- background.c ---------------------------------------------------------- */
 

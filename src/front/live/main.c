@@ -85,6 +85,11 @@ static int serve_setup(int mhd_limit)
 {
 	if (raise_fd_limit(mhd_limit) < 0)
 		return -1;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || edge_open((int)(rl.rlim_cur > 1 << 22 ? 1 << 22 : rl.rlim_cur)) < 0) {
+		log_error("out of memory for the connection table");
+		return -1;
+	}
 	if (store_open(&live.store, &live.cfg) != ST_OK)
 		return -1;
 	live.batch = batch_new(live.store, LS_BATCH_MAX_JOBS, LS_BATCH_MAX_BYTES);
@@ -119,6 +124,8 @@ static struct MHD_Daemon *start_daemon(struct sockaddr_storage *ss, int mhd_limi
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)live.listen_fd,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 1 ? cfg->threads : 0),
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit,
+		/* ignored on a unix: socket, whose one client is the web server */
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
 		/* Idle connections are closed after this; suspended ones are exempt,
 		 * and a live response writes at least every heartbeat. */
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->heartbeat_ms / 1000 * 2 + 60),
@@ -137,9 +144,11 @@ static int wait_for_stop(const sigset_t *sigs)
 {
 	int sig = 0;
 	while (sigwait(sigs, &sig) == 0 && sig == SIGHUP)
-		log_info("%d connections, %ld requests, %ld wake-ups, %d in progress, %zu waiting",
+		log_info("%d connections, %ld requests, %ld wake-ups, %d in progress, %zu waiting, "
+		         "%llu bytes buffered, %ld commit notices ignored",
 		         atomic_load(&live.nconn), atomic_load(&live.requests),
-		         atomic_load(&live.reg.wakeups), atomic_load(&live.nreq), reg_count(&live.reg));
+		         atomic_load(&live.reg.wakeups), atomic_load(&live.nreq), reg_count(&live.reg),
+		         (unsigned long long)edge_buffered(), atomic_load(&live.ignored_notices));
 	return sig;
 }
 
@@ -166,6 +175,7 @@ static void drain(int sig)
 	batch_free(live.batch);
 	auth_close(live.auth);
 	store_close(live.store);
+	edge_close();
 }
 
 int serve(const struct sockaddr_storage *ssp, const sigset_t *sigsp)

@@ -377,15 +377,19 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
       },
       /**
        * The daemon's own counters: sends SIGHUP to lmstream-live and parses
-       * the line it logs, "N connections, N requests, N wake-ups".
+       * the line it logs, "N connections, N requests, N wake-ups, ..., N
+       * bytes buffered, N commit notices ignored".
        */
       async liveStats(timeoutMs = 5000) {
         const pids = handle.livePids()
         if (pids.length !== 1) throw new Error(`expected one ${LIVE_NAME}, found ${JSON.stringify(pids)}`)
-        const line = handle.waitLog(/(\d+) connections, (\d+) requests, (\d+) wake-ups/, timeoutMs)
+        const line = handle.waitLog(/(\d+) connections, (\d+) requests, (\d+) wake-ups(?:.* (\d+) bytes buffered, (\d+) commit notices ignored)?/, timeoutMs)
         process.kill(pids[0], 'SIGHUP')
         const m = await line
-        return { connections: Number(m[1]), requests: Number(m[2]), wakeups: Number(m[3]) }
+        return {
+          connections: Number(m[1]), requests: Number(m[2]), wakeups: Number(m[3]),
+          bufferedBytes: Number(m[4]), ignoredNotices: Number(m[5]),
+        }
       },
       logTail: (n) => log.tail(n),
       async stop() {
@@ -450,4 +454,45 @@ export function startServer({ label = 'it', config, server, workers, liveRestart
   return kind === 'reference'
     ? startReference({ label })
     : startDeployment({ label, config, kind, workers, liveRestart, demo, siteConf })
+}
+
+/**
+ * Append `value` (JSON) to stream p with lmstream.fcgi run as a CGI program
+ * on the deployment's data directory (another process than the servers);
+ * extraEnv adds to its environment. Resolves with the CGI status.
+ */
+export function cgiPost(srv, p, value, extraEnv = {}) {
+  const bindir = process.env.LMSTREAM_BINDIR || path.join(REPO_ROOT, 'src')
+  const body = Buffer.from(JSON.stringify(value))
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(bindir, 'lmstream.fcgi'), [], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH,
+        GATEWAY_INTERFACE: 'CGI/1.1',
+        SERVER_PROTOCOL: 'HTTP/1.1',
+        REQUEST_METHOD: 'POST',
+        REQUEST_URI: p,
+        QUERY_STRING: '',
+        CONTENT_TYPE: 'application/json',
+        CONTENT_LENGTH: String(body.length),
+        HTTP_HOST: '127.0.0.1',
+        LMSTREAM_CONFIG: srv.configFile,
+        LMSTREAM_DATA_DIR: srv.dataDir,
+        ...extraEnv,
+      },
+    })
+    const out = []
+    const err = []
+    child.stdout.on('data', (c) => out.push(c))
+    child.stderr.on('data', (c) => err.push(c))
+    child.on('error', reject)
+    child.on('close', (code) => {
+      const text = Buffer.concat(out).toString('utf8')
+      const m = /^Status: (\d+)/m.exec(text)
+      if (code !== 0 || !m) reject(new Error(`lmstream.fcgi (CGI) exited ${code}: ${text.slice(0, 200)} ${Buffer.concat(err)}`))
+      else resolve(Number(m[1]))
+    })
+    child.stdin.end(body)
+  })
 }
