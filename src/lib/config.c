@@ -86,7 +86,7 @@ static const struct config_key keys[] = {
 	{ "conn_memory", T_SIZE, NUM(conn_memory), 0, NULL, LS_DEFAULT_CONN_MEMORY, 2048, 1 << 20,
 	  "bytes per lmstream-live connection for headers and writes", NULL },
 	{ "memory_budget", T_SIZE, NUM(memory_budget), 0, NULL, LS_DEFAULT_MEMORY_BUDGET, 1 << 20, UINT64_MAX,
-	  "bytes one lmstream-live process may hold for request bodies and unsent events"
+	  "bytes one lmstream-live process may hold for request bodies, responses and unsent events"
 	  " (503 with Retry-After above)", NULL },
 	{ "header_timeout", T_INT, NUM(header_timeout_ms), 0, NULL, LS_DEFAULT_HEADER_TIMEOUT_MS, 100, 3600 * 1000,
 	  "time a client has to send a request's headers, and an idle keep-alive connection"

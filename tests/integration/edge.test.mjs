@@ -7,8 +7,9 @@
 //  - two Content-Length headers: 400, nothing appended; a garbage request
 //    line: 400 (libmicrohttpd alone closes without a word)
 //  - Content-Length over max_body: 413 at once, before any body byte; uploads
-//    beyond the memory budget: 503 with Retry-After at once; slow readers of
-//    a 20 MiB message hold pieces, not the message
+//    beyond the memory budget: 503 with Retry-After at once; slow SSE readers
+//    of a 20 MiB message hold pieces, not the message; catch-up responses
+//    count in the budget too
 //  - headers sent slowly: 408 and closed after header_timeout; a flood of
 //    slow sockets from one address is capped per address, and a client from
 //    another address is served meanwhile
@@ -229,6 +230,31 @@ describe('edge[standalone]: bad requests, memory, descriptors, notices', () => {
     } finally {
       sub.close()
     }
+  })
+
+  test('catch-up reads of a 20 MiB message count in the budget: the one that does not fit gets 503', { timeout: 60_000 }, async () => {
+    const p = `${STREAM_PREFIX}large-${tag}`
+    const socks = []
+    const firsts = []
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = net.connect({ host: '127.0.0.1', port: srv.port })
+        s.on('error', () => {})
+        firsts.push(new Promise((resolve) => s.once('data', (c) => { s.pause(); resolve(c) })))
+        s.write(`GET ${p}?offset=-1 HTTP/1.1\r\nHost: a\r\n\r\n`)
+        socks.push(s)
+        await firsts[i]
+      }
+      const statuses = (await Promise.all(firsts)).map(statusOf)
+      assert.deepEqual(statuses, [200, 200, 503], 'two 20 MiB responses fit in 48 MiB, a third does not')
+      assert.match(headerOf(await firsts[2], 'Retry-After') || '', /^\d+$/)
+    } finally {
+      for (const s of socks) s.destroy()
+    }
+    await sleep(300)
+    const r = await rawRequest(srv.url, { path: `${p}?offset=-1` })
+    assert.equal(r.status, 200, 'the budget came back')
+    assert.equal(r.body.length, 20 * MiB)
   })
 
   test('headers sent slowly: 408 and closed after header_timeout', async () => {

@@ -129,6 +129,16 @@ static enum MHD_Result queue(struct conn *c, struct proto_response *r)
 static enum MHD_Result queue_as(struct conn *c, struct proto_response *r, int close)
 {
 	int bodyless = r->status == 204 || r->status == 304;
+	/* The copy libmicrohttpd keeps until it is sent counts in the memory
+	 * budget (a catch-up read of one large message is that large). */
+	if (!bodyless && r->body.len) {
+		if (edge_budget_take(r->body.len) < 0) {
+			proto_fail(r, E_MEMORY_BUDGET);
+			close = 1;
+		} else {
+			c->resp_held += r->body.len;
+		}
+	}
 	struct MHD_Response *mr = MHD_create_response_from_buffer(
 		bodyless ? 0 : r->body.len, bodyless ? "" : r->body.data, MHD_RESPMEM_MUST_COPY);
 	if (!mr)
@@ -511,6 +521,8 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 	proto_handle(&t->ctx, &c->req, &t->resp, &c->live);
 	/* The body is not needed any more. */
 	buf_free(&c->body);
+	edge_budget_give(c->reserved);
+	c->reserved = 0;
 	c->req.body = "";
 	c->req.body_len = 0;
 	switch (t->resp.action) {
@@ -564,8 +576,8 @@ void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 		return;
 	buf_free(&c->body);
 	buf_free(&c->out);
-	edge_budget_give(c->reserved + c->out_held);
-	c->reserved = c->out_held = 0;
+	edge_budget_give(c->reserved + c->out_held + c->resp_held);
+	c->reserved = c->out_held = c->resp_held = 0;
 	edge_request_ends(mc);
 	free(c->target);
 	free(c->query);

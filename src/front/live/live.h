@@ -58,6 +58,7 @@ struct conn {
 	uint64_t reserved;
 	int over_budget;         /* the body did not fit in the budget: 503 */
 	uint64_t out_held;       /* bytes of out counted in the memory budget */
+	uint64_t resp_held;      /* bytes of the queued response's body counted there */
 	int budget_wait;         /* SSE: waiting because the budget is spent */
 	/* hang-up watch (under live.reg's lock): the socket is in the notifier's
 	 * epoll set from its first wait until completion; a completed conn is
