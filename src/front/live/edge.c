@@ -160,10 +160,10 @@ static int has_nul(struct MHD_Connection *mc, const char *method, const char *ur
 		MHD_get_connection_info(mc, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
 	if (!ci || !ci->header_size)
 		return 0;
+	const char *few[64];
 	int n = MHD_get_connection_values(mc, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
-	struct starts s = { NULL, 0, (size_t)(n > 0 ? n : 0) * 2 + 3 };
-	s.v = malloc(s.cap * sizeof *s.v);
-	if (!s.v)
+	struct starts s = { few, 0, (size_t)(n > 0 ? n : 0) * 2 + 3 };
+	if (s.cap > sizeof few / sizeof few[0] && !(s.v = malloc(s.cap * sizeof *s.v)))
 		return 0;
 	s.v[s.n++] = method;
 	s.v[s.n++] = url;
@@ -171,7 +171,8 @@ static int has_nul(struct MHD_Connection *mc, const char *method, const char *ur
 	MHD_get_connection_values_n(mc, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, note_start, &s);
 	qsort(s.v, s.n, sizeof *s.v, cmp_ptr);
 	int hidden = hidden_bytes(method, ci->header_size, &s);
-	free(s.v);
+	if (s.v != few)
+		free(s.v);
 	return hidden;
 }
 
