@@ -17,11 +17,12 @@ int offset_parse(const char *s, size_t len, struct offset *out)
 		out->seq = out->bytes = 0;
 		return 0;
 	}
-	const char *us = memchr(s, '_', len);
-	if (!us)
+	/* One spelling per position: exactly the 16 + 1 + 16 characters
+	 * offset_format writes, so that a cache never holds one read under two
+	 * keys and clients comparing tokens never see two for one place. */
+	if (len != OFFSET_LEN || s[16] != '_')
 		return -1;
-	size_t a = (size_t)(us - s);
-	if (num_decimal(s, a, 19, &out->seq) || num_decimal(us + 1, len - a - 1, 19, &out->bytes))
+	if (num_decimal(s, 16, 16, &out->seq) || num_decimal(s + 17, 16, 16, &out->bytes))
 		return -1;
 	out->kind = OFFSET_AT;
 	return 0;

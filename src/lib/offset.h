@@ -24,7 +24,8 @@ struct offset {
 };
 
 /* Parses a query value (already percent-decoded). Accepts "-1", "now" and
- * "<digits>_<digits>" with at most 19 digits per part. Returns 0 or -1. */
+ * exactly what offset_format writes: 16 digits, '_', 16 digits. Returns 0
+ * or -1. */
 int offset_parse(const char *s, size_t len, struct offset *out);
 
 /* Writes the token for (seq, bytes) into out (OFFSET_LEN + 1 bytes). */

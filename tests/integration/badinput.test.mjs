@@ -33,6 +33,7 @@ const REFERENCE_DEVIATIONS = new Set([
   'method-patch', 'method-propfind',
   'path-dotdot', 'path-dotdot-read', 'path-dotdot-escape', 'path-pct-dotdot', 'path-pct-dotdot-mixed',
   'path-nul', 'path-nul-append', 'path-nul-create-existing', 'path-crlf', 'path-lf',
+  ...['offset-short', 'offset-15', 'offset-17', 'offset-bytes-15'].flatMap((id) => [id, `${id}-longpoll`, `${id}-sse`]),
 ])
 
 let srv
@@ -157,6 +158,13 @@ bad('offset-nul', 'GET offset=%00 -> 400', { req: get(`${J}?offset=%00`), expect
 bad('offset-crlf', 'GET offset with encoded CR/LF -> 400, not echoed', {
   req: get(`${J}?offset=%0d%0aX-Injected:%20yes`), expect: 400,
 })
+// One spelling per position (16 digits, '_', 16 digits), on the workers and on the daemon.
+for (const [id, off] of [['offset-short', '0_0'], ['offset-15', '000000000000000_0000000000000000'],
+  ['offset-17', '00000000000000000_0000000000000000'], ['offset-bytes-15', '0000000000000000_000000000000000']]) {
+  bad(id, `GET offset=${off} -> 400`, { req: get(`${J}?offset=${off}`), expect: 400 })
+  bad(`${id}-longpoll`, `GET offset=${off}&live=long-poll -> 400 at once`, { req: get(`${J}?offset=${off}&live=long-poll`), expect: 400 })
+  bad(`${id}-sse`, `GET offset=${off}&live=sse -> 400 at once`, { req: get(`${J}?offset=${off}&live=sse`), expect: 400 })
+}
 bad('offset-longpoll', 'GET offset=abc&live=long-poll -> 400 at once', { req: get(`${J}?offset=abc&live=long-poll`), expect: 400 })
 bad('offset-sse', 'GET offset=abc&live=sse -> 400 at once', { req: get(`${J}?offset=abc&live=sse`), expect: 400 })
 
