@@ -32,9 +32,19 @@ struct store {
 	char dir[512];
 	/* Every transaction holds this shared; adopting a map grown by another
 	 * process (mdb_env_set_mapsize) needs it exclusive: no transaction may
-	 * be active in the process then. */
+	 * be active in the process then. glibc's rwlock lets new readers in
+	 * while a writer waits, so under steady reads the adoption could wait
+	 * forever: resizers counts threads waiting to adopt, and a thread that
+	 * holds no transaction waits at the gate while it is not 0 (a thread
+	 * that holds one goes on: it must finish for the adoption to happen). */
 	pthread_rwlock_t resize_lock;
+	atomic_int resizers;
+	pthread_mutex_t gate;
+	pthread_cond_t gate_open;
 };
+
+/* Transactions (of any store) this thread holds: see resize_lock. */
+static _Thread_local int txns_held;
 
 /* The encoding of stream metadata, written with its version first. Version
  * 1 had no fork fields; version 2 appends them; version 3 appends State and
@@ -164,6 +174,8 @@ int store_open(struct store **out, const struct config *cfg)
 	st->sync_fd = -1;
 	st->durability = cfg->durability;
 	pthread_rwlock_init(&st->resize_lock, NULL);
+	pthread_mutex_init(&st->gate, NULL);
+	pthread_cond_init(&st->gate_open, NULL);
 	snprintf(st->dir, sizeof st->dir, "%s", cfg->data_dir);
 	if (mkdir_p(st->dir) < 0) {
 		log_error("cannot create data directory %s: %s", st->dir, strerror(errno));
@@ -221,6 +233,8 @@ void store_close(struct store *st)
 	if (st->sync_fd >= 0)
 		close(st->sync_fd);
 	pthread_rwlock_destroy(&st->resize_lock);
+	pthread_mutex_destroy(&st->gate);
+	pthread_cond_destroy(&st->gate_open);
 	free(st);
 }
 
@@ -238,18 +252,50 @@ int store_reader_check(struct store *st)
 	return dead;
 }
 
+/* resize_lock shared, for a transaction; a thread that holds none first
+ * lets a waiting resizer go. */
+static void hold_shared(struct store *st)
+{
+	if (!txns_held && atomic_load(&st->resizers)) {
+		pthread_mutex_lock(&st->gate);
+		while (atomic_load(&st->resizers))
+			pthread_cond_wait(&st->gate_open, &st->gate);
+		pthread_mutex_unlock(&st->gate);
+	}
+	pthread_rwlock_rdlock(&st->resize_lock);
+	txns_held++;
+}
+
+static void release_shared(struct store *st)
+{
+	txns_held--;
+	pthread_rwlock_unlock(&st->resize_lock);
+}
+
+/* Adopts the map size another process set, with no transaction of this
+ * process active (the caller held resize_lock shared and gives it up). */
+static void adopt_mapsize(struct store *st)
+{
+	release_shared(st);
+	atomic_fetch_add(&st->resizers, 1);
+	pthread_rwlock_wrlock(&st->resize_lock);
+	mdb_env_set_mapsize(st->env, 0);
+	pthread_rwlock_unlock(&st->resize_lock);
+	pthread_mutex_lock(&st->gate);
+	atomic_fetch_sub(&st->resizers, 1);
+	pthread_cond_broadcast(&st->gate_open);
+	pthread_mutex_unlock(&st->gate);
+	hold_shared(st);
+}
+
 /* Begins a transaction with resize_lock held shared (released by txn_end).
  * If another process grew the map, adopt its size and retry. */
 static int txn_begin(struct store *st, unsigned flags, MDB_txn **txn)
 {
-	pthread_rwlock_rdlock(&st->resize_lock);
+	hold_shared(st);
 	int rc = mdb_txn_begin(st->env, NULL, flags, txn);
 	if (rc == MDB_MAP_RESIZED) {
-		pthread_rwlock_unlock(&st->resize_lock);
-		pthread_rwlock_wrlock(&st->resize_lock);
-		mdb_env_set_mapsize(st->env, 0);
-		pthread_rwlock_unlock(&st->resize_lock);
-		pthread_rwlock_rdlock(&st->resize_lock);
+		adopt_mapsize(st);
 		rc = mdb_txn_begin(st->env, NULL, flags, txn);
 	}
 	if (rc == MDB_READERS_FULL) {
@@ -258,13 +304,13 @@ static int txn_begin(struct store *st, unsigned flags, MDB_txn **txn)
 		rc = mdb_txn_begin(st->env, NULL, flags, txn);
 	}
 	if (rc)
-		pthread_rwlock_unlock(&st->resize_lock);
+		release_shared(st);
 	return rc;
 }
 
 static void txn_end(struct store *st)
 {
-	pthread_rwlock_unlock(&st->resize_lock);
+	release_shared(st);
 }
 
 void store_txn_init(struct store_txn *t, struct store *st)
@@ -281,13 +327,13 @@ int store_read_begin(struct store_txn *t)
 {
 	int rc;
 	if (t->txn) {
-		pthread_rwlock_rdlock(&t->st->resize_lock);
+		hold_shared(t->st);
 		rc = mdb_txn_renew(t->txn);
 		if (rc == 0) {
 			t->active = 1;
 			return ST_OK;
 		}
-		pthread_rwlock_unlock(&t->st->resize_lock);
+		release_shared(t->st);
 		mdb_txn_abort(t->txn);
 		t->txn = NULL;
 	}

@@ -4,7 +4,9 @@
 #include "store/store.h"
 #include "unit.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -1020,6 +1022,107 @@ static void test_fork_crash(struct store *st)
 	CHECK_INT(state_of(st, "crash/f"), 0);
 }
 
+/* --- a map grown by another process, adopted under steady reads ------------- */
+
+struct reader_arg {
+	struct store *st;
+	atomic_int *stop;
+	long reads;
+};
+
+static void *reader_loop(void *arg)
+{
+	struct reader_arg *a = arg;
+	struct store_txn r;
+	store_txn_init(&r, a->st);
+	while (!atomic_load(a->stop)) {
+		if (store_read_begin(&r) == ST_OK) {
+			usleep(2000); /* a read takes a while: the readers overlap */
+			store_read_end(&r);
+			a->reads++;
+		}
+	}
+	store_txn_release(&r);
+	return NULL;
+}
+
+struct writer_arg {
+	struct store *st;
+	atomic_int done;
+	int rc;
+};
+
+static void *writer_once(void *arg)
+{
+	struct writer_arg *a = arg;
+	struct store_txn w;
+	uint64_t id;
+	a->rc = store_write_begin(&w, a->st);
+	if (a->rc == ST_OK && (a->rc = store_new_id(&w, &id)) == ST_OK)
+		a->rc = store_commit(&w, 1);
+	atomic_store(&a->done, 1);
+	return NULL;
+}
+
+/* Another process grows the map and fills it past this one's size; a
+ * writer here must adopt the new size while 8 threads read without pause
+ * (glibc's rwlock alone lets the readers starve it). */
+static void test_resize_under_reads(void)
+{
+	char dir[160];
+	snprintf(dir, sizeof dir, "%s/resize", tmpdir);
+	struct config cfg = test_config();
+	snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", dir);
+	cfg.map_size = 2ULL << 20;
+	struct store *st;
+	CHECK_INT(store_open(&st, &cfg), ST_OK);
+	if (!st)
+		return;
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct config big = cfg;
+		big.map_size = 16ULL << 20;
+		struct store *cst;
+		struct store_txn w;
+		static char chunk[64 << 10];
+		uint64_t id;
+		if (store_open(&cst, &big) != ST_OK || store_write_begin(&w, cst) != ST_OK || store_new_id(&w, &id))
+			_exit(2);
+		for (uint64_t i = 0; i < 64; i++) /* 4 MiB: past the 2 MiB map */
+			if (store_msg_put(&w, id, i, (i + 1) * sizeof chunk, chunk, sizeof chunk) != ST_OK)
+				_exit(3);
+		_exit(store_commit(&w, 1) == ST_OK ? 0 : 4);
+	}
+	int status = -1;
+	waitpid(pid, &status, 0);
+	CHECK_INT(status, 0);
+
+	atomic_int stop = 0;
+	pthread_t readers[8], writer;
+	struct reader_arg ra[8];
+	for (int i = 0; i < 8; i++) {
+		ra[i] = (struct reader_arg){ st, &stop, 0 };
+		pthread_create(&readers[i], NULL, reader_loop, &ra[i]);
+	}
+	usleep(100 * 1000);
+	struct writer_arg wa = { st, 0, -99 };
+	pthread_create(&writer, NULL, writer_once, &wa);
+	for (int i = 0; i < 100 && !atomic_load(&wa.done); i++)
+		usleep(100 * 1000);
+	int adopted = atomic_load(&wa.done);
+	atomic_store(&stop, 1);
+	for (int i = 0; i < 8; i++)
+		pthread_join(readers[i], NULL);
+	pthread_join(writer, NULL);
+	CHECK(adopted); /* within 10 s, while the readers read */
+	CHECK_INT(wa.rc, ST_OK);
+	long reads = 0;
+	for (int i = 0; i < 8; i++)
+		reads += ra[i].reads;
+	CHECK(reads > 0);
+	store_close(st);
+}
+
 int main(void)
 {
 	struct store *st = NULL;
@@ -1044,6 +1147,7 @@ int main(void)
 		test_fork_reads(st);
 		test_fork_depth(st);
 		test_fork_crash(st);
+		test_resize_under_reads();
 		test_reopen(&st);
 		store_close(st);
 	}
