@@ -157,6 +157,16 @@ static void deny(struct proto_response *resp, enum proto_err e, const struct req
 	proto_fail_detail(resp, e, why);
 }
 
+/* The principal of a producer: who the token says (its sub, "" when it has
+ * none: tokens without sub share one space), else the web server's user. */
+static void principal_of(const struct req *q, const struct grant *g, struct access *out)
+{
+	if (g)
+		out->has_principal = !auth_principal("t:", g->sub, out->principal);
+	else if (q->user)
+		out->has_principal = !auth_principal("u:", q->user, out->principal);
+}
+
 enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, struct access *out,
                             struct proto_response *resp)
 {
@@ -179,6 +189,8 @@ enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, st
 	} else {
 		have_grant = q->cred != CRED_NONE;
 		e = check_needs(ctx, q, have_grant ? &g : NULL, &out->credentialed, &why);
+		if (!e && q->method == M_POST && q->has_producer)
+			principal_of(q, have_grant ? &g : NULL, out);
 		if (have_grant)
 			/* as long as the token is accepted (exp + auth_skew): ending
 			 * a live read sooner would only bring the client straight

@@ -13,9 +13,15 @@ struct access {
 	int64_t expires_ms;   /* when the token stops being accepted (exp + auth_skew):
 	                       * live reads end then; 0: no token */
 	int credentialed;       /* a right came from the token or the user: the answer is private */
+	int has_principal;      /* a POST with producer headers by a known writer: */
+	unsigned char principal[16]; /* SHA-256 (first 16 bytes) of "t:" sub of the token,
+	                         * else of "u:" the web server's user */
 };
 
-/* Decides q under the configuration and keys of ctx. Returns E_OK with
+/* Decides q under the configuration and keys of ctx. With auth on, a POST
+ * with producer headers from a token or a web server user gets a principal
+ * (producer state is kept per principal, so no writer can lock another's
+ * producer out with a high epoch). Returns E_OK with
  * *out, or the error of a denial with resp filled (401 with
  * WWW-Authenticate, or 403, each with a one-line reason) and one log line
  * (front, method, path, sub, reason; never the token). */

@@ -853,3 +853,16 @@ char *auth_rights_json(const struct patterns rights[RIGHT__COUNT])
 	cJSON_Delete(root);
 	return text;
 }
+
+int auth_principal(const char *kind, const char *name, unsigned char out[16])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, kind, strlen(kind)) &&
+	         EVP_DigestUpdate(c, name, strlen(name)) && EVP_DigestFinal_ex(c, md, &n) && n >= 16;
+	EVP_MD_CTX_free(c);
+	if (ok)
+		memcpy(out, md, 16);
+	return ok ? 0 : -1;
+}

@@ -119,4 +119,8 @@ int auth_key_file(const struct config *cfg, size_t i, char *out, size_t outlen);
  * the text (owned: free) or NULL when out of memory. */
 char *auth_rights_json(const struct patterns rights[RIGHT__COUNT]);
 
+/* The first 16 bytes of SHA-256(kind name): a fixed-size name of a
+ * principal (producer state is kept per principal). Returns 0, or -1. */
+int auth_principal(const char *kind, const char *name, unsigned char out[16]);
+
 #endif

@@ -36,6 +36,10 @@ void core_touch(struct proto_ctx *ctx, const char *name, size_t nlen, const stru
  * answer in resp; a commit wakes the stream's live readers. */
 void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes, batch_fn fn, void *arg);
 
+/* For a job refused because the map is nearly full (store_room): 507 with
+ * Retry-After in resp, and BATCH_RECLAIM to return. */
+int core_no_room(struct proto_response *resp);
+
 /* The last touches of every answer (also of long-polls answered later):
  * CORS for the request's Origin under cors_origins, and, when a right came
  * from a token (credentialed), no public caching. */
@@ -98,10 +102,11 @@ enum sse_step state_sse_step(struct proto_ctx *ctx, struct proto_live *live,
 /* --- forks (fork.c) --- */
 
 /* Fills the fork part of a new stream m from its source inside the write
- * transaction (m's content type becomes the source's). Returns ST_OK, a
+ * transaction (m's content type becomes the source's), within max_forks
+ * forks of one source and LS_MAX_FORK_DEPTH in a chain. Returns ST_OK, a
  * store error, or ST_REFUSED with resp filled. */
-int fork_make(struct store_txn *w, const struct req *q, int64_t now, struct stream_meta *m,
-              struct proto_response *resp);
+int fork_make(struct store_txn *w, const struct req *q, int64_t now, int max_forks,
+              struct stream_meta *m, struct proto_response *resp);
 
 /* Whether an existing stream has the configuration a PUT asks for. */
 int fork_same_config(const struct stream_meta *m, const struct req *q, const char *ct);

@@ -44,6 +44,7 @@
 	X(E_CONTENT_TYPE_REQUIRED, 400, "Content-Type header is required") \
 	X(E_TTL, 400, "invalid Stream-TTL: expected a non-negative integer of seconds") \
 	X(E_EXPIRES_AT, 400, "invalid Stream-Expires-At: expected an RFC 3339 timestamp") \
+	X(E_EXPIRES_PAST, 400, "Stream-Expires-At is not in the future") \
 	X(E_TTL_AND_EXPIRES, 400, "Stream-TTL and Stream-Expires-At cannot be combined") \
 	X(E_STREAM_SEQ, 400, "invalid Stream-Seq") \
 	X(E_PRODUCER_PARTIAL, 400, "Producer-Id, Producer-Epoch and Producer-Seq must be sent together") \
@@ -92,6 +93,7 @@
 	X(E_FORK_SUB_PAST_LAST, 400, "Stream-Fork-Sub-Offset is past the source's last message") \
 	X(E_FORK_SUB_PAST_END, 400, "Stream-Fork-Sub-Offset is past the end of the message at Stream-Fork-Offset") \
 	X(E_FORK_TOO_DEEP, 400, "fork chain too deep") \
+	X(E_FORK_TOO_MANY, 409, "the source stream has as many forks as it may have (max_forks)") \
 	/* resources and the store */ \
 	X(E_STORAGE_FULL, 507, "storage is full") \
 	X(E_BUSY, 503, "server busy, try again") \

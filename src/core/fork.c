@@ -123,6 +123,36 @@ static int fork_source(struct store_txn *w, const struct req *q, int64_t now, st
 	return ST_OK;
 }
 
+/* Whether a fork of src keeps within the limits: max_forks forks of one
+ * stream at once, and LS_MAX_FORK_DEPTH forks in a chain, counting those
+ * with no data of their own (each pins its source's metadata). */
+static int fork_limits(struct store_txn *w, const struct stream_meta *src, int max_forks,
+                       struct proto_response *resp)
+{
+	if (src->fork_refs >= (uint64_t)max_forks)
+		return refuse(resp, E_FORK_TOO_MANY);
+	struct stream_meta *up = malloc(sizeof *up);
+	if (!up)
+		return ST_BUSY;
+	int depth = 1, rc = ST_OK;
+	const struct stream_meta *at = src;
+	while (at->is_fork && rc == ST_OK) {
+		if (++depth > LS_MAX_FORK_DEPTH) {
+			rc = refuse(resp, E_FORK_TOO_DEEP);
+			break;
+		}
+		uint64_t want = at->source_id;
+		rc = store_meta_get(w, at->source, at->source_len, up);
+		if (rc == ST_NOTFOUND || (rc == ST_OK && up->id != want)) {
+			rc = ST_OK; /* a missing link ends the chain (logged where it is released) */
+			break;
+		}
+		at = up;
+	}
+	free(up);
+	return rc;
+}
+
 /* Links the fork m to the source at p and inherits the source's expiry
  * unless the request set its own (4.2). */
 static int fork_link(struct store_txn *w, const struct req *q, struct stream_meta *m,
@@ -160,8 +190,8 @@ static int fork_link(struct store_txn *w, const struct req *q, struct stream_met
 	return store_meta_put(w, q->fork_src.s, q->fork_src.len, src);
 }
 
-int fork_make(struct store_txn *w, const struct req *q, int64_t now, struct stream_meta *m,
-              struct proto_response *resp)
+int fork_make(struct store_txn *w, const struct req *q, int64_t now, int max_forks,
+              struct stream_meta *m, struct proto_response *resp)
 {
 	struct stream_meta *src = malloc(sizeof *src);
 	struct fork_point p;
@@ -169,6 +199,8 @@ int fork_make(struct store_txn *w, const struct req *q, int64_t now, struct stre
 	if (!src)
 		return ST_BUSY;
 	int rc = fork_source(w, q, now, src, resp);
+	if (rc == ST_OK)
+		rc = fork_limits(w, src, max_forks, resp);
 	if (rc == ST_OK) {
 		store_meta_set_type(m, src->content_type);
 		/* History the source no longer keeps is not the fork's either. */

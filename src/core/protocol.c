@@ -74,6 +74,12 @@ void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes
 	}
 }
 
+int core_no_room(struct proto_response *resp)
+{
+	resp_store_error(resp, ST_MAPFULL);
+	return BATCH_RECLAIM;
+}
+
 /* --- streams ----------------------------------------------------------------- */
 
 int core_expired(const struct stream_meta *m, int64_t now)
@@ -104,29 +110,10 @@ enum proto_err core_lookup(struct proto_ctx *ctx, const char *name, size_t nlen,
 	return e;
 }
 
-struct touch_job {
-	const char *name;
-	size_t nlen;
-	uint64_t id;
-	int64_t now;
-};
-
-static int touch_job(struct store_txn *w, void *arg, uint64_t *key)
-{
-	struct touch_job *j = arg;
-	struct stream_meta m;
-	if (store_meta_get(w, j->name, j->nlen, &m) != ST_OK || m.id != j->id || core_expired(&m, j->now))
-		return 0;
-	m.access_ms = j->now;
-	if (store_meta_put(w, j->name, j->nlen, &m) != ST_OK)
-		return 0;
-	*key = m.id;
-	return 1;
-}
-
-/* Written through the batch like every write: it shares a commit with the
- * appends of this process, at most once per LS_TTL_TOUCH_MS per stream
- * (a quarter of a short TTL). */
+/* Noted for the next write of this process, at most once per
+ * LS_TTL_TOUCH_MS per stream (a quarter of a short TTL); when the process
+ * has not written touches for a while, this reader writes them all
+ * (store_touch_note). */
 void core_touch(struct proto_ctx *ctx, const char *name, size_t nlen, const struct stream_meta *seen)
 {
 	if (!seen->has_ttl)
@@ -137,11 +124,8 @@ void core_touch(struct proto_ctx *ctx, const char *name, size_t nlen, const stru
 		every = (int64_t)seen->ttl_s * 250;
 	if (now - seen->access_ms < every)
 		return;
-	struct touch_job j = { name, nlen, seen->id, now };
-	struct proto_response ignored;
-	proto_response_init(&ignored);
-	core_write(ctx, &ignored, 0, touch_job, &j);
-	proto_response_free(&ignored);
+	if (store_touch_note(ctx->store, name, nlen, seen->id, now))
+		store_touch_flush(ctx->store, 0);
 }
 
 /* --- entry point ----------------------------------------------------------------- */
@@ -208,7 +192,7 @@ void proto_handle(struct proto_ctx *ctx, const struct proto_request *raw,
                   struct proto_response *resp, struct proto_live *live)
 {
 	struct req q;
-	struct access acc = { 0, 0 };
+	struct access acc = { 0 };
 	proto_response_reset(resp);
 	if (raw->method == M_OPTIONS) {
 		handle_options(resp);
@@ -223,8 +207,10 @@ void proto_handle(struct proto_ctx *ctx, const struct proto_request *raw,
 	enum proto_err e = req_parse(raw, ctx->cfg, &q);
 	if (e)
 		proto_fail(resp, e);
-	else if (access_check(ctx, &q, &acc, resp) == E_OK)
+	else if (access_check(ctx, &q, &acc, resp) == E_OK) {
+		q.who = acc.has_principal ? acc.principal : NULL;
 		dispatch(ctx, &q, resp, live);
+	}
 	if (resp->action != PROTO_DONE) {
 		live->expires_ms = acc.expires_ms;
 		live->credentialed = acc.credentialed != 0;

@@ -169,7 +169,7 @@ static int put_created(struct put_job *j, uint64_t *key)
 /* A fork's body is split once its content type (the source's) is known. */
 static int put_fork(struct store_txn *w, struct put_job *j, int64_t now)
 {
-	int rc = fork_make(w, j->q, now, j->m, j->resp);
+	int rc = fork_make(w, j->q, now, j->ctx->cfg->max_forks, j->m, j->resp);
 	if (rc)
 		return rc;
 	enum proto_err e = messages_split(j->q->body, j->q->body_len, j->m->media == MEDIA_JSON, j->ms);
@@ -193,6 +193,8 @@ static int put_job(struct store_txn *w, void *arg, uint64_t *key)
 	}
 	if (rc == ST_OK)
 		return put_exists(j, j->m);
+	if (rc == ST_NOTFOUND && store_room(w, j->q->body_len) != ST_OK)
+		return core_no_room(j->resp);
 	if (rc == ST_NOTFOUND && !(rc = put_new_meta(w, j, now)) && j->q->is_fork)
 		rc = put_fork(w, j, now);
 	if (rc == ST_OK && !(rc = append_all(w, j->m, now, j->q->body, j->ms, j->ev)) &&
@@ -215,6 +217,9 @@ void write_put(struct proto_ctx *ctx, const struct req *q, struct proto_response
 		job.ret_bytes = ctx->cfg->retention_bytes;
 	}
 	enum proto_err e = q->is_fork ? E_OK : messages_split(q->body, q->body_len, q->ct.kind == MEDIA_JSON, &ms);
+	/* A stream that would expire as it is made could never be read. */
+	if (!e && q->expires_at && q->expires_ms <= store_now_ms())
+		e = E_EXPIRES_PAST;
 	if (e)
 		proto_fail(resp, e);
 	else if (!q->state || !events_parse(q->body, &ms, &ev, resp)) {
@@ -321,7 +326,7 @@ static int post_admit(struct post_job *j, struct store_txn *w, struct stream_met
 	}
 	if (q->has_producer) {
 		uint64_t expected = 0;
-		int rc = store_producer_get(w, m->id, q->producer_id, q->producer_id_len, ps);
+		int rc = store_producer_get(w, m->id, q->who, q->producer_id, q->producer_id_len, ps);
 		if (rc != ST_OK && rc != ST_NOTFOUND)
 			return rc;
 		enum producer_verdict v = check_producer(q, rc == ST_OK, ps, now, &expected);
@@ -373,7 +378,7 @@ static int post_commit(struct post_job *j, struct store_txn *w, struct stream_me
 		ps->epoch = q->producer_epoch;
 		ps->last_seq = q->producer_seq;
 		ps->updated_ms = now;
-		if ((rc = store_producer_put(w, m->id, q->producer_id, q->producer_id_len, ps)))
+		if ((rc = store_producer_put(w, m->id, q->who, q->producer_id, q->producer_id_len, ps)))
 			return rc;
 	}
 	return store_meta_put(w, q->name.s, q->name.len, m);
@@ -406,6 +411,8 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 	}
 	if (m.closed)
 		return post_to_closed(j->q, &m, j->resp);
+	if (store_room(w, j->q->body_len) != ST_OK)
+		return core_no_room(j->resp);
 	int rc = post_admit(j, w, &m, &ps, now);
 	if (rc == ST_OK && !(rc = append_all(w, &m, now, j->q->body, j->ms, j->ev)) &&
 	    !(rc = post_commit(j, w, &m, &ps, now))) {

@@ -461,8 +461,16 @@ static int run_threads(struct process *pr)
 		free(ws);
 		return 1;
 	}
-	while (!stopping)
-		sigsuspend(&old);
+	/* Meanwhile, write the TTL touches of reads that no write took along. */
+	while (!stopping) {
+		struct timespec tick = { 0, LS_TTL_TOUCH_FLUSH_MS * 1000000L };
+		ppoll(NULL, 0, &tick, &old);
+		pthread_mutex_lock(&pr->open_lock);
+		struct store *st = pr->st;
+		pthread_mutex_unlock(&pr->open_lock);
+		if (st && !stopping)
+			store_touch_flush(st, 0);
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	/* A thread blocked in accept() leaves it when a signal interrupts it
 	 * (libfcgi gives up once shutdown is pending). Keep interrupting: a

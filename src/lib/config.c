@@ -56,6 +56,9 @@ static const struct config_key keys[] = {
 	  "directory of the LMDB environment, shared by every lmstream process", NULL },
 	{ "map_size", T_SIZE, NUM(map_size), 0, NULL, LS_DEFAULT_MAP_SIZE, 1ULL << 20, UINT64_MAX,
 	  "largest size the database may grow to (address space reserved, not disk used)", NULL },
+	{ "map_reserve", T_SIZE, NUM(map_reserve), 0, NULL, LS_DEFAULT_MAP_RESERVE, 0, UINT64_MAX,
+	  "part of the map kept free for deletions and reclaiming: writes that add data get 507 once less"
+	  " is left (at most an eighth of map_size is kept)", NULL },
 	{ "durability", T_ENUM, NUM(durability), 0, LS_DEFAULT_DURABILITY, 0, 0, 0,
 	  "durable: acknowledge a write once on disk; fast: once committed", durability_names },
 	{ "max_body", T_SIZE, NUM(max_body), 0, NULL, LS_DEFAULT_MAX_BODY, 1, 1ULL << 31,
@@ -105,6 +108,8 @@ static const struct config_key keys[] = {
 	  "default ?retention-age of new streams, in seconds; 0 keeps everything", NULL },
 	{ "retention_bytes", T_SIZE, NUM(retention_bytes), 0, NULL, LS_DEFAULT_RETENTION_BYTES, 0, UINT64_MAX,
 	  "default ?retention-bytes of new streams; 0 keeps everything", NULL },
+	{ "max_forks", T_INT, NUM(max_forks), 0, NULL, LS_DEFAULT_MAX_FORKS, 1, 1000000,
+	  "forks one stream may have at once (409 above); a chain of forks is at most 32 long", NULL },
 	{ "snapshot_page", T_SIZE, NUM(snapshot_page), 0, NULL, LS_DEFAULT_SNAPSHOT_PAGE, 64 << 10, 256ULL << 20,
 	  "bytes of one GET ?snapshot page", NULL },
 	{ "auth", T_ENUM, NUM(auth), 0, LS_DEFAULT_AUTH, 0, 0, 0,

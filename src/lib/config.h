@@ -19,6 +19,7 @@ enum auth_mode {
 struct config {
 	char     data_dir[512];
 	uint64_t map_size;
+	uint64_t map_reserve;      /* writes that add data stop when less of the map is free */
 	int      durability;       /* enum durability */
 	uint64_t max_body;
 	size_t   max_path;
@@ -41,6 +42,7 @@ struct config {
 	char     www[512];         /* static files lmstream-live serves outside the prefix; "" = none */
 	uint64_t retention_age_s;  /* default ?retention-age of new streams; 0 = keep everything */
 	uint64_t retention_bytes;  /* default ?retention-bytes of new streams; 0 = keep everything */
+	int      max_forks;        /* forks one stream may have at once */
 	uint64_t snapshot_page;    /* bytes of one GET ?snapshot page (one read transaction each) */
 	int      auth;             /* enum auth_mode */
 	char     auth_key[1024];   /* key files, space-separated; "" = <data_dir>/auth.key */

@@ -4,6 +4,8 @@
 
 /* Configurable defaults (config file keys in parentheses). */
 #define LS_DEFAULT_MAP_SIZE        (8ULL << 30)   /* map_size: 8 GiB of address space */
+#define LS_DEFAULT_MAP_RESERVE     (64ULL << 20)  /* map_reserve: kept free for deletions (at most map_size / 8) */
+#define LS_DEFAULT_MAX_FORKS       256            /* max_forks: forks of one stream at once */
 #define LS_DEFAULT_MAX_BODY        (64UL << 20)   /* max_body: 64 MiB per request body */
 #define LS_DEFAULT_MAX_PATH        400            /* max_path: bytes of decoded stream name */
 #define LS_DEFAULT_LONG_POLL_MS    20000          /* long_poll_timeout */
@@ -48,12 +50,13 @@
 #define LS_MAX_EXPIRES_AT     64    /* bytes of Stream-Expires-At */
 #define LS_MAX_PREFIX         128
 #define LS_JSON_MAX_DEPTH     256   /* nesting accepted in JSON bodies */
-#define LS_MAX_BATCH_MESSAGES 1000000 /* JSON array elements in one request (413 above) */
+#define LS_MAX_BATCH_MESSAGES 100000 /* JSON array elements in one request (413 above): one transaction */
 #define LS_READ_PAGE_BYTES    (1UL << 20) /* catch-up read stops after ~1 MiB (one message at least) */
 #define LS_SSE_BATCH_BYTES    (64UL << 10) /* SSE writes at most ~64 KiB of messages per step */
 #define LS_SSE_PIECE_BYTES    (48UL << 10) /* a longer message goes out in pieces of this (a multiple of 3: base64) */
 #define LS_MAX_READERS        1022  /* LMDB reader slots; the same value in every process */
 #define LS_TTL_TOUCH_MS       1000  /* a read refreshes a sliding TTL at most this often */
+#define LS_TTL_TOUCH_FLUSH_MS 250   /* a process writes pending TTL touches at most this often */
 #define LS_PRODUCER_TTL_MS    (7LL * 24 * 3600 * 1000) /* idle producer state is forgotten */
 #define LS_GC_ROWS_PER_WRITE  512   /* rows of deleted streams reclaimed per write transaction */
 #define LS_BATCH_MAX_JOBS     64    /* appends of one process in one write transaction */

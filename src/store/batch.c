@@ -70,29 +70,33 @@ static uint64_t run_list(struct store *st, struct job *list)
 {
 	struct store_txn w, c;
 	int rc = store_write_begin(&w, st);
-	int kept = 0;
+	int kept = 0, reclaim = 0;
 	for (struct job *j = list; j; j = j->next) {
 		int r = rc ? rc : store_child_begin(&c, &w);
 		if (r) {
 			j->rc = r;
 			continue;
 		}
-		if (j->fn(&c, j->arg, &j->key)) {
+		r = j->fn(&c, j->arg, &j->key);
+		if (r == BATCH_KEEP) {
 			j->rc = store_commit(&c, 0);
 			kept += j->rc == ST_OK;
 		} else {
 			store_abort(&c);
 			j->rc = BATCH_REFUSED;
+			reclaim |= r == BATCH_RECLAIM;
 		}
 	}
 	if (rc)
 		return 0;
-	if (!kept) {
+	if (!kept && !reclaim) {
 		store_abort(&w);
 		return 0;
 	}
+	/* A job refused for want of room asks for a larger share of
+	 * reclaiming: deleted streams' rows are what gives room back. */
 	if (store_child_begin(&c, &w) == ST_OK) {
-		if (store_housekeep(&c, store_now_ms(), LS_GC_ROWS_PER_WRITE) >= 0)
+		if (store_housekeep(&c, store_now_ms(), LS_GC_ROWS_PER_WRITE * (reclaim ? 8 : 1)) >= 0)
 			store_commit(&c, 0);
 		else
 			store_abort(&c);

@@ -9,9 +9,12 @@
  * arrive during a flush form the next batch, so nobody waits for a batch to
  * fill: a lone writer commits at once.
  *
- * A job either keeps its writes (it returns 1: its response is ready for a
- * successful commit) or refuses (0: its nested transaction is undone, the
- * response it set is final, and the other jobs are not affected). */
+ * A job either keeps its writes (it returns BATCH_KEEP: its response is
+ * ready for a successful commit) or refuses (0: its nested transaction is
+ * undone, the response it set is final, and the other jobs are not
+ * affected). BATCH_RECLAIM refuses the same way and asks the transaction to
+ * reclaim deleted rows all the same (a write refused because the map is
+ * nearly full: nothing else would give room back). */
 #ifndef LS_BATCH_H
 #define LS_BATCH_H
 #include <stdint.h>
@@ -31,6 +34,8 @@ void batch_free(struct batch *b);
 /* Jobs queued and not yet taken into a batch (for tests and statistics). */
 int batch_waiting(struct batch *b);
 
+#define BATCH_KEEP 1
+#define BATCH_RECLAIM 2
 #define BATCH_REFUSED ST_REFUSED  /* the job returned 0: nothing of it was written */
 
 /* What batch_run tells of a job that kept its writes. */

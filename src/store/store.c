@@ -17,6 +17,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PRODUCER_KEY_MAX (8 + 1 + STORE_PRINCIPAL_LEN + LS_MAX_PRODUCER_ID)
+
+/* A read that counts as access to a stream with a sliding TTL. */
+struct touch {
+	uint64_t id;
+	int64_t at;
+	size_t len;
+	char name[LS_MAX_PATH_HARD];
+};
+#define TOUCH_MAX 256
+
 /* Shared between processes through a small mapped file: the highest
  * transaction id known to be on disk (group commit). */
 struct sync_shared {
@@ -27,6 +38,19 @@ struct store {
 	MDB_env *env;
 	MDB_dbi streams, data, producers, expiry, gc, sys, state, marks, retain;
 	enum durability durability;
+	uint64_t reserve;       /* map_reserve, at most an eighth of the map */
+	size_t psize;           /* LMDB page size */
+	/* Where this process's sweep of idle producer state stands (a key of
+	 * the producers database; 0 bytes: from the start). */
+	pthread_mutex_t sweep_mu;
+	/* Sliding TTL touches noted by reads and not yet written (store.h). */
+	pthread_mutex_t touch_mu;
+	int touch_flushing;
+	int64_t touch_flushed;  /* store_mono_ms of the last flush */
+	size_t ntouch;
+	struct touch *touches;  /* TOUCH_MAX, allocated at the first touch */
+	size_t sweep_len;
+	unsigned char sweep_at[PRODUCER_KEY_MAX];
 	int sync_fd;
 	struct sync_shared *sync;
 	char dir[512];
@@ -50,6 +74,14 @@ static _Thread_local int txns_held;
  * 1 had no fork fields; version 2 appends them; version 3 appends State and
  * retention fields. Every version is read. */
 #define META_VERSION 3
+
+/* The format of the store as a whole, in sys "format" (be64). A store
+ * without it is format 1. Format 2 keys the expiry index by the expiry
+ * with its sign bit flipped (order-preserving for times before 1970, which
+ * format 1 sorted after every other) and has no stream that expired before
+ * 1970. store_open upgrades older formats in place, in one transaction, and
+ * refuses newer ones. */
+#define STORE_FORMAT 2
 
 int64_t store_now_ms(void)
 {
@@ -138,6 +170,8 @@ static int open_sync_file(struct store *st)
 	return 0;
 }
 
+static int check_format(struct store *st, MDB_txn *txn);
+
 static int open_dbis(struct store *st)
 {
 	MDB_txn *txn;
@@ -160,6 +194,10 @@ static int open_dbis(struct store *st)
 		mdb_txn_abort(txn);
 		return map_rc(st, rc, "dbi_open");
 	}
+	if ((rc = check_format(st, txn)) != ST_OK) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
 	rc = mdb_txn_commit(txn);
 	return map_rc(st, rc, "txn_commit (open)");
 }
@@ -176,6 +214,9 @@ int store_open(struct store **out, const struct config *cfg)
 	pthread_rwlock_init(&st->resize_lock, NULL);
 	pthread_mutex_init(&st->gate, NULL);
 	pthread_cond_init(&st->gate_open, NULL);
+	pthread_mutex_init(&st->sweep_mu, NULL);
+	pthread_mutex_init(&st->touch_mu, NULL);
+	st->reserve = cfg->map_reserve < cfg->map_size / 8 ? cfg->map_reserve : cfg->map_size / 8;
 	snprintf(st->dir, sizeof st->dir, "%s", cfg->data_dir);
 	if (mkdir_p(st->dir) < 0) {
 		log_error("cannot create data directory %s: %s", st->dir, strerror(errno));
@@ -204,6 +245,9 @@ int store_open(struct store **out, const struct config *cfg)
 		}
 		usleep(5000);
 	}
+	MDB_stat es;
+	mdb_env_stat(st->env, &es);
+	st->psize = es.ms_psize;
 	int dead = 0;
 	mdb_reader_check(st->env, &dead);
 	if (dead)
@@ -226,6 +270,8 @@ void store_close(struct store *st)
 {
 	if (!st)
 		return;
+	if (st->env && st->ntouch)
+		store_touch_flush(st, 1);
 	if (st->env)
 		mdb_env_close(st->env);
 	if (st->sync)
@@ -235,6 +281,9 @@ void store_close(struct store *st)
 	pthread_rwlock_destroy(&st->resize_lock);
 	pthread_mutex_destroy(&st->gate);
 	pthread_cond_destroy(&st->gate_open);
+	pthread_mutex_destroy(&st->sweep_mu);
+	pthread_mutex_destroy(&st->touch_mu);
+	free(st->touches);
 	free(st);
 }
 
@@ -247,6 +296,9 @@ uint64_t store_last_txnid(struct store *st)
 
 int store_reader_check(struct store *st)
 {
+	MDB_stat es;
+	mdb_env_stat(st->env, &es);
+	st->psize = es.ms_psize;
 	int dead = 0;
 	mdb_reader_check(st->env, &dead);
 	return dead;
@@ -480,6 +532,37 @@ int store_sync(struct store *st, uint64_t txnid)
 	return group_sync(st, txnid);
 }
 
+/* Pages in use in t's snapshot: those of every database, the free list's
+ * own and the two meta pages (free pages are in none of them). */
+static uint64_t used_pages(struct store_txn *t)
+{
+	struct store *st = t->st;
+	const MDB_dbi dbis[] = { 0, 1, st->streams, st->data, st->producers, st->expiry, st->gc,
+	                         st->sys, st->state, st->marks, st->retain };
+	uint64_t n = 2;
+	for (size_t i = 0; i < sizeof dbis / sizeof dbis[0]; i++) {
+		MDB_stat s;
+		if (mdb_stat(t->txn, dbis[i], &s) == 0)
+			n += s.ms_branch_pages + s.ms_leaf_pages + s.ms_overflow_pages;
+	}
+	return n;
+}
+
+int store_room(struct store_txn *t, uint64_t bytes)
+{
+	MDB_envinfo info;
+	mdb_env_info(t->st->env, &info);
+	uint64_t psize = t->st->psize, map = info.me_mapsize;
+	/* The rows, their share of pages and the tree pages above them. */
+	uint64_t need = (used_pages(t) + 16) * psize + bytes + bytes / 8;
+	return need + t->st->reserve <= map ? ST_OK : ST_MAPFULL;
+}
+
+uint64_t store_used_bytes(struct store_txn *t)
+{
+	return used_pages(t) * t->st->psize;
+}
+
 /* --- stream metadata ------------------------------------------------- */
 
 static int put_str(unsigned char **p, const char *s, size_t len)
@@ -668,11 +751,20 @@ int store_meta_get(struct store_txn *t, const char *name, size_t len, struct str
 	return ST_OK;
 }
 
+/* The expiry index: be64 of the expiry with its sign bit flipped, so keys
+ * sort as the times do (also before 1970), then be64 id. */
+#define EXPIRY_SIGN (1ULL << 63)
+
 static int expiry_key(unsigned char k[16], int64_t expiry, uint64_t id)
 {
-	be64(k, (uint64_t)expiry);
+	be64(k, (uint64_t)expiry ^ EXPIRY_SIGN);
 	be64(k + 8, id);
 	return 0;
+}
+
+static int64_t expiry_of_key(const unsigned char *k)
+{
+	return (int64_t)(get_be64(k) ^ EXPIRY_SIGN);
 }
 
 static int expiry_index(struct store_txn *t, const char *name, size_t len,
@@ -834,6 +926,99 @@ int store_fork_link(struct stream_meta *fork, struct stream_meta *src, const cha
 	return ST_OK;
 }
 
+/* --- the store's format ------------------------------------------------ */
+
+/* Format 1 to 2: rebuild the expiry index with order-preserving keys, and
+ * delete the streams that expired before 1970 (format 1 accepted such a
+ * Stream-Expires-At; its key sorted last, out of housekeeping's reach). */
+static int upgrade_to_2(struct store *st, MDB_txn *txn, size_t *removed)
+{
+	struct store_txn t = { .st = st, .txn = txn, .write = 1, .active = 1 };
+	struct stream_meta *m = malloc(sizeof *m);
+	struct name { size_t len; char s[LS_MAX_PATH_HARD]; } *bad = NULL;
+	size_t nbad = 0, cap = 0;
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	int rc = m ? mdb_drop(txn, st->expiry, 0) : ENOMEM;
+	if (!rc)
+		rc = mdb_cursor_open(txn, st->streams, &c);
+	for (int op = MDB_FIRST; !rc; op = MDB_NEXT) {
+		if ((rc = mdb_cursor_get(c, &k, &v, op)))
+			break;
+		if (k.mv_size > LS_MAX_PATH_HARD || meta_decode(v.mv_data, v.mv_size, m)) {
+			log_error("upgrade: unreadable metadata of a stream (%zu bytes): left as it is", v.mv_size);
+			continue;
+		}
+		int64_t e = store_meta_expiry(m);
+		if (m->expires_ms < 0) {
+			if (nbad == cap) {
+				cap = cap ? cap * 2 : 16;
+				struct name *nb = realloc(bad, cap * sizeof *bad);
+				if (!nb) {
+					rc = ENOMEM;
+					break;
+				}
+				bad = nb;
+			}
+			bad[nbad].len = k.mv_size;
+			memcpy(bad[nbad++].s, k.mv_data, k.mv_size);
+		} else if (e) {
+			unsigned char kb[16];
+			MDB_val ek = { 16, kb };
+			expiry_key(kb, e, m->id);
+			rc = mdb_put(txn, st->expiry, &ek, &k, 0);
+		}
+	}
+	if (c)
+		mdb_cursor_close(c);
+	rc = rc == MDB_NOTFOUND ? ST_OK : map_rc(st, rc, "upgrade");
+	/* Deleted one by one: a fork's deletion may release its source. */
+	for (size_t i = 0; i < nbad && rc == ST_OK; i++) {
+		int g = store_meta_get(&t, bad[i].s, bad[i].len, m);
+		if (g == ST_OK && m->expires_ms < 0)
+			rc = store_meta_del(&t, bad[i].s, bad[i].len, m);
+		else if (g != ST_NOTFOUND && g != ST_OK)
+			rc = g;
+	}
+	*removed = nbad;
+	free(bad);
+	free(m);
+	return rc;
+}
+
+static int check_format(struct store *st, MDB_txn *txn)
+{
+	MDB_val k = { 6, "format" }, v;
+	unsigned char b[8];
+	uint64_t format = 1;
+	int rc = mdb_get(txn, st->sys, &k, &v);
+	if (rc == 0 && v.mv_size == 8)
+		format = get_be64(v.mv_data);
+	else if (rc == 0 || rc != MDB_NOTFOUND)
+		return rc ? map_rc(st, rc, "get format") : ST_ERROR;
+	if (format == STORE_FORMAT)
+		return ST_OK;
+	if (format > STORE_FORMAT) {
+		log_error("the store in %s has format %llu, newer than this lmstream's %d: run the lmstream "
+		          "that wrote it (or a newer one)", st->dir, (unsigned long long)format, STORE_FORMAT);
+		return ST_ERROR;
+	}
+	size_t removed = 0;
+	MDB_val nk = { 7, "next_id" };
+	int fresh = mdb_get(txn, st->sys, &nk, &v) == MDB_NOTFOUND;
+	if ((rc = upgrade_to_2(st, txn, &removed)))
+		return rc;
+	be64(b, STORE_FORMAT);
+	v.mv_size = 8;
+	v.mv_data = b;
+	if ((rc = mdb_put(txn, st->sys, &k, &v, 0)))
+		return map_rc(st, rc, "put format");
+	if (!fresh)
+		log_info("store in %s upgraded from format %llu to %d (%zu stream(s) that expired before 1970 removed)",
+	         st->dir, (unsigned long long)format, STORE_FORMAT, removed);
+	return ST_OK;
+}
+
 int store_new_id(struct store_txn *t, uint64_t *id)
 {
 	MDB_val k = { 7, "next_id" }, v;
@@ -970,20 +1155,30 @@ int store_stream_end_bytes(struct store_txn *t, const struct stream_meta *m, uin
 
 /* --- producers --------------------------------------------------------- */
 
-static size_t producer_key(unsigned char *kb, uint64_t id, const char *pid, size_t plen)
+/* be64 id, then the producer id; or, for a producer of a principal
+ * (store.h), be64 id, a 0 byte (no Producer-Id starts with one: header
+ * values hold no NUL), the principal's 16 bytes, then the producer id. */
+static size_t producer_key(unsigned char *kb, uint64_t id, const unsigned char *who, const char *pid,
+                           size_t plen)
 {
+	size_t n = 8;
 	be64(kb, id);
-	memcpy(kb + 8, pid, plen);
-	return 8 + plen;
+	if (who) {
+		kb[n++] = 0;
+		memcpy(kb + n, who, STORE_PRINCIPAL_LEN);
+		n += STORE_PRINCIPAL_LEN;
+	}
+	memcpy(kb + n, pid, plen);
+	return n + plen;
 }
 
-int store_producer_get(struct store_txn *t, uint64_t id, const char *pid, size_t plen,
-                       struct producer_state *ps)
+int store_producer_get(struct store_txn *t, uint64_t id, const unsigned char *who, const char *pid,
+                       size_t plen, struct producer_state *ps)
 {
-	unsigned char kb[8 + LS_MAX_PRODUCER_ID];
+	unsigned char kb[PRODUCER_KEY_MAX];
 	if (plen > LS_MAX_PRODUCER_ID)
 		return ST_NOTFOUND;
-	MDB_val k = { producer_key(kb, id, pid, plen), kb }, v;
+	MDB_val k = { producer_key(kb, id, who, pid, plen), kb }, v;
 	int rc = mdb_get(t->txn, t->st->producers, &k, &v);
 	if (rc)
 		return map_rc(t->st, rc, "get producer");
@@ -995,18 +1190,173 @@ int store_producer_get(struct store_txn *t, uint64_t id, const char *pid, size_t
 	return ST_OK;
 }
 
-int store_producer_put(struct store_txn *t, uint64_t id, const char *pid, size_t plen,
-                       const struct producer_state *ps)
+int store_producer_put(struct store_txn *t, uint64_t id, const unsigned char *who, const char *pid,
+                       size_t plen, const struct producer_state *ps)
 {
-	unsigned char kb[8 + LS_MAX_PRODUCER_ID], vb[24];
+	unsigned char kb[PRODUCER_KEY_MAX], vb[24];
 	if (plen > LS_MAX_PRODUCER_ID)
 		return ST_ERROR;
-	MDB_val k = { producer_key(kb, id, pid, plen), kb }, v = { 24, vb };
+	MDB_val k = { producer_key(kb, id, who, pid, plen), kb }, v = { 24, vb };
 	be64(vb, ps->epoch);
 	be64(vb + 8, ps->last_seq);
 	be64(vb + 16, (uint64_t)ps->updated_ms);
 	int rc = mdb_put(t->txn, t->st->producers, &k, &v, 0);
 	return map_rc(t->st, rc, "put producer");
+}
+
+/* Producer state idle for longer than LS_PRODUCER_TTL_MS is forgotten by
+ * the protocol (a new epoch starts from seq 0), and its row goes too: a
+ * sweep over the producers database, SWEEP_ROWS rows per transaction, each
+ * process on from where its last pass stopped. */
+#define SWEEP_ROWS 64
+
+static int producer_sweep(struct store_txn *t, int64_t now, int *budget)
+{
+	struct store *st = t->st;
+	MDB_cursor *c;
+	MDB_val k, v;
+	pthread_mutex_lock(&st->sweep_mu);
+	int rc = mdb_cursor_open(t->txn, st->producers, &c);
+	if (rc) {
+		pthread_mutex_unlock(&st->sweep_mu);
+		return map_rc(st, rc, "cursor_open");
+	}
+	k.mv_size = st->sweep_len;
+	k.mv_data = st->sweep_at;
+	rc = mdb_cursor_get(c, &k, &v, st->sweep_len ? MDB_SET_RANGE : MDB_FIRST);
+	for (int n = 0; rc == 0 && n < SWEEP_ROWS && *budget > 0; n++) {
+		const unsigned char *p = v.mv_data;
+		if (v.mv_size == 24 && now - (int64_t)get_be64(p + 16) > LS_PRODUCER_TTL_MS) {
+			if ((rc = mdb_cursor_del(c, 0)))
+				break;
+			(*budget)--;
+		}
+		/* After a deletion the cursor already stands on the next row,
+		 * and MDB_NEXT returns that one. */
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	if (rc == 0 && k.mv_size <= sizeof st->sweep_at) {
+		memcpy(st->sweep_at, k.mv_data, k.mv_size);
+		st->sweep_len = k.mv_size;
+	} else {
+		st->sweep_len = 0; /* the end (or an error): the next pass starts over */
+	}
+	mdb_cursor_close(c);
+	pthread_mutex_unlock(&st->sweep_mu);
+	return rc == 0 || rc == MDB_NOTFOUND ? ST_OK : map_rc(st, rc, "producer sweep");
+}
+
+/* --- sliding TTL touches ----------------------------------------------- */
+
+/* Whether a flush of the touches may start now; touch_mu held. */
+static int touch_flush_due(struct store *st)
+{
+	return st->ntouch && !st->touch_flushing &&
+	       (st->ntouch == TOUCH_MAX || store_mono_ms() - st->touch_flushed >= LS_TTL_TOUCH_FLUSH_MS);
+}
+
+int store_touch_note(struct store *st, const char *name, size_t len, uint64_t id, int64_t at)
+{
+	if (len > LS_MAX_PATH_HARD)
+		return 0;
+	pthread_mutex_lock(&st->touch_mu);
+	if (!st->touches)
+		st->touches = malloc(TOUCH_MAX * sizeof *st->touches);
+	size_t i = 0;
+	while (i < st->ntouch && st->touches[i].id != id)
+		i++;
+	if (st->touches && i < TOUCH_MAX) {
+		struct touch *t = &st->touches[i];
+		if (i == st->ntouch) {
+			st->ntouch++;
+			t->id = id;
+			t->len = len;
+			memcpy(t->name, name, len);
+		}
+		t->at = at;
+	}
+	/* A full table drops the touch: the next read notes it again. */
+	int due = touch_flush_due(st);
+	pthread_mutex_unlock(&st->touch_mu);
+	return due;
+}
+
+/* Moves the pending touches to out (TOUCH_MAX entries); touch_mu held. */
+static size_t touch_take(struct store *st, struct touch *out)
+{
+	size_t n = st->ntouch;
+	if (n)
+		memcpy(out, st->touches, n * sizeof *out);
+	st->ntouch = 0;
+	return n;
+}
+
+/* Writes touches in the write transaction t: access_ms moves forward, for
+ * the stream of that id only, and never for one already expired. */
+static int touch_apply(struct store_txn *t, const struct touch *v, size_t n)
+{
+	struct stream_meta *m = n ? malloc(sizeof *m) : NULL;
+	int rc = n && !m ? ST_ERROR : ST_OK;
+	for (size_t i = 0; i < n && rc == ST_OK; i++) {
+		int g = store_meta_get(t, v[i].name, v[i].len, m);
+		int64_t e = g == ST_OK ? store_meta_expiry(m) : 0;
+		if (g != ST_OK || m->id != v[i].id || !m->has_ttl || (e && e <= v[i].at) || m->access_ms >= v[i].at)
+			continue;
+		m->access_ms = v[i].at;
+		rc = store_meta_put(t, v[i].name, v[i].len, m);
+	}
+	free(m);
+	return rc;
+}
+
+/* In every write transaction of the process (store_housekeep). */
+static int touch_pending(struct store_txn *t)
+{
+	struct store *st = t->st;
+	if (!st->ntouch) /* a racy peek: a touch missed here is written by its flusher */
+		return ST_OK;
+	struct touch *v = malloc(TOUCH_MAX * sizeof *v);
+	if (!v)
+		return ST_OK;
+	pthread_mutex_lock(&st->touch_mu);
+	size_t n = touch_take(st, v);
+	pthread_mutex_unlock(&st->touch_mu);
+	int rc = touch_apply(t, v, n);
+	free(v);
+	return rc;
+}
+
+int store_touch_flush(struct store *st, int always)
+{
+	pthread_mutex_lock(&st->touch_mu);
+	if (!(always ? st->ntouch && !st->touch_flushing : touch_flush_due(st))) {
+		pthread_mutex_unlock(&st->touch_mu);
+		return ST_OK;
+	}
+	struct touch *v = malloc(TOUCH_MAX * sizeof *v);
+	if (!v) {
+		pthread_mutex_unlock(&st->touch_mu);
+		return ST_ERROR;
+	}
+	/* One pass: touches noted meanwhile wait for the next. */
+	st->touch_flushing = 1;
+	size_t n = touch_take(st, v);
+	pthread_mutex_unlock(&st->touch_mu);
+	struct store_txn w;
+	int rc = store_write_begin(&w, st);
+	if (rc == ST_OK) {
+		if ((rc = touch_apply(&w, v, n)) == ST_OK)
+			/* Nobody was promised an access time: no meta page flush. */
+			rc = store_commit(&w, 1);
+		else
+			store_abort(&w);
+	}
+	pthread_mutex_lock(&st->touch_mu);
+	st->touch_flushing = 0;
+	st->touch_flushed = store_mono_ms();
+	pthread_mutex_unlock(&st->touch_mu);
+	free(v);
+	return rc;
 }
 
 /* --- housekeeping ------------------------------------------------------ */
@@ -1358,19 +1708,19 @@ static int retain_pass(struct store_txn *t, int64_t now, int *budget)
 	return rc;
 }
 
-int store_housekeep(struct store_txn *t, int64_t now_ms, int max)
+/* Up to 16 expired streams become deleted streams. */
+static int expire_pass(struct store_txn *t, int64_t now_ms, int *budget_p)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
-	int budget = max, rc;
+	int budget = *budget_p, rc;
 
-	/* Expired streams first: they become deleted streams. */
 	for (int n = 0; n < 16 && budget > 0; n++) {
 		rc = mdb_cursor_open(t->txn, t->st->expiry, &c);
 		if (rc)
 			return map_rc(t->st, rc, "cursor_open");
 		rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-		if (rc || k.mv_size != 16 || (int64_t)get_be64(k.mv_data) > now_ms) {
+		if (rc || k.mv_size != 16 || expiry_of_key(k.mv_data) > now_ms) {
 			mdb_cursor_close(c);
 			break;
 		}
@@ -1397,6 +1747,21 @@ int store_housekeep(struct store_txn *t, int64_t now_ms, int max)
 		}
 		budget--;
 	}
+	*budget_p = budget;
+	return ST_OK;
+}
+
+int store_housekeep(struct store_txn *t, int64_t now_ms, int max)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	int budget = max, rc;
+
+	if ((rc = touch_pending(t)))
+		return rc;
+	/* Expired streams first: they become deleted streams. */
+	if ((rc = expire_pass(t, now_ms, &budget)))
+		return rc;
 
 	/* Then reclaim the rows of deleted streams. */
 	while (budget > 0) {
@@ -1435,5 +1800,7 @@ int store_housekeep(struct store_txn *t, int64_t now_ms, int max)
 			break;
 		}
 	}
+	if (budget > 0 && (rc = producer_sweep(t, now_ms, &budget)))
+		return rc;
 	return budget > 0 ? retain_pass(t, now_ms, &budget) : ST_OK;
 }

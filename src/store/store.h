@@ -4,10 +4,11 @@
  * CGI workers, lmstream-live). Named databases:
  *   streams   decoded stream name      -> struct stream_meta (serialised)
  *   data      be64 id, be64 seq        -> be64 end byte count, message bytes
- *   producers be64 id, producer id     -> epoch, last seq, last update
+ *   producers be64 id, [0, principal,] producer id -> epoch, last seq, last update
  *   expiry    be64 expiry ms, be64 id  -> stream name (TTL / Expires-At index)
  *   gc        be64 id                  -> (empty) data of deleted streams to reclaim
- *   sys       "next_id"                -> be64; "retain_at" -> be64 (housekeeping cursor)
+ *   sys       "next_id"                -> be64; "retain_at" -> be64 (housekeeping cursor);
+ *             "format"                 -> be64 format of the store (store.c)
  *   state     be64 state id, row key   -> be64 seq of the message that set it, value bytes
  *   marks     be64 id, be64 seq        -> be64 ms: every message before seq was appended by then
  *   retain    be64 id                  -> stream name: streams with a retention bound or
@@ -152,6 +153,14 @@ int  store_sync_needed(struct store *st, uint64_t txnid);
  * request of a batch in one, so a refused request leaves the others. */
 int  store_child_begin(struct store_txn *t, struct store_txn *parent);
 
+/* Room for a write of about bytes more in the write transaction t: ST_OK,
+ * or ST_MAPFULL when it would leave less than map_reserve of the map free
+ * (writes that add data are refused then, so that deletions, which need
+ * pages too, and the housekeeping that reclaims their rows still run). */
+int store_room(struct store_txn *t, uint64_t bytes);
+/* Bytes of the map in use in t's snapshot (free pages not counted). */
+uint64_t store_used_bytes(struct store_txn *t);
+
 /* Stream metadata, in a read or write transaction. */
 int store_meta_get(struct store_txn *t, const char *name, size_t len, struct stream_meta *m);
 /* Writes metadata and keeps the expiry index in step. */
@@ -226,15 +235,35 @@ int store_retain_note(struct store_txn *t, struct stream_meta *m, int64_t now);
  * The caller stores m. */
 int store_retain(struct store_txn *t, struct stream_meta *m, int64_t now, int *budget);
 
-/* Idempotent producer state. */
-int store_producer_get(struct store_txn *t, uint64_t id, const char *pid, size_t plen,
-                       struct producer_state *ps);
-int store_producer_put(struct store_txn *t, uint64_t id, const char *pid, size_t plen,
-                       const struct producer_state *ps);
+/* Idempotent producer state, of a producer id on a stream. When writers
+ * are identified (auth on), each principal (who: STORE_PRINCIPAL_LEN bytes
+ * that name it, a digest of the token's sub or the web server's user) has
+ * producer ids of its own, so nobody can take over another's; who NULL: the
+ * shared space of anonymous writers. */
+#define STORE_PRINCIPAL_LEN 16
+int store_producer_get(struct store_txn *t, uint64_t id, const unsigned char *who, const char *pid,
+                       size_t plen, struct producer_state *ps);
+int store_producer_put(struct store_txn *t, uint64_t id, const unsigned char *who, const char *pid,
+                       size_t plen, const struct producer_state *ps);
 
-/* Housekeeping inside a write transaction, bounded by max rows: reclaim
- * deleted streams and delete expired ones, then apply the retention bounds
- * of one stream (round robin over the retain index). */
+/* Sliding TTLs: a read counts as access to the stream (name, id) at at.
+ * Touches are written with the next write transaction of the process
+ * (store_housekeep), or by store_touch_flush: one write transaction for
+ * all the touches pending, at most one per LS_TTL_TOUCH_FLUSH_MS per
+ * process, and without the meta page flush (a crash may lose an access
+ * time, never data). So reads of many TTL streams cost a few commits a
+ * second, not one per stream. store_touch_note returns 1 when the caller
+ * should call store_touch_flush(st, 0) now; a process calls it every
+ * LS_TTL_TOUCH_FLUSH_MS or so too (lmstream-live's housekeeper, the
+ * FastCGI main thread), and store_touch_flush(st, 1) before it exits. */
+int store_touch_note(struct store *st, const char *name, size_t len, uint64_t id, int64_t at);
+int store_touch_flush(struct store *st, int always);
+
+/* Housekeeping inside a write transaction, bounded by max rows: write the
+ * touches pending (store_touch_note), reclaim deleted streams and delete expired ones, forget producer state idle for
+ * longer than LS_PRODUCER_TTL_MS (a few rows per call, round robin), then
+ * apply the retention bounds of one stream (round robin over the retain
+ * index). */
 int store_housekeep(struct store_txn *t, int64_t now_ms, int max);
 
 #endif

@@ -22,8 +22,12 @@ static const struct step ttl_steps[] = {
 	/* Stream-TTL: 0 is a valid value: idle for zero seconds, it has expired. */
 	{ __LINE__, M_PUT, P("t0"), .ct = "text/plain", .ttl = "0", .status = 201 },
 	{ __LINE__, M_HEAD, P("t0"), .status = 404 },
-	/* An absolute expiry already past. */
-	{ __LINE__, M_PUT, P("past"), .ct = "text/plain", .exp = "2000-01-01T00:00:00Z", .status = 201 },
+	/* An absolute expiry already past is refused: such a stream could never
+	 * be read (before 1970 it could not even be deleted, once). */
+	{ __LINE__, M_PUT, P("past"), .ct = "text/plain", .exp = "2000-01-01T00:00:00Z", .status = 400 },
+	{ __LINE__, M_GET, P("past"), .status = 404 },
+	{ __LINE__, M_PUT, P("past"), .ct = "text/plain", .exp = "1960-01-01T00:00:00Z", .status = 400 },
+	{ __LINE__, M_PUT, P("past"), .ct = "text/plain", .exp = "1970-01-01T00:00:00Z", .status = 400 },
 	{ __LINE__, M_GET, P("past"), .status = 404 },
 };
 

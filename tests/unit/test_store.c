@@ -85,7 +85,7 @@ static int producer_exists(struct store *st, uint64_t id, const char *pid)
 	struct producer_state ps;
 	store_txn_init(&r, st);
 	store_read_begin(&r);
-	int rc = store_producer_get(&r, id, pid, strlen(pid), &ps);
+	int rc = store_producer_get(&r, id, NULL, pid, strlen(pid), &ps);
 	store_read_end(&r);
 	store_txn_release(&r);
 	return rc == ST_OK;
@@ -113,7 +113,7 @@ static uint64_t make_stream(struct store *st, const char *name, int n, int has_t
 	m.expires_ms = expires_ms;
 	snprintf(m.content_type, sizeof m.content_type, "text/plain");
 	struct producer_state ps = { 1, 2, access_ms };
-	store_producer_put(&w, m.id, "p", 1, &ps);
+	store_producer_put(&w, m.id, NULL, "p", 1, &ps);
 	if (store_meta_put(&w, name, strlen(name), &m) != ST_OK || store_commit(&w, 0) != ST_OK)
 		return 0;
 	return m.id;
@@ -460,30 +460,30 @@ static void test_producers(struct store *st)
 		const char *pid = rows[i].plen ? longid : "w-1";
 		size_t plen = rows[i].plen ? rows[i].plen : 3;
 		struct producer_state ps = { 3 + i, 9007199254740991ULL - i, 1728432000000LL + (int64_t)i }, got;
-		CHECK_INT_AT(rows[i].line, store_producer_get(&w, id, pid, plen, &got), ST_NOTFOUND);
-		CHECK_INT_AT(rows[i].line, store_producer_put(&w, id, pid, plen, &ps), rows[i].put_rc);
+		CHECK_INT_AT(rows[i].line, store_producer_get(&w, id, NULL, pid, plen, &got), ST_NOTFOUND);
+		CHECK_INT_AT(rows[i].line, store_producer_put(&w, id, NULL, pid, plen, &ps), rows[i].put_rc);
 		memset(&got, 0, sizeof got);
-		CHECK_INT_AT(rows[i].line, store_producer_get(&w, id, pid, plen, &got), rows[i].get_rc);
+		CHECK_INT_AT(rows[i].line, store_producer_get(&w, id, NULL, pid, plen, &got), rows[i].get_rc);
 		if (rows[i].get_rc == ST_OK) {
 			CHECK_UINT_AT(rows[i].line, got.epoch, ps.epoch);
 			CHECK_UINT_AT(rows[i].line, got.last_seq, ps.last_seq);
 			CHECK_INT_AT(rows[i].line, got.updated_ms, ps.updated_ms);
 		}
 		/* Scoped to the stream. */
-		CHECK_INT_AT(rows[i].line, store_producer_get(&w, id2, pid, plen, &got), ST_NOTFOUND);
+		CHECK_INT_AT(rows[i].line, store_producer_get(&w, id2, NULL, pid, plen, &got), ST_NOTFOUND);
 	}
 	/* Overwrite. */
 	struct producer_state ps = { 10, 0, 5 }, got;
-	CHECK_INT(store_producer_put(&w, id, "w-1", 3, &ps), ST_OK);
+	CHECK_INT(store_producer_put(&w, id, NULL, "w-1", 3, &ps), ST_OK);
 	CHECK_INT(store_commit(&w, 0), ST_OK);
 	store_txn_init(&r, st);
 	CHECK_INT(store_read_begin(&r), ST_OK);
-	CHECK_INT(store_producer_get(&r, id, "w-1", 3, &got), ST_OK);
+	CHECK_INT(store_producer_get(&r, id, NULL, "w-1", 3, &got), ST_OK);
 	CHECK_UINT(got.epoch, 10);
 	CHECK_UINT(got.last_seq, 0);
 	CHECK_INT(got.updated_ms, 5);
-	CHECK_INT(store_producer_get(&r, id, "w-", 2, &got), ST_NOTFOUND);
-	CHECK_INT(store_producer_get(&r, id, "w-1x", 4, &got), ST_NOTFOUND);
+	CHECK_INT(store_producer_get(&r, id, NULL, "w-", 2, &got), ST_NOTFOUND);
+	CHECK_INT(store_producer_get(&r, id, NULL, "w-1x", 4, &got), ST_NOTFOUND);
 	store_read_end(&r);
 	store_txn_release(&r);
 }
@@ -562,7 +562,10 @@ static void test_expiry(struct store *st)
 	for (size_t i = 0; i < NELEM(rows); i++) {
 		CHECK_INT_AT(rows[i].line, meta_exists(st, rows[i].name), !rows[i].deleted);
 		CHECK_UINT_AT(rows[i].line, count_msgs(st, ids[i], 0), rows[i].deleted ? 0 : 3);
-		CHECK_INT_AT(rows[i].line, producer_exists(st, ids[i], "p"), !rows[i].deleted);
+		/* make_stream's producer was last seen at access_ms: idle longer
+		 * than the producer TTL, it goes while the stream stays. */
+		CHECK_INT_AT(rows[i].line, producer_exists(st, ids[i], "p"),
+		             !rows[i].deleted && rows[i].access_ago_ms <= LS_PRODUCER_TTL_MS);
 	}
 
 	/* Later, the others expire too, except the one without expiry. */
@@ -1123,6 +1126,201 @@ static void test_resize_under_reads(void)
 	store_close(st);
 }
 
+/* A stream that expired before 1970 sorts first in the expiry index, like
+ * any other time, so housekeeping reaches it (format 1 sorted it last,
+ * behind every stream not yet due). */
+static void test_expiry_before_1970(struct store *st)
+{
+	int64_t now = store_now_ms();
+	uint64_t soon = make_stream(st, "exp70/soon", 2, 0, 0, now, now + 3600000);
+	uint64_t old = make_stream(st, "exp70/1960", 3, 0, 0, now, -315619200000LL);
+	CHECK(soon && old);
+	CHECK_INT(housekeep(st, now, 1000), ST_OK);
+	CHECK(!meta_exists(st, "exp70/1960"));
+	CHECK_UINT(count_msgs(st, old, 0), 0);
+	CHECK(meta_exists(st, "exp70/soon"));
+	CHECK_UINT(count_msgs(st, soon, 0), 2);
+}
+
+/* Producer state of one principal is not another's, nor the anonymous one's. */
+static void test_producer_principals(struct store *st)
+{
+	static const unsigned char alice[STORE_PRINCIPAL_LEN] = "alice-principal";
+	static const unsigned char mallory[STORE_PRINCIPAL_LEN] = "mallory-princip";
+	struct store_txn w;
+	struct producer_state ps = { 9007199254740991ULL, 0, store_now_ms() }, got;
+	uint64_t id;
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	store_new_id(&w, &id);
+	CHECK_INT(store_producer_put(&w, id, mallory, "w-1", 3, &ps), ST_OK);
+	CHECK_INT(store_producer_get(&w, id, alice, "w-1", 3, &got), ST_NOTFOUND);
+	CHECK_INT(store_producer_get(&w, id, NULL, "w-1", 3, &got), ST_NOTFOUND);
+	CHECK_INT(store_producer_get(&w, id, mallory, "w-1", 3, &got), ST_OK);
+	CHECK_UINT(got.epoch, 9007199254740991ULL);
+	ps.epoch = 0;
+	CHECK_INT(store_producer_put(&w, id, alice, "w-1", 3, &ps), ST_OK);
+	CHECK_INT(store_producer_get(&w, id, alice, "w-1", 3, &got), ST_OK);
+	CHECK_UINT(got.epoch, 0);
+	/* The longest producer id fits beside a principal. */
+	char longid[LS_MAX_PRODUCER_ID];
+	memset(longid, 'x', sizeof longid);
+	CHECK_INT(store_producer_put(&w, id, alice, longid, sizeof longid, &ps), ST_OK);
+	CHECK_INT(store_producer_get(&w, id, alice, longid, sizeof longid, &got), ST_OK);
+	store_abort(&w);
+}
+
+/* Producer rows idle for longer than the producer TTL go in housekeeping,
+ * a bounded number per call, while the stream stays. */
+static void test_producer_sweep(struct store *st)
+{
+	int64_t now = store_now_ms();
+	int64_t idle = now - LS_PRODUCER_TTL_MS - 1000;
+	uint64_t id = make_stream(st, "sweep/s", 25, 0, 0, now, 0);
+	CHECK(id != 0);
+	struct store_txn w;
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	for (int i = 0; i < 300; i++) {
+		char pid[16];
+		int n = snprintf(pid, sizeof pid, "old-%03d", i);
+		struct producer_state ps = { 0, 3, idle };
+		CHECK_INT(store_producer_put(&w, id, i % 2 ? (const unsigned char *)"some-principal.." : NULL,
+		                             pid, (size_t)n, &ps), ST_OK);
+	}
+	struct producer_state fresh = { 0, 1, now - 1000 };
+	CHECK_INT(store_producer_put(&w, id, NULL, "fresh", 5, &fresh), ST_OK);
+	CHECK_INT(store_commit(&w, 0), ST_OK);
+	/* 64 rows looked at per call: 302 rows (and the other tests' rows) are
+	 * covered within 12 calls. */
+	for (int i = 0; i < 12; i++)
+		CHECK_INT(housekeep(st, now, 1000), ST_OK);
+	CHECK(!producer_exists(st, id, "old-000"));
+	CHECK(!producer_exists(st, id, "old-298"));
+	struct store_txn r;
+	struct producer_state got;
+	int left = 0;
+	store_txn_init(&r, st);
+	CHECK_INT(store_read_begin(&r), ST_OK);
+	for (int i = 0; i < 300; i++) {
+		char pid[16];
+		int n = snprintf(pid, sizeof pid, "old-%03d", i);
+		left += store_producer_get(&r, id, i % 2 ? (const unsigned char *)"some-principal.." : NULL,
+		                           pid, (size_t)n, &got) == ST_OK;
+	}
+	store_read_end(&r);
+	store_txn_release(&r);
+	CHECK_INT(left, 0);
+	CHECK(producer_exists(st, id, "fresh"));
+	CHECK(producer_exists(st, id, "p")); /* make_stream's, updated now */
+	CHECK(meta_exists(st, "sweep/s"));
+	CHECK_UINT(count_msgs(st, id, 0), 25);
+}
+
+/* Touches noted by reads are written by the next write transaction, or by
+ * the flush; they move access_ms forward only, on the same stream only. */
+static void test_touches(struct store *st)
+{
+	int64_t now = store_now_ms();
+	uint64_t a = make_stream(st, "touch/a", 1, 1, 60, now - 30000, 0);
+	uint64_t b = make_stream(st, "touch/b", 1, 1, 60, now - 30000, 0);
+	CHECK(a && b);
+	CHECK_INT(store_touch_note(st, "touch/a", 7, a, now), 1);
+	CHECK_INT(store_touch_note(st, "touch/b", 7, b + 1000, now), 1); /* another id: not this stream */
+	CHECK_INT(housekeep(st, now, 1000), ST_OK);
+	struct store_txn r;
+	struct stream_meta m;
+	store_txn_init(&r, st);
+	CHECK_INT(store_read_begin(&r), ST_OK);
+	CHECK_INT(store_meta_get(&r, "touch/a", 7, &m), ST_OK);
+	CHECK_INT(m.access_ms, now);
+	CHECK_INT(store_meta_get(&r, "touch/b", 7, &m), ST_OK);
+	CHECK_INT(m.access_ms, now - 30000);
+	store_read_end(&r);
+	CHECK_INT(store_touch_note(st, "touch/b", 7, b, now + 5), 1);
+	CHECK_INT(store_touch_note(st, "touch/a", 7, a, now - 10), 1); /* older: no effect */
+	CHECK_INT(store_touch_flush(st, 0), ST_OK);
+	CHECK_INT(store_read_begin(&r), ST_OK);
+	CHECK_INT(store_meta_get(&r, "touch/a", 7, &m), ST_OK);
+	CHECK_INT(m.access_ms, now);
+	CHECK_INT(store_meta_get(&r, "touch/b", 7, &m), ST_OK);
+	CHECK_INT(m.access_ms, now + 5);
+	store_read_end(&r);
+	/* The flush does not wait for the meta page to reach the disk. */
+	CHECK(store_sync_needed(st, store_last_txnid(st)));
+	/* Right after a flush, the next waits LS_TTL_TOUCH_FLUSH_MS (unless
+	 * forced, as at exit); the touch waits meanwhile. */
+	uint64_t txn = store_last_txnid(st);
+	CHECK_INT(store_touch_note(st, "touch/a", 7, a, now + 7), 0);
+	CHECK_INT(store_touch_flush(st, 0), ST_OK);
+	CHECK_UINT(store_last_txnid(st), txn);
+	CHECK_INT(store_touch_flush(st, 1), ST_OK);
+	CHECK_UINT(store_last_txnid(st), txn + 1);
+	CHECK_INT(store_read_begin(&r), ST_OK);
+	CHECK_INT(store_meta_get(&r, "touch/a", 7, &m), ST_OK);
+	CHECK_INT(m.access_ms, now + 7);
+	store_read_end(&r);
+	store_txn_release(&r);
+}
+
+/* Writes stop short of the map's end (map_reserve): deleting a stream and
+ * reclaiming its rows still works then, and gives room back. */
+static void test_room(void)
+{
+	char dir[160];
+	snprintf(dir, sizeof dir, "%s/room", tmpdir);
+	struct config cfg = test_config();
+	snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", dir);
+	cfg.map_size = 2ULL << 20; /* a reserve of 256 KiB, an eighth */
+	struct store *st;
+	CHECK_INT(store_open(&st, &cfg), ST_OK);
+	if (!st)
+		return;
+	static char chunk[1000];
+	memset(chunk, 'c', sizeof chunk);
+	int64_t now = store_now_ms();
+	uint64_t ids[8] = { 0 };
+	int refused = 0, full = 0;
+	for (int s = 0; s < 8 && !refused; s++) {
+		struct store_txn w;
+		struct stream_meta m;
+		char name[16];
+		int n = snprintf(name, sizeof name, "room/%d", s);
+		CHECK_INT(store_write_begin(&w, st), ST_OK);
+		memset(&m, 0, sizeof m);
+		store_new_id(&w, &m.id);
+		ids[s] = m.id;
+		for (int i = 0; i < 400 && !refused; i++) {
+			if (store_room(&w, sizeof chunk) != ST_OK) {
+				refused = 1;
+				break;
+			}
+			int rc = store_msg_put(&w, m.id, m.tail_seq, m.tail_bytes + sizeof chunk, chunk, sizeof chunk);
+			full |= rc == ST_MAPFULL;
+			if (rc)
+				break;
+			m.tail_seq++;
+			m.tail_bytes += sizeof chunk;
+		}
+		CHECK_INT(store_meta_put(&w, name, (size_t)n, &m), ST_OK);
+		CHECK_INT(store_commit(&w, 1), ST_OK);
+	}
+	CHECK(refused);
+	CHECK(!full); /* refused before LMDB itself ran out */
+	/* Delete the first stream; reclaiming its rows needs pages too. */
+	struct store_txn w;
+	struct stream_meta m;
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	CHECK_INT(store_meta_get(&w, "room/0", 6, &m), ST_OK);
+	CHECK_INT(store_meta_del(&w, "room/0", 6, &m), ST_OK);
+	CHECK_INT(store_commit(&w, 1), ST_OK);
+	for (int i = 0; i < 4; i++)
+		CHECK_INT(housekeep(st, now, 512), ST_OK);
+	CHECK_UINT(count_msgs(st, ids[0], 0), 0);
+	CHECK_INT(store_write_begin(&w, st), ST_OK);
+	CHECK_INT(store_room(&w, 100 << 10), ST_OK);
+	store_abort(&w);
+	store_close(st);
+}
+
 int main(void)
 {
 	struct store *st = NULL;
@@ -1142,12 +1340,17 @@ int main(void)
 		test_producers(st);
 		test_delete_and_gc(st);
 		test_expiry(st);
+		test_expiry_before_1970(st);
+		test_producer_principals(st);
+		test_producer_sweep(st);
+		test_touches(st);
 		test_txnid(st);
 		test_read_reuse(st);
 		test_fork_reads(st);
 		test_fork_depth(st);
 		test_fork_crash(st);
 		test_resize_under_reads();
+		test_room();
 		test_reopen(&st);
 		store_close(st);
 	}

@@ -183,6 +183,7 @@ static void *housekeeper(void *arg)
 	int64_t last = store_mono_ms();
 	while (!atomic_load(&bg.housekeeper_stop)) {
 		usleep(200 * 1000);
+		store_touch_flush(live.store, 0); /* TTL touches no write took along */
 		int64_t now = store_mono_ms();
 		if (now - last < LS_HOUSEKEEP_MS)
 			continue;
