@@ -17,6 +17,7 @@
 	X(E_PATH_ESCAPE, 400, "malformed percent-encoding in path") \
 	X(E_PATH_CHAR, 400, "control character in path") \
 	X(E_PATH_DOT, 400, "'.' and '..' path segments are not allowed") \
+	X(E_PATH_SLASH, 400, "an encoded '/' (%2F) is not allowed in a stream path: write '/'") \
 	X(E_BODY_TOO_LARGE, 413, "request body too large") \
 	/* access (access.c) */ \
 	X(E_AUTH_REQUIRED, 401, "a token is required") \

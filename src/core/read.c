@@ -101,7 +101,7 @@ static void read_headers(struct proto_ctx *ctx, const struct stream_meta *m, str
 {
 	int up_to_date = live->seq >= m->tail_seq;
 	resp_start(resp, 200);
-	proto_add_header(resp, "Content-Type", m->content_type);
+	resp_add_stream_type(resp, m->content_type);
 	resp_add_offset(resp, live->seq, live->bytes);
 	if (up_to_date)
 		proto_add_header(resp, "Stream-Up-To-Date", "true");
@@ -176,7 +176,7 @@ static enum proto_err read_start(struct proto_ctx *ctx, const struct req *q, con
 static void read_now(const struct stream_meta *m, const struct proto_live *live, struct proto_response *resp)
 {
 	resp_start(resp, 200);
-	proto_add_header(resp, "Content-Type", m->content_type);
+	resp_add_stream_type(resp, m->content_type);
 	resp_add_offset(resp, m->tail_seq, m->tail_bytes);
 	proto_add_header(resp, "Stream-Up-To-Date", "true");
 	proto_add_header(resp, "Cache-Control", "no-store");
@@ -295,7 +295,7 @@ void read_head(struct proto_ctx *ctx, const struct req *q, struct proto_response
 	}
 	store_read_end(&ctx->rtxn);
 	resp_start(resp, 200);
-	proto_add_header(resp, "Content-Type", m.content_type);
+	resp_add_stream_type(resp, m.content_type);
 	if (m.has_ttl)
 		resp_add_u64(resp, "Stream-TTL", m.ttl_s);
 	if (m.expires_at[0])

@@ -154,6 +154,7 @@ static enum proto_err parse_path(const char *v, size_t len, const struct config 
 	case PATH_BAD_ESCAPE: return source ? E_FORKED_FROM : E_PATH_ESCAPE;
 	case PATH_BAD_CHAR: return source ? E_FORKED_FROM : E_PATH_CHAR;
 	case PATH_DOT_SEGMENT: return source ? E_FORKED_FROM : E_PATH_DOT;
+	case PATH_ENCODED_SLASH: return source ? E_FORKED_FROM : E_PATH_SLASH;
 	}
 	return E_NOT_FOUND;
 }

@@ -3,6 +3,7 @@
 #include "lib/limits.h"
 #include "lib/log.h"
 #include "lib/num.h"
+#include "lib/parse.h"
 #include "store/store.h"
 
 #include <stdio.h>
@@ -128,6 +129,27 @@ void resp_start(struct proto_response *r, int status)
 	proto_add_header(r, "Access-Control-Expose-Headers", EXPOSE_HEADERS);
 	proto_add_header(r, "X-Content-Type-Options", "nosniff");
 	proto_add_header(r, "Cross-Origin-Resource-Policy", "cross-origin");
+	/* Whatever a stream holds, a browser that opens it as a page runs
+	 * nothing of it: no script, no plugin, no form, an opaque origin. */
+	proto_add_header(r, "Content-Security-Policy", "sandbox");
+}
+
+/* Media types a browser renders as documents that may act: HTML, XHTML,
+ * SVG, XML (with XSLT), and multipart (x-mixed-replace). */
+static int renders_active(const char *ct)
+{
+	char mt[LS_MAX_CONTENT_TYPE + 1];
+	if (parse_media_type(ct, strlen(ct), mt, sizeof mt) <= 0)
+		return 1; /* not understood: take no chance */
+	return strstr(mt, "html") || strstr(mt, "xml") || strstr(mt, "svg") || strstr(mt, "xsl") ||
+	       !strncmp(mt, "multipart/", 10);
+}
+
+void resp_add_stream_type(struct proto_response *r, const char *content_type)
+{
+	proto_add_header(r, "Content-Type", content_type);
+	if (renders_active(content_type))
+		proto_add_header(r, "Content-Disposition", "attachment");
 }
 
 void resp_add_u64(struct proto_response *r, const char *name, uint64_t v)
@@ -221,26 +243,42 @@ static int url_keeps(unsigned char c)
 	       (c && strchr("-._~/!$&'()*+,;=:@", c));
 }
 
-void resp_add_location(struct proto_response *r, const struct req *q, const char *prefix,
-                       const char *name, size_t nlen)
+size_t resp_url_path(char *out, size_t cap, const char *prefix, const char *name, size_t nlen)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	char url[2048];
-	const char *host = q->host;
-	if (!host || !*host || strlen(host) > 255 ||
-	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != strlen(host))
-		host = "localhost";
-	size_t n = (size_t)snprintf(url, sizeof url, "%s://%s%s", q->https ? "https" : "http", host, prefix);
-	for (size_t i = 0; i < nlen && n + 4 < sizeof url; i++) {
+	size_t n = (size_t)snprintf(out, cap, "%s", prefix);
+	if (n >= cap)
+		return 0;
+	for (size_t i = 0; i < nlen; i++) {
 		unsigned char c = (unsigned char)name[i];
+		if (n + 4 > cap)
+			return 0;
 		if (url_keeps(c)) {
-			url[n++] = (char)c;
+			out[n++] = (char)c;
 		} else {
-			url[n++] = '%';
-			url[n++] = hex[c >> 4];
-			url[n++] = hex[c & 15];
+			out[n++] = '%';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
 		}
 	}
-	url[n] = '\0';
-	proto_add_header(r, "Location", url);
+	out[n] = '\0';
+	return n;
+}
+
+void resp_add_location(struct proto_response *r, const struct req *q, const struct config *cfg,
+                       const char *name, size_t nlen)
+{
+	char url[LS_MAX_URL];
+	size_t n;
+	if (cfg->public_url[0]) {
+		n = (size_t)snprintf(url, sizeof url, "%s", cfg->public_url);
+	} else {
+		const char *host = q->host;
+		if (!host || !*host || strlen(host) > 255 ||
+		    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != strlen(host))
+			host = "localhost";
+		n = (size_t)snprintf(url, sizeof url, "%s://%s", q->https ? "https" : "http", host);
+	}
+	if (n < sizeof url && resp_url_path(url + n, sizeof url - n, cfg->prefix, name, nlen))
+		proto_add_header(r, "Location", url);
 }

@@ -13,6 +13,9 @@
 void resp_start(struct proto_response *r, int status);
 
 void resp_add_u64(struct proto_response *r, const char *name, uint64_t v);
+/* Content-Type of a stream's data, and Content-Disposition: attachment
+ * when browsers would render that type as an active document. */
+void resp_add_stream_type(struct proto_response *r, const char *content_type);
 
 /* Replaces the value of header name (adds it when absent; value copied).
  * With value NULL, removes it. */
@@ -24,9 +27,15 @@ void resp_add_offset(struct proto_response *r, uint64_t seq, uint64_t bytes);
 /* Stream-Closed: true. */
 void resp_add_closed(struct proto_response *r);
 
-/* Location: the stream's absolute URL, from the request's scheme and Host
- * (when Host looks like a host name; "localhost" otherwise). */
-void resp_add_location(struct proto_response *r, const struct req *q, const char *prefix,
+/* The path of a stream's URL (prefix, then the name percent-encoded where
+ * it must be) in out; returns its length, or 0 when cap is too small
+ * (LS_MAX_URL always fits). */
+size_t resp_url_path(char *out, size_t cap, const char *prefix, const char *name, size_t nlen);
+
+/* Location: the stream's absolute URL, under public_url when it is set,
+ * else from the request's scheme and Host (when Host looks like a host
+ * name; "localhost" otherwise). */
+void resp_add_location(struct proto_response *r, const struct req *q, const struct config *cfg,
                        const char *name, size_t nlen);
 
 /* The next Stream-Cursor: the current 20-second interval, or a random

@@ -82,20 +82,11 @@ void state_gone(struct proto_response *resp, const char *prefix, const struct st
 	if (!m->state)
 		return;
 	/* Link: <prefix/name?snapshot>; rel="snapshot", the path of Location. */
-	struct proto_response tmp;
-	struct req here;
-	memset(&here, 0, sizeof here);
-	proto_response_init(&tmp);
-	resp_add_location(&tmp, &here, prefix, name, nlen);
-	const char *loc = proto_get_header(&tmp, "Location");
-	const char *path = loc ? strstr(loc, "://") : NULL;
-	path = path ? strchr(path + 3, '/') : NULL;
-	if (path) {
-		char link[1200];
+	char path[LS_MAX_URL], link[LS_MAX_URL + 32];
+	if (resp_url_path(path, sizeof path, prefix, name, nlen)) {
 		snprintf(link, sizeof link, "<%s?snapshot>; rel=\"snapshot\"", path);
 		proto_add_header(resp, "Link", link);
 	}
-	proto_response_free(&tmp);
 }
 
 void state_add_headers(struct proto_response *resp, const struct stream_meta *m, int64_t now)

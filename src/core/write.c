@@ -120,7 +120,7 @@ static int put_exists(struct put_job *j, const struct stream_meta *m)
 		return 0;
 	}
 	resp_start(j->resp, 200);
-	proto_add_header(j->resp, "Content-Type", m->content_type);
+	resp_add_stream_type(j->resp, m->content_type);
 	resp_add_offset(j->resp, m->tail_seq, m->tail_bytes);
 	if (m->closed)
 		resp_add_closed(j->resp);
@@ -158,9 +158,9 @@ static int put_created(struct put_job *j, uint64_t *key)
 	const struct stream_meta *m = j->m;
 	*key = m->id;
 	resp_start(j->resp, 201);
-	proto_add_header(j->resp, "Content-Type", m->content_type);
+	resp_add_stream_type(j->resp, m->content_type);
 	resp_add_offset(j->resp, m->tail_seq, m->tail_bytes);
-	resp_add_location(j->resp, j->q, j->ctx->cfg->prefix, j->q->name.s, j->q->name.len);
+	resp_add_location(j->resp, j->q, j->ctx->cfg, j->q->name.s, j->q->name.len);
 	if (m->closed)
 		resp_add_closed(j->resp);
 	return 1;

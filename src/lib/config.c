@@ -31,6 +31,7 @@ enum str_rule {
 	S_HEADER,     /* non-empty, no CR or LF: it goes into a response header */
 	S_TOKEN,      /* non-empty, letters, digits, '-' and '_' (a cookie name) */
 	S_PRINTABLE,  /* printable ASCII and spaces (lists of patterns or origins) */
+	S_ORIGIN,     /* empty, or http(s)://host[:port] with no path */
 };
 
 struct config_key {
@@ -73,6 +74,9 @@ static const struct config_key keys[] = {
 	  "interval of SSE keep-alive comments, in ms", NULL },
 	{ "prefix", T_STR, F(prefix), S_PREFIX, LS_DEFAULT_PREFIX, 0, 0, 0,
 	  "URL prefix under which streams are served; starts and ends with '/'", NULL },
+	{ "public_url", T_STR, F(public_url), S_ORIGIN, LS_DEFAULT_PUBLIC_URL, 0, 0, 0,
+	  "scheme://host[:port] clients reach the site at, for Location; empty: from the request's Host"
+	  " (which a client chooses)", NULL },
 	{ "listen", T_STR, F(listen), S_HOSTPORT, LS_DEFAULT_LISTEN, 0, 0, 0,
 	  "where lmstream-live listens: HOST:PORT, or unix:PATH (behind a web server: only it may connect,"
 	  " and only there are its identity headers trusted)", NULL },
@@ -200,6 +204,11 @@ static int str_ok(const struct config_key *k, const char *v)
 	case S_NONEMPTY: return l > 0;
 	case S_PREFIX: return l > 0 && v[0] == '/' && v[l - 1] == '/';
 	case S_HOSTPORT: return strchr(v, ':') != NULL;
+	case S_ORIGIN: {
+		size_t s = !strncmp(v, "https://", 8) ? 8 : !strncmp(v, "http://", 7) ? 7 : 0;
+		return l == 0 || (s && l > s &&
+		                  strspn(v + s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") == l - s);
+	}
 	case S_HEADER: return l > 0 && !strpbrk(v, "\r\n");
 	case S_TOKEN:
 		return l > 0 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == l;

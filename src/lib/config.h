@@ -27,6 +27,7 @@ struct config {
 	int      sse_lifetime_ms;
 	int      heartbeat_ms;     /* SSE comment interval (lmstream-live) */
 	char     prefix[128];
+	char     public_url[256];  /* scheme://host[:port] of Location; "" = from the request */
 	char     listen[128];      /* HOST:PORT or unix:PATH of lmstream-live */
 	char     listen_group[64]; /* group of the unix: socket; "" = the process's */
 	int      max_connections;  /* lmstream-live connection cap */

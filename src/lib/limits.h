@@ -11,6 +11,7 @@
 #define LS_DEFAULT_LONG_POLL_MS    20000          /* long_poll_timeout */
 #define LS_DEFAULT_SSE_LIFETIME_MS 60000          /* sse_lifetime */
 #define LS_DEFAULT_PREFIX          "/v1/stream/"  /* prefix */
+#define LS_DEFAULT_PUBLIC_URL      ""             /* public_url: "" = scheme and Host of the request */
 #define LS_DEFAULT_LISTEN          "127.0.0.1:8081" /* listen (lmstream-live) */
 #define LS_DEFAULT_LISTEN_GROUP    ""             /* listen_group: "" = the process's group */
 #define LS_DEFAULT_DATA_DIR        "/var/lib/lmstream"
@@ -49,6 +50,10 @@
 #define LS_MAX_CONTENT_TYPE   256   /* bytes of a stream's Content-Type */
 #define LS_MAX_EXPIRES_AT     64    /* bytes of Stream-Expires-At */
 #define LS_MAX_PREFIX         128
+#define LS_MAX_PUBLIC_URL     256   /* bytes of public_url */
+/* The longest URL of a stream: public_url (or a scheme and a 255-byte Host),
+ * the prefix, and the name with every byte percent-encoded. */
+#define LS_MAX_URL            (LS_MAX_PUBLIC_URL + LS_MAX_PREFIX + 3 * LS_MAX_PATH_HARD + 16)
 #define LS_JSON_MAX_DEPTH     256   /* nesting accepted in JSON bodies */
 #define LS_MAX_BATCH_MESSAGES 100000 /* JSON array elements in one request (413 above): one transaction */
 #define LS_READ_PAGE_BYTES    (1UL << 20) /* catch-up read stops after ~1 MiB (one message at least) */

@@ -195,6 +195,11 @@ enum path_error parse_stream_path(const char *target, size_t len, const char *pr
 			int b = unescape(target, len, i);
 			if (b < 0)
 				return PATH_BAD_ESCAPE;
+			/* A web server matches its path rules (Apache's <Location>,
+			 * with AllowEncodedSlashes NoDecode) against "a%2Fb", not
+			 * "a/b": the name it checked must be the name used. */
+			if (b == '/')
+				return PATH_ENCODED_SLASH;
 			c = (char)b;
 			i += 2;
 		}

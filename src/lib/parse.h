@@ -44,6 +44,7 @@ enum path_error {
 	PATH_BAD_ESCAPE,    /* malformed %XX: 400 */
 	PATH_BAD_CHAR,      /* NUL, CR, LF or another control byte: 400 */
 	PATH_DOT_SEGMENT,   /* "." or ".." segment: 400 */
+	PATH_ENCODED_SLASH, /* %2F: a web server's path rules would see another name: 400 */
 };
 
 /* Decodes the path of a request target (percent-encoded, no query) that must

@@ -34,7 +34,7 @@ static const struct step create_steps[] = {
 	         { "Content-Type", "application/octet-stream" } } },
 	{ __LINE__, M_PUT, P("c2"), .host = "evil.example/x?\r\nSet-Cookie: a=b", .status = 201,
 	  .h = { { "Location", "http://localhost/v1/stream/c2" } } },
-	{ __LINE__, M_PUT, P("d%20e/f%2Fg"), .host = "[::1]:8081", .status = 201,
+	{ __LINE__, M_PUT, P("d%20e/f/g"), .host = "[::1]:8081", .status = 201,
 	  .h = { { "Location", "http://[::1]:8081/v1/stream/d%20e/f/g" } } },
 	{ __LINE__, M_PUT, P("caf%C3%A9"), .status = 201,
 	  .h = { { "Location", "http://localhost/v1/stream/caf%C3%A9" } } },
@@ -84,6 +84,51 @@ static const struct step create_steps[] = {
 	{ __LINE__, M_GET, P("empty-done"), .status = 200, .want_body = "",
 	  .h = { { "Stream-Closed", "true" }, { "Stream-Up-To-Date", "true" } } },
 };
+
+/* With public_url, Location never comes from the request's Host. */
+static const struct step public_url_steps[] = {
+	{ __LINE__, M_PUT, P("pu"), .host = "evil.example:1", .https = 1, .status = 201,
+	  .h = { { "Location", "https://streams.example.com/v1/stream/pu" } } },
+	{ __LINE__, M_PUT, P("pu%20x"), .status = 201,
+	  .h = { { "Location", "https://streams.example.com/v1/stream/pu%20x" } } },
+};
+
+/* Every answer forbids a browser that opens it as a page to run anything;
+ * types a browser renders as active documents are downloads besides. */
+static const struct step active_steps[] = {
+	{ __LINE__, M_PUT, P("xss/html"), .ct = "text/html", .body = "<script>alert(1)</script>", .status = 201,
+	  .h = { { "Content-Security-Policy", "sandbox" }, { "Content-Disposition", "attachment" } } },
+	{ __LINE__, M_GET, P("xss/html"), .status = 200, .want_body = "<script>alert(1)</script>",
+	  .h = { { "Content-Type", "text/html" }, { "Content-Security-Policy", "sandbox" },
+	         { "Content-Disposition", "attachment" }, { "X-Content-Type-Options", "nosniff" } } },
+	{ __LINE__, M_PUT, P("xss/svg"), .ct = "image/svg+xml; charset=utf-8", .body = "<svg onload=\"alert(1)\"/>",
+	  .status = 201 },
+	{ __LINE__, M_GET, P("xss/svg"), .status = 200,
+	  .h = { { "Content-Security-Policy", "sandbox" }, { "Content-Disposition", "attachment" } } },
+	{ __LINE__, M_HEAD, P("xss/svg"), .status = 200,
+	  .h = { { "Content-Security-Policy", "sandbox" }, { "Content-Disposition", "attachment" } } },
+	{ __LINE__, M_PUT, P("xss/xhtml"), .ct = "Application/XHTML+XML", .body = "x", .status = 201 },
+	{ __LINE__, M_GET, P("xss/xhtml"), .status = 200, .h = { { "Content-Disposition", "attachment" } } },
+	{ __LINE__, M_PUT, P("xss/xml"), .ct = "text/xml", .body = "x", .status = 201 },
+	{ __LINE__, M_GET, P("xss/xml"), .status = 200, .h = { { "Content-Disposition", "attachment" } } },
+	{ __LINE__, M_PUT, P("xss/mp"), .ct = "multipart/x-mixed-replace; boundary=b", .body = "x", .status = 201 },
+	{ __LINE__, M_GET, P("xss/mp"), .status = 200, .h = { { "Content-Disposition", "attachment" } } },
+	/* Inert types are shown as they are, still sandboxed. */
+	{ __LINE__, M_PUT, P("xss/text"), .ct = "text/plain", .body = "<script>", .status = 201 },
+	{ __LINE__, M_GET, P("xss/text"), .status = 200,
+	  .h = { { "Content-Security-Policy", "sandbox" }, { "Content-Disposition", ABSENT } } },
+	{ __LINE__, M_PUT, P("xss/json"), .ct = "application/json", .body = "[1]", .status = 201 },
+	{ __LINE__, M_GET, P("xss/json"), .status = 200, .h = { { "Content-Disposition", ABSENT } } },
+	{ __LINE__, M_GET, P("xss/absent"), .status = 404, .h = { { "Content-Security-Policy", "sandbox" } } },
+};
+
+static void test_active_types(void)
+{
+	RUN(active_steps);
+	snprintf(cfg.public_url, sizeof cfg.public_url, "https://streams.example.com");
+	RUN(public_url_steps);
+	cfg.public_url[0] = '\0';
+}
 
 /* The stream name reaches the store exactly as decoded. */
 static void test_create(void)
@@ -487,6 +532,7 @@ int main(void)
 
 	test_init();
 	test_create();
+	test_active_types();
 	test_append_read();
 	test_json();
 	test_producers();
