@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define TTL_MAX_S (100ULL * 365 * 86400) /* exp stays a date lmstream accepts */
@@ -219,6 +220,10 @@ static int cmd_token(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* Files and directories are created 0660/0770: the daemon and the web
+	 * server's workers run as two users of one group and share the store.
+	 * A web server's umask of 022 would make them 0640 and lock one out. */
+	umask(007);
 	if (argc >= 2 && !strcmp(argv[1], "token"))
 		return cmd_token(argc, argv);
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {

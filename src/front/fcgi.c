@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -507,6 +508,10 @@ int main(int argc, char **argv)
 {
 	struct config cfg;
 
+	/* Files and directories are created 0660/0770: the daemon and the web
+	 * server's workers run as two users of one group and share the store.
+	 * A web server's umask of 022 would make them 0640 and lock one out. */
+	umask(007);
 	log_init("lmstream.fcgi", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	int status = config_main(&cfg, argc, argv, "lmstream.fcgi", usage, NULL);
 	if (status >= 0)

@@ -138,7 +138,7 @@ static int mkdir_p(const char *dir)
 		if (tmp[i] == '/' || tmp[i] == '\0') {
 			char c = tmp[i];
 			tmp[i] = '\0';
-			if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+			if (mkdir(tmp, 0770) < 0 && errno != EEXIST)
 				return -1;
 			tmp[i] = c;
 		}
@@ -150,7 +150,7 @@ static int open_sync_file(struct store *st)
 {
 	char path[600];
 	snprintf(path, sizeof path, "%s/lmstream.sync", st->dir);
-	st->sync_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	st->sync_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
 	if (st->sync_fd < 0) {
 		log_error("open %s: %s", path, strerror(errno));
 		return -1;
@@ -234,7 +234,7 @@ int store_open(struct store **out, const struct config *cfg)
 	 * by store_commit outside the writer lock, shared by concurrent writers.
 	 * Power loss can only undo commits that were not yet acknowledged. */
 	for (int attempt = 0;; attempt++) {
-		rc = mdb_env_open(st->env, st->dir, MDB_NOMETASYNC | MDB_NORDAHEAD, 0640);
+		rc = mdb_env_open(st->env, st->dir, MDB_NOMETASYNC | MDB_NORDAHEAD, 0660);
 		if (rc == 0)
 			break;
 		/* Opening can race another process's open or close: retry a little. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct live live = { .group_fd = -1, .listen_fd = -1 };
@@ -208,6 +209,10 @@ int main(int argc, char **argv)
 	/* --standalone is accepted for clarity: it always serves everything. */
 	static const char *const extra[] = { "--standalone", NULL };
 
+	/* Files and directories are created 0660/0770: the daemon and the web
+	 * server's workers run as two users of one group and share the store.
+	 * A web server's umask of 022 would make them 0640 and lock one out. */
+	umask(007);
 	log_init("lmstream-live", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	int cstatus = config_main(&live.cfg, argc, argv, "lmstream-live", usage, extra);
 	if (cstatus >= 0)
