@@ -19,6 +19,7 @@
 	X(E_PATH_DOT, 400, "'.' and '..' path segments are not allowed") \
 	X(E_PATH_SLASH, 400, "an encoded '/' (%2F) is not allowed in a stream path: write '/'") \
 	X(E_BODY_TOO_LARGE, 413, "request body too large") \
+	X(E_HEADERS_TOO_LARGE, 431, "request headers too large") \
 	/* access (access.c) */ \
 	X(E_AUTH_REQUIRED, 401, "a token is required") \
 	X(E_TOKEN_INVALID, 401, "invalid token") \

@@ -406,3 +406,48 @@ function sendDatagram(socketPath, buf) {
     py.on('close', (code) => code === 0 ? resolve() : reject(new Error(`datagram sender exited ${code}`)))
   })
 }
+
+describe('edge[standalone]: request headers against conn_memory', () => {
+  let srv
+  before(async () => {
+    srv = await startServer({ label: 'edge-headers', server: 'standalone', config: { conn_memory: '5K' } })
+    const put = await fetch(`${srv.url}${STREAM_PREFIX}headers-${tag}`, { method: 'PUT', headers: { 'Content-Type': 'text/plain' }, body: 'm'.repeat(3000) })
+    assert.equal(put.status, 201)
+  })
+  after(async () => { await srv?.stop() })
+
+  /** A catch-up read carrying a cookie of n bytes: { status, body }, or { status: 0 } when closed unanswered. */
+  function readWithCookie(n) {
+    const u = new URL(srv.url)
+    return new Promise((resolve) => {
+      const sock = net.connect(Number(u.port), u.hostname)
+      let got = ''
+      sock.on('data', (c) => { got += c.toString('latin1') })
+      sock.on('error', () => {})
+      sock.on('close', () => {
+        const m = /^HTTP\/1\.1 (\d+)/.exec(got)
+        resolve({ status: m ? Number(m[1]) : 0, body: got.slice(got.indexOf('\r\n\r\n') + 4) })
+      })
+      sock.end(`GET ${STREAM_PREFIX}headers-${tag}?offset=-1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n` +
+        `Cookie: a=${'x'.repeat(n)}\r\n\r\n`)
+    })
+  }
+
+  // conn_memory = 5K: headers up to conn_memory / 2 less 1 KiB (1,536 bytes) are
+  // served; above, libmicrohttpd would not have room left to answer, so the
+  // daemon answers 431 while it still can (before, about 1,950 to 2,350 bytes of
+  // headers got the connection closed without a word); far above, libmicrohttpd
+  // answers 431 itself.
+  test('a request whose headers leave no room for the answer gets 431, not a closed connection', async () => {
+    const small = await readWithCookie(1000)
+    assert.equal(small.status, 200)
+    assert.equal(small.body.length, 3000)
+    for (const n of [2000, 2100, 2200, 1600]) {
+      const r = await readWithCookie(n)
+      assert.equal(r.status, 431, `a ${n}-byte cookie: status ${r.status}`)
+      assert.match(r.body, /request headers too large/)
+    }
+    assert.equal((await readWithCookie(3000)).status, 431)
+    assert.equal((await readWithCookie(500)).status, 200, 'the daemon still answers')
+  })
+})

@@ -194,12 +194,28 @@ static enum MHD_Result count_lengths(void *cls, enum MHD_ValueKind kind, const c
 	return MHD_YES;
 }
 
+/* libmicrohttpd builds the answer in the connection's pool (conn_memory),
+ * next to the request's headers, and wants about half of the pool for it:
+ * headers that fit in the pool but leave less would get the connection
+ * closed without any answer. Those get 431, as larger ones get from
+ * libmicrohttpd itself. */
+static int headers_too_large(struct MHD_Connection *mc)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(mc, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	size_t room = (size_t)live.cfg.conn_memory / 2;
+	room = room > LS_ANSWER_ROOM ? room - LS_ANSWER_ROOM : 0;
+	return ci && ci->header_size > room;
+}
+
 enum proto_err edge_check(struct conn *c, const char *method, const char *url, const char *version)
 {
 	struct MHD_Connection *mc = c->mc;
 	enum proto_method m = c->req.method;
 	if (has_nul(mc, method, url, version))
 		return E_NUL;
+	if (headers_too_large(mc))
+		return E_HEADERS_TOO_LARGE;
 	struct lengths l = { 0, 0 };
 	MHD_get_connection_values(mc, MHD_HEADER_KIND, count_lengths, &l);
 	if (l.content_length > 1 || (l.content_length && l.transfer_encoding))

@@ -417,6 +417,23 @@ static enum proto_err refusal(struct conn *c, const char *method, const char *ur
 	return edge_check(c, method, url, version);
 }
 
+/* A refusal with the fewest headers: what is left of the connection's pool
+ * after large request headers holds no more. */
+static enum MHD_Result queue_bare(struct conn *c, enum proto_err e)
+{
+	char body[128];
+	int n = snprintf(body, sizeof body, "%s\n", proto_err_reason(e));
+	struct MHD_Response *mr = MHD_create_response_from_buffer(
+		(size_t)n, body, MHD_RESPMEM_MUST_COPY);
+	if (!mr)
+		return MHD_NO;
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)proto_err_status(e), mr);
+	MHD_destroy_response(mr);
+	return ok;
+}
+
 /* The first call for a request: its conn, with the request as the core sees
  * it; or a refusal, which also ends the connection (its body is not read). */
 static enum MHD_Result begin_request(struct MHD_Connection *mc, const char *url,
@@ -437,6 +454,8 @@ static enum MHD_Result begin_request(struct MHD_Connection *mc, const char *url,
 	enum proto_err e = refusal(c, method, url, version);
 	if (e == E_OK)
 		return MHD_YES;
+	if (e == E_HEADERS_TOO_LARGE)
+		return queue_bare(c, e);
 	struct tls *t = thread_state();
 	c->kind = K_PLAIN;
 	proto_fail(&t->resp, e);
