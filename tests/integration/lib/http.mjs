@@ -164,16 +164,20 @@ export function openSse(baseUrl, path, { headers = {}, agent = false, timeoutMs 
         res.on('data', (c) => chunks.push(c))
         res.on('end', () => { sub.body = Buffer.concat(chunks) })
       } else {
-        let buf = ''
+        // The pieces of a line not yet ended: joined once its '\n' comes, so a
+        // 27 MB event costs one copy, not one rescan per chunk.
+        let pending = []
         let type = null
         let data = []
         res.setEncoding('utf8')
         res.on('data', (text) => {
-          buf += text
+          let from = 0
           let nl
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            let line = buf.slice(0, nl)
-            buf = buf.slice(nl + 1)
+          while ((nl = text.indexOf('\n', from)) >= 0) {
+            pending.push(text.slice(from, nl))
+            let line = pending.length === 1 ? pending[0] : pending.join('')
+            pending = []
+            from = nl + 1
             if (line.endsWith('\r')) line = line.slice(0, -1)
             if (line === '') {
               if (type !== null || data.length) {
@@ -193,6 +197,7 @@ export function openSse(baseUrl, path, { headers = {}, agent = false, timeoutMs 
               else if (field === 'data') data.push(value)
             }
           }
+          if (from < text.length) pending.push(text.slice(from))
         })
       }
       // 'close' comes after 'end' for a complete response, alone if cut short.
