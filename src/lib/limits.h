@@ -22,7 +22,7 @@
 #define LS_DEFAULT_THREADS         2              /* threads (lmstream-live, per process) */
 #define LS_DEFAULT_WORKER_THREADS  8              /* worker_threads (lmstream.fcgi, per process) */
 #define LS_DEFAULT_LIVE_PROCESSES  1              /* live_processes */
-#define LS_DEFAULT_CONN_MEMORY     16384          /* conn_memory: bytes per lmstream-live connection (8 KiB of headers) */
+#define LS_DEFAULT_CONN_MEMORY     16384          /* conn_memory: bytes per lmstream-live connection (7 KiB of headers) */
 #define LS_DEFAULT_MEMORY_BUDGET   (256ULL << 20) /* memory_budget: bytes per lmstream-live process */
 #define LS_DEFAULT_HEADER_TIMEOUT_MS 10000        /* header_timeout */
 #define LS_DEFAULT_MAX_CONNECTIONS_PER_IP 256     /* max_connections_per_ip (TCP only) */
