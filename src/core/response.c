@@ -135,11 +135,13 @@ void resp_start(struct proto_response *r, int status)
 }
 
 /* Media types a browser renders as documents that may act: HTML, XHTML,
- * SVG, XML (with XSLT), and multipart (x-mixed-replace). */
+ * SVG, XML (with XSLT), and multipart (x-mixed-replace). A value listing
+ * several types ("text/plain; x=a, text/html") is judged by the first here
+ * and by the last in browsers: it takes no chance either. */
 static int renders_active(const char *ct)
 {
 	char mt[LS_MAX_CONTENT_TYPE + 1];
-	if (parse_media_type(ct, strlen(ct), mt, sizeof mt) <= 0)
+	if (strchr(ct, ',') || parse_media_type(ct, strlen(ct), mt, sizeof mt) <= 0)
 		return 1; /* not understood: take no chance */
 	return strstr(mt, "html") || strstr(mt, "xml") || strstr(mt, "svg") || strstr(mt, "xsl") ||
 	       !strncmp(mt, "multipart/", 10);

@@ -113,6 +113,10 @@ static const struct step active_steps[] = {
 	{ __LINE__, M_GET, P("xss/xml"), .status = 200, .h = { { "Content-Disposition", "attachment" } } },
 	{ __LINE__, M_PUT, P("xss/mp"), .ct = "multipart/x-mixed-replace; boundary=b", .body = "x", .status = 201 },
 	{ __LINE__, M_GET, P("xss/mp"), .status = 200, .h = { { "Content-Disposition", "attachment" } } },
+	/* Browsers take the last of several types; the first is inert here. */
+	{ __LINE__, M_PUT, P("xss/two"), .ct = "text/plain; x=a, text/html", .body = "<script>", .status = 201 },
+	{ __LINE__, M_GET, P("xss/two"), .status = 200,
+	  .h = { { "Content-Security-Policy", "sandbox" }, { "Content-Disposition", "attachment" } } },
 	/* Inert types are shown as they are, still sandboxed. */
 	{ __LINE__, M_PUT, P("xss/text"), .ct = "text/plain", .body = "<script>", .status = 201 },
 	{ __LINE__, M_GET, P("xss/text"), .status = 200,
