@@ -104,6 +104,7 @@
 	X(E_STORAGE, 500, "internal storage error") \
 	X(E_STORAGE_UNAVAILABLE, 503, "storage unavailable") \
 	X(E_TOO_MANY_CONNECTIONS, 503, "too many connections") \
+	X(E_LIVE_BUSY, 503, "the workers serve as many live reads as they may (max_live_reads), try again") \
 	X(E_SHUTTING_DOWN, 503, "server is shutting down")
 
 enum proto_err {

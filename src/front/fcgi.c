@@ -2,7 +2,8 @@
  * CGI program. It turns the web server's request variables into a
  * proto_request, runs the protocol core and writes the response back. Live
  * reads (long-poll, SSE) are served here for a bounded time: the fallback
- * for hosting without lmstream-live.
+ * for hosting without lmstream-live; only so many at once, so that they
+ * never take every thread or process from writes (max_live_reads).
  *
  * A FastCGI process serves worker_threads requests at once, one per thread,
  * so that the appends of its threads share commits (batch.h). */
@@ -15,15 +16,18 @@
 #include "lib/num.h"
 #include "front/notify.h"
 #include "core/protocol.h"
+#include "core/request.h"
 #include "lib/sse.h"
 #include "store/store.h"
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,22 +140,39 @@ static void sleep_ms(int ms)
 }
 
 /* The web server aborts a request whose client went away by closing the
- * FastCGI connection (or, for CGI, by signalling the process): while we
- * wait, the connection must stay silent, so anything readable means gone. */
+ * FastCGI connection, or, for CGI, by closing the pipe or socket of our
+ * stdout (and signalling us, which sets stopping). While we wait, the
+ * FastCGI connection must stay silent, so anything readable means gone;
+ * stdout becomes an error or a hang-up. Waits up to wait_ms meanwhile. */
 static int client_gone(struct io *io, int wait_ms)
 {
-	if (!io->fcgi) {
-		if (wait_ms > 0)
-			sleep_ms(wait_ms);
-		return 0;
-	}
-	struct pollfd p = { io->fcgi->ipcFd, POLLIN, 0 };
-	int r = poll(&p, 1, wait_ms);
-	if (r > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
+	struct pollfd p = { STDOUT_FILENO, 0, 0 };
+	if (io->fcgi)
+		p = (struct pollfd){ io->fcgi->ipcFd, POLLIN, 0 };
+	if (poll(&p, 1, wait_ms) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
 		io->failed = 1;
 		return 1;
 	}
 	return 0;
+}
+
+/* Whether the web server passes interim (1xx) responses on to the client.
+ * lighttpd does, to HTTP/1.1 and HTTP/2 clients; and it notices that a
+ * client left (a closed socket looks like a half-closed one) only when a
+ * write to it fails. Apache would take a 1xx status for the final one. */
+static int interim_ok(struct io *io)
+{
+	const char *sw = param(io, "SERVER_SOFTWARE");
+	return sw && !strncmp(sw, "lighttpd/", 9);
+}
+
+/* "102 Processing": a long-poll's sign of life, so that the web server
+ * finds out within seconds that its client left, then ends the request:
+ * it closes our connection or pipe, and signals a CGI process. */
+static int io_interim(struct io *io)
+{
+	static const char processing[] = "Status: 102 Processing\r\n\r\n";
+	return io_write(io, processing, sizeof processing - 1) || io_flush(io);
 }
 
 /* Waits until some process commits, or until deadline (monotonic ms).
@@ -174,24 +195,65 @@ static int wait_commit(struct io *io, struct store *st, uint64_t *seen, int64_t 
 	return 0;
 }
 
+/* A long-poll's wait: until data comes, the deadline passes or the
+ * client leaves; behind lighttpd, with a sign of life every
+ * LS_FALLBACK_BEAT_MS (interim_ok). */
 static void serve_longpoll(struct proto_ctx *ctx, struct io *io, const struct proto_request *req,
                            struct proto_live *live, struct proto_response *resp)
 {
 	uint64_t seen = store_last_txnid(ctx->store);
 	int64_t deadline = proto_live_deadline(live, store_mono_ms(), ctx->cfg->long_poll_ms);
+	int64_t ping = interim_ok(io) ? store_mono_ms() + LS_FALLBACK_BEAT_MS : INT64_MAX;
 
 	/* Check once more: a commit may have landed before seen was read. */
 	proto_longpoll_poll(ctx, req, live, resp);
 	while (resp->action == PROTO_WAIT) {
-		if (!wait_commit(io, ctx->store, &seen, deadline)) {
-			if (io->failed)
-				return;
-			proto_longpoll_timeout(ctx, req, live, resp);
-			break;
+		if (wait_commit(io, ctx->store, &seen, ping < deadline ? ping : deadline)) {
+			proto_longpoll_poll(ctx, req, live, resp);
+			continue;
 		}
-		proto_longpoll_poll(ctx, req, live, resp);
+		if (io->failed)
+			return;
+		if (!stopping && store_mono_ms() < deadline) {
+			if (io_interim(io))
+				return;
+			ping = store_mono_ms() + LS_FALLBACK_BEAT_MS;
+			continue;
+		}
+		proto_longpoll_timeout(ctx, req, live, resp);
 	}
 	write_response(io, resp, 0);
+}
+
+/* When an SSE response writes its next comment line. A worker learns that
+ * its client left only when a write fails (behind lighttpd: once lighttpd's
+ * write to the client failed), and it serves nobody else meanwhile. Clients
+ * tend to leave soon after events come (a page moves on, a reader got what
+ * it waited for), so the first beat follows events closely and the next
+ * ones come less and less often, up to every max_ms. */
+#define FIRST_BEAT_MS 10
+struct beat {
+	int64_t next;
+	int gap, max_ms;
+};
+
+static void beat_after_events(struct beat *b, int64_t now)
+{
+	b->gap = FIRST_BEAT_MS < b->max_ms ? FIRST_BEAT_MS : b->max_ms;
+	b->next = now + b->gap;
+}
+
+static void beat_after_beat(struct beat *b, int64_t now)
+{
+	b->gap = b->gap < b->max_ms / 2 ? b->gap * 2 : b->max_ms;
+	b->next = now + b->gap;
+}
+
+static int write_beat(struct io *io, struct buf *out)
+{
+	buf_reset(out);
+	sse_comment(out, "keep-alive");
+	return io_write(io, out->data, out->len) || io_flush(io);
 }
 
 static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *live,
@@ -200,12 +262,11 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 	struct buf out;
 	int64_t start = store_mono_ms();
 	int64_t end = proto_live_deadline(live, start, ctx->cfg->sse_lifetime_ms);
-	/* A worker learns that its client left only when a write fails, and it
-	 * serves nobody else meanwhile: beat often. */
-	int beat_ms = ctx->cfg->heartbeat_ms < LS_FALLBACK_BEAT_MS ? ctx->cfg->heartbeat_ms : LS_FALLBACK_BEAT_MS;
-	int64_t next_beat = start + beat_ms;
+	struct beat beat = { 0, 0, ctx->cfg->heartbeat_ms < LS_FALLBACK_BEAT_MS
+	                           ? ctx->cfg->heartbeat_ms : LS_FALLBACK_BEAT_MS };
 	uint64_t seen = store_last_txnid(ctx->store);
 
+	beat_after_events(&beat, start);
 	write_head(io, resp, 0, 0);
 	buf_init(&out);
 	while (!io->failed && !stopping) {
@@ -213,23 +274,21 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 		enum sse_step s = proto_sse_step(ctx, live, &out);
 		if (out.len && (io_write(io, out.data, out.len) || io_flush(io)))
 			break;
+		if (out.len)
+			beat_after_events(&beat, store_mono_ms());
 		if (s == SSE_END)
 			break;
 		if (s == SSE_MORE)
 			continue;
-		int64_t now = store_mono_ms();
-		if (now >= end)
+		if (store_mono_ms() >= end)
 			break;
-		int64_t until = next_beat < end ? next_beat : end;
-		if (!wait_commit(io, ctx->store, &seen, until)) {
-			if (store_mono_ms() >= next_beat && !stopping) {
-				buf_reset(&out);
-				sse_comment(&out, "keep-alive");
-				if (io_write(io, out.data, out.len) || io_flush(io))
-					break;
-				next_beat = store_mono_ms() + beat_ms;
-			}
-		}
+		if (wait_commit(io, ctx->store, &seen, beat.next < end ? beat.next : end))
+			continue; /* a commit: read on */
+		if (stopping || store_mono_ms() < beat.next)
+			continue; /* the end, or the client left: the loop ends */
+		if (write_beat(io, &out))
+			break;
+		beat_after_beat(&beat, store_mono_ms());
 	}
 	buf_free(&out);
 }
@@ -297,49 +356,7 @@ static int read_body(struct proto_ctx *ctx, struct io *io, struct buf *body, str
 	return 0;
 }
 
-/* One request: variables and body in, response out. */
-static void serve(struct proto_ctx *ctx, struct io *io, struct buf *body, struct proto_response *resp,
-                  struct proto_live *live, int have_store)
-{
-	struct proto_request req;
-	read_request(io, &req);
-	if (read_body(ctx, io, body, &req)) {
-		proto_fail(resp, E_NO_MEMORY);
-		write_response(io, resp, req.method == M_HEAD);
-		return;
-	}
-	if (!have_store) {
-		proto_fail(resp, E_STORAGE_UNAVAILABLE);
-		write_response(io, resp, req.method == M_HEAD);
-		return;
-	}
-	proto_handle(ctx, &req, resp, live);
-	switch (resp->action) {
-	case PROTO_DONE:
-		write_response(io, resp, req.method == M_HEAD);
-		break;
-	case PROTO_WAIT:
-		serve_longpoll(ctx, io, &req, live, resp);
-		break;
-	case PROTO_SSE:
-		serve_sse(ctx, io, live, resp);
-		break;
-	}
-	proto_live_clear(live);
-	if (resp->status >= 500)
-		log_warn("%s %.*s -> %d %s", param(io, "REQUEST_METHOD") ? param(io, "REQUEST_METHOD") : "-",
-		         (int)req.target_len, req.target,
-		         resp->status, resp->reason ? resp->reason : "");
-}
-
-/* Tell lmstream-live (if it runs) which stream changed. */
-static void announce(void *arg, uint64_t stream_id, uint64_t txnid)
-{
-	(void)arg;
-	notify_send(stream_id, txnid);
-}
-
-/* --- threads of a FastCGI process ------------------------------------------ */
+/* --- a process and its threads -------------------------------------------- */
 
 /* What the threads of the process share. */
 struct process {
@@ -349,8 +366,12 @@ struct process {
 	struct batch *batch;
 	struct auth *auth;            /* keys of auth = token; NULL: requests get 503 */
 	const char *front;            /* "fcgi" or "cgi" */
+	int live_cap;                 /* live reads this process serves (or admits) at most at once */
+	atomic_int live_reads;        /* ... and serves or admits now */
+	atomic_int slots_warned;      /* the slots file was found unusable (logged once) */
 };
 
+/* One thread (the only one of a CGI process). */
 struct worker {
 	struct process *pr;
 	pthread_t tid;
@@ -361,7 +382,177 @@ struct worker {
 	struct proto_response resp;
 	struct proto_live live;
 	struct buf body;
+	int slots;                    /* this thread's description of the slots file; -1: not open */
+	int live_held;                /* the request is an admitted live read */
+	int slot;                     /* ... holding this byte of the slots file, or SLOT_UNCOUNTED */
 };
+
+/* --- live reads without lmstream-live: how many at once -------------------- */
+
+/* Each live read served here holds a thread of a FastCGI process, or a
+ * whole CGI process, for up to long_poll_timeout or sse_lifetime. Two
+ * bounds leave room for every other request:
+ *  - a FastCGI process keeps one thread free of live reads, however the web
+ *    server spreads requests over processes;
+ *  - max_live_reads, over every lmstream.fcgi process of the data directory,
+ *    FastCGI threads and CGI processes alike. Slot i is a write lock on
+ *    byte i of DATA_DIR/live-reads.lock, an open file description lock: the
+ *    kernel drops it when its process ends, however it ends, so a crashed
+ *    worker never keeps a slot. Each thread opens the file itself: the
+ *    locks of one description do not exclude each other.
+ * A live read beyond either gets 503 with Retry-After (E_LIVE_BUSY) before
+ * the core runs: nothing is read, touched or changed. */
+#define SLOTS_FILE "live-reads.lock"
+#define SLOT_RETRY_MS 25   /* a full table is scanned again after this */
+enum { SLOT_FULL = -1, SLOT_UNCOUNTED = -2 };
+
+/* This thread's description of the slots file, opened at its first live
+ * read; -1 when it cannot be. */
+static int slots_fd(struct worker *w)
+{
+	const struct config *cfg = w->pr->cfg;
+	char path[sizeof cfg->data_dir + sizeof SLOTS_FILE + 1];
+	if (w->slots >= 0)
+		return w->slots;
+	snprintf(path, sizeof path, "%s/%s", cfg->data_dir, SLOTS_FILE);
+	w->slots = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+	if (w->slots < 0 && !atomic_exchange(&w->pr->slots_warned, 1))
+		log_warn("%s: %s: max_live_reads counts this process's live reads only", path, strerror(errno));
+	return w->slots;
+}
+
+/* Locks a free byte of the slots file: its index, SLOT_FULL when all
+ * max_live_reads bytes are locked, SLOT_UNCOUNTED when the file cannot be
+ * used (the per-process bound still holds: the reads are correct without
+ * the other). */
+static int slot_take(struct worker *w)
+{
+	int n = w->pr->cfg->max_live_reads, fd = slots_fd(w);
+	if (fd < 0)
+		return SLOT_UNCOUNTED;
+	/* Each process and thread starts at its own byte: fewer tries. */
+	unsigned start = (unsigned)getpid() + (unsigned)((uintptr_t)w >> 6);
+	for (int k = 0; k < n; k++) {
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+		                    .l_start = (off_t)((start + (unsigned)k) % (unsigned)n), .l_len = 1 };
+		if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+			return (int)fl.l_start;
+		if (errno != EAGAIN && errno != EACCES) {
+			if (!atomic_exchange(&w->pr->slots_warned, 1))
+				log_warn("locking %s: %s: max_live_reads counts this process's live reads only",
+				         SLOTS_FILE, strerror(errno));
+			return SLOT_UNCOUNTED;
+		}
+	}
+	return SLOT_FULL;
+}
+
+static void slot_give(struct worker *w, int slot)
+{
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = slot, .l_len = 1 };
+	fcntl(w->slots, F_OFD_SETLK, &fl);
+}
+
+/* Whether req is a GET with live=long-poll or live=sse, as the core will
+ * parse it; one it refuses on parsing is no live read. */
+static int is_live_read(const struct proto_ctx *ctx, const struct proto_request *req)
+{
+	struct req q;
+	if (req->method != M_GET || !req->query_len)
+		return 0;
+	return req_parse(req, ctx->cfg, &q) == E_OK && q.live != LIVE_NONE;
+}
+
+/* Admits a live read (0; live_release lets it go) or refuses it (-1). Past
+ * the process's bound it is refused at once; when every slot is taken it
+ * waits up to LS_FALLBACK_BEAT_MS for one, since the slot of a reader that
+ * left comes back within about a beat (serve_sse, serve_longpoll). */
+static int live_admit(struct worker *w, struct io *io)
+{
+	struct process *pr = w->pr;
+	if (pr->cfg->max_live_reads == 0)
+		return -1;
+	if (atomic_fetch_add(&pr->live_reads, 1) >= pr->live_cap) {
+		atomic_fetch_sub(&pr->live_reads, 1);
+		return -1;
+	}
+	int64_t deadline = store_mono_ms() + LS_FALLBACK_BEAT_MS;
+	while ((w->slot = slot_take(w)) == SLOT_FULL) {
+		if (stopping || store_mono_ms() >= deadline || client_gone(io, SLOT_RETRY_MS)) {
+			atomic_fetch_sub(&pr->live_reads, 1);
+			return -1;
+		}
+	}
+	w->live_held = 1;
+	return 0;
+}
+
+static void live_release(struct worker *w)
+{
+	if (!w->live_held)
+		return;
+	if (w->slot >= 0)
+		slot_give(w, w->slot);
+	atomic_fetch_sub(&w->pr->live_reads, 1);
+	w->live_held = 0;
+}
+
+/* --- one request ------------------------------------------------------------ */
+
+/* The core's answer, carried out: at once, after a long-poll's wait, or as
+ * an event stream. */
+static void respond(struct proto_ctx *ctx, struct io *io, const struct proto_request *req,
+                    struct proto_live *live, struct proto_response *resp)
+{
+	proto_handle(ctx, req, resp, live);
+	switch (resp->action) {
+	case PROTO_DONE:
+		write_response(io, resp, req->method == M_HEAD);
+		break;
+	case PROTO_WAIT:
+		serve_longpoll(ctx, io, req, live, resp);
+		break;
+	case PROTO_SSE:
+		serve_sse(ctx, io, live, resp);
+		break;
+	}
+	proto_live_clear(live);
+}
+
+/* One request: variables and body in, response out. What the front
+ * refuses itself is refused before the core runs. */
+static void serve(struct worker *w, struct io *io)
+{
+	struct proto_request req;
+	enum proto_err refused = E_OK;
+	read_request(io, &req);
+	if (read_body(&w->ctx, io, &w->body, &req))
+		refused = E_NO_MEMORY;
+	else if (!w->ctx_store)
+		refused = E_STORAGE_UNAVAILABLE;
+	else if (is_live_read(&w->ctx, &req) && live_admit(w, io))
+		refused = E_LIVE_BUSY;
+	if (refused) {
+		proto_fail(&w->resp, refused);
+		write_response(io, &w->resp, req.method == M_HEAD);
+	} else {
+		respond(&w->ctx, io, &req, &w->live, &w->resp);
+	}
+	live_release(w);
+	if (w->resp.status >= 500)
+		log_warn("%s %.*s -> %d %s", param(io, "REQUEST_METHOD") ? param(io, "REQUEST_METHOD") : "-",
+		         (int)req.target_len, req.target,
+		         w->resp.status, w->resp.reason ? w->resp.reason : "");
+}
+
+/* Tell lmstream-live (if it runs) which stream changed. */
+static void announce(void *arg, uint64_t stream_id, uint64_t txnid)
+{
+	(void)arg;
+	notify_send(stream_id, txnid);
+}
+
+/* --- threads of a FastCGI process ------------------------------------------ */
 
 /* Opens the store once for the process; a failed open is tried again at
  * the next request (the data directory may appear later). Binds the
@@ -396,11 +587,15 @@ static void worker_setup(struct worker *w)
 	proto_response_init(&w->resp);
 	memset(&w->live, 0, sizeof w->live);
 	buf_init(&w->body);
+	w->slots = -1;
+	w->live_held = 0;
 	worker_bind(w);
 }
 
 static void worker_cleanup(struct worker *w)
 {
+	if (w->slots >= 0)
+		close(w->slots);
 	buf_free(&w->body);
 	proto_response_free(&w->resp);
 	proto_fini(&w->ctx);
@@ -422,7 +617,7 @@ static void *worker_main(void *arg)
 			break;
 		worker_bind(w);
 		struct io io = { &request, 0 };
-		serve(&w->ctx, &io, &w->body, &w->resp, &w->live, w->ctx_store);
+		serve(w, &io);
 		FCGX_Finish_r(&request);
 		/* Do not keep a large body's memory between requests. */
 		if (w->body.cap > (1u << 20))
@@ -532,6 +727,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct process pr = { .cfg = &cfg, .front = FCGX_IsCGI() ? "cgi" : "fcgi" };
+	/* One thread always free for everything else (mod_fcgid, which runs one
+	 * thread, gives a busy process nothing); a CGI process serves one request. */
+	pr.live_cap = FCGX_IsCGI() || cfg.worker_threads < 2 ? 1 : cfg.worker_threads - 1;
 	pthread_mutex_init(&pr.open_lock, NULL);
 	if (cfg.auth == AUTH_TOKEN) {
 		/* Without its keys the process still answers: 503, never open. */
@@ -546,7 +744,7 @@ int main(int argc, char **argv)
 		struct worker w = { .pr = &pr };
 		worker_setup(&w);
 		struct io io = { NULL, 0 };
-		serve(&w.ctx, &io, &w.body, &w.resp, &w.live, w.ctx_store);
+		serve(&w, &io);
 		fflush(stdout);
 		worker_cleanup(&w);
 	} else {

@@ -48,6 +48,15 @@ struct config_key {
 static const char *const durability_names[] = { "durable", "fast", NULL };
 static const char *const auth_names[] = { "none", "token", NULL };
 
+/* max_live_reads: live reads that lmstream.fcgi serves itself (no
+ * lmstream-live), each holding a thread or a CGI process meanwhile. A
+ * FastCGI process keeps a thread for other requests whatever this says
+ * (front/fcgi.c); this bounds the processes a CGI site gives them, below
+ * the few dozen concurrent processes a shared host allows. At most 1000:
+ * each one holds one of LMDB's LS_MAX_READERS reader slots. */
+#define LS_DEFAULT_MAX_LIVE_READS 16
+#define LS_MAX_LIVE_READS_HARD    1000
+
 #define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
 #define NUM(field) offsetof(struct config, field), 0
 
@@ -88,6 +97,11 @@ static const struct config_key keys[] = {
 	  "lmstream-live threads per process", NULL },
 	{ "worker_threads", T_INT, NUM(worker_threads), 0, NULL, LS_DEFAULT_WORKER_THREADS, 1, 256,
 	  "requests one lmstream.fcgi process serves at once (their appends share commits)", NULL },
+	{ "max_live_reads", T_INT, NUM(max_live_reads), 0, NULL,
+	  LS_DEFAULT_MAX_LIVE_READS, 0, LS_MAX_LIVE_READS_HARD,
+	  "live reads (long-poll, SSE) lmstream.fcgi serves at once, all its processes on the data directory"
+	  " together; a FastCGI process also keeps one of its worker_threads free of them. Above: 503 with"
+	  " Retry-After. 0: none (lmstream-live serves them all)", NULL },
 	{ "live_processes", T_INT, NUM(live_processes), 0, NULL, LS_DEFAULT_LIVE_PROCESSES, 1, 64,
 	  "lmstream-live processes sharing the listen port", NULL },
 	{ "conn_memory", T_SIZE, NUM(conn_memory), 0, NULL, LS_DEFAULT_CONN_MEMORY, 2048, 1 << 20,

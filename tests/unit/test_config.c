@@ -84,6 +84,7 @@ static void fill_long_values(void)
 }
 
 #define DEFAULT_CC "public, max-age=60, stale-while-revalidate=300"
+#define DEFAULT_LIVE_READS 16   /* max_live_reads */
 
 struct set_row {
 	int line;
@@ -173,6 +174,16 @@ static const struct set_row set_rows[] = {
 	{ __LINE__, "threads", "65", -1, K_INT, F(threads), 2, NULL },
 	{ __LINE__, "threads", "two", -1, K_INT, F(threads), 2, NULL },
 
+	/* 0: the workers serve no live read; at most 1000 (LMDB reader slots) */
+	{ __LINE__, "max_live_reads", "0", 0, K_INT, F(max_live_reads), 0, NULL },
+	{ __LINE__, "max_live_reads", "1", 0, K_INT, F(max_live_reads), 1, NULL },
+	{ __LINE__, "max_live_reads", "1000", 0, K_INT, F(max_live_reads), 1000, NULL },
+	{ __LINE__, "max_live_reads", "1001", -1, K_INT, F(max_live_reads), DEFAULT_LIVE_READS, NULL },
+	{ __LINE__, "max_live_reads", "-1", -1, K_INT, F(max_live_reads), DEFAULT_LIVE_READS, NULL },
+	{ __LINE__, "max_live_reads", "4k", -1, K_INT, F(max_live_reads), DEFAULT_LIVE_READS, NULL },
+	{ __LINE__, "max_live_reads", "", -1, K_INT, F(max_live_reads), DEFAULT_LIVE_READS, NULL },
+	{ __LINE__, "max_live_reads", " 2", -1, K_INT, F(max_live_reads), DEFAULT_LIVE_READS, NULL },
+
 	{ __LINE__, "live_processes", "1", 0, K_INT, F(live_processes), 1, NULL },
 	{ __LINE__, "live_processes", "64", 0, K_INT, F(live_processes), 64, NULL },
 	{ __LINE__, "live_processes", "0", -1, K_INT, F(live_processes), 1, NULL },
@@ -254,6 +265,7 @@ static void test_defaults(void)
 	CHECK_STR(cfg.listen, LS_DEFAULT_LISTEN);
 	CHECK_STR(cfg.notify_path, "");
 	CHECK_STR(cfg.cache_control, DEFAULT_CC);
+	CHECK_INT(cfg.max_live_reads, DEFAULT_LIVE_READS);
 }
 
 /* --- config_load ------------------------------------------------------------------ */
@@ -386,7 +398,7 @@ static void clear_env(void)
 		"LMSTREAM_MAX_BODY", "LMSTREAM_MAX_PATH", "LMSTREAM_LONG_POLL_TIMEOUT",
 		"LMSTREAM_SSE_LIFETIME", "LMSTREAM_HEARTBEAT", "LMSTREAM_PREFIX", "LMSTREAM_LISTEN",
 		"LMSTREAM_MAX_CONNECTIONS", "LMSTREAM_THREADS", "LMSTREAM_NOTIFY_SOCKET",
-		"LMSTREAM_CACHE_CONTROL",
+		"LMSTREAM_CACHE_CONTROL", "LMSTREAM_MAX_LIVE_READS",
 	};
 	for (size_t i = 0; i < NELEM(vars); i++)
 		unsetenv(vars[i]);
@@ -405,6 +417,7 @@ static void test_print(void)
 	CHECK_INT(config_set(&cfg, "durability", "fast", err, sizeof err), 0);
 	CHECK_INT(config_set(&cfg, "max_body", "1K", err, sizeof err), 0);
 	CHECK_INT(config_set(&cfg, "www", "", err, sizeof err), 0);
+	CHECK_INT(config_set(&cfg, "max_live_reads", "0", err, sizeof err), 0);
 	FILE *f = open_memstream(&text, &len);
 	config_print(f, &cfg);
 	fclose(f);
@@ -433,6 +446,7 @@ static void test_print(void)
 	CHECK(!memcmp(&cfg, &back, sizeof cfg));
 	CHECK_UINT(back.max_body, 1024);
 	CHECK_INT(back.durability, DURABILITY_FAST);
+	CHECK_INT(back.max_live_reads, 0);   /* a real value, not "unset" */
 }
 
 static void usage_none(FILE *f)
@@ -497,6 +511,7 @@ static void test_env(void)
 	setenv("LMSTREAM_THREADS", "3", 1);
 	setenv("LMSTREAM_NOTIFY_SOCKET", "/tmp/n.sock", 1);
 	setenv("LMSTREAM_CACHE_CONTROL", "no-store", 1);
+	setenv("LMSTREAM_MAX_LIVE_READS", "3", 1);
 	config_defaults(&cfg);
 	CHECK_INT(config_from_env(&cfg, err, sizeof err), 0);
 	CHECK_UINT(cfg.map_size, 2ULL << 30);
@@ -512,6 +527,7 @@ static void test_env(void)
 	CHECK_INT(cfg.threads, 3);
 	CHECK_STR(cfg.notify_path, "/tmp/n.sock");
 	CHECK_STR(cfg.cache_control, "no-store");
+	CHECK_INT(cfg.max_live_reads, 3);
 
 	/* An empty variable is ignored; a bad one names the variable. */
 	clear_env();
@@ -560,6 +576,8 @@ static void test_args(void)
 		{ __LINE__, { "prog", "--max-connections", "500" }, 2 },
 		{ __LINE__, { "prog", "--set", "heartbeat=3000" }, 2 },
 		{ __LINE__, { "prog", "--long-poll-timeout", "1500" }, 2 },
+		{ __LINE__, { "prog", "--max-live-reads", "4" }, 2 },
+		{ __LINE__, { "prog", "--max-live-reads", "1001" }, -1 },
 		{ __LINE__, { "prog", "--help", "x" }, 0 },       /* the binary's own */
 		{ __LINE__, { "prog", "--standalone", "x" }, 0 },
 		{ __LINE__, { "prog", "-h", "x" }, 0 },
