@@ -186,6 +186,16 @@ export function findWorkers(rootPid, marker) {
   return findPrograms(rootPid, marker, WORKER_NAME)
 }
 
+/**
+ * Like findPrograms, without those whose parent runs `name` too: the main
+ * process of a server that forks children of its own name (Apache).
+ */
+export function topPrograms(rootPid, marker, name) {
+  const table = procTable()
+  const pids = new Set(findPrograms(rootPid, marker, name))
+  return [...pids].filter((p) => !pids.has(table.get(p)?.ppid))
+}
+
 /** Like findWorkers, for processes running the program `name`. */
 export function findPrograms(rootPid, marker, name) {
   const table = procTable()
@@ -290,9 +300,8 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
   const configFile = path.join(root, 'lmstream.conf')
   fs.writeFileSync(configFile, renderConfig({ auth: 'none', ...(config || {}) }))
 
-  let lastErr
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort()
+  // deploy/run's arguments for a port: the same on a respawn (see below).
+  const argsFor = (port) => {
     const args = ['--server', kind, '--port', String(port), '--data', dataDir]
     args.push('--config', configFile)
     if (workers) args.push('--workers', String(workers))
@@ -303,29 +312,50 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
       fs.writeFileSync(f, siteConf)
       args.push('--site-conf', f)
     }
-    const log = makeLog()
+    return args
+  }
+  // Start deploy/run on port, logging to log; resolve once it is ready and
+  // answers, with { child, exited, onProcessExit, url }. On failure it is
+  // stopped again, and the error carries inUse: true if the port was taken.
+  const launch = async (port, log) => {
+    const args = argsFor(port)
     // Under setpriv --pdeathsig, deploy/run gets SIGTERM (and stops everything
     // it started) even if this test process is killed before it can clean up.
     const [cmd, cmdArgs] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', '--', RUN_PATH, ...args]] : [RUN_PATH, args]
     const child = spawn(cmd, cmdArgs, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-    child.stdout.on('data', (c) => log.add(c))
-    child.stderr.on('data', (c) => log.add(c))
+    let own = '' // what this start writes (log may hold an earlier one's too)
+    const add = (c) => { log.add(c); if (own.length < 64 * 1024) own += c.toString('utf8') }
+    child.stdout.on('data', add)
+    child.stderr.on('data', add)
     const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
     const onProcessExit = () => { try { child.kill('SIGTERM') } catch {} }
     process.once('exit', onProcessExit)
-    child.once('error', (e) => log.add(`spawn error: ${e.message}\n`))
+    child.once('error', (e) => add(`spawn error: ${e.message}\n`))
 
-    let url
     try {
-      url = await waitReady(child, log)
+      const url = await waitReady(child, log)
       await waitHttp(port)
+      return { child, exited, onProcessExit, url }
     } catch (e) {
-      lastErr = e
       try { child.kill('SIGTERM') } catch {}
       await within(exited, STOP_TIMEOUT_MS)
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
       process.off('exit', onProcessExit)
-      if (/address already in use|EADDRINUSE|bind|cannot listen/i.test(log.text)) continue
+      e.inUse = /address already in use|EADDRINUSE|bind|cannot listen/i.test(own)
+      throw e
+    }
+  }
+
+  let lastErr
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort()
+    const log = makeLog()
+    let child, exited, onProcessExit, url
+    try {
+      ({ child, exited, onProcessExit, url } = await launch(port, log))
+    } catch (e) {
+      lastErr = e
+      if (e.inUse) continue
       break
     }
     url = url.replace(/\/+$/, '')
@@ -392,6 +422,47 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
         }
       },
       logTail: (n) => log.tail(n),
+      /**
+       * Pids of the web server's main process (lighttpd, or Apache's parent
+       * apache2): the topmost process of that name below deploy/run. Empty
+       * for standalone, or while deploy/run is down.
+       */
+      webServerPids() {
+        const name = { lighttpd: 'lighttpd', fastcgi: 'lighttpd', cgi: 'lighttpd', apache: 'apache2' }[kind]
+        return name && handle.running() ? topPrograms(child.pid, root, name) : []
+      },
+      /** True while this incarnation of deploy/run has not exited. */
+      running: () => child.exitCode === null && child.signalCode === null,
+      /** Resolves with { code, signal } once this incarnation of deploy/run has exited. */
+      exited: () => exited,
+      /**
+       * Start deploy/run again after it has exited (its web server died, or
+       * it gave up restarting lmstream-live), on the same port, data
+       * directory and configuration, as a supervisor such as systemd would
+       * restart it. Waits up to waitExitMs for the old one to exit (throws if
+       * it does not), then retries the start (for example while the port is
+       * still held) until timeoutMs has passed. Updates pid and child.
+       */
+      async respawn({ timeoutMs = 60_000, waitExitMs = STOP_TIMEOUT_MS } = {}) {
+        if (!(await within(exited, waitExitMs))) {
+          throw new Error(`respawn: deploy/run (pid ${child.pid}) has not exited\n${log.tail()}`)
+        }
+        process.off('exit', onProcessExit)
+        const deadline = Date.now() + timeoutMs
+        for (let n = 1; ; n++) {
+          log.add(`lmstream test: respawning deploy/run on port ${port} (attempt ${n})\n`)
+          try {
+            ({ child, exited, onProcessExit } = await launch(port, log))
+            handle.child = child
+            handle.pid = child.pid
+            handle.respawns = (handle.respawns || 0) + 1
+            return handle
+          } catch (e) {
+            if (Date.now() > deadline) throw e
+            await sleep(250)
+          }
+        }
+      },
       async stop() {
         const leftovers = handle.workers()
         if (child.exitCode === null && child.signalCode === null) {
@@ -447,7 +518,9 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
  *   deploy/run --site-conf (lighttpd or Apache syntax, as the kind needs).
  * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() };
  * deploy/run deployments also have livePids(), liveAddress(), waitLog(re)
- * and liveStats() (lmstream-live's own counters, through SIGHUP).
+ * and liveStats() (lmstream-live's own counters, through SIGHUP), and
+ * webServerPids(), running(), exited() and respawn() (deploy/run started
+ * again on the same port and data directory once it has exited).
  */
 export function startServer({ label = 'it', config, server, workers, liveRestart, demo, siteConf } = {}) {
   const kind = server || SERVER_KIND
