@@ -30,10 +30,8 @@
 
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
-import path from 'node:path'
-import { startServer, STREAM_PREFIX, REPO_ROOT } from './lib/server.mjs'
+import { startServer, STREAM_PREFIX, runCgi } from './lib/server.mjs'
 import { rawRequest } from './lib/http.mjs'
 
 const SERVERS = (process.env.LMSTREAM_PATHRULES_SERVERS || 'apache lighttpd standalone').split(/[\s,]+/).filter(Boolean)
@@ -52,46 +50,16 @@ const TEXT = { 'Content-Type': 'text/plain' }
  * and configuration, with no web server (and no rule) in between. As root, Apache's deployment belongs to
  * www-data: the program runs as that user there. Resolves with { status, body }.
  */
-function store(srv, method, target, { body, type } = {}) {
-  const bindir = process.env.LMSTREAM_BINDIR || path.join(REPO_ROOT, 'src')
-  const exe = path.join(bindir, 'lmstream.fcgi')
-  const payload = Buffer.from(body ?? '')
-  const q = target.indexOf('?')
-  const env = {
-    PATH: process.env.PATH,
-    GATEWAY_INTERFACE: 'CGI/1.1',
-    SERVER_PROTOCOL: 'HTTP/1.1',
-    REQUEST_METHOD: method,
-    REQUEST_URI: target,
-    QUERY_STRING: q < 0 ? '' : target.slice(q + 1),
-    CONTENT_LENGTH: String(payload.length),
-    HTTP_HOST: '127.0.0.1',
-    LMSTREAM_CONFIG: srv.configFile,
-    LMSTREAM_DATA_DIR: srv.dataDir,
-    ...(type ? { CONTENT_TYPE: type } : {}),
-  }
+async function store(srv, method, target, { body, type } = {}) {
+  const user = process.env.LMSTREAM_RUN_USER || 'www-data'
   const asOwner = process.getuid?.() === 0 && srv.kind === 'apache'
-  const [cmd, args] = asOwner
-    ? ['setpriv', ['--reuid', process.env.LMSTREAM_RUN_USER || 'www-data', '--regid', process.env.LMSTREAM_RUN_USER || 'www-data', '--init-groups', '--', exe]]
-    : [exe, []]
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] })
-    const out = []
-    const err = []
-    child.stdout.on('data', (c) => out.push(c))
-    child.stderr.on('data', (c) => err.push(c))
-    child.on('error', reject)
-    child.on('close', (code) => {
-      const all = Buffer.concat(out)
-      const end = all.indexOf('\r\n\r\n')
-      const head = all.subarray(0, end < 0 ? all.length : end).toString('latin1')
-      const m = /^Status: (\d+)/m.exec(head)
-      if (!m) reject(new Error(`CGI ${method} ${target} exited ${code}: ${head.slice(0, 200)} ${Buffer.concat(err)}`))
-      else resolve({ status: Number(m[1]), body: end < 0 ? Buffer.alloc(0) : all.subarray(end + 4) })
-    })
-    child.stdin.on('error', () => {}) // a program that answers without reading its body (GET, HEAD)
-    child.stdin.end(payload)
+  const r = await runCgi({
+    method, target, body: body ?? '',
+    env: { LMSTREAM_CONFIG: srv.configFile, LMSTREAM_DATA_DIR: srv.dataDir, ...(type ? { CONTENT_TYPE: type } : {}) },
+    launch: asOwner ? (exe) => ['setpriv', ['--reuid', user, '--regid', user, '--init-groups', '--', exe]] : undefined,
   })
+  if (!r.status) throw new Error(`CGI ${method} ${target} exited ${r.code}: ${r.head.slice(0, 200)} ${r.stderr}`)
+  return { status: r.status, body: r.body }
 }
 
 /** The attempts on one spelt path: create, append, read (catch-up and long-poll), HEAD, and last DELETE. */

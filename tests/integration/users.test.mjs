@@ -16,7 +16,7 @@ import fs from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
-import { freePort, REPO_ROOT, STREAM_PREFIX } from './lib/server.mjs'
+import { freePort, REPO_ROOT, runCgi, STREAM_PREFIX } from './lib/server.mjs'
 
 const BINDIR = process.env.LMSTREAM_BINDIR || path.join(REPO_ROOT, 'build', 'default', 'src')
 const GROUP = 64100 // the group "lmstream"
@@ -32,31 +32,13 @@ function asUser(uid, cmd, args) {
     'sh', '-c', `umask 022; exec ${inner}`]]
 }
 
-/** Run lmstream.fcgi as a CGI program as uid; resolves { status, text, stderr }. */
-function cgi(uid, dir, method, name, body = '', headers = {}) {
-  const [cmd, args] = asUser(uid, path.join(BINDIR, 'lmstream.fcgi'), [])
-  const env = {
-    PATH: process.env.PATH, GATEWAY_INTERFACE: 'CGI/1.1', SERVER_PROTOCOL: 'HTTP/1.1',
-    REQUEST_METHOD: method, REQUEST_URI: STREAM_PREFIX + name, QUERY_STRING: '',
-    CONTENT_LENGTH: String(Buffer.byteLength(body)), HTTP_HOST: '127.0.0.1',
-    LMSTREAM_CONFIG: path.join(dir, 'lmstream.conf'), ...headers,
-  }
+/** Run lmstream.fcgi as a CGI program as uid; resolves { status, body, head, stderr }. */
+async function cgi(uid, dir, method, name, body = '', headers = {}) {
+  const env = { LMSTREAM_CONFIG: path.join(dir, 'lmstream.conf'), ...headers }
   // LeakSanitizer cannot follow a process whose uid changed under it.
   if (process.env.ASAN_OPTIONS) env.ASAN_OPTIONS = `${process.env.ASAN_OPTIONS}:detect_leaks=0`
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] })
-    const out = []
-    const err = []
-    child.stdout.on('data', (c) => out.push(c))
-    child.stderr.on('data', (c) => err.push(c))
-    child.on('error', reject)
-    child.on('close', () => {
-      const text = Buffer.concat(out).toString()
-      const m = /^Status: (\d+)/m.exec(text)
-      resolve({ status: m ? Number(m[1]) : 0, text, stderr: Buffer.concat(err).toString() })
-    })
-    child.stdin.end(body)
-  })
+  const r = await runCgi({ method, target: STREAM_PREFIX + name, body, env, launch: (exe) => asUser(uid, exe, []) })
+  return { ...r, body: r.body.toString() }
 }
 
 function request(port, method, p, body = '', headers = {}) {
@@ -136,7 +118,7 @@ describe('two users of one group share the store (umask 022)', { skip: !IS_ROOT 
     const site = makeSite('web-first')
     sites.push(site)
     const put = await cgi(WEB_UID, site.root, 'PUT', 'a', '', { CONTENT_TYPE: 'text/plain' })
-    assert.equal(put.status, 201, `${put.text} ${put.stderr}`)
+    assert.equal(put.status, 201, `${put.head} ${put.stderr}`)
     assert.equal((await cgi(WEB_UID, site.root, 'POST', 'a', 'one', { CONTENT_TYPE: 'text/plain' })).status, 204)
 
     const live = await startLive(site)
@@ -148,7 +130,7 @@ describe('two users of one group share the store (umask 022)', { skip: !IS_ROOT 
       assert.equal(read.body, 'onetwo')
       // and the workers again, now that lmstream-live created its own files (sync, notify socket)
       const again = await cgi(WEB_UID, site.root, 'POST', 'a', 'three', { CONTENT_TYPE: 'text/plain' })
-      assert.equal(again.status, 204, `${again.text} ${again.stderr}`)
+      assert.equal(again.status, 204, `${again.head} ${again.stderr}`)
       assert.equal((await request(live.port, 'GET', `${STREAM_PREFIX}a?offset=-1`)).body, 'onetwothree')
     } finally {
       await live.stop()
@@ -164,10 +146,10 @@ describe('two users of one group share the store (umask 022)', { skip: !IS_ROOT 
       assert.equal((await request(live.port, 'PUT', `${STREAM_PREFIX}b`, '', { 'Content-Type': 'text/plain' })).status, 201)
       assert.equal((await request(live.port, 'POST', `${STREAM_PREFIX}b`, 'x', { 'Content-Type': 'text/plain' })).status, 204)
       const post = await cgi(WEB_UID, site.root, 'POST', 'b', 'y', { CONTENT_TYPE: 'text/plain' })
-      assert.equal(post.status, 204, `the workers as the second user: ${post.text} ${post.stderr}`)
+      assert.equal(post.status, 204, `the workers as the second user: ${post.head} ${post.stderr}`)
       const get = await cgi(WEB_UID, site.root, 'GET', 'b')
       assert.equal(get.status, 200)
-      assert.match(get.text, /\r?\n\r?\nxy$/)
+      assert.equal(get.body, 'xy')
       // a long-poll on lmstream-live is woken by the workers' commit (the notify socket)
       const tail = (await request(live.port, 'HEAD', `${STREAM_PREFIX}b`)).headers['stream-next-offset']
       const wait = request(live.port, 'GET', `${STREAM_PREFIX}b?offset=${tail}&live=long-poll`)

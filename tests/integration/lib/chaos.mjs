@@ -11,6 +11,7 @@
 import http from 'node:http'
 import { createHash } from 'node:crypto'
 import { sleep } from './server.mjs'
+import { sseParser } from './http.mjs'
 
 const REQUEST_TIMEOUT_MS = 10_000
 
@@ -221,12 +222,8 @@ export function startReader({ baseUrl, path, mode, id }) {
       }
       st.responses++
       req.setTimeout(45_000) // from now on: silence (heartbeats come every 15 s) for this long
-      let buf = ''
-      let type = null
-      let data = []
       let pending = [] // data events waiting for their control event
-      const dispatch = () => {
-        const text = data.join('\n')
+      const dispatch = (type, text) => {
         if (type === 'data') {
           pending.push(text)
         } else if (type === 'control') {
@@ -258,27 +255,7 @@ export function startReader({ baseUrl, path, mode, id }) {
         }
       }
       res.setEncoding('utf8')
-      res.on('data', (text) => {
-        buf += text
-        let nl
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          let line = buf.slice(0, nl)
-          buf = buf.slice(nl + 1)
-          if (line.endsWith('\r')) line = line.slice(0, -1)
-          if (line === '') {
-            if (type !== null || data.length) dispatch()
-            type = null
-            data = []
-          } else if (!line.startsWith(':')) {
-            const i = line.indexOf(':')
-            const field = i < 0 ? line : line.slice(0, i)
-            let value = i < 0 ? '' : line.slice(i + 1)
-            if (value.startsWith(' ')) value = value.slice(1)
-            if (field === 'event') type = value
-            else if (field === 'data') data.push(value)
-          }
-        }
-      })
+      res.on('data', sseParser({ onEvent: dispatch }))
       res.on('error', () => {})
       res.on('close', () => {
         if (!res.complete) bump(st.errors, 'cut')

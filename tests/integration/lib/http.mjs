@@ -117,6 +117,47 @@ export async function readAll(baseUrl, streamPath, { offset = '-1', retryMs = 0,
 }
 
 /**
+ * A text/event-stream parser: returns feed(text) for the decoded chunks of a
+ * response. Calls onEvent(type, data) for each event (type 'message' when
+ * it names none; data lines joined with '\n') and onComment() for each
+ * comment line. The pieces of a line not yet ended are joined once its
+ * '\n' comes, so a 27 MB event costs one copy, not one rescan per chunk.
+ */
+export function sseParser({ onEvent, onComment = () => {} }) {
+  let pending = []
+  let type = null
+  let data = []
+  const line = (l) => {
+    if (l.endsWith('\r')) l = l.slice(0, -1)
+    if (l === '') {
+      if (type !== null || data.length) onEvent(type ?? 'message', data.join('\n'))
+      type = null
+      data = []
+    } else if (l.startsWith(':')) {
+      onComment()
+    } else {
+      const i = l.indexOf(':')
+      const field = i < 0 ? l : l.slice(0, i)
+      let value = i < 0 ? '' : l.slice(i + 1)
+      if (value.startsWith(' ')) value = value.slice(1)
+      if (field === 'event') type = value
+      else if (field === 'data') data.push(value)
+    }
+  }
+  return (text) => {
+    let from = 0
+    let nl
+    while ((nl = text.indexOf('\n', from)) >= 0) {
+      pending.push(text.slice(from, nl))
+      line(pending.length === 1 ? pending[0] : pending.join(''))
+      pending = []
+      from = nl + 1
+    }
+    if (from < text.length) pending.push(text.slice(from))
+  }
+}
+
+/**
  * Open a Server-Sent Events response with node:http and parse it as it
  * arrives. Returns at once with an object:
  *   response   Promise of { status, headers, rawHeaders } (rejects on a network error)
@@ -164,41 +205,14 @@ export function openSse(baseUrl, path, { headers = {}, agent = false, timeoutMs 
         res.on('data', (c) => chunks.push(c))
         res.on('end', () => { sub.body = Buffer.concat(chunks) })
       } else {
-        // The pieces of a line not yet ended: joined once its '\n' comes, so a
-        // 27 MB event costs one copy, not one rescan per chunk.
-        let pending = []
-        let type = null
-        let data = []
         res.setEncoding('utf8')
-        res.on('data', (text) => {
-          let from = 0
-          let nl
-          while ((nl = text.indexOf('\n', from)) >= 0) {
-            pending.push(text.slice(from, nl))
-            let line = pending.length === 1 ? pending[0] : pending.join('')
-            pending = []
-            from = nl + 1
-            if (line.endsWith('\r')) line = line.slice(0, -1)
-            if (line === '') {
-              if (type !== null || data.length) {
-                sub.events.push({ type: type ?? 'message', data: data.join('\n'), at: performance.now() })
-                for (const w of [...waiters]) w.check()
-              }
-              type = null
-              data = []
-            } else if (line.startsWith(':')) {
-              sub.comments++
-            } else {
-              const i = line.indexOf(':')
-              const field = i < 0 ? line : line.slice(0, i)
-              let value = i < 0 ? '' : line.slice(i + 1)
-              if (value.startsWith(' ')) value = value.slice(1)
-              if (field === 'event') type = value
-              else if (field === 'data') data.push(value)
-            }
-          }
-          if (from < text.length) pending.push(text.slice(from))
-        })
+        res.on('data', sseParser({
+          onEvent(type, data) {
+            sub.events.push({ type, data, at: performance.now() })
+            for (const w of [...waiters]) w.check()
+          },
+          onComment() { sub.comments++ },
+        }))
       }
       // 'close' comes after 'end' for a complete response, alone if cut short.
       res.on('close', () => finish({ complete: res.complete, error: null }))

@@ -530,29 +530,31 @@ export function startServer({ label = 'it', config, server, workers, liveRestart
 }
 
 /**
- * Append `value` (JSON) to stream p with lmstream.fcgi run as a CGI program
- * on the deployment's data directory (another process than the servers);
- * extraEnv adds to its environment. Resolves with the CGI status.
+ * Run lmstream.fcgi once as a CGI program, as a web server would, for
+ * `method target` (target may carry a query) with `body`. env adds to or
+ * replaces the CGI variables (CONTENT_TYPE, LMSTREAM_CONFIG, ...);
+ * launch(exe) gives [command, args] to run it another way (as another
+ * user). Resolves with { code, status (0 if none), head, body (a Buffer),
+ * stderr }.
  */
-export function cgiPost(srv, p, value, extraEnv = {}) {
+export function runCgi({ method = 'GET', target, body = '', env = {}, launch = (exe) => [exe, []] }) {
   const bindir = process.env.LMSTREAM_BINDIR || path.join(REPO_ROOT, 'src')
-  const body = Buffer.from(JSON.stringify(value))
+  const payload = Buffer.from(body)
+  const q = target.indexOf('?')
+  const [cmd, args] = launch(path.join(bindir, 'lmstream.fcgi'))
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(bindir, 'lmstream.fcgi'), [], {
+    const child = spawn(cmd, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: {
         PATH: process.env.PATH,
         GATEWAY_INTERFACE: 'CGI/1.1',
         SERVER_PROTOCOL: 'HTTP/1.1',
-        REQUEST_METHOD: 'POST',
-        REQUEST_URI: p,
-        QUERY_STRING: '',
-        CONTENT_TYPE: 'application/json',
-        CONTENT_LENGTH: String(body.length),
+        REQUEST_METHOD: method,
+        REQUEST_URI: target,
+        QUERY_STRING: q < 0 ? '' : target.slice(q + 1),
+        CONTENT_LENGTH: String(payload.length),
         HTTP_HOST: '127.0.0.1',
-        LMSTREAM_CONFIG: srv.configFile,
-        LMSTREAM_DATA_DIR: srv.dataDir,
-        ...extraEnv,
+        ...env,
       },
     })
     const out = []
@@ -561,11 +563,28 @@ export function cgiPost(srv, p, value, extraEnv = {}) {
     child.stderr.on('data', (c) => err.push(c))
     child.on('error', reject)
     child.on('close', (code) => {
-      const text = Buffer.concat(out).toString('utf8')
-      const m = /^Status: (\d+)/m.exec(text)
-      if (code !== 0 || !m) reject(new Error(`lmstream.fcgi (CGI) exited ${code}: ${text.slice(0, 200)} ${Buffer.concat(err)}`))
-      else resolve(Number(m[1]))
+      const all = Buffer.concat(out)
+      const end = all.indexOf('\r\n\r\n')
+      const head = all.subarray(0, end < 0 ? all.length : end).toString('latin1')
+      const m = /^Status: (\d+)/m.exec(head)
+      resolve({ code, status: m ? Number(m[1]) : 0, head, body: end < 0 ? Buffer.alloc(0) : all.subarray(end + 4),
+        stderr: Buffer.concat(err).toString() })
     })
-    child.stdin.end(body)
+    child.stdin.on('error', () => {}) // a program that answers without reading its body (GET, HEAD)
+    child.stdin.end(payload)
   })
+}
+
+/**
+ * Append `value` (JSON) to stream p with lmstream.fcgi run as a CGI program
+ * on the deployment's data directory (another process than the servers);
+ * extraEnv adds to its environment. Resolves with the CGI status.
+ */
+export async function cgiPost(srv, p, value, extraEnv = {}) {
+  const r = await runCgi({
+    method: 'POST', target: p, body: JSON.stringify(value),
+    env: { CONTENT_TYPE: 'application/json', LMSTREAM_CONFIG: srv.configFile, LMSTREAM_DATA_DIR: srv.dataDir, ...extraEnv },
+  })
+  if (r.code !== 0 || !r.status) throw new Error(`lmstream.fcgi (CGI) exited ${r.code}: ${r.head.slice(0, 200)} ${r.stderr}`)
+  return r.status
 }
