@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -202,6 +203,51 @@ static int open_dbis(struct store *st)
 	return map_rc(st, rc, "txn_commit (open)");
 }
 
+/* Network filesystems, where LMDB's lock file and shared map do not work:
+ * its documentation rules out remote filesystems even for processes on one
+ * host. Shared hosts often put home directories on NFS. (Magic numbers from
+ * statfs(2).) */
+static const struct { long type; const char *name; } network_fs[] = {
+	{ 0x6969, "NFS" },
+	{ 0x517B, "SMB" },
+	{ (long)0xFF534D42, "CIFS" },
+	{ (long)0xFE534D42, "SMB2" },
+	{ 0x5346414F, "AFS" },
+	{ 0x6B414653, "AFS" },
+	{ 0x73757245, "Coda" },
+	{ 0x564c, "NCP" },
+	{ 0x01021997, "9P" },
+	{ 0x00c36400, "Ceph" },
+	{ 0x47504653, "GPFS" },
+	{ 0x0BD00BD0, "Lustre" },
+};
+
+const char *store_network_fs(long f_type)
+{
+	for (size_t i = 0; i < sizeof network_fs / sizeof network_fs[0]; i++)
+		if ((unsigned long)network_fs[i].type == (unsigned long)f_type)
+			return network_fs[i].name;
+	return NULL;
+}
+
+/* Refuses a data directory on a network filesystem, with a message that
+ * says what to do. */
+static int refuse_network_fs(const char *dir)
+{
+	struct statfs fs;
+	if (statfs(dir, &fs) < 0) {
+		log_error("cannot examine data directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	const char *name = store_network_fs((long)fs.f_type);
+	if (!name)
+		return 0;
+	log_error("data directory %s is on %s (a network filesystem), where LMDB's locks and"
+	          " shared map do not work: set data_dir to a directory on a local disk",
+	          dir, name);
+	return -1;
+}
+
 int store_open(struct store **out, const struct config *cfg)
 {
 	struct store *st = calloc(1, sizeof *st);
@@ -220,6 +266,10 @@ int store_open(struct store **out, const struct config *cfg)
 	snprintf(st->dir, sizeof st->dir, "%s", cfg->data_dir);
 	if (mkdir_p(st->dir) < 0) {
 		log_error("cannot create data directory %s: %s", st->dir, strerror(errno));
+		free(st);
+		return ST_ERROR;
+	}
+	if (refuse_network_fs(st->dir) < 0) {
 		free(st);
 		return ST_ERROR;
 	}

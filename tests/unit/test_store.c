@@ -1263,6 +1263,21 @@ static void test_touches(struct store *st)
 
 /* Writes stop short of the map's end (map_reserve): deleting a stream and
  * reclaiming its rows still works then, and gives room back. */
+/* A data directory on a network filesystem is refused by name; local ones
+ * (this test's own directory among them) open. */
+static void test_network_fs(void)
+{
+	CHECK_STR(store_network_fs(0x6969), "NFS");
+	CHECK_STR(store_network_fs(0xFF534D42L), "CIFS");
+	CHECK_STR(store_network_fs(0xFE534D42L), "SMB2");
+	CHECK_STR(store_network_fs(0x517B), "SMB");
+	CHECK(store_network_fs(0xEF53) == NULL);     /* ext4 */
+	CHECK(store_network_fs(0x01021994) == NULL); /* tmpfs */
+	CHECK(store_network_fs(0x794c7630) == NULL); /* overlayfs */
+	CHECK(store_network_fs(0x58465342) == NULL); /* xfs */
+	CHECK(store_network_fs(0x9123683E) == NULL); /* btrfs */
+}
+
 static void test_room(void)
 {
 	char dir[160];
@@ -1351,6 +1366,7 @@ int main(void)
 		test_fork_crash(st);
 		test_resize_under_reads();
 		test_room();
+		test_network_fs();
 		test_reopen(&st);
 		store_close(st);
 	}
