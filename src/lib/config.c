@@ -43,7 +43,13 @@ struct config_key {
 	uint64_t def, min, max; /* default and bounds of a number */
 	const char *help;
 	const char *const *names; /* the values of an enum, in enum order */
+	int paths;              /* PATH_ONE or PATH_LIST: relative to the file that sets it */
 };
+
+/* Keys whose values name files: in a configuration file, a relative path is
+ * taken relative to that file's directory (so an uploaded directory works
+ * wherever it lands). From the environment or a flag it stays as given. */
+enum { PATH_NONE, PATH_ONE, PATH_LIST };
 
 static const char *const durability_names[] = { "durable", "fast", NULL };
 static const char *const auth_names[] = { "none", "token", NULL };
@@ -63,95 +69,95 @@ static const char *const auth_names[] = { "none", "token", NULL };
 /* In the order --help and --print-config list them. */
 static const struct config_key keys[] = {
 	{ "data_dir", T_STR, F(data_dir), S_NONEMPTY, LS_DEFAULT_DATA_DIR, 0, 0, 0,
-	  "directory of the LMDB environment, shared by every lmstream process", NULL },
+	  "directory of the LMDB environment, shared by every lmstream process", NULL, PATH_ONE },
 	{ "map_size", T_SIZE, NUM(map_size), 0, NULL, LS_DEFAULT_MAP_SIZE, 1ULL << 20, UINT64_MAX,
-	  "largest size the database may grow to (address space reserved, not disk used)", NULL },
+	  "largest size the database may grow to (address space reserved, not disk used)", NULL, PATH_NONE },
 	{ "map_reserve", T_SIZE, NUM(map_reserve), 0, NULL, LS_DEFAULT_MAP_RESERVE, 0, UINT64_MAX,
 	  "part of the map kept free for deletions and reclaiming: writes that add data get 507 once less"
-	  " is left (at most an eighth of map_size is kept)", NULL },
+	  " is left (at most an eighth of map_size is kept)", NULL, PATH_NONE },
 	{ "durability", T_ENUM, NUM(durability), 0, LS_DEFAULT_DURABILITY, 0, 0, 0,
-	  "durable: acknowledge a write once on disk; fast: once committed", durability_names },
+	  "durable: acknowledge a write once on disk; fast: once committed", durability_names, PATH_NONE },
 	{ "max_body", T_SIZE, NUM(max_body), 0, NULL, LS_DEFAULT_MAX_BODY, 1, 1ULL << 31,
-	  "largest request body accepted, in bytes (413 above)", NULL },
+	  "largest request body accepted, in bytes (413 above)", NULL, PATH_NONE },
 	{ "max_path", T_SIZE_T, NUM(max_path), 0, NULL, LS_DEFAULT_MAX_PATH, 16, LS_MAX_PATH_HARD,
-	  "longest stream name after the prefix, in decoded bytes", NULL },
+	  "longest stream name after the prefix, in decoded bytes", NULL, PATH_NONE },
 	{ "long_poll_timeout", T_INT, NUM(long_poll_ms), 0, NULL, LS_DEFAULT_LONG_POLL_MS, 100, 3600 * 1000,
-	  "how long a long-poll read waits before answering 204, in ms", NULL },
+	  "how long a long-poll read waits before answering 204, in ms", NULL, PATH_NONE },
 	{ "sse_lifetime", T_INT, NUM(sse_lifetime_ms), 0, NULL, LS_DEFAULT_SSE_LIFETIME_MS, 100, 24 * 3600 * 1000,
-	  "how long one SSE response lasts before the client reconnects, in ms", NULL },
+	  "how long one SSE response lasts before the client reconnects, in ms", NULL, PATH_NONE },
 	{ "heartbeat", T_INT, NUM(heartbeat_ms), 0, NULL, LS_DEFAULT_HEARTBEAT_MS, 100, 3600 * 1000,
-	  "interval of SSE keep-alive comments, in ms", NULL },
+	  "interval of SSE keep-alive comments, in ms", NULL, PATH_NONE },
 	{ "prefix", T_STR, F(prefix), S_PREFIX, LS_DEFAULT_PREFIX, 0, 0, 0,
-	  "URL prefix under which streams are served; starts and ends with '/'", NULL },
+	  "URL prefix under which streams are served; starts and ends with '/'", NULL, PATH_NONE },
 	{ "public_url", T_STR, F(public_url), S_ORIGIN, LS_DEFAULT_PUBLIC_URL, 0, 0, 0,
 	  "scheme://host[:port] clients reach the site at, for Location; empty: from the request's Host"
-	  " (which a client chooses)", NULL },
+	  " (which a client chooses)", NULL, PATH_NONE },
 	{ "listen", T_STR, F(listen), S_HOSTPORT, LS_DEFAULT_LISTEN, 0, 0, 0,
 	  "where lmstream-live listens: HOST:PORT, or unix:PATH (behind a web server: only it may connect,"
-	  " and only there are its identity headers trusted)", NULL },
+	  " and only there are its identity headers trusted)", NULL, PATH_NONE },
 	{ "listen_group", T_STR, F(listen_group), S_ANY, LS_DEFAULT_LISTEN_GROUP, 0, 0, 0,
-	  "group of a unix: listen socket (mode 0660): the web server's; empty: the process's", NULL },
+	  "group of a unix: listen socket (mode 0660): the web server's; empty: the process's", NULL, PATH_NONE },
 	{ "max_connections", T_INT, NUM(max_connections), 0, NULL, LS_DEFAULT_MAX_CONNECTIONS, 1, 1000000,
-	  "requests lmstream-live holds at once, all processes together (503 above)", NULL },
+	  "requests lmstream-live holds at once, all processes together (503 above)", NULL, PATH_NONE },
 	{ "threads", T_INT, NUM(threads), 0, NULL, LS_DEFAULT_THREADS, 1, 64,
-	  "lmstream-live threads per process", NULL },
+	  "lmstream-live threads per process", NULL, PATH_NONE },
 	{ "worker_threads", T_INT, NUM(worker_threads), 0, NULL, LS_DEFAULT_WORKER_THREADS, 1, 256,
-	  "requests one lmstream.fcgi process serves at once (their appends share commits)", NULL },
+	  "requests one lmstream.fcgi process serves at once (their appends share commits)", NULL, PATH_NONE },
 	{ "max_live_reads", T_INT, NUM(max_live_reads), 0, NULL,
 	  LS_DEFAULT_MAX_LIVE_READS, 0, LS_MAX_LIVE_READS_HARD,
 	  "live reads (long-poll, SSE) lmstream.fcgi serves at once, all its processes on the data directory"
 	  " together; a FastCGI process also keeps one of its worker_threads free of them. Above: 503 with"
-	  " Retry-After. 0: none (lmstream-live serves them all)", NULL },
+	  " Retry-After. 0: none (lmstream-live serves them all)", NULL, PATH_NONE },
 	{ "live_processes", T_INT, NUM(live_processes), 0, NULL, LS_DEFAULT_LIVE_PROCESSES, 1, 64,
-	  "lmstream-live processes sharing the listen port", NULL },
+	  "lmstream-live processes sharing the listen port", NULL, PATH_NONE },
 	{ "conn_memory", T_SIZE, NUM(conn_memory), 0, NULL, LS_DEFAULT_CONN_MEMORY, 2048, 1 << 20,
-	  "bytes per lmstream-live connection for headers and writes", NULL },
+	  "bytes per lmstream-live connection for headers and writes", NULL, PATH_NONE },
 	{ "memory_budget", T_SIZE, NUM(memory_budget), 0, NULL, LS_DEFAULT_MEMORY_BUDGET, 1 << 20, UINT64_MAX,
 	  "bytes one lmstream-live process may hold for request bodies, responses and unsent events"
-	  " (503 with Retry-After above)", NULL },
+	  " (503 with Retry-After above)", NULL, PATH_NONE },
 	{ "header_timeout", T_INT, NUM(header_timeout_ms), 0, NULL, LS_DEFAULT_HEADER_TIMEOUT_MS, 100, 3600 * 1000,
 	  "time a client has to send a request's headers, and an idle keep-alive connection"
-	  " waits for the next request, in ms (lmstream-live)", NULL },
+	  " waits for the next request, in ms (lmstream-live)", NULL, PATH_NONE },
 	{ "max_connections_per_ip", T_INT, NUM(max_connections_per_ip), 0, NULL,
 	  LS_DEFAULT_MAX_CONNECTIONS_PER_IP, 0, 1000000,
 	  "connections one client address may hold to lmstream-live on a TCP port; 0: no cap"
-	  " (a unix: socket has one client, the web server)", NULL },
+	  " (a unix: socket has one client, the web server)", NULL, PATH_NONE },
 	{ "notify_socket", T_STR, F(notify_path), S_ANY, LS_DEFAULT_NOTIFY_SOCKET, 0, 0, 0,
-	  "AF_UNIX socket of lmstream-live for commit notices; empty: DATA_DIR/live.sock", NULL },
+	  "AF_UNIX socket of lmstream-live for commit notices; empty: DATA_DIR/live.sock", NULL, PATH_ONE },
 	{ "cache_control", T_STR, F(cache_control), S_HEADER, LS_DEFAULT_CACHE_CONTROL, 0, 0, 0,
-	  "Cache-Control of reads that return data", NULL },
+	  "Cache-Control of reads that return data", NULL, PATH_NONE },
 	{ "www", T_STR, F(www), S_ANY, LS_DEFAULT_WWW, 0, 0, 0,
-	  "static files lmstream-live serves outside the prefix; empty: none", NULL },
+	  "static files lmstream-live serves outside the prefix; empty: none", NULL, PATH_ONE },
 	{ "retention_age", T_U64, NUM(retention_age_s), 0, NULL, LS_DEFAULT_RETENTION_AGE, 0, 10ULL * 366 * 86400,
-	  "default ?retention-age of new streams, in seconds; 0 keeps everything", NULL },
+	  "default ?retention-age of new streams, in seconds; 0 keeps everything", NULL, PATH_NONE },
 	{ "retention_bytes", T_SIZE, NUM(retention_bytes), 0, NULL, LS_DEFAULT_RETENTION_BYTES, 0, UINT64_MAX,
-	  "default ?retention-bytes of new streams; 0 keeps everything", NULL },
+	  "default ?retention-bytes of new streams; 0 keeps everything", NULL, PATH_NONE },
 	{ "max_forks", T_INT, NUM(max_forks), 0, NULL, LS_DEFAULT_MAX_FORKS, 1, 1000000,
-	  "forks one stream may have at once (409 above); a chain of forks is at most 32 long", NULL },
+	  "forks one stream may have at once (409 above); a chain of forks is at most 32 long", NULL, PATH_NONE },
 	{ "snapshot_page", T_SIZE, NUM(snapshot_page), 0, NULL, LS_DEFAULT_SNAPSHOT_PAGE, 64 << 10, 256ULL << 20,
-	  "bytes of one GET ?snapshot page", NULL },
+	  "bytes of one GET ?snapshot page", NULL, PATH_NONE },
 	{ "auth", T_ENUM, NUM(auth), 0, LS_DEFAULT_AUTH, 0, 0, 0,
 	  "none: anyone may do anything; token: rights come from signed tokens, user_* and public_*",
-	  auth_names },
+	  auth_names, PATH_NONE },
 	{ "auth_key", T_STR, F(auth_key), S_PRINTABLE, LS_DEFAULT_AUTH_KEY, 0, 0, 0,
-	  "key files that verify tokens, separated by spaces; empty: DATA_DIR/auth.key", NULL },
+	  "key files that verify tokens, separated by spaces; empty: DATA_DIR/auth.key", NULL, PATH_LIST },
 	{ "auth_skew", T_INT, NUM(auth_skew_s), 0, NULL, LS_DEFAULT_AUTH_SKEW_S, 0, 3600,
-	  "seconds of clock difference allowed for a token's exp and nbf", NULL },
+	  "seconds of clock difference allowed for a token's exp and nbf", NULL, PATH_NONE },
 	{ "auth_cookie", T_STR, F(auth_cookie), S_TOKEN, LS_DEFAULT_AUTH_COOKIE, 0, 0, 0,
-	  "name of the cookie that may carry a token", NULL },
+	  "name of the cookie that may carry a token", NULL, PATH_NONE },
 	{ "public_read", T_STR, F(public_read), S_PRINTABLE, LS_DEFAULT_PUBLIC_READ, 0, 0, 0,
-	  "streams anyone may read without a token: patterns separated by spaces (* one segment, ** any)", NULL },
+	  "streams anyone may read without a token: patterns separated by spaces (* one segment, ** any)", NULL, PATH_NONE },
 	{ "public_write", T_STR, F(public_write), S_PRINTABLE, LS_DEFAULT_PUBLIC_WRITE, 0, 0, 0,
-	  "streams anyone may create and append to without a token, likewise", NULL },
+	  "streams anyone may create and append to without a token, likewise", NULL, PATH_NONE },
 	{ "user_read", T_STR, F(user_read), S_PRINTABLE, LS_DEFAULT_USER_READ, 0, 0, 0,
 	  "streams the user the web server authenticated (REMOTE_USER) may read: patterns where"
-	  " a segment {user} stands for that user's name", NULL },
+	  " a segment {user} stands for that user's name", NULL, PATH_NONE },
 	{ "user_write", T_STR, F(user_write), S_PRINTABLE, LS_DEFAULT_USER_WRITE, 0, 0, 0,
-	  "streams that user may create and append to, likewise", NULL },
+	  "streams that user may create and append to, likewise", NULL, PATH_NONE },
 	{ "user_admin", T_STR, F(user_admin), S_PRINTABLE, LS_DEFAULT_USER_ADMIN, 0, 0, 0,
-	  "streams that user may delete and compact, likewise", NULL },
+	  "streams that user may delete and compact, likewise", NULL, PATH_NONE },
 	{ "cors_origins", T_STR, F(cors_origins), S_PRINTABLE, LS_DEFAULT_CORS_ORIGINS, 0, 0, 0,
-	  "origins whose pages may use lmstream with credentials, separated by spaces; * lets any page read without them", NULL },
+	  "origins whose pages may use lmstream with credentials, separated by spaces; * lets any page read without them", NULL, PATH_NONE },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -334,6 +340,8 @@ void config_help(FILE *f)
 
 /* --- the file -------------------------------------------------------------------- */
 
+#define LINE_MAX_BYTES 1023
+
 static char *trim(char *s)
 {
 	while (isspace((unsigned char)*s))
@@ -344,8 +352,39 @@ static char *trim(char *s)
 	return s;
 }
 
-/* One line of a file (comment already cut). Returns 0, or -1 with why. */
-static int load_line(struct config *cfg, char *line, char *why, size_t cap)
+/* v with each relative path of key k put under dir (the file's directory,
+ * with its '/'), into out. Returns -1 when it does not fit. */
+static int under_dir(const struct config_key *k, const char *dir, const char *v, char *out, size_t cap)
+{
+	size_t o = 0, dl = strlen(dir);
+	for (const char *p = v; *p;) {
+		size_t sp = k->paths == PATH_LIST ? strspn(p, " \t") : 0, wl;
+		if (o + sp >= cap)
+			return -1;
+		memcpy(out + o, p, sp);
+		o += sp;
+		p += sp;
+		wl = k->paths == PATH_LIST ? strcspn(p, " \t") : strlen(p);
+		if (wl && *p != '/') {
+			if (o + dl >= cap)
+				return -1;
+			memcpy(out + o, dir, dl);
+			o += dl;
+		}
+		if (o + wl >= cap)
+			return -1;
+		memcpy(out + o, p, wl);
+		o += wl;
+		p += wl;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* One line of a file (comment already cut); dir is the file's directory
+ * ending in '/', or "" when the file was named without one. Returns 0, or
+ * -1 with why. */
+static int load_line(struct config *cfg, char *line, const char *dir, char *why, size_t cap)
 {
 	char *s = trim(line);
 	if (!*s)
@@ -356,12 +395,21 @@ static int load_line(struct config *cfg, char *line, char *why, size_t cap)
 		return -1;
 	}
 	*eq = '\0';
-	return config_set(cfg, trim(s), trim(eq + 1), why, cap);
+	const char *key = trim(s), *v = trim(eq + 1);
+	const struct config_key *k = find_key(key);
+	char placed[LINE_MAX_BYTES + 4096 + 1];
+	if (k && k->paths && *dir && *v) {
+		if (under_dir(k, dir, v, placed, sizeof placed) || strlen(placed) >= k->cap) {
+			snprintf(why, cap, "%s: the path is too long once put under the file's directory", key);
+			return -1;
+		}
+		v = placed;
+	}
+	return config_set(cfg, key, v, why, cap);
 }
 
 /* The reason a raw line of n bytes cannot be read, or NULL. Only a
  * comment may be longer than LINE_MAX_BYTES. */
-#define LINE_MAX_BYTES 1023
 static const char *line_problem(char *line, size_t n)
 {
 	if (memchr(line, '\0', n))
@@ -378,7 +426,13 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	size_t cap = 0;
 	ssize_t n;
 	int lineno = 0, rc = 0;
+	char dir[4096] = "";
+	const char *slash = strrchr(path, '/');
 
+	if (slash && (size_t)(slash - path) + 2 <= sizeof dir) {
+		memcpy(dir, path, (size_t)(slash - path) + 1);
+		dir[slash - path + 1] = '\0';
+	}
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
@@ -394,7 +448,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		char *hash = strchr(line, '#');
 		if (hash)
 			*hash = '\0';
-		rc = load_line(cfg, line, why, sizeof why);
+		rc = load_line(cfg, line, dir, why, sizeof why);
 	}
 	if (rc)
 		snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
@@ -472,14 +526,24 @@ int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size
 	return 2;
 }
 
-/* The configuration file: the last --config FILE, else LMSTREAM_CONFIG. */
+static char fallback_file[4096];
+
+void config_fallback(const char *path)
+{
+	snprintf(fallback_file, sizeof fallback_file, "%s", path ? path : "");
+}
+
+/* The configuration file: the last --config FILE, else LMSTREAM_CONFIG,
+ * else the program's fallback (none unless it set one). */
 static const char *config_file(int argc, char **argv)
 {
 	const char *file = getenv("LMSTREAM_CONFIG");
 	for (int i = 1; i + 1 < argc; i++)
 		if (!strcmp(argv[i], "--config"))
 			file = argv[i + 1];
-	return file && *file ? file : NULL;
+	if (file && *file)
+		return file;
+	return *fallback_file ? fallback_file : NULL;
 }
 
 /* A flag that is not a setting: 0 to go on, else the exit status + 1. */

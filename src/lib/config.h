@@ -64,8 +64,9 @@ void config_defaults(struct config *cfg);
 /* Applies one "key = value" setting. Returns 0, or -1 with a reason in err. */
 int config_set(struct config *cfg, const char *key, const char *value, char *err, size_t errlen);
 
-/* Reads a config file ("key = value" lines, '#' comments). Returns 0 or -1
- * with "file:line: reason" in err. */
+/* Reads a config file ("key = value" lines, '#' comments). A relative path
+ * in data_dir, notify_socket, www or auth_key is taken relative to the
+ * file's own directory. Returns 0 or -1 with "file:line: reason" in err. */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 
 /* Applies LMSTREAM_CONFIG (a file) and then LMSTREAM_<KEY> variables of the
@@ -95,7 +96,8 @@ int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size
 
 /* How both programs start. One precedence, highest first: command-line
  * flags, then LMSTREAM_<KEY> variables, then the configuration file (the
- * last --config FILE, else LMSTREAM_CONFIG), then the built-in defaults.
+ * last --config FILE, else LMSTREAM_CONFIG, else the file given to
+ * config_fallback), then the built-in defaults.
  * Besides the settings' flags it knows --help/-h (usage and every key on
  * stdout), --version, --print-config (the effective configuration on
  * stdout, see config_print) and the flags listed in extra (NULL-terminated;
@@ -104,6 +106,10 @@ int config_arg(struct config *cfg, int argc, char **argv, int i, char *err, size
  * an unknown flag (usage on stderr). */
 int config_main(struct config *cfg, int argc, char **argv, const char *program,
                 void (*usage)(FILE *), const char *const *extra);
+
+/* The file config_main reads when neither --config nor LMSTREAM_CONFIG
+ * names one (lmstream.cgi's, beside the program); NULL or "": none. */
+void config_fallback(const char *path);
 
 /* Parses sizes such as "64M", "8G", "512". Returns 0 or -1. */
 int config_parse_size(const char *s, uint64_t *out);

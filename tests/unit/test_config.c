@@ -454,6 +454,78 @@ static void usage_none(FILE *f)
 	(void)f;
 }
 
+/* Paths in a file are relative to the file's directory (lmstream.cgi's
+ * folder may be uploaded anywhere); other strings, and absolute paths, are
+ * kept as written; from the environment a path stays as given. */
+static void test_relative_paths(void)
+{
+	struct config cfg;
+	char err[512], want[256];
+	const char *file = write_file("rel.conf",
+		"data_dir = data\n"
+		"auth_key = auth.key  /etc/lmstream/rsa.pub keys/es.pub\n"
+		"www = ../www\n"
+		"notify_socket = /run/live.sock\n"
+		"prefix = /a/\n"
+		"cache_control = public, max-age=60\n");
+	config_defaults(&cfg);
+	CHECK_INT(config_load(&cfg, file, err, sizeof err), 0);
+	snprintf(want, sizeof want, "%s/data", tmpdir);
+	CHECK_STR(cfg.data_dir, want);
+	snprintf(want, sizeof want, "%s/auth.key  /etc/lmstream/rsa.pub %s/keys/es.pub", tmpdir, tmpdir);
+	CHECK_STR(cfg.auth_key, want);
+	snprintf(want, sizeof want, "%s/../www", tmpdir);
+	CHECK_STR(cfg.www, want);
+	CHECK_STR(cfg.notify_path, "/run/live.sock");
+	CHECK_STR(cfg.prefix, "/a/");
+	CHECK_STR(cfg.cache_control, "public, max-age=60");
+
+	/* A path that no longer fits once placed is refused with the line. */
+	char line[sizeof cfg.data_dir + 32];
+	memset(line, 'd', sizeof line);
+	memcpy(line, "data_dir = ", 11);
+	snprintf(line + sizeof cfg.data_dir - 4, 5, "\n");
+	config_defaults(&cfg);
+	CHECK_INT(config_load(&cfg, write_file("long.conf", line), err, sizeof err), -1);
+	CHECK(strstr(err, "long.conf:1: data_dir: the path is too long") != NULL);
+
+	clear_env();
+	setenv("LMSTREAM_DATA_DIR", "rel/data", 1);
+	config_defaults(&cfg);
+	CHECK_INT(config_env_only(&cfg, err, sizeof err), 0);
+	CHECK_STR(cfg.data_dir, "rel/data");
+	clear_env();
+}
+
+/* config_fallback: read when neither --config nor LMSTREAM_CONFIG names a
+ * file (lmstream.cgi's private/lmstream.conf); a missing one is an error. */
+static void test_fallback(void)
+{
+	struct config cfg;
+	char *argv1[] = { "prog", NULL };
+	const char *file = write_file("fallback.conf", "threads = 7\n");
+	const char *other = write_file("other.conf", "threads = 9\n");
+	char *argv2[] = { "prog", "--config", (char *)other, NULL };
+
+	clear_env();
+	config_fallback(file);
+	CHECK_INT(config_main(&cfg, 1, argv1, "prog", usage_none, NULL), -1);
+	CHECK_INT(cfg.threads, 7);
+	CHECK_INT(config_main(&cfg, 3, argv2, "prog", usage_none, NULL), -1);
+	CHECK_INT(cfg.threads, 9);
+	setenv("LMSTREAM_CONFIG", other, 1);
+	CHECK_INT(config_main(&cfg, 1, argv1, "prog", usage_none, NULL), -1);
+	CHECK_INT(cfg.threads, 9);
+	clear_env();
+	char missing[128];
+	snprintf(missing, sizeof missing, "%s/private/lmstream.conf", tmpdir);
+	config_fallback(missing);
+	CHECK_INT(config_main(&cfg, 1, argv1, "prog", usage_none, NULL), 2);
+	config_fallback(NULL);
+	CHECK_INT(config_main(&cfg, 1, argv1, "prog", usage_none, NULL), -1);
+	CHECK_INT(cfg.threads, LS_DEFAULT_THREADS);
+}
+
 /* config_main: flags, then LMSTREAM_<KEY>, then the file, then defaults,
  * whichever way the file is named. */
 static void test_precedence(void)
@@ -626,6 +698,8 @@ int main(void)
 	test_args();
 	test_print();
 	test_precedence();
+	test_relative_paths();
+	test_fallback();
 	unit_rm_rf(tmpdir);
 	return unit_done();
 }
