@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 static const struct {
 	int status;
@@ -225,7 +226,12 @@ void cursor_next(const char *client, char out[24])
 	int64_t now = store_now_ms();
 	uint64_t c, cur = (uint64_t)((now - LS_CURSOR_EPOCH_MS) / (LS_CURSOR_INTERVAL_S * 1000));
 	if (client && num_decimal(client, strlen(client), 18, &c) == 0 && c >= cur) {
-		uint32_t jitter_s = 1 + arc4random_uniform(3600);
+		/* getrandom, not arc4random_uniform: glibc 2.34 has it, and
+		 * lmstream.cgi runs on hosts of that age (README). */
+		uint32_t r = 0;
+		if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+			r = (uint32_t)now;
+		uint32_t jitter_s = 1 + r % 3600;
 		uint64_t steps = (jitter_s + LS_CURSOR_INTERVAL_S - 1) / LS_CURSOR_INTERVAL_S;
 		cur = c + (steps ? steps : 1);
 	}
