@@ -699,6 +699,35 @@ static void usage(FILE *f)
 	      "Environment: LMSTREAM_CONFIG=FILE, LMSTREAM_<KEY>=value for any config key.\n", f);
 }
 
+#ifdef LS_CONFIG_BESIDE
+/* lmstream.cgi, the shared-hosting build: with no --config and no
+ * LMSTREAM_CONFIG (suexec clears the environment; .htaccess cannot be
+ * relied on to set it), the configuration is LS_CONFIG_BESIDE under the
+ * program's own directory. */
+static void config_beside(void)
+{
+	char exe[4096], path[4096 + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	const char *script = getenv("SCRIPT_FILENAME");
+	if (n > 0) {
+		exe[n] = '\0';
+	} else if (script && strlen(script) < sizeof exe) {
+		snprintf(exe, sizeof exe, "%s", script);
+	} else {
+		snprintf(path, sizeof path, "%s", LS_CONFIG_BESIDE);
+		config_fallback(path);
+		return;
+	}
+	char *slash = strrchr(exe, '/');
+	if (slash)
+		slash[1] = '\0';
+	else
+		exe[0] = '\0';
+	snprintf(path, sizeof path, "%s%s", exe, LS_CONFIG_BESIDE);
+	config_fallback(path);
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -708,7 +737,18 @@ int main(int argc, char **argv)
 	 * A web server's umask of 022 would make them 0640 and lock one out. */
 	umask(007);
 	log_init("lmstream.fcgi", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+#ifdef LS_CONFIG_BESIDE
+	config_beside();
+#endif
 	int status = config_main(&cfg, argc, argv, "lmstream.fcgi", usage, NULL);
+	if (status == 2 && argc == 1 && getenv("GATEWAY_INTERFACE")) {
+		/* A CGI run with a configuration it cannot use: say so to the
+		 * client, not only to the web server's error log (which has the
+		 * reason), instead of the server's "premature end of headers". */
+		fputs("Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n"
+		      "lmstream cannot read its configuration; the web server's error log says why\n", stdout);
+		return 0;
+	}
 	if (status >= 0)
 		return status;
 
