@@ -77,6 +77,9 @@ test)
 	need_node
 	build default
 	build asan --enable-sanitizers
+	# the folders the shared-hosting tests upload (the sanitized stage uses build/asan's)
+	make -s -C build/default shared-hosting
+	make -s -C build/asan shared-hosting
 	(cd tests && npm ci --no-audit --no-fund --loglevel=error)
 	export LMSTREAM_BINDIR=$root/build/default/src
 	exec tests/run-all "$@"

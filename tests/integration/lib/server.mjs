@@ -294,7 +294,7 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
   fs.mkdirSync(dataDir)
   // As root, deploy/run runs Apache and lmstream-live as www-data: it must be
   // able to reach the data directory (and read the config) inside ours.
-  if (kind === 'apache' && process.getuid?.() === 0) fs.chmodSync(root, 0o711)
+  if ((kind === 'apache' || kind.startsWith('shared-hosting')) && process.getuid?.() === 0) fs.chmodSync(root, 0o711)
   // The shipped lmstream.conf requires tokens (auth = token): a test that
   // does not set auth itself runs an open server, as before access control.
   const configFile = path.join(root, 'lmstream.conf')
@@ -507,7 +507,10 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
  * options.config: object of lmstream config keys (written to a file and
  *   passed as --config); ignored by the reference server.
  * options.server: deployment to start instead of LMSTREAM_TEST_SERVER's
- *   (lighttpd, fastcgi, cgi, apache, standalone or reference).
+ *   (lighttpd, fastcgi, cgi, apache, standalone, shared-hosting,
+ *   shared-hosting-fcgid or reference). shared-hosting serves the uploaded
+ *   folder at /lmstream/ (streams under /lmstream/v1/stream/), and options.config
+ *   is added to the folder's own configuration (auth = token, its key).
  * options.workers: --workers for deploy/run.
  * options.liveRestart: false passes --no-live-restart (a killed lmstream-live
  *   stays down; the web server keeps running).
