@@ -21,10 +21,13 @@
 //     AllowEncodedSlashes) and stores nothing; forks name their source by
 //     its full path, /lmstream/v1/stream/....
 //   * The program runs as the site's account, not as the test's user, and
-//     finds everything relative to itself.
+//     finds everything relative to itself: ldd resolves nothing outside the
+//     folder but glibc, and no file asks for a glibc newer than the README's
+//     2.34 (build/default's folder; a sanitizer build brings its own runtime).
 
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { rawRequest, openSse, sseMessages } from './lib/http.mjs'
@@ -32,6 +35,11 @@ import { startServer, sleep } from './lib/server.mjs'
 import { mint, claimsFor } from './lib/tokens.mjs'
 
 const PREFIX = '/lmstream/v1/stream/'
+const GLIBC_LIBS = /^(linux-vdso|ld-linux[-\w]*|libc|libm|libpthread|libdl|librt|libresolv|libutil)\.so/
+
+/** 2.34 -> [2, 34], for comparing versions. */
+const version = (v) => v.split('.').map(Number)
+const newer = (a, b) => { for (let i = 0; i < Math.max(a.length, b.length); i++) { if ((a[i] || 0) !== (b[i] || 0)) return (a[i] || 0) > (b[i] || 0) } return false }
 const JSON_CT = { 'Content-Type': 'application/json' }
 
 for (const kind of ['shared-hosting', 'shared-hosting-fcgid']) {
@@ -50,6 +58,27 @@ for (const kind of ['shared-hosting', 'shared-hosting-fcgid']) {
       admin = token({ read: ['**'], write: ['**'], admin: ['**'] })
     })
     after(async () => { await srv?.stop() })
+
+    test('needs nothing of the host but glibc 2.34 or newer', () => {
+      const cgi = path.join(upload, 'lmstream.cgi')
+      const real = fs.realpathSync(upload)
+      const lines = execFileSync('ldd', [cgi], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('=>'))
+      assert.ok(lines.some((l) => l.startsWith('\tlibjwt')), 'lmstream.cgi links libjwt')
+      for (const l of lines) {
+        const [, name, where] = /^\s*(\S+) => (\S+)/.exec(l) || []
+        if (GLIBC_LIBS.test(name)) continue
+        assert.ok(where && where !== 'not' && fs.realpathSync(where).startsWith(real + '/lib/'), `${name} resolved at ${where}`)
+      }
+      const libs = fs.readdirSync(path.join(upload, 'lib')).filter((f) => f.includes('.so'))
+      if (libs.some((f) => /^lib(asan|ubsan)/.test(f))) return // a sanitizer build: its runtime is newer
+      let max = [0]
+      for (const f of [cgi, ...libs.map((l) => path.join(upload, 'lib', l))]) {
+        for (const m of execFileSync('objdump', ['-T', f], { encoding: 'utf8' }).matchAll(/GLIBC_([0-9.]+)/g)) {
+          if (newer(version(m[1]), max)) max = version(m[1])
+        }
+      }
+      assert.ok(!newer(max, [2, 34]), `needs glibc ${max.join('.')}`)
+    })
 
     test('serves the stream API and lmstream.js, and nothing else of the folder', async () => {
       const js = await rawRequest(srv.url, { path: '/lmstream/lmstream.js' })
