@@ -16,7 +16,8 @@
 //   * Live reads work through CGI: SSE events arrive as they are written
 //     (not when the response ends), long-polls wake on a write; beyond
 //     max_live_reads (8 in the folder's configuration) a live read gets 503
-//     with Retry-After at once while writes go on.
+//     with Retry-After within seconds while writes go on, and readers that
+//     leave give their slots back well before sse_lifetime.
 //   * %2F in a name gets a clear 4xx from Apache (an .htaccess cannot set
 //     AllowEncodedSlashes) and stores nothing; forks name their source by
 //     its full path, /lmstream/v1/stream/....
@@ -158,7 +159,7 @@ for (const kind of ['shared-hosting', 'shared-hosting-fcgid']) {
       assert.deepEqual(JSON.parse((await req({ path: 'fork/copy?offset=-1', headers: bearer(admin) })).body), [{ n: 1 }])
     })
 
-    test('beyond max_live_reads (8) a live read gets 503 with Retry-After at once; writes go on', async () => {
+    test('beyond max_live_reads (8) a live read gets 503 with Retry-After; writes go on; slots come back', async () => {
       assert.equal((await req({ method: 'PUT', path: 'cap/a', headers: { ...JSON_CT, ...bearer(admin) } })).status, 201)
       const subs = []
       try {
@@ -177,6 +178,16 @@ for (const kind of ['shared-hosting', 'shared-hosting-fcgid']) {
         await Promise.all(subs.map((s) => s.waitFor((e) => e.type === 'data', 15_000, 'the write')))
       } finally {
         for (const s of subs) s.close()
+      }
+      // The readers left: their CGI processes notice, and the slots come
+      // back long before sse_lifetime (30 s) would end them.
+      const t1 = Date.now()
+      for (;;) {
+        const r = await req({ path: `cap/a?offset=-1&live=long-poll`, headers: bearer(admin), timeoutMs: 30_000 })
+        if (r.status === 200) break
+        assert.equal(r.status, 503)
+        assert.ok(Date.now() - t1 < 20_000, 'a slot came back within 20 s of the readers leaving')
+        await sleep(500)
       }
     })
   })
