@@ -706,23 +706,18 @@ static void usage(FILE *f)
  * program's own directory. */
 static void config_beside(void)
 {
-	char exe[4096], path[4096 + 64];
+	char exe[4096] = "", path[4096 + 64];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	const char *script = getenv("SCRIPT_FILENAME");
-	if (n > 0) {
+	if (n > 0)
 		exe[n] = '\0';
-	} else if (script && strlen(script) < sizeof exe) {
+	else if (script && strlen(script) < sizeof exe)
 		snprintf(exe, sizeof exe, "%s", script);
-	} else {
-		snprintf(path, sizeof path, "%s", LS_CONFIG_BESIDE);
-		config_fallback(path);
-		return;
-	}
 	char *slash = strrchr(exe, '/');
 	if (slash)
 		slash[1] = '\0';
 	else
-		exe[0] = '\0';
+		exe[0] = '\0'; /* no path to go by: relative to the working directory */
 	snprintf(path, sizeof path, "%s%s", exe, LS_CONFIG_BESIDE);
 	config_fallback(path);
 }
