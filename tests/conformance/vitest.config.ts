@@ -11,8 +11,9 @@ const jsonOut = process.env.LMSTREAM_RESULTS_JSON ?? `results/conformance.json`
 const testTimeout = Number(process.env.LMSTREAM_TEST_TIMEOUT_MS ?? 60_000)
 
 export default defineConfig({
-  // keep vite's cache in tests/node_modules, not next to this file
-  cacheDir: `${import.meta.dirname}/../node_modules/.vite`,
+  // keep vite's cache out of the source tree: in the run's results (runs
+  // side by side then never share one), else in tests/node_modules
+  cacheDir: process.env.LMSTREAM_VITE_CACHE ?? `${import.meta.dirname}/../node_modules/.vite`,
   test: {
     root: import.meta.dirname,
     include: [`conformance.test.ts`],
