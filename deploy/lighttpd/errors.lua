@@ -7,7 +7,10 @@
 --    restarted): 503 with Retry-After and a one-line text body, like
 --    lmstream's own 503, in place of an HTML page;
 --  * 501 for a method lighttpd does not know, and its own 405: 405 with the
---    Allow header lmstream sends, and a one-line text body.
+--    Allow header lmstream sends, and a one-line text body;
+--  * its own 411 (a request body without Content-Length that it will not
+--    hand to the backend, as a POST over HTTP/2 with deploy/run --tls): the
+--    same status, with a one-line text body saying what to send.
 --
 -- An answer from lmstream itself (it carries X-Lmstream-Front) and every
 -- other status pass unchanged.
@@ -38,6 +41,10 @@ end
 if status == 405 or (status == 501 and r.req_attr["request.method"] == "") then
   r.resp_header["Allow"] = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
   return answer(405, "method not allowed\n")
+end
+
+if status == 411 then
+  return answer(411, "length required: send the request body with its Content-Length\n")
 end
 
 return 0

@@ -15,6 +15,7 @@
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -31,7 +32,11 @@ export const LIVE_NAME = 'lmstream-live'
 /** deploy/run deployments that start lmstream-live behind a web server. */
 export const PROXIED_KINDS = new Set(['lighttpd', 'apache'])
 
-const READY_RE = /lmstream: ready on (http:\/\/\S+)/
+const READY_RE = /lmstream: ready on (https?:\/\/\S+)/
+// with --tls, the ready line ends "..., certificate=FILE)"
+const CERT_RE = /lmstream: ready on https:\/\/\S+ \(.*certificate=(\S+)\)/g
+/** The certificate file named by the last ready line in text, or null. */
+const lastCert = (text) => [...text.matchAll(CERT_RE)].pop()?.[1] ?? null
 // setpriv (util-linux, which deploy/run needs anyway), if installed.
 const SETPRIV = (process.env.PATH || '/usr/bin:/bin').split(':').concat('/usr/bin', '/bin')
   .map((d) => path.join(d || '.', 'setpriv')).find((f) => { try { fs.accessSync(f, fs.constants.X_OK); return true } catch { return false } })
@@ -90,16 +95,18 @@ export function renderConfig(config) {
 
 /**
  * Resolve after any HTTP response (whatever its status) from host:port, so we
- * know the listener accepts and answers. Rejects after timeoutMs.
+ * know the listener accepts and answers. Rejects after timeoutMs. tls: ask
+ * over HTTPS (any certificate will do for this probe).
  */
-export async function waitHttp(port, timeoutMs = 10_000) {
+export async function waitHttp(port, timeoutMs = 10_000, { tls = false } = {}) {
   const deadline = Date.now() + timeoutMs
   let lastErr
   while (Date.now() < deadline) {
     try {
       await new Promise((resolve, reject) => {
-        const req = http.request(
-          { host: '127.0.0.1', port, method: 'HEAD', path: `${STREAM_PREFIX}__ready_probe__`, agent: false, timeout: 2000 },
+        const req = (tls ? https : http).request(
+          { host: '127.0.0.1', port, method: 'HEAD', path: `${STREAM_PREFIX}__ready_probe__`, agent: false, timeout: 2000,
+            ...(tls ? { rejectUnauthorized: false } : {}) },
           (res) => { res.resume(); res.on('end', resolve) },
         )
         req.on('timeout', () => req.destroy(new Error('probe timeout')))
@@ -285,7 +292,7 @@ async function startReference({ label }) {
   }
 }
 
-async function startDeployment({ label, config, kind = SERVER_KIND, workers, liveRestart = true, demo = false, siteConf }) {
+async function startDeployment({ label, config, kind = SERVER_KIND, workers, liveRestart = true, demo = false, siteConf, tls }) {
   if (!fs.existsSync(RUN_PATH)) {
     throw new Error(`${RUN_PATH} not found (set LMSTREAM_RUN, or LMSTREAM_TEST_SERVER=reference)`)
   }
@@ -307,6 +314,8 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
     if (workers) args.push('--workers', String(workers))
     if (!liveRestart) args.push('--no-live-restart')
     if (demo) args.push('--demo')
+    if (tls === true) args.push('--tls')
+    else if (tls) args.push('--tls-cert', tls.cert, '--tls-key', tls.key)
     if (siteConf) {
       const f = path.join(root, 'site.conf')
       fs.writeFileSync(f, siteConf)
@@ -334,7 +343,7 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
 
     try {
       const url = await waitReady(child, log)
-      await waitHttp(port)
+      await waitHttp(port, undefined, { tls: !!tls })
       return { child, exited, onProcessExit, url }
     } catch (e) {
       try { child.kill('SIGTERM') } catch {}
@@ -359,9 +368,13 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
       break
     }
     url = url.replace(/\/+$/, '')
+    // --tls: the certificate it serves (the self-signed one deploy/run made,
+    // which lives in its run directory until it exits), read now
+    const tlsCert = tls ? lastCert(log.text) : null
+    const tlsCa = tlsCert ? fs.readFileSync(tlsCert) : null
 
     const handle = {
-      kind, url, port, root, dataDir, configFile, pid: child.pid, child,
+      kind, url, port, root, dataDir, configFile, pid: child.pid, child, tlsCert, tlsCa,
       canKill: true, hasLimits: true,
       workers: () => findWorkers(child.pid, root),
       /** Pids of this deployment's lmstream-live (one, unless it is being restarted). */
@@ -456,6 +469,10 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
             handle.child = child
             handle.pid = child.pid
             handle.respawns = (handle.respawns || 0) + 1
+            if (tls) { // a new run directory: a new self-signed certificate
+              handle.tlsCert = lastCert(log.text)
+              handle.tlsCa = handle.tlsCert ? fs.readFileSync(handle.tlsCert) : null
+            }
             return handle
           } catch (e) {
             if (Date.now() > deadline) throw e
@@ -519,17 +536,23 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
  *   10-minute token that writes chat/**, under lighttpd and Apache only).
  * options.siteConf: text of a web server configuration fragment passed as
  *   deploy/run --site-conf (lighttpd or Apache syntax, as the kind needs).
- * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() };
+ * options.tls: true passes --tls (HTTPS with HTTP/2, a self-signed
+ *   certificate); { cert, key } passes --tls-cert and --tls-key. url is then
+ *   https://127.0.0.1:PORT, tlsCert the certificate's path (as deploy/run
+ *   printed it: it goes away with deploy/run) and tlsCa its PEM text (a
+ *   Buffer), for the `ca` option of node:https / node:http2.
+ * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() }
+ * (and tlsCert, tlsCa: null without tls);
  * deploy/run deployments also have livePids(), liveAddress(), waitLog(re)
  * and liveStats() (lmstream-live's own counters, through SIGHUP), and
  * webServerPids(), running(), exited() and respawn() (deploy/run started
  * again on the same port and data directory once it has exited).
  */
-export function startServer({ label = 'it', config, server, workers, liveRestart, demo, siteConf } = {}) {
+export function startServer({ label = 'it', config, server, workers, liveRestart, demo, siteConf, tls } = {}) {
   const kind = server || SERVER_KIND
   return kind === 'reference'
     ? startReference({ label })
-    : startDeployment({ label, config, kind, workers, liveRestart, demo, siteConf })
+    : startDeployment({ label, config, kind, workers, liveRestart, demo, siteConf, tls })
 }
 
 /**
