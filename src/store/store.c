@@ -1,5 +1,6 @@
 /* store.c: LMDB storage for streams, messages and producer state. */
 #include "store/store.h"
+#include "store/internal.h"
 #include "lib/log.h"
 #include "lib/parse.h"
 
@@ -13,60 +14,11 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
-
-#define PRODUCER_KEY_MAX (8 + 1 + STORE_PRINCIPAL_LEN + LS_MAX_PRODUCER_ID)
-
-/* A read that counts as access to a stream with a sliding TTL. */
-struct touch {
-	uint64_t id;
-	int64_t at;
-	size_t len;
-	char name[LS_MAX_PATH_HARD];
-};
-#define TOUCH_MAX 256
-
-/* Shared between processes through a small mapped file: the highest
- * transaction id known to be on disk (group commit). */
-struct sync_shared {
-	_Atomic uint64_t synced_txnid;
-};
-
-struct store {
-	MDB_env *env;
-	MDB_dbi streams, data, producers, expiry, gc, sys, state, marks, retain;
-	enum durability durability;
-	uint64_t reserve;       /* map_reserve, at most an eighth of the map */
-	size_t psize;           /* LMDB page size */
-	/* Where this process's sweep of idle producer state stands (a key of
-	 * the producers database; 0 bytes: from the start). */
-	pthread_mutex_t sweep_mu;
-	/* Sliding TTL touches noted by reads and not yet written (store.h). */
-	pthread_mutex_t touch_mu;
-	int touch_flushing;
-	int64_t touch_flushed;  /* store_mono_ms of the last flush */
-	size_t ntouch;
-	struct touch *touches;  /* TOUCH_MAX, allocated at the first touch */
-	size_t sweep_len;
-	unsigned char sweep_at[PRODUCER_KEY_MAX];
-	int sync_fd;
-	struct sync_shared *sync;
-	char dir[512];
-	/* Every transaction holds this shared; adopting a map grown by another
-	 * process (mdb_env_set_mapsize) needs it exclusive: no transaction may
-	 * be active in the process then. glibc's rwlock lets new readers in
-	 * while a writer waits, so under steady reads the adoption could wait
-	 * forever: resizers counts threads waiting to adopt, and a thread that
-	 * holds no transaction waits at the gate while it is not 0 (a thread
-	 * that holds one goes on: it must finish for the adoption to happen). */
-	pthread_rwlock_t resize_lock;
-	atomic_int resizers;
-	pthread_mutex_t gate;
-	pthread_cond_t gate_open;
-};
 
 /* Transactions (of any store) this thread holds: see resize_lock. */
 static _Thread_local int txns_held;
@@ -76,13 +28,6 @@ static _Thread_local int txns_held;
  * retention fields. Every version is read. */
 #define META_VERSION 3
 
-/* The format of the store as a whole, in sys "format" (be64). A store
- * without it is format 1. Format 2 keys the expiry index by the expiry
- * with its sign bit flipped (order-preserving for times before 1970, which
- * format 1 sorted after every other) and has no stream that expired before
- * 1970. store_open upgrades older formats in place, in one transaction, and
- * refuses newer ones. */
-#define STORE_FORMAT 2
 
 int64_t store_now_ms(void)
 {
@@ -98,7 +43,7 @@ int64_t store_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void be64(unsigned char *p, uint64_t v)
+void be64(unsigned char *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--) {
 		p[i] = (unsigned char)v;
@@ -106,7 +51,7 @@ static void be64(unsigned char *p, uint64_t v)
 	}
 }
 
-static uint64_t get_be64(const unsigned char *p)
+uint64_t get_be64(const unsigned char *p)
 {
 	uint64_t v = 0;
 	for (int i = 0; i < 8; i++)
@@ -114,7 +59,7 @@ static uint64_t get_be64(const unsigned char *p)
 	return v;
 }
 
-static int map_rc(struct store *st, int rc, const char *what)
+int map_rc(struct store *st, int rc, const char *what)
 {
 	(void)st;
 	switch (rc) {
@@ -173,6 +118,30 @@ static int open_sync_file(struct store *st)
 
 static int check_format(struct store *st, MDB_txn *txn);
 
+int read_incarnation(struct store *st, MDB_txn *txn, int renew)
+{
+	MDB_val k = { 11, "incarnation" }, v;
+	unsigned char b[8];
+	int rc = renew ? MDB_NOTFOUND : mdb_get(txn, st->sys, &k, &v);
+	if (rc == 0 && v.mv_size == 8) {
+		st->incarnation = get_be64(v.mv_data);
+		return ST_OK;
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		return map_rc(st, rc, "get incarnation");
+	/* A new store, or a restored one: a value no earlier store had. */
+	uint64_t x = 0;
+	if (getrandom(&x, sizeof x, 0) != (ssize_t)sizeof x)
+		x = (uint64_t)store_now_ms() ^ ((uint64_t)getpid() << 40);
+	be64(b, x);
+	v.mv_size = 8;
+	v.mv_data = b;
+	if ((rc = mdb_put(txn, st->sys, &k, &v, 0)))
+		return map_rc(st, rc, "put incarnation");
+	st->incarnation = x;
+	return ST_OK;
+}
+
 static int open_dbis(struct store *st)
 {
 	MDB_txn *txn;
@@ -195,7 +164,7 @@ static int open_dbis(struct store *st)
 		mdb_txn_abort(txn);
 		return map_rc(st, rc, "dbi_open");
 	}
-	if ((rc = check_format(st, txn)) != ST_OK) {
+	if ((rc = check_format(st, txn)) != ST_OK || (rc = read_incarnation(st, txn, 0)) != ST_OK) {
 		mdb_txn_abort(txn);
 		return rc;
 	}
@@ -695,7 +664,7 @@ static size_t meta_encode(const struct stream_meta *m, unsigned char *buf)
 	return (size_t)(p - buf);
 }
 
-static int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m)
+int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m)
 {
 	const unsigned char *end = p + len;
 	if (len < META_FIXED || p[0] < 1 || p[0] > META_VERSION)
@@ -805,7 +774,7 @@ int store_meta_get(struct store_txn *t, const char *name, size_t len, struct str
  * sort as the times do (also before 1970), then be64 id. */
 #define EXPIRY_SIGN (1ULL << 63)
 
-static int expiry_key(unsigned char k[16], int64_t expiry, uint64_t id)
+int expiry_key(unsigned char k[16], int64_t expiry, uint64_t id)
 {
 	be64(k, (uint64_t)expiry ^ EXPIRY_SIGN);
 	be64(k + 8, id);
@@ -843,7 +812,7 @@ static int expiry_index(struct store_txn *t, const char *name, size_t len,
 }
 
 /* Does the stream need retention passes: a bound, or trimmed rows left? */
-static int needs_retain(const struct stream_meta *m)
+int needs_retain(const struct stream_meta *m)
 {
 	uint64_t purged = m->purged_seq > m->base_seq ? m->purged_seq : m->base_seq;
 	return m->ret_age_s || m->ret_bytes || m->first_seq > purged;

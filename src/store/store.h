@@ -269,4 +269,64 @@ int store_touch_flush(struct store *st, int always);
  * index). */
 int store_housekeep(struct store_txn *t, int64_t now_ms, int max);
 
+/* --- Operations (admin.c, verify.c): what lmstreamctl reads and does ------ */
+
+/* The store's incarnation: a random value written when the store is made
+ * and renewed by store_renew_incarnation (lmstreamctl restore). ETags
+ * carry it, so nothing cached from another copy of the store matches. */
+uint64_t store_incarnation(const struct store *st);
+int store_renew_incarnation(struct store *st);
+
+/* Calls fn for every stream (soft-deleted ones too) in name order, from
+ * the first name after after (after_len 0: from the first), until fn
+ * returns non-zero. Returns ST_OK or an error. */
+typedef int (*store_meta_fn)(void *ctx, const char *name, size_t len, const struct stream_meta *m);
+int store_meta_scan(struct store_txn *t, const char *after, size_t after_len, store_meta_fn fn, void *ctx);
+
+/* The producer state rows of stream id: key is the row's key after the id
+ * (the principal, if any, and the producer id), as store_producer_put_raw
+ * takes it back. */
+typedef int (*store_producer_fn)(void *ctx, const unsigned char *key, size_t klen,
+                                 const struct producer_state *ps);
+int store_producer_scan(struct store_txn *t, uint64_t id, store_producer_fn fn, void *ctx);
+int store_producer_put_raw(struct store_txn *t, uint64_t id, const unsigned char *key, size_t klen,
+                           const struct producer_state *ps);
+
+/* A consistent copy of the store, compacted (free pages left out), into
+ * dir/data.mdb, flushed to disk. dir must exist and hold no data.mdb. Runs
+ * beside writers: it holds one read transaction. Returns ST_OK or an error. */
+int store_backup(struct store *st, const char *dir);
+
+/* Whether a process has the store in dir open: 1, 0 (or no store), or -1
+ * with errno. */
+int store_in_use(const char *dir);
+
+/* The reader slots in use: the process and thread of each, the snapshot it
+ * reads (0: none now), and whether the process is gone (a stale slot). */
+struct store_reader {
+	long pid;
+	unsigned long thread;
+	uint64_t txnid;
+	int stale;
+};
+/* Fills out with at most max slots and *n with how many there are. */
+int store_readers(struct store *st, struct store_reader *out, int max, int *n);
+
+struct store_stats {
+	uint64_t map_size, page_size, used_bytes, file_bytes, last_page, free_pages;
+	uint64_t last_txnid;
+	unsigned max_readers, readers;
+	uint64_t streams, messages_rows, producer_rows, state_rows, expiry_rows, gc_rows;
+	uint64_t format, incarnation, next_id;
+};
+int store_stats(struct store *st, struct store_stats *s);
+
+/* Walks everything in t's snapshot and calls report once per problem: a
+ * stream's rows that do not match its metadata, fork ranges and reference
+ * counts, the expiry and retain indexes, rows that belong to nothing.
+ * name is the stream concerned (len 0: none). Returns the number of
+ * problems, or a negative store_rc. */
+typedef void (*store_report_fn)(void *ctx, const char *name, size_t len, const char *problem);
+long store_verify(struct store_txn *t, store_report_fn report, void *ctx);
+
 #endif
