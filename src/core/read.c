@@ -62,10 +62,12 @@ int read_messages(struct store_txn *t, const struct stream_meta *m, int json, si
 
 /* --- ETags ------------------------------------------------------------------- */
 
-static void etag_value(char *out, size_t cap, const struct stream_meta *m, uint64_t start,
-                       uint64_t end, int closed)
+/* "incarnation.id-start-end[-c]": the store's incarnation (store.h) keeps
+ * a restored store's ETags from matching what was cached from another. */
+static void etag_value(char *out, size_t cap, const struct proto_ctx *ctx, const struct stream_meta *m,
+                       uint64_t start, uint64_t end, int closed)
 {
-	snprintf(out, cap, "\"%llu-%llu-%llu%s\"", (unsigned long long)m->id,
+	snprintf(out, cap, "\"%08x.%llu-%llu-%llu%s\"", (unsigned)store_incarnation(ctx->store), (unsigned long long)m->id,
 	         (unsigned long long)start, (unsigned long long)end, closed ? "-c" : "");
 }
 
@@ -134,7 +136,7 @@ int read_fill(struct proto_ctx *ctx, const struct stream_meta *m, struct proto_l
 	if (resp->body.failed)
 		return ST_ERROR;
 	read_headers(ctx, m, live, count, long_poll, resp);
-	etag_value(etag, sizeof etag, m, start_seq, live->seq, m->closed && live->seq >= m->tail_seq);
+	etag_value(etag, sizeof etag, ctx, m, start_seq, live->seq, m->closed && live->seq >= m->tail_seq);
 	proto_add_header(resp, "ETag", etag);
 	if (if_none_match && etag_matches(if_none_match, etag)) {
 		/* 304 keeps the validators only. */
@@ -154,8 +156,11 @@ static enum proto_err read_start(struct proto_ctx *ctx, const struct req *q, con
 	int rc;
 	uint64_t seq = !q->has_offset || o->kind == OFFSET_START ? 0
 	             : o->kind == OFFSET_NOW ? m->tail_seq : o->seq;
+	/* Past the tail: an offset of another copy of the stream (a restored
+	 * store, a stream deleted and created again). Clamping it would hand
+	 * out again offsets the reader has passed. */
 	if (seq > m->tail_seq)
-		seq = m->tail_seq;
+		return E_BEYOND_TAIL;
 	*first = store_first_seq(m, store_now_ms(), first_bytes);
 	if (seq < *first)
 		return E_BEFORE_EARLIEST;
@@ -304,7 +309,7 @@ void read_head(struct proto_ctx *ctx, const struct req *q, struct proto_response
 	proto_add_header(resp, "Cache-Control", "no-store");
 	if (m.closed)
 		resp_add_closed(resp);
-	etag_value(etag, sizeof etag, &m, 0, m.tail_seq, m.closed);
+	etag_value(etag, sizeof etag, ctx, &m, 0, m.tail_seq, m.closed);
 	proto_add_header(resp, "ETag", etag);
 	state_add_headers(resp, &m, store_now_ms());
 }

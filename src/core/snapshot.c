@@ -178,7 +178,8 @@ static void snapshot_headers(struct proto_ctx *ctx, const struct req *q, const s
 		snap_token_format(next, sizeof next, m->tail_seq, m->state_id, r->last, r->last_len);
 		proto_add_header(resp, "Stream-Snapshot-Next", next);
 	}
-	snprintf(etag, sizeof etag, "\"%llu-s%llu-%llu%s\"", (unsigned long long)m->id,
+	snprintf(etag, sizeof etag, "\"%08x.%llu-s%llu-%llu%s\"", (unsigned)store_incarnation(ctx->store),
+	         (unsigned long long)m->id,
 	         (unsigned long long)m->state_id, (unsigned long long)m->tail_seq, m->closed ? "-c" : "");
 	proto_add_header(resp, "ETag", etag);
 	/* The first page names the current state: revalidate. A later page is
