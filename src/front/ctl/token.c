@@ -1,4 +1,5 @@
-/* ctl.c: lmstreamctl, the operator's tool; "token" prints a signed token (JWT) that lmstream accepts. */
+/* token.c: lmstreamctl token, a signed token (JWT) that lmstream accepts. */
+#include "front/ctl/ctl.h"
 #include "core/auth.h"
 #include "lib/config.h"
 #include "lib/num.h"
@@ -22,7 +23,7 @@ struct token_opts {
 	const char *sub, *key, *kid, *config;  /* NULL: not given */
 };
 
-static void usage(FILE *f)
+static void token_usage(FILE *f)
 {
 	fputs("Usage: lmstreamctl token [--read PATTERN]... [--write PATTERN]... [--admin PATTERN]...\n"
 	      "                         --ttl DURATION [--sub ID] [--key FILE] [--kid KID] [--config FILE]\n"
@@ -41,18 +42,6 @@ static void usage(FILE *f)
 	      "Exit status: 0 with a token, 2 on an error (one line on stderr).\n", f);
 }
 
-/* Prints "lmstreamctl: message" on stderr. Returns 2, the exit status. */
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("lmstreamctl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 2;
-}
 
 /* Parses DURATION: decimal seconds, or a number followed by s, m, h or d.
  * Returns 0 with *out in seconds (1 to TTL_MAX_S), or -1. */
@@ -109,26 +98,26 @@ static int parse_token_args(int argc, char **argv, struct token_opts *o)
 		                 : !strcmp(opt, "--kid") ? &o->kid : !strcmp(opt, "--config") ? &o->config : NULL;
 		int r = right_of(opt);
 		if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
-			usage(stdout);
+			token_usage(stdout);
 			return 0;
 		}
 		if (!str && r < 0 && strcmp(opt, "--ttl"))
-			return fail("token: unknown option %s (see --help)", opt);
+			return ctl_fail("token: unknown option %s (see --help)", opt);
 		if (!val || !*val)
-			return fail("%s needs a value", opt);
+			return ctl_fail("%s needs a value", opt);
 		if (str)
 			*str = val;
 		else if (r >= 0 && push_pattern(&o->rights[r], val))
-			return fail("out of memory");
+			return ctl_fail("out of memory");
 		else if (r < 0 && parse_duration(val, &o->ttl_s))
-			return fail("--ttl %s: a duration such as 90s, 10m, 2h, 7d or 3600 (at most 36500d)", val);
+			return ctl_fail("--ttl %s: a duration such as 90s, 10m, 2h, 7d or 3600 (at most 36500d)", val);
 	}
 	if (!o->ttl_s)
-		return fail("--ttl DURATION is required (see --help)");
+		return ctl_fail("--ttl DURATION is required (see --help)");
 	if (o->sub && strlen(o->sub) >= sizeof ((struct grant *)0)->sub)
-		return fail("--sub: longer than %zu bytes", sizeof ((struct grant *)0)->sub - 1);
+		return ctl_fail("--sub: longer than %zu bytes", sizeof ((struct grant *)0)->sub - 1);
 	if (o->kid && strlen(o->kid) >= AUTH_KID_MAX)
-		return fail("--kid: longer than %d bytes", AUTH_KID_MAX - 1);
+		return ctl_fail("--kid: longer than %d bytes", AUTH_KID_MAX - 1);
 	return -1;
 }
 
@@ -142,15 +131,15 @@ static int key_path(const struct token_opts *o, char *out, size_t outlen)
 	const char *file = o->config ? o->config : getenv("LMSTREAM_CONFIG");
 	if (o->key) {
 		if (strlen(o->key) >= outlen)
-			return fail("--key: the file name is too long");
+			return ctl_fail("--key: the file name is too long");
 		strcpy(out, o->key);
 		return -1;
 	}
 	config_defaults(&cfg);
 	if ((file && *file && config_load(&cfg, file, err, sizeof err)) || config_env_only(&cfg, err, sizeof err))
-		return fail("%s", err);
+		return ctl_fail("%s", err);
 	if (auth_key_file(&cfg, 0, out, outlen))
-		return fail("auth_key: the first file name is too long");
+		return ctl_fail("auth_key: the first file name is too long");
 	return -1;
 }
 
@@ -194,18 +183,18 @@ static int sign_and_print(const struct token_opts *o, const char *path)
 	struct auth_keyfile k;
 	char err[1200];
 	if (auth_keyfile_load(&k, path, 1, err, sizeof err))
-		return fail("%s", err);
+		return ctl_fail("%s", err);
 	char *token = mint(o, &k, time(NULL), err, sizeof err);
 	auth_keyfile_free(&k);
 	if (!token)
-		return fail("%s", err);
-	int st = puts(token) == EOF || fflush(stdout) ? fail("cannot write the token: %s", strerror(errno)) : 0;
+		return ctl_fail("%s", err);
+	int st = puts(token) == EOF || fflush(stdout) ? ctl_fail("cannot write the token: %s", strerror(errno)) : 0;
 	free(token);
 	return st;
 }
 
 /* lmstreamctl token ...: prints one token. Returns the exit status. */
-static int cmd_token(int argc, char **argv)
+int cmd_token(int argc, char **argv)
 {
 	struct token_opts o = { 0 };
 	char path[2048];
@@ -216,25 +205,4 @@ static int cmd_token(int argc, char **argv)
 		st = sign_and_print(&o, path);
 	free_opts(&o);
 	return st;
-}
-
-int main(int argc, char **argv)
-{
-	/* Files and directories are created 0660/0770: the daemon and the web
-	 * server's workers run as two users of one group and share the store.
-	 * A web server's umask of 022 would make them 0640 and lock one out. */
-	umask(007);
-	if (argc >= 2 && !strcmp(argv[1], "token"))
-		return cmd_token(argc, argv);
-	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		usage(stdout);
-		return 0;
-	}
-	if (argc == 2 && !strcmp(argv[1], "--version")) {
-		printf("lmstreamctl %s\n", PACKAGE_VERSION);
-		return 0;
-	}
-	if (argc < 2)
-		return fail("a command is needed: token (see --help)");
-	return fail("%s: unknown command; the command is token (see --help)", argv[1]);
 }

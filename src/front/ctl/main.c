@@ -1,0 +1,266 @@
+/* main.c: lmstreamctl's commands, the options they share, and the path
+ * from a command to the protocol core. */
+#include "front/ctl/ctl.h"
+#include "front/notify.h"
+#include "lib/log.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void usage(FILE *f)
+{
+	fputs("Usage: lmstreamctl [--config FILE] [--data DIR] COMMAND [ARGUMENTS]\n"
+	      "Works on the store itself (the data directory, no HTTP), beside running servers.\n"
+	      "Run it as the user the servers run as (lmstream with the Debian package).\n"
+	      "\n"
+	      "Streams (NAME: the path after the prefix, as in a URL, e.g. chat/room-1):\n"
+	      "  ls [PATTERN] [--json]      streams: type, messages, bytes, tail offset, expiry,\n"
+	      "                             closed, forks, producers (PATTERN as in tokens: * **)\n"
+	      "  stat NAME [--json]         one stream's metadata\n"
+	      "  cat NAME [--from OFFSET] [--follow]\n"
+	      "                             its messages on stdout (JSON: one a line); --follow\n"
+	      "                             waits for more until the stream is closed\n"
+	      "  append NAME [--type TYPE] [--close] [--stream-seq SEQ]\n"
+	      "                             stdin as one append (JSON: an array appends each\n"
+	      "                             element); prints the next offset\n"
+	      "  create NAME [--type TYPE] [--ttl SECONDS | --expires-at TIME] [--closed] [--state]\n"
+	      "              [--retention-age SECONDS] [--retention-bytes BYTES]\n"
+	      "              [--fork-of SOURCE [--fork-offset OFFSET]]\n"
+	      "  close NAME                 close the stream\n"
+	      "  delete NAME                delete the stream\n"
+	      "  export NAME                the stream with its offsets, producers, closure and TTL\n"
+	      "                             on stdout, for import (on another node)\n"
+	      "  import [NAME]              create the stream exported on stdin (as NAME)\n"
+	      "Store:\n"
+	      "  backup DEST                a consistent online copy, compacted, into the new\n"
+	      "                             directory DEST, with the configuration and key files\n"
+	      "  restore BACKUP [--force]   put a backup's files and store back in place (with\n"
+	      "                             the servers stopped); the store gets a new incarnation\n"
+	      "  verify                     check the store's consistency (exit 1 on a problem)\n"
+	      "  readers [--clear]          LMDB reader slots; --clear frees those of dead processes\n"
+	      "  stats                      space used and free, pages, rows, readers\n"
+	      "Tokens:\n"
+	      "  token ...                  a signed token (lmstreamctl token --help)\n"
+	      "\n"
+	      "  --config FILE  configuration file (default: $LMSTREAM_CONFIG, else the built-in\n"
+	      "                 defaults); LMSTREAM_<KEY> variables override it\n"
+	      "  --data DIR     the data directory, overriding the configuration's data_dir\n"
+	      "  --help, -h     this text\n"
+	      "  --version      the version\n"
+	      "Exit status: 0 done; 1 refused (the status and reason on stderr, as HTTP would\n"
+	      "answer), or verify found a problem; 2 a usage or setup error.\n", f);
+}
+
+int ctl_fail(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("lmstreamctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CTL_USAGE;
+}
+
+const char *ctl_value(int argc, char **argv, int *i)
+{
+	if (*i + 1 >= argc || !argv[*i + 1][0]) {
+		ctl_fail("%s needs a value", argv[*i]);
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+/* Tell lmstream-live (if it runs) which stream changed: an SSE tail sees
+ * a command's append at once, as it sees an HTTP one. */
+static void announce(void *arg, uint64_t stream_id, uint64_t txnid)
+{
+	(void)arg;
+	notify_send(stream_id, txnid);
+}
+
+int ctl_open(struct ctl *c)
+{
+	if (store_open(&c->st, &c->cfg) != ST_OK)
+		return ctl_fail("cannot open the store in %s (see the line above)", c->cfg.data_dir);
+	notify_sender_init(&c->cfg);
+	/* Whoever may open the data directory owns the data: every right. */
+	c->cfg.auth = AUTH_NONE;
+	proto_init(&c->ctx, &c->cfg, c->st);
+	c->ctx.front = "ctl";
+	c->ctx.on_commit = announce;
+	return 0;
+}
+
+void ctl_close(struct ctl *c)
+{
+	if (!c->st)
+		return;
+	proto_fini(&c->ctx);
+	store_close(c->st);
+	c->st = NULL;
+}
+
+/* Percent-encodes what a path segment may not hold as it is. */
+static int encode_name(const char *name, char *out, size_t cap)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		            strchr("-._~/!$&'()*+,;=:@", *p);
+		if (n + 4 > cap)
+			return -1;
+		if (plain) {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '%';
+			out[n++] = digits[*p >> 4];
+			out[n++] = digits[*p & 15];
+		}
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+void ctl_request(struct ctl *c, enum proto_method method, const char *name, const char *query,
+                 const int *hdr, const char *const *values, const char *body, size_t body_len,
+                 struct proto_response *resp)
+{
+	static char target[3 * LS_MAX_PATH_HARD + LS_MAX_PREFIX + 8];
+	struct proto_request req = { .method = method, .body = body ? body : "", .body_len = body_len };
+	struct proto_live live;
+	size_t pl = strlen(c->cfg.prefix);
+	memset(&live, 0, sizeof live);
+	memcpy(target, c->cfg.prefix, pl);
+	if (!pl || target[pl - 1] != '/')
+		target[pl++] = '/';
+	while (*name == '/')
+		name++;
+	if (encode_name(name, target + pl, sizeof target - pl)) {
+		proto_response_reset(resp);
+		proto_fail(resp, E_PATH_TOO_LONG);
+		return;
+	}
+	req.target = target;
+	req.target_len = strlen(target);
+	req.query = query ? query : "";
+	req.query_len = strlen(req.query);
+	req.h[H_HOST] = "localhost";
+	for (int i = 0; hdr && hdr[i] != H__COUNT; i++)
+		req.h[hdr[i]] = values[i];
+	req.body_too_large = body_len > c->cfg.max_body;
+	proto_response_reset(resp);
+	proto_handle(&c->ctx, &req, resp, &live);
+	proto_live_clear(&live);
+}
+
+char *ctl_key(const char *name, char *buf, size_t cap)
+{
+	while (*name == '/')
+		name++;
+	if (snprintf(buf, cap, "%s", name) >= (int)cap)
+		return NULL;
+	return buf;
+}
+
+int ctl_refused(const char *name, const struct proto_response *resp)
+{
+	const char *body = resp->body.len ? resp->body.data : "";
+	size_t n = resp->body.len;
+	while (n && (body[n - 1] == '\n' || body[n - 1] == '\r'))
+		n--;
+	fprintf(stderr, "lmstreamctl: %s: %d %.*s\n", name, resp->status, (int)n, n ? body : resp->reason ? resp->reason : "");
+	return CTL_REFUSED;
+}
+
+/* The global options (anywhere among the arguments) out of argv, into c;
+ * the others stay, in order. Returns the new argc, or -1 after an error. */
+static int global_options(struct ctl *c, int argc, char **argv)
+{
+	int n = 0;
+	c->config_file = getenv("LMSTREAM_CONFIG");
+	if (c->config_file && !*c->config_file)
+		c->config_file = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--data")) {
+			const char *v = ctl_value(argc, argv, &i);
+			if (!v)
+				return -1;
+			*(argv[i - 1][2] == 'c' ? &c->config_file : &c->data_dir) = v;
+			continue;
+		}
+		argv[n++] = argv[i];
+	}
+	return n;
+}
+
+int ctl_load_config(struct ctl *c)
+{
+	char err[600];
+	config_defaults(&c->cfg);
+	if (c->config_file && config_load(&c->cfg, c->config_file, err, sizeof err))
+		return ctl_fail("%s", err);
+	if (config_env_only(&c->cfg, err, sizeof err))
+		return ctl_fail("%s", err);
+	if (c->data_dir && config_set(&c->cfg, "data_dir", c->data_dir, err, sizeof err))
+		return ctl_fail("--data: %s", err);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(struct ctl *c, int argc, char **argv);
+	int opens;  /* the command needs the configuration and the store open */
+} commands[] = {
+	{ "ls", cmd_ls, 1 },           { "stat", cmd_stat, 1 },       { "cat", cmd_cat, 1 },
+	{ "append", cmd_append, 1 },   { "create", cmd_create, 1 },   { "close", cmd_close, 1 },
+	{ "delete", cmd_delete, 1 },   { "export", cmd_export, 1 },   { "import", cmd_import, 1 },
+	{ "backup", cmd_backup, 1 },   { "restore", cmd_restore, 0 }, { "verify", cmd_verify, 1 },
+	{ "readers", cmd_readers, 1 }, { "stats", cmd_stats, 1 },
+};
+
+int main(int argc, char **argv)
+{
+	/* Files and directories are created 0660/0770: the daemon and the web
+	 * server's workers run as two users of one group and share the store.
+	 * A web server's umask of 022 would make them 0640 and lock one out. */
+	umask(007);
+	log_init("lmstreamctl", LOG_LVL_WARN);
+	if (argc >= 2 && !strcmp(argv[1], "token"))
+		return cmd_token(argc, argv);
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("lmstreamctl %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	static struct ctl c; /* large: not on the stack */
+	int n = global_options(&c, argc - 1, argv + 1);
+	if (n < 0)
+		return CTL_USAGE;
+	if (n == 0)
+		return ctl_fail("a command is needed (see --help)");
+	char **args = argv + 1;
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(args[0], commands[i].name))
+			continue;
+		for (int j = 1; j < n; j++)
+			if (!strcmp(args[j], "--help") || !strcmp(args[j], "-h")) {
+				usage(stdout);
+				return 0;
+			}
+		if (commands[i].opens && (ctl_load_config(&c) || ctl_open(&c)))
+			return CTL_USAGE;
+		int rc = commands[i].fn(&c, n - 1, args + 1);
+		ctl_close(&c);
+		return rc;
+	}
+	return ctl_fail("%s: unknown command (see --help)", args[0]);
+}
