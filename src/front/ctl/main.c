@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
@@ -46,7 +47,8 @@ static void usage(FILE *f)
 	      "Tokens:\n"
 	      "  token ...                  a signed token (lmstreamctl token --help)\n"
 	      "\n"
-	      "  --config FILE  configuration file (default: $LMSTREAM_CONFIG, else the built-in\n"
+	      "  --config FILE  configuration file (default: $LMSTREAM_CONFIG, else\n"
+	      "                 " LS_SYSCONFDIR "/lmstream/lmstream.conf if it exists, else the built-in\n"
 	      "                 defaults); LMSTREAM_<KEY> variables override it\n"
 	      "  --data DIR     the data directory, overriding the configuration's data_dir\n"
 	      "  --help, -h     this text\n"
@@ -183,9 +185,12 @@ int ctl_refused(const char *name, const struct proto_response *resp)
 static int global_options(struct ctl *c, int argc, char **argv)
 {
 	int n = 0;
+	static const char installed[] = LS_SYSCONFDIR "/lmstream/lmstream.conf";
 	c->config_file = getenv("LMSTREAM_CONFIG");
 	if (c->config_file && !*c->config_file)
 		c->config_file = NULL;
+	if (!c->config_file && access(installed, F_OK) == 0)
+		c->config_file = installed;
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--data")) {
 			const char *v = ctl_value(argc, argv, &i);
