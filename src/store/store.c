@@ -217,7 +217,19 @@ static int refuse_network_fs(const char *dir)
 	return -1;
 }
 
+static int open_store(struct store **out, const struct config *cfg, int clear_readers);
+
 int store_open(struct store **out, const struct config *cfg)
+{
+	return open_store(out, cfg, 1);
+}
+
+int store_open_keep_readers(struct store **out, const struct config *cfg)
+{
+	return open_store(out, cfg, 0);
+}
+
+static int open_store(struct store **out, const struct config *cfg, int clear_readers)
 {
 	struct store *st = calloc(1, sizeof *st);
 	int rc;
@@ -268,7 +280,8 @@ int store_open(struct store **out, const struct config *cfg)
 	mdb_env_stat(st->env, &es);
 	st->psize = es.ms_psize;
 	int dead = 0;
-	mdb_reader_check(st->env, &dead);
+	if (clear_readers)
+		mdb_reader_check(st->env, &dead);
 	if (dead)
 		log_info("cleared %d stale reader slot(s)", dead);
 	if (open_sync_file(st) < 0)

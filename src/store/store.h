@@ -114,6 +114,9 @@ struct store_txn {
  * database once and clears reader slots left by dead processes. Returns
  * ST_OK with *out set, or an error (logged). */
 int store_open(struct store **out, const struct config *cfg);
+/* store_open, leaving the reader slots of dead processes as they are
+ * (lmstreamctl readers shows them). */
+int store_open_keep_readers(struct store **out, const struct config *cfg);
 /* The name of the network filesystem statfs(2) calls f_type, or NULL for
  * any other: store_open refuses a data directory on one. */
 const char *store_network_fs(long f_type);

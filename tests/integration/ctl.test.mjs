@@ -11,7 +11,8 @@
 //    copies (through mdb_dump / mdb_load);
 //  - export / import moves a stream with its offsets, producers, closure
 //    and TTL; a truncated export creates nothing;
-//  - readers and stats describe the environment.
+//  - readers and stats describe the environment; readers shows the slots
+//    of a killed process as stale, and --clear frees them.
 //
 // Run: cd tests && LMSTREAM_BINDIR=../build/default/src node --test integration/ctl.test.mjs
 
@@ -233,6 +234,27 @@ describe('lmstreamctl', { skip: IS_REFERENCE }, () => {
     assert.match(stats, /^used\s+\d+ \(/m)
     assert.match(stats, /^incarnation\s+[0-9a-f]{16}$/m)
   })
+})
+
+test('readers shows the slots of a killed process as stale; --clear frees them', { skip: IS_REFERENCE }, async (t) => {
+  const s = site('readers')
+  t.after(() => fs.rmSync(s.root, { recursive: true, force: true }))
+  // a second process keeps the store open: LMDB resets the reader table
+  // when the first process opens it alone
+  const other = await startLive(s.conf)
+  t.after(() => other.stop())
+  const live = await startLive(s.conf)
+  assert.equal((await req(live.url, 'PUT', 'r/a', { headers: JSON_CT })).status, 201)
+  assert.equal((await rawRequest(live.url, { path: `${P}r/a?offset=-1` })).status, 200)
+  process.kill(live.pid, 'SIGKILL')
+  await until('lmstream-live to go', () => { try { process.kill(live.pid, 0); return false } catch { return true } })
+  const mine = (text) => text.split('\n').filter((l) => l.startsWith(`${live.pid} `))
+  const before = mine(await ok(['--config', s.conf, 'readers']))
+  assert.ok(before.length > 0, 'the killed process still has its slots')
+  assert.ok(before.every((l) => /stale/.test(l)), before.join('\n'))
+  const cleared = await ok(['--config', s.conf, 'readers', '--clear'])
+  assert.match(cleared, new RegExp(`^cleared ${before.length} stale slot`, 'm'))
+  assert.deepEqual(mine(cleared), [])
 })
 
 describe('lmstreamctl backup and restore', { skip: IS_REFERENCE }, () => {

@@ -20,6 +20,7 @@ struct ctl {
 	const char *config_file;  /* --config, else $LMSTREAM_CONFIG; NULL: none */
 	const char *data_dir;     /* --data; NULL: the configuration's */
 	struct store *st;         /* after ctl_open */
+	int keep_readers;         /* ctl_open leaves stale reader slots (readers) */
 	struct proto_ctx ctx;
 };
 

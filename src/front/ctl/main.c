@@ -87,7 +87,7 @@ static void announce(void *arg, uint64_t stream_id, uint64_t txnid)
 
 int ctl_open(struct ctl *c)
 {
-	if (store_open(&c->st, &c->cfg) != ST_OK)
+	if ((c->keep_readers ? store_open_keep_readers : store_open)(&c->st, &c->cfg) != ST_OK)
 		return ctl_fail("cannot open the store in %s (see the line above)", c->cfg.data_dir);
 	notify_sender_init(&c->cfg);
 	/* Whoever may open the data directory owns the data: every right. */
@@ -220,13 +220,14 @@ int ctl_load_config(struct ctl *c)
 static const struct {
 	const char *name;
 	int (*fn)(struct ctl *c, int argc, char **argv);
-	int opens;  /* the command needs the configuration and the store open */
+	int opens;  /* the command needs the configuration and the store open
+	             * (2: leaving the reader slots of dead processes) */
 } commands[] = {
 	{ "ls", cmd_ls, 1 },           { "stat", cmd_stat, 1 },       { "cat", cmd_cat, 1 },
 	{ "append", cmd_append, 1 },   { "create", cmd_create, 1 },   { "close", cmd_close, 1 },
 	{ "delete", cmd_delete, 1 },   { "export", cmd_export, 1 },   { "import", cmd_import, 1 },
 	{ "backup", cmd_backup, 1 },   { "restore", cmd_restore, 0 }, { "verify", cmd_verify, 1 },
-	{ "readers", cmd_readers, 1 }, { "stats", cmd_stats, 1 },
+	{ "readers", cmd_readers, 2 }, { "stats", cmd_stats, 1 },
 };
 
 int main(int argc, char **argv)
@@ -261,6 +262,7 @@ int main(int argc, char **argv)
 				usage(stdout);
 				return 0;
 			}
+		c.keep_readers = commands[i].opens == 2;
 		if (commands[i].opens && (ctl_load_config(&c) || ctl_open(&c)))
 			return CTL_USAGE;
 		int rc = commands[i].fn(&c, n - 1, args + 1);
