@@ -192,7 +192,8 @@ for (const kind of KINDS) {
         for (const pr of producers) for (const [k, v] of pr.stats.errors) errs.set(k, (errs.get(k) || 0) + v)
         const respawns = kills.filter((k) => /respawned/.test(k.outcome)).length
         t.diagnostic(`chaos[${kind}]: ${kills.length - missed.length} SIGKILLs (${Object.entries(byTarget).map(([k, v]) => `${k} ${v}`).join(', ')}` +
-          `${missed.length ? `; ${missed.length} found no process` : ''}), deploy/run respawned ${respawns} times; ` +
+          `${missed.length ? `; ${missed.length} found no process` : ''}), deploy/run respawned ${respawns} times` +
+          `${srv.strayWeb?.length ? ` (${srv.strayWeb.length} web server processes outlived theirs, killed)` : ''}; ` +
           `${appends} appends (${msgs.length} messages) checked, ${posts} POSTs (${dups} answered as duplicates; errors ${counts(errs)})`)
         for (const r of readers) {
           t.diagnostic(`chaos[${kind}] ${r.mode} reader: ${r.items.length} messages in ${r.responses} responses, ` +

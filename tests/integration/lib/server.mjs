@@ -373,6 +373,23 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
     const tlsCert = tls ? lastCert(log.text) : null
     const tlsCa = tlsCert ? fs.readFileSync(tlsCert) : null
 
+    /**
+     * Web-server processes of this deployment still running after its
+     * deploy/run exited: deploy/run stops its children's whole process
+     * groups, yet once in a chaos run Apache children outlived a killed
+     * parent and their deploy/run, held the port (every respawn failed) and
+     * the log pipe (the test never ended). They are killed here and listed
+     * in handle.strayWeb, and their number is in the log.
+     */
+    const killStrayWeb = () => {
+      const stray = ['apache2', 'lighttpd'].flatMap((name) => findPrograms(-1, root, name))
+      for (const p of stray) { try { process.kill(p, 'SIGKILL') } catch {} }
+      if (stray.length) {
+        log.add(`lmstream test: killed ${stray.length} web server process(es) left by an exited deploy/run: ${stray.join(' ')}\n`)
+        process.stderr.write(`lmstream test: killed ${stray.length} web server process(es) left by an exited deploy/run\n`)
+      }
+      handle.strayWeb = (handle.strayWeb || []).concat(stray)
+    }
     const handle = {
       kind, url, port, root, dataDir, configFile, pid: child.pid, child, tlsCert, tlsCa,
       canKill: true, hasLimits: true,
@@ -461,6 +478,7 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
           throw new Error(`respawn: deploy/run (pid ${child.pid}) has not exited\n${log.tail()}`)
         }
         process.off('exit', onProcessExit)
+        killStrayWeb()
         const deadline = Date.now() + timeoutMs
         for (let n = 1; ; n++) {
           log.add(`lmstream test: respawning deploy/run on port ${port} (attempt ${n})\n`)
@@ -509,6 +527,7 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
           try { process.kill(p, 'SIGKILL') } catch {}
         }
         handle.strayLive = strayLive
+        killStrayWeb()
         if (!process.env.LMSTREAM_KEEP_DATA) fs.rmSync(root, { recursive: true, force: true })
       },
     }
