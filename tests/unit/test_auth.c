@@ -813,7 +813,7 @@ static const struct crow {
 	{ __LINE__, { "token", "--ttl", "1h" }, "LMSTREAM_DATA_DIR=@default", 0, NULL,
 	  "default/auth.key", "HS256", "auth", 3600, "", { "", "", "" }, NULL },
 	{ __LINE__, { "token", "--help" }, NULL, 0, "Usage: lmstreamctl token", NO_TOKEN },
-	{ __LINE__, { "--help" }, NULL, 0, "Usage: lmstreamctl token", NO_TOKEN },
+	{ __LINE__, { "--help" }, NULL, 0, "Usage: lmstreamctl [--config FILE] [--data DIR] COMMAND", NO_TOKEN },
 	/* Refusals: one line on stderr, status 2. */
 	{ __LINE__, { "token", "--ttl", "1h", "--key", "@rsa.pub" }, NULL, 2,
 	  "rsa.pub is a public key: lmstream only verifies with it; sign with the matching private key (--key)\n", NO_TOKEN },
