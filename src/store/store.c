@@ -1436,7 +1436,8 @@ static int delete_prefix(struct store_txn *t, MDB_dbi dbi, uint64_t id, int *bud
 static size_t state_key(unsigned char *kb, uint64_t sid, const void *rk, size_t rk_len)
 {
 	be64(kb, sid);
-	memcpy(kb + 8, rk, rk_len);
+	if (rk_len) /* rk may be NULL when empty */
+		memcpy(kb + 8, rk, rk_len);
 	return 8 + rk_len;
 }
 

@@ -96,12 +96,12 @@ static int cmp_u64(const void *a, const void *b)
 static struct id_use *find_use(struct walk *w, uint64_t id)
 {
 	struct id_use key = { .id = id };
-	return bsearch(&key, w->ids, w->nids, sizeof *w->ids, cmp_use);
+	return w->nids ? bsearch(&key, w->ids, w->nids, sizeof *w->ids, cmp_use) : NULL;
 }
 
 static int in_gc(struct walk *w, uint64_t id)
 {
-	return bsearch(&id, w->gc, w->ngc, sizeof *w->gc, cmp_u64) != NULL;
+	return w->ngc && bsearch(&id, w->gc, w->ngc, sizeof *w->gc, cmp_u64) != NULL;
 }
 
 /* The data row (id, seq): 1 with its end byte count and length, 0 when
@@ -367,14 +367,16 @@ long store_verify(struct store_txn *t, store_report_fn report, void *ctx)
 	if (mdb_get(t->txn, st->sys, &k, &v) || v.mv_size != 8 || get_be64(v.mv_data) != STORE_FORMAT)
 		problem(&w, "", 0, "the store's format is missing or not %d", STORE_FORMAT);
 	read_gc(&w);
-	qsort(w.gc, w.ngc, sizeof *w.gc, cmp_u64);
+	if (w.ngc) /* (qsort and bsearch take no NULL array, even empty) */
+		qsort(w.gc, w.ngc, sizeof *w.gc, cmp_u64);
 	int rc = store_meta_scan(t, NULL, 0, check_stream, &w);
 	MDB_stat ss;
 	if (rc == ST_OK && mdb_stat(t->txn, st->streams, &ss) == 0 && ss.ms_entries != w.nstreams)
 		problem(&w, "", 0, "%llu stream(s) have metadata that cannot be read",
 		        (unsigned long long)(ss.ms_entries - w.nstreams));
 	if (rc == ST_OK && !w.oom) {
-		qsort(w.ids, w.nids, sizeof *w.ids, cmp_use);
+		if (w.nids)
+			qsort(w.ids, w.nids, sizeof *w.ids, cmp_use);
 		for (size_t i = 0; i + 1 < w.nids; i++)
 			if (w.ids[i].id == w.ids[i + 1].id)
 				problem(&w, "", 0, "id %llu is used twice", (unsigned long long)w.ids[i].id);
