@@ -39,6 +39,7 @@ function ctl(args, { input = '', env = {} } = {}) {
     child.stdout.on('data', (c) => { out += c })
     child.stderr.on('data', (c) => { err += c })
     child.on('close', (code) => resolve({ code, out, err }))
+    child.stdin.on('error', () => {}) // a command that reads no input may be gone first (EPIPE)
     child.stdin.end(input)
   })
 }

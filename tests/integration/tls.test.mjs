@@ -62,6 +62,7 @@ function curl(args, { input } = {}) {
     child.stdout.on('data', (c) => { stdout += c })
     child.stderr.on('data', (c) => { stderr += c })
     child.on('close', (code) => resolve({ code, stdout, stderr, ms: Date.now() - t0 }))
+    child.stdin.on('error', () => {}) // curl does not read stdin: it may be gone first (EPIPE)
     child.stdin.end(input ?? '')
   })
 }
