@@ -133,6 +133,8 @@ function join (name) {
       }
       renderAll()
     },
+    // The room was restored from an older backup, or deleted and created again: show it afresh.
+    onReset () { view = emptyView(); renderAll() },
     onMessage: addMessage,
     onBatch () {
       renderStatus()

@@ -136,6 +136,17 @@ function start (name) {
       render()
       renderStatus()
     },
+    // The build was restored from an older backup: show it afresh from its first event.
+    onReset () {
+      events = []
+      todos.clear()
+      tools.clear()
+      output = ''
+      done = null
+      $('log').textContent = ''
+      render()
+      renderStatus()
+    },
     onMessage (e) { apply(e) },
     onBatch () { render(); renderStatus() },
     onState (state, info) { setConn(state, info.transport); renderStatus(); showDone() },

@@ -313,6 +313,27 @@
       return e
     }
 
+    // 400 "offset is beyond the stream's tail": the stream was restored from an older backup, or deleted and
+    // created again, so our offset belongs to another copy of it. With onReset, the application drops what it
+    // shows and the subscription starts over from the beginning; without it, the subscription stops with the
+    // error (reading on would mix two copies). Returns true when e was that error.
+    function beyondTail (e) {
+      if (!e || e.status !== 400 || !/^offset is beyond the stream's tail/.test(e.reason || '')) return false
+      const old = sub.offset
+      if (typeof opts.onReset !== 'function') {
+        call(opts.onError, e)
+        setState('error', null)
+        stop()
+        return true
+      }
+      sub.offset = '-1'
+      sub.cursor = null
+      sub.closed = false
+      if (storage) { try { storage.removeItem(key) } catch {} }
+      call(opts.onReset, { offset: old, reason: e.reason })
+      return true
+    }
+
     // Catch-up reads until up to date. Returns { progressed }.
     async function runPoll () {
       let progressed = false
@@ -451,6 +472,11 @@
           r = { progressed: false, error: e, missing: e && e.status === 404 }
         }
         if (stopper.signal.aborted) return
+        if (beyondTail(r.error)) {
+          if (stopper.signal.aborted) return
+          delay = 0
+          continue
+        }
         // Refused: a new token (or a stop), with its own backoff; the transport is not to blame.
         const denied = r.error && (r.error.status === 401 || r.error.status === 403)
         if (denied || sentStale) {
@@ -569,7 +595,8 @@
               if (res.status === 401) auth.refresh()
               if (!res.ok) throw httpError(res, body)
               if (fromHeaders(from, res, body)) return
-            } catch {
+            } catch (e) {
+              if (beyondTail(e)) continue
               failures++
               await sleep(Math.min(backoffMax, backoffMin * Math.pow(2, failures)), stopper.signal)
             }

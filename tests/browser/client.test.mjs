@@ -12,6 +12,8 @@
 //   tabs       two tabs sharing one connection (BroadcastChannel): one live socket on the daemon, same
 //              final state in both; without sharing, two sockets (the count is real)
 //   closed     a closed build: completion shown, no further request, also after a reload
+//   reset      the stream deleted and created again behind the page's saved offset: 400, and the page
+//              shows the new copy alone (onReset)
 //   daemon     lmstream-live killed for good (deploy/run --no-live-restart): the page falls back to plain
 //              reads through FastCGI and keeps up
 //
@@ -181,6 +183,33 @@ test(`browser client on ${SERVER_KIND}`, async (t) => {
     await tab.page.waitForTimeout(2000)
     assert.equal(tab.requests.length, n, 'a reload of a closed build makes no request: it is complete')
     await expectComplete(tab)
+    await context.close()
+  })
+
+  await t.test('another copy: behind a saved offset past the tail, the page starts over (onReset)', async () => {
+    // The stream is deleted and created again (as after a restore of an older backup): the offset the page
+    // saved lies past the new tail, the server answers 400, and the page shows the new copy alone.
+    const name = `reset-${RUN}`
+    const url = streamUrl(name)
+    const put = () => fetch(url, { method: 'PUT', headers: { 'Content-Type': 'application/json' } })
+    const post = (events) => fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(events) })
+    assert.equal((await put()).status, 201)
+    assert.equal((await post([1, 2, 3, 4, 5].map((n) => ({ type: 'note', n, text: `first copy ${n}` })))).status, 204)
+    const context = await browser.newContext()
+    const first = await openPage(context, name)
+    await waitCount(first, 5)
+    await first.page.close()
+    assert.equal((await fetch(url, { method: 'DELETE' })).status, 204)
+    assert.equal((await put()).status, 201)
+    assert.equal((await post([1, 2].map((n) => ({ type: 'note', n, text: `second copy ${n}` })))).status, 204)
+    const tab = await openPage(context, name)
+    await waitFor(tab, 'the second copy alone', () => {
+      const e = window.lmDemo && window.lmDemo.events
+      return Array.isArray(e) && e.length === 2 && e[0].text === 'second copy 1'
+    })
+    assert.deepEqual(await rendered(tab), (await contents(name)).events, 'the page shows the new copy, once')
+    assert.ok(tab.responses.some((r) => r.status === 400), 'the saved offset was refused with 400')
+    assert.deepEqual(tab.errors, [], 'no uncaught page errors')
     await context.close()
   })
 
