@@ -181,9 +181,11 @@ static int compare_row(void *ctx, const unsigned char *rk, size_t rk_len, uint64
 	if (s->deleted)
 		problem(r, "a State row set by message %llu was deleted by message %llu", (unsigned long long)seq,
 		        (unsigned long long)s->seq);
-	else if (s->seq != seq || s->value_len != value_len || memcmp(s->value, value, value_len))
-		problem(r, "a State row holds the value of message %llu, the log's last is message %llu",
+	else if (s->seq != seq)
+		problem(r, "a State row is marked as set by message %llu; the log last set it with message %llu",
 		        (unsigned long long)seq, (unsigned long long)s->seq);
+	else if (s->value_len != value_len || memcmp(s->value, value, value_len))
+		problem(r, "a State row differs from the value message %llu set", (unsigned long long)seq);
 	return 0;
 }
 

@@ -451,7 +451,7 @@ describe('lmstreamctl verify', { skip: IS_REFERENCE }, () => {
     ['a State row changed', (d) => {
       const row = d.find((x) => x.db === 'state').pairs[0]
       row[1] = row[1].slice(0, -2) + (row[1].endsWith('7d') ? '20' : '7d')
-    }, /^v\/state: a State row holds the value of message/m],
+    }, /^v\/state: a State row differs from the value message \d+ set/m],
     ['a State row the log deleted', (d) => {
       const st = d.find((x) => x.db === 'state')
       const [k, v] = st.pairs[0]
