@@ -22,7 +22,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { REPO_ROOT, IS_REFERENCE, freePort, sleep } from './lib/server.mjs'
+import { REPO_ROOT, IS_REFERENCE, freePort, until } from './lib/server.mjs'
 import { rawRequest, openSse, sseMessages } from './lib/http.mjs'
 
 const BINDIR = process.env.LMSTREAM_BINDIR || path.join(REPO_ROOT, 'build', 'default', 'src')
@@ -49,16 +49,6 @@ async function ok(args, opts) {
   const r = await ctl(args, opts)
   assert.equal(r.code, 0, `lmstreamctl ${args.join(' ')} exited ${r.code}: ${r.err}`)
   return r.out
-}
-
-async function until(what, fn, ms = 20_000) {
-  const t0 = Date.now()
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`)
-    await sleep(100)
-  }
 }
 
 /** lmstream-live alone with the configuration file conf: { url, pid, stop() }. */

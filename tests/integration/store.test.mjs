@@ -26,7 +26,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import zlib from 'node:zlib'
-import { startServer, freePort, sleep, cgiPost, REPO_ROOT, IS_REFERENCE } from './lib/server.mjs'
+import { startServer, freePort, sleep, until, cgiPost, REPO_ROOT, IS_REFERENCE } from './lib/server.mjs'
 import { rawRequest } from './lib/http.mjs'
 import { makeKeys } from './lib/tokens.mjs'
 
@@ -48,16 +48,6 @@ function dump(dir, db) {
   const pairs = []
   for (let i = start; i + 1 < end; i += 2) pairs.push([lines[i].slice(1), lines[i + 1].slice(1)])
   return pairs
-}
-
-async function until(what, fn, ms = 20_000) {
-  const t0 = Date.now()
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`)
-    await sleep(200)
-  }
 }
 
 /** lmstream-live alone on dataDir (no deploy/run): { url, log(), exited, stop() }. */

@@ -45,6 +45,17 @@ const STOP_TIMEOUT_MS = 10_000
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
+/** Resolves with fn()'s first truthy value (fn may be async), polling every 100 ms; fails after ms. */
+export async function until(what, fn, ms = 20_000) {
+  const t0 = Date.now()
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`)
+    await sleep(100)
+  }
+}
+
 /** Resolve with p's value, or with `fallback` after ms; the timer never outlives the race. */
 function within(p, ms, fallback = null) {
   let timer
