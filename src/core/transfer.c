@@ -10,10 +10,10 @@
 #include "core/core.h"
 #include "core/ops.h"
 #include "lib/limits.h"
+#include "lib/num.h"
 
 #include <cJSON.h>
 #include <openssl/evp.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,32 +43,18 @@ static int add_u64(cJSON *o, const char *key, uint64_t v)
 	return cJSON_AddStringToObject(o, key, s) ? 0 : -1;
 }
 
-static char *hex(const unsigned char *p, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-	char *s = malloc(2 * n + 1);
-	if (!s)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		s[2 * i] = digits[p[i] >> 4];
-		s[2 * i + 1] = digits[p[i] & 15];
-	}
-	s[2 * n] = '\0';
-	return s;
-}
+/* Row and producer keys as hex: a State row key is the longest of them. */
+#define KEY_MAX STATE_MAX_ROW_KEY
 
 static int put_producer(void *ctx, const unsigned char *key, size_t klen, const struct producer_state *ps)
 {
 	cJSON *arr = ctx, *o = cJSON_CreateObject();
-	char *k = hex(key, klen);
-	if (!o || !k || !cJSON_AddItemToArray(arr, o) || !cJSON_AddStringToObject(o, "key", k) ||
-	    add_u64(o, "epoch", ps->epoch) || add_u64(o, "seq", ps->last_seq) ||
-	    add_u64(o, "updated_ms", (uint64_t)ps->updated_ms)) {
-		free(k);
-		return 1;
-	}
-	free(k);
-	return 0;
+	char k[2 * KEY_MAX + 1];
+	if (klen > KEY_MAX || !o || !cJSON_AddItemToArray(arr, o))
+		return cJSON_Delete(o), 1;
+	num_hex_encode(key, klen, k);
+	return !cJSON_AddStringToObject(o, "key", k) || add_u64(o, "epoch", ps->epoch) ||
+	       add_u64(o, "seq", ps->last_seq) || add_u64(o, "updated_ms", (uint64_t)ps->updated_ms);
 }
 
 static cJSON *header_of(struct store_txn *t, const char *name, size_t len, const struct stream_meta *m,
@@ -181,14 +167,14 @@ static int put_row(void *ctx, const unsigned char *rk, size_t rk_len, uint64_t s
                    size_t value_len)
 {
 	struct out *o = ctx;
-	char *k = hex(rk, rk_len);
-	const char *s = k ? b64(o, value, value_len) : NULL;
+	char k[2 * KEY_MAX + 1];
+	const char *s = rk_len <= KEY_MAX ? b64(o, value, value_len) : NULL;
+	if (s)
+		num_hex_encode(rk, rk_len, k);
 	if (!s || emit(o, "{\"row\":\"%s\",\"seq\":\"%" PRIu64 "\",\"v\":\"%s\"}\n", k, seq, s)) {
-		free(k);
 		o->failed = 1;
 		return 1;
 	}
-	free(k);
 	o->lines++;
 	return 0;
 }
@@ -242,14 +228,9 @@ out:
 static int get_u64(const cJSON *o, const char *key, uint64_t *v, int required)
 {
 	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
-	char *end;
 	if (!x)
 		return required ? -1 : 0;
-	if (!cJSON_IsString(x) || !x->valuestring[0] || x->valuestring[0] == '-' || strlen(x->valuestring) > 20)
-		return -1;
-	errno = 0;
-	*v = strtoull(x->valuestring, &end, 10);
-	return *end || errno ? -1 : 0;
+	return cJSON_IsString(x) ? num_decimal(x->valuestring, strlen(x->valuestring), 19, v) : -1;
 }
 
 static const char *get_str(const cJSON *o, const char *key)
@@ -281,22 +262,12 @@ static long unb64(const char *s, unsigned char **out)
 	return got;
 }
 
+/* Decodes the hex string s into out (cap bytes). Returns the length, or -1. */
 static long unhex(const char *s, unsigned char *out, size_t cap)
 {
 	size_t n = strlen(s);
-	if (n % 2 || n / 2 > cap)
+	if (n % 2 || n / 2 > cap || num_hex_decode(s, n / 2, out))
 		return -1;
-	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v = 0;
-		for (int j = 0; j < 2; j++) {
-			char c = s[2 * i + j];
-			int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-			if (d < 0)
-				return -1;
-			v = v * 16 + (unsigned)d;
-		}
-		out[i] = (unsigned char)v;
-	}
 	return (long)(n / 2);
 }
 

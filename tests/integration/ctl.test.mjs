@@ -530,6 +530,19 @@ describe('lmstreamctl export and import', { skip: IS_REFERENCE }, () => {
       assert.equal((await req(lb.url, 'HEAD', 'm/cut')).status, 404)
       await ok(['--config', b.conf, 'import', 'm/renamed'], { input: exp })
       assert.equal(await head(lb.url, 'm/renamed'), await head(la.url, 'm/s'))
+
+      // a State stream arrives with its rows: the same snapshot on both
+      assert.equal((await req(la.url, 'PUT', 'm/state?state', { headers: JSON_CT })).status, 201)
+      for (const [key, op] of [['a', 'insert'], ['b', 'insert'], ['a', 'update'], ['b', 'delete']]) {
+        const ev = { type: 't', key, headers: { operation: op }, ...(op === 'delete' ? {} : { value: { key, op } }) }
+        assert.equal((await post(la.url, 'm/state', ev)).status, 204)
+      }
+      await ok(['--config', b.conf, 'import'], { input: await ok(['--config', a.conf, 'export', 'm/state']) })
+      const sa = await rawRequest(la.url, { path: `${P}m/state?snapshot` })
+      const sb = await rawRequest(lb.url, { path: `${P}m/state?snapshot` })
+      assert.equal(sb.status, 200)
+      assert.equal(sb.body.toString(), sa.body.toString())
+      assert.match(sb.body.toString(), /"op":"update"/)
       await ok(['--config', b.conf, 'verify'])
     } finally {
       await la.stop()
