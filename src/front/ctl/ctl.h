@@ -47,6 +47,11 @@ void ctl_request(struct ctl *c, enum proto_method method, const char *name, cons
                  const int *hdr, const char *const *values, const char *body, size_t body_len,
                  struct proto_response *resp);
 
+/* The path of the stream name's URL (the prefix, then the name
+ * percent-encoded as Location writes it) in out. Returns its length, or 0
+ * when it does not fit. */
+size_t ctl_url_path(const struct ctl *c, const char *name, char *out, size_t cap);
+
 /* The store's key of a stream name: the path after the prefix, without a
  * leading '/' ("/chat/a" is stored as "chat/a"). Returns buf or NULL when
  * the name is too long. */

@@ -2,6 +2,7 @@
  * from a command to the protocol core. */
 #include "front/ctl/ctl.h"
 #include "front/notify.h"
+#include "core/response.h"
 #include "lib/log.h"
 
 #include <stdarg.h>
@@ -107,43 +108,17 @@ void ctl_close(struct ctl *c)
 	c->st = NULL;
 }
 
-/* Percent-encodes what a path segment may not hold as it is. */
-static int encode_name(const char *name, char *out, size_t cap)
-{
-	static const char digits[] = "0123456789ABCDEF";
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-		int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		            strchr("-._~/!$&'()*+,;=:@", *p);
-		if (n + 4 > cap)
-			return -1;
-		if (plain) {
-			out[n++] = (char)*p;
-		} else {
-			out[n++] = '%';
-			out[n++] = digits[*p >> 4];
-			out[n++] = digits[*p & 15];
-		}
-	}
-	out[n] = '\0';
-	return 0;
-}
-
 void ctl_request(struct ctl *c, enum proto_method method, const char *name, const char *query,
                  const int *hdr, const char *const *values, const char *body, size_t body_len,
                  struct proto_response *resp)
 {
-	static char target[3 * LS_MAX_PATH_HARD + LS_MAX_PREFIX + 8];
+	static char target[LS_MAX_URL];
 	struct proto_request req = { .method = method, .body = body ? body : "", .body_len = body_len };
 	struct proto_live live;
-	size_t pl = strlen(c->cfg.prefix);
 	memset(&live, 0, sizeof live);
-	memcpy(target, c->cfg.prefix, pl);
-	if (!pl || target[pl - 1] != '/')
-		target[pl++] = '/';
 	while (*name == '/')
 		name++;
-	if (encode_name(name, target + pl, sizeof target - pl)) {
+	if (!ctl_url_path(c, name, target, sizeof target)) {
 		proto_response_reset(resp);
 		proto_fail(resp, E_PATH_TOO_LONG);
 		return;
@@ -159,6 +134,13 @@ void ctl_request(struct ctl *c, enum proto_method method, const char *name, cons
 	proto_response_reset(resp);
 	proto_handle(&c->ctx, &req, resp, &live);
 	proto_live_clear(&live);
+}
+
+size_t ctl_url_path(const struct ctl *c, const char *name, char *out, size_t cap)
+{
+	while (*name == '/')
+		name++;
+	return resp_url_path(out, cap, c->cfg.prefix, name, strlen(name));
 }
 
 char *ctl_key(const char *name, char *buf, size_t cap)

@@ -49,8 +49,6 @@ static cJSON *describe(struct store_txn *t, const char *name, size_t len, const 
 	if (!o)
 		return NULL;
 	store_producer_scan(t, m->id, count_producer, &producers);
-	if (len && name[0] == '/')
-		name++, len--;
 	char *nm = strndup(name, len);
 	cJSON_AddStringToObject(o, "name", nm ? nm : "");
 	free(nm);
@@ -73,7 +71,7 @@ static cJSON *describe(struct store_txn *t, const char *name, size_t len, const 
 	cJSON_AddNumberToObject(o, "forks", (double)m->fork_refs);
 	cJSON_AddNumberToObject(o, "producers", (double)producers);
 	if (m->is_fork) {
-		char *src = strndup(m->source + (m->source[0] == '/'), m->source_len - (m->source[0] == '/'));
+		char *src = strndup(m->source, m->source_len);
 		cJSON_AddStringToObject(o, "fork_of", src ? src : "");
 		free(src);
 		add_offset(o, "fork_offset", m->base_seq, m->fork_bytes);
@@ -439,7 +437,7 @@ int cmd_create(struct ctl *c, int argc, char **argv)
 	}
 	if (!name)
 		return ctl_fail("create: a stream name is needed");
-	char query[128] = "", source[LS_MAX_PREFIX + 2 * LS_MAX_PATH_HARD];
+	char query[128] = "", source[LS_MAX_URL];
 	if (state)
 		snprintf(query, sizeof query, "state");
 	if (v[3])
@@ -457,9 +455,8 @@ int cmd_create(struct ctl *c, int argc, char **argv)
 	if (closed)
 		hdr[n] = H_STREAM_CLOSED, val[n++] = "true";
 	if (v[5]) {
-		size_t pl = strlen(c->cfg.prefix);
-		snprintf(source, sizeof source, "%s%s%s", c->cfg.prefix, pl && c->cfg.prefix[pl - 1] == '/' ? "" : "/",
-		         v[5] + strspn(v[5], "/"));
+		if (!ctl_url_path(c, v[5], source, sizeof source))
+			return ctl_fail("create: the source's name is too long");
 		hdr[n] = H_FORKED_FROM, val[n++] = source;
 	}
 	if (v[6])
