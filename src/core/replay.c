@@ -28,6 +28,7 @@ struct replay {
 	struct slot *v;
 	size_t cap, n;
 	struct buf keys;
+	struct buf arena;     /* the row key of the message being replayed */
 	int cleared;          /* the replay covers the whole state: a reset or offset 0 */
 	int failed;
 	const char *why;      /* the first change event that does not parse */
@@ -114,16 +115,15 @@ static int replay_msg(void *ctx, uint64_t seq, uint64_t end_bytes, const char *d
 {
 	struct replay *r = ctx;
 	struct state_event ev;
-	struct buf arena;
+	struct buf *arena = &r->arena;
 	const char *why = NULL;
 	(void)end_bytes;
-	buf_init(&arena);
-	if (state_parse(data, len, &ev, &arena, &why)) {
+	buf_reset(arena);
+	if (state_parse(data, len, &ev, arena, &why)) {
 		if (!r->why) {
 			r->why = why ? why : "out of memory";
 			r->why_seq = seq;
 		}
-		buf_free(&arena);
 		return 0;
 	}
 	switch ((enum state_op)ev.op) {
@@ -135,10 +135,9 @@ static int replay_msg(void *ctx, uint64_t seq, uint64_t end_bytes, const char *d
 	case STATE_UPDATE:
 	case STATE_UPSERT:
 	case STATE_DELETE: {
-		struct slot *s = slot_find(r, (const unsigned char *)arena.data + ev.rk_off, ev.rk_len, 1);
+		struct slot *s = slot_find(r, (const unsigned char *)arena->data + ev.rk_off, ev.rk_len, 1);
 		if (!s) {
 			r->failed = 1;
-			buf_free(&arena);
 			return 1;
 		}
 		s->deleted = ev.op == STATE_DELETE;
@@ -150,7 +149,6 @@ static int replay_msg(void *ctx, uint64_t seq, uint64_t end_bytes, const char *d
 	default:
 		break;
 	}
-	buf_free(&arena);
 	return 0;
 }
 
@@ -195,6 +193,7 @@ static long check_state(struct store_txn *t, const char *name, size_t len, const
 	struct replay r = { .name = name, .nlen = len, .report = report, .ctx = ctx };
 	uint64_t first_bytes, first = store_first_seq(m, store_now_ms(), &first_bytes);
 	buf_init(&r.keys);
+	buf_init(&r.arena);
 	r.cleared = first == 0;
 	int rc = store_stream_scan(t, m, first, replay_msg, &r);
 	if (rc == ST_OK && !r.failed && r.why)
@@ -207,6 +206,7 @@ static long check_state(struct store_txn *t, const char *name, size_t len, const
 			problem(&r, "the State row message %llu set is missing", (unsigned long long)r.v[i].seq);
 	free(r.v);
 	buf_free(&r.keys);
+	buf_free(&r.arena);
 	if (r.failed)
 		return ST_ERROR;
 	return rc == ST_OK ? r.problems : rc;
