@@ -1,6 +1,7 @@
 /* store.c: LMDB storage for streams, messages and producer state. */
 #include "store/store.h"
 #include "store/internal.h"
+#include "lib/dir.h"
 #include "lib/log.h"
 #include "lib/parse.h"
 
@@ -71,25 +72,6 @@ int map_rc(struct store *st, int rc, const char *what)
 		log_error("lmdb %s: %s", what, mdb_strerror(rc));
 		return ST_ERROR;
 	}
-}
-
-static int mkdir_p(const char *dir)
-{
-	char tmp[512];
-	size_t len = strlen(dir);
-	if (len == 0 || len >= sizeof tmp)
-		return -1;
-	memcpy(tmp, dir, len + 1);
-	for (size_t i = 1; i <= len; i++) {
-		if (tmp[i] == '/' || tmp[i] == '\0') {
-			char c = tmp[i];
-			tmp[i] = '\0';
-			if (mkdir(tmp, 0770) < 0 && errno != EEXIST)
-				return -1;
-			tmp[i] = c;
-		}
-	}
-	return 0;
 }
 
 static int open_sync_file(struct store *st)
@@ -245,7 +227,7 @@ static int open_store(struct store **out, const struct config *cfg, int clear_re
 	pthread_mutex_init(&st->touch_mu, NULL);
 	st->reserve = cfg->map_reserve < cfg->map_size / 8 ? cfg->map_reserve : cfg->map_size / 8;
 	snprintf(st->dir, sizeof st->dir, "%s", cfg->data_dir);
-	if (mkdir_p(st->dir) < 0) {
+	if (dir_make(st->dir) < 0) {
 		log_error("cannot create data directory %s: %s", st->dir, strerror(errno));
 		free(st);
 		return ST_ERROR;

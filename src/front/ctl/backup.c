@@ -16,6 +16,7 @@
 #include "front/ctl/ctl.h"
 #include "core/auth.h"
 #include "core/ops.h"
+#include "lib/dir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -225,21 +226,6 @@ static int read_manifest(const char *dir, struct manifest *m)
 	return 0;
 }
 
-static int mkdir_all(const char *dir)
-{
-	char tmp[600];
-	snprintf(tmp, sizeof tmp, "%s", dir);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0770) && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	return mkdir(tmp, 0770) && errno != EEXIST ? -1 : 0;
-}
-
 /* Puts one file back at its original path. */
 static int restore_file(const char *dir, const struct entry *e, const char *to, int force)
 {
@@ -257,7 +243,7 @@ static int restore_file(const char *dir, const struct entry *e, const char *to, 
 	char *slash = strrchr(parent, '/');
 	if (slash && slash != parent) {
 		*slash = '\0';
-		if (mkdir_all(parent))
+		if (dir_make(parent))
 			return ctl_fail("restore: cannot create %s: %s", parent, strerror(errno));
 	}
 	snprintf(tmp, sizeof tmp, "%s.restore", to);
@@ -293,7 +279,7 @@ static int restore_store(struct ctl *c, const char *dir, const struct manifest *
 {
 	char src[1200], dst[700], tmp[720];
 	const char *data = c->cfg.data_dir;
-	if (mkdir_all(data))
+	if (dir_make(data))
 		return ctl_fail("restore: cannot create %s: %s", data, strerror(errno));
 	int used = store_in_use(data);
 	if (used != 0)
