@@ -124,9 +124,9 @@ static int make_dest(const char *dest)
 
 int cmd_backup(struct ctl *c, int argc, char **argv)
 {
-	if (argc != 1 || argv[0][0] == '-')
-		return ctl_fail("backup: one destination directory is needed (see --help)");
-	const char *dest = argv[0];
+	const char *dest = NULL;
+	if (ctl_args("backup", argc, argv, NULL, &dest, "the destination directory"))
+		return CTL_USAGE;
 	char path[1100], sum[65], key[2048], when[32];
 	uint64_t size;
 	int64_t t0 = store_mono_ms();
@@ -141,9 +141,7 @@ int cmd_backup(struct ctl *c, int argc, char **argv)
 	FILE *man = fopen(path, "wx");
 	if (!man)
 		return ctl_fail("backup: cannot write %s: %s", path, strerror(errno));
-	time_t now = time(NULL);
-	struct tm tm;
-	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+	ctl_time(when, store_now_ms());
 	fprintf(man, "%s\ncreated %s\nversion %s\ndata_dir %s\nincarnation %016" PRIx64 "\nstore data.mdb %s %" PRIu64 "\n",
 	        MANIFEST_HEAD, when, PACKAGE_VERSION, c->cfg.data_dir, store_incarnation(c->st), sum, size);
 	int n = 0, st = 0;
@@ -320,16 +318,9 @@ int cmd_restore(struct ctl *c, int argc, char **argv)
 {
 	const char *dir = NULL;
 	int force = 0;
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--force"))
-			force = 1;
-		else if (argv[i][0] == '-' || dir)
-			return ctl_fail("restore: unexpected %s (see --help)", argv[i]);
-		else
-			dir = argv[i];
-	}
-	if (!dir)
-		return ctl_fail("restore: the backup directory is needed (see --help)");
+	const struct ctl_opt opts[] = { { "--force", &force, NULL }, { NULL, NULL, NULL } };
+	if (ctl_args("restore", argc, argv, opts, &dir, "the backup directory"))
+		return CTL_USAGE;
 	static struct manifest m;
 	if (read_manifest(dir, &m))
 		return CTL_USAGE;

@@ -6,6 +6,7 @@
 #ifndef LS_CTL_H
 #define LS_CTL_H
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "core/protocol.h"
 #include "lib/config.h"
@@ -30,6 +31,24 @@ int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The value of option argv[*i] (the next argument), advancing *i; NULL
  * with the error printed when it is missing. */
 const char *ctl_value(int argc, char **argv, int *i);
+
+/* One option of a command: a flag (*flag set to 1), or with value, one
+ * that takes the next argument. A table of them ends with a NULL name. */
+struct ctl_opt {
+	const char *name;
+	int *flag;
+	const char **value;
+};
+
+/* Parses a command's arguments: the options of opts anywhere, and at
+ * most one other argument, into *arg (arg NULL: none is taken). need
+ * names that argument when it is required ("a stream name"), else NULL.
+ * Returns 0, or CTL_USAGE after printing why. */
+int ctl_args(const char *cmd, int argc, char **argv, const struct ctl_opt *opts, const char **arg,
+             const char *need);
+
+/* ms since the epoch as "2026-12-06T04:16:53Z" ("-" for 0 or less). */
+void ctl_time(char out[32], int64_t ms);
 
 /* Reads the configuration: c->config_file, LMSTREAM_<KEY> variables, then
  * --data. Returns 0 or CTL_USAGE (printed). */

@@ -24,8 +24,8 @@ static void report(void *ctx, const char *name, size_t len, const char *problem)
 
 int cmd_verify(struct ctl *c, int argc, char **argv)
 {
-	if (argc)
-		return ctl_fail("verify: unexpected %s (see --help)", argv[0]);
+	if (ctl_args("verify", argc, argv, NULL, NULL, NULL))
+		return CTL_USAGE;
 	struct store_stats s;
 	int64_t t0 = store_mono_ms();
 	long n = core_verify(c->st, report, NULL);
@@ -40,9 +40,10 @@ int cmd_verify(struct ctl *c, int argc, char **argv)
 
 int cmd_readers(struct ctl *c, int argc, char **argv)
 {
-	int clear = argc == 1 && !strcmp(argv[0], "--clear");
-	if (argc > 1 || (argc == 1 && !clear))
-		return ctl_fail("readers: unexpected %s (see --help)", argv[0]);
+	int clear = 0;
+	const struct ctl_opt opts[] = { { "--clear", &clear, NULL }, { NULL, NULL, NULL } };
+	if (ctl_args("readers", argc, argv, opts, NULL, NULL))
+		return CTL_USAGE;
 	if (clear)
 		printf("cleared %d stale slot(s)\n", store_reader_check(c->st));
 	struct store_reader r[LS_MAX_READERS];
@@ -64,8 +65,8 @@ int cmd_readers(struct ctl *c, int argc, char **argv)
 int cmd_stats(struct ctl *c, int argc, char **argv)
 {
 	struct store_stats s;
-	if (argc)
-		return ctl_fail("stats: unexpected %s (see --help)", argv[0]);
+	if (ctl_args("stats", argc, argv, NULL, NULL, NULL))
+		return CTL_USAGE;
 	if (store_stats(c->st, &s))
 		return ctl_fail("stats: cannot read the store");
 	uint64_t free_bytes = s.free_pages * s.page_size;
@@ -105,15 +106,16 @@ int cmd_export(struct ctl *c, int argc, char **argv)
 {
 	char err[512];
 	int status;
-	if (argc != 1 || argv[0][0] == '-')
-		return ctl_fail("export: one stream name is needed (see --help)");
+	const char *name = NULL;
 	char key[LS_MAX_PATH_HARD + 2];
-	if (!ctl_key(argv[0], key, sizeof key))
+	if (ctl_args("export", argc, argv, NULL, &name, "a stream name"))
+		return CTL_USAGE;
+	if (!ctl_key(name, key, sizeof key))
 		return ctl_fail("export: the name is too long");
 	if (core_export(c->st, key, strlen(key), put_line, stdout, &status, err, sizeof err) || fflush(stdout)) {
 		if (status == 200)
 			snprintf(err, sizeof err, "cannot write: %s", strerror(errno));
-		fprintf(stderr, "lmstreamctl: %s: %d %s\n", argv[0], status, err);
+		fprintf(stderr, "lmstreamctl: %s: %d %s\n", name, status, err);
 		return status < 500 ? CTL_REFUSED : CTL_USAGE;
 	}
 	return CTL_OK;
@@ -124,10 +126,12 @@ int cmd_import(struct ctl *c, int argc, char **argv)
 	char err[512];
 	int status;
 	uint64_t id, txnid;
-	const char *name = argc == 1 ? argv[0] : "";
+	const char *name = NULL;
 	char key[LS_MAX_PATH_HARD + 2] = "";
-	if (argc > 1 || (argc == 1 && argv[0][0] == '-'))
-		return ctl_fail("import: unexpected %s (see --help)", argv[argc - 1]);
+	if (ctl_args("import", argc, argv, NULL, &name, NULL))
+		return CTL_USAGE;
+	if (!name)
+		name = "";
 	if (*name && !ctl_key(name, key, sizeof key))
 		return ctl_fail("import: the name is too long");
 	if (core_import(c->st, get_line, stdin, key, strlen(key), &id, &txnid, &status, err, sizeof err)) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -76,6 +77,37 @@ const char *ctl_value(int argc, char **argv, int *i)
 		return NULL;
 	}
 	return argv[++*i];
+}
+
+int ctl_args(const char *cmd, int argc, char **argv, const struct ctl_opt *opts, const char **arg,
+             const char *need)
+{
+	for (int i = 0; i < argc; i++) {
+		const struct ctl_opt *o = opts;
+		while (o && o->name && strcmp(o->name, argv[i]))
+			o++;
+		if (o && o->name && o->value) {
+			if (!(*o->value = ctl_value(argc, argv, &i)))
+				return CTL_USAGE;
+		} else if (o && o->name) {
+			*o->flag = 1;
+		} else if (argv[i][0] == '-' || !arg || *arg) {
+			return ctl_fail("%s: unexpected %s (see --help)", cmd, argv[i]);
+		} else {
+			*arg = argv[i];
+		}
+	}
+	if (need && !*arg)
+		return ctl_fail("%s: %s is needed (see --help)", cmd, need);
+	return 0;
+}
+
+void ctl_time(char out[32], int64_t ms)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	if (ms <= 0 || !gmtime_r(&s, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(out, 32, "-");
 }
 
 /* Tell lmstream-live (if it runs) which stream changed: an SSE tail sees

@@ -15,14 +15,6 @@
 
 /* --- describing a stream ------------------------------------------------------ */
 
-static void iso_time(char out[32], int64_t ms)
-{
-	time_t s = (time_t)(ms / 1000);
-	struct tm tm;
-	if (ms <= 0 || !gmtime_r(&s, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(out, 32, "-");
-}
-
 static int count_producer(void *ctx, const unsigned char *key, size_t klen, const struct producer_state *ps)
 {
 	(void)key;
@@ -61,7 +53,7 @@ static cJSON *describe(struct store_txn *t, const char *name, size_t len, const 
 	if (m->expires_at[0])
 		cJSON_AddStringToObject(o, "expires_at", m->expires_at);
 	if (exp) {
-		iso_time(when, exp);
+		ctl_time(when, exp);
 		cJSON_AddStringToObject(o, "expires", when);
 	}
 	cJSON_AddBoolToObject(o, "expired", exp && exp <= now);
@@ -80,11 +72,11 @@ static cJSON *describe(struct store_txn *t, const char *name, size_t len, const 
 		return o;
 	add_offset(o, "earliest", first, first_bytes);
 	cJSON_AddNumberToObject(o, "id", (double)m->id);
-	iso_time(when, m->created_ms);
+	ctl_time(when, m->created_ms);
 	cJSON_AddStringToObject(o, "created", when);
-	iso_time(when, m->access_ms);
+	ctl_time(when, m->access_ms);
 	cJSON_AddStringToObject(o, "accessed", when);
-	iso_time(when, m->last_append_ms);
+	ctl_time(when, m->last_append_ms);
 	cJSON_AddStringToObject(o, "appended", when);
 	if (m->has_last_seq) {
 		char *s = strndup(m->last_seq, m->last_seq_len);
@@ -168,14 +160,9 @@ int cmd_ls(struct ctl *c, int argc, char **argv)
 {
 	struct store_txn t;
 	struct listing l = { .t = &t };
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
-			l.json = 1;
-		else if (argv[i][0] == '-' || l.pattern)
-			return ctl_fail("ls: unexpected %s (see --help)", argv[i]);
-		else
-			l.pattern = argv[i];
-	}
+	const struct ctl_opt opts[] = { { "--json", &l.json, NULL }, { NULL, NULL, NULL } };
+	if (ctl_args("ls", argc, argv, opts, &l.pattern, NULL))
+		return CTL_USAGE;
 	store_txn_init(&t, c->st);
 	if (store_read_begin(&t))
 		return ctl_fail("cannot read the store");
@@ -192,38 +179,15 @@ int cmd_ls(struct ctl *c, int argc, char **argv)
 
 /* --- stat ----------------------------------------------------------------------- */
 
-/* The one name argument of a command, and its flags (flag names in
- * flags, set in set). Returns the name or NULL after an error. */
-static const char *name_arg(const char *cmd, int argc, char **argv, const char *const *flags, int *set)
-{
-	const char *name = NULL;
-	for (int i = 0; i < argc; i++) {
-		int f = -1;
-		for (int j = 0; flags && flags[j]; j++)
-			if (!strcmp(argv[i], flags[j]))
-				f = j;
-		if (f >= 0)
-			set[f] = 1;
-		else if (argv[i][0] == '-' || name) {
-			ctl_fail("%s: unexpected %s (see --help)", cmd, argv[i]);
-			return NULL;
-		} else
-			name = argv[i];
-	}
-	if (!name)
-		ctl_fail("%s: a stream name is needed", cmd);
-	return name;
-}
-
 int cmd_stat(struct ctl *c, int argc, char **argv)
 {
-	static const char *const flags[] = { "--json", NULL };
-	int set[1] = { 0 };
-	const char *name = name_arg("stat", argc, argv, flags, set);
+	int json = 0;
+	const char *name = NULL;
+	const struct ctl_opt opts[] = { { "--json", &json, NULL }, { NULL, NULL, NULL } };
 	struct store_txn t;
 	struct stream_meta m;
 	char key[LS_MAX_PATH_HARD + 2];
-	if (!name)
+	if (ctl_args("stat", argc, argv, opts, &name, "a stream name"))
 		return CTL_USAGE;
 	if (!ctl_key(name, key, sizeof key))
 		return ctl_fail("stat: the name is too long");
@@ -240,7 +204,7 @@ int cmd_stat(struct ctl *c, int argc, char **argv)
 	}
 	if (!o)
 		return ctl_fail("cannot read the store");
-	if (set[0]) {
+	if (json) {
 		print_json(o);
 	} else {
 		const cJSON *x;
@@ -266,20 +230,9 @@ int cmd_cat(struct ctl *c, int argc, char **argv)
 {
 	const char *name = NULL, *from = "-1";
 	int follow = 0;
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--from")) {
-			if (!(from = ctl_value(argc, argv, &i)))
-				return CTL_USAGE;
-		} else if (!strcmp(argv[i], "--follow")) {
-			follow = 1;
-		} else if (argv[i][0] == '-' || name) {
-			return ctl_fail("cat: unexpected %s (see --help)", argv[i]);
-		} else {
-			name = argv[i];
-		}
-	}
-	if (!name)
-		return ctl_fail("cat: a stream name is needed");
+	const struct ctl_opt opts[] = { { "--from", NULL, &from }, { "--follow", &follow, NULL }, { NULL, NULL, NULL } };
+	if (ctl_args("cat", argc, argv, opts, &name, "a stream name"))
+		return CTL_USAGE;
 	char offset[OFFSET_LEN + 1], query[OFFSET_LEN + 16];
 	snprintf(offset, sizeof offset, "%s", from);
 	struct proto_response resp;
@@ -365,21 +318,10 @@ int cmd_append(struct ctl *c, int argc, char **argv)
 {
 	const char *name = NULL, *type = NULL, *seq = NULL;
 	int close = 0, st = CTL_OK;
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--type") || !strcmp(argv[i], "--stream-seq")) {
-			const char **dst = argv[i][2] == 't' ? &type : &seq;
-			if (!(*dst = ctl_value(argc, argv, &i)))
-				return CTL_USAGE;
-		} else if (!strcmp(argv[i], "--close")) {
-			close = 1;
-		} else if (argv[i][0] == '-' || name) {
-			return ctl_fail("append: unexpected %s (see --help)", argv[i]);
-		} else {
-			name = argv[i];
-		}
-	}
-	if (!name)
-		return ctl_fail("append: a stream name is needed");
+	const struct ctl_opt opts[] = { { "--type", NULL, &type }, { "--stream-seq", NULL, &seq },
+	                                { "--close", &close, NULL }, { NULL, NULL, NULL } };
+	if (ctl_args("append", argc, argv, opts, &name, "a stream name"))
+		return CTL_USAGE;
 	char *ct = type ? strdup(type) : stream_type(c, name, &st);
 	if (!ct)
 		return st ? st : ctl_fail("out of memory");
@@ -413,30 +355,16 @@ int cmd_append(struct ctl *c, int argc, char **argv)
 
 int cmd_create(struct ctl *c, int argc, char **argv)
 {
-	static const char *const valued[] = { "--type", "--ttl", "--expires-at", "--retention-age",
-	                                      "--retention-bytes", "--fork-of", "--fork-offset", NULL };
 	const char *v[7] = { 0 }, *name = NULL;
 	int closed = 0, state = 0;
-	for (int i = 0; i < argc; i++) {
-		int k = -1;
-		for (int j = 0; valued[j]; j++)
-			if (!strcmp(argv[i], valued[j]))
-				k = j;
-		if (k >= 0) {
-			if (!(v[k] = ctl_value(argc, argv, &i)))
-				return CTL_USAGE;
-		} else if (!strcmp(argv[i], "--closed")) {
-			closed = 1;
-		} else if (!strcmp(argv[i], "--state")) {
-			state = 1;
-		} else if (argv[i][0] == '-' || name) {
-			return ctl_fail("create: unexpected %s (see --help)", argv[i]);
-		} else {
-			name = argv[i];
-		}
-	}
-	if (!name)
-		return ctl_fail("create: a stream name is needed");
+	const struct ctl_opt opts[] = {
+		{ "--type", NULL, &v[0] }, { "--ttl", NULL, &v[1] }, { "--expires-at", NULL, &v[2] },
+		{ "--retention-age", NULL, &v[3] }, { "--retention-bytes", NULL, &v[4] },
+		{ "--fork-of", NULL, &v[5] }, { "--fork-offset", NULL, &v[6] },
+		{ "--closed", &closed, NULL }, { "--state", &state, NULL }, { NULL, NULL, NULL },
+	};
+	if (ctl_args("create", argc, argv, opts, &name, "a stream name"))
+		return CTL_USAGE;
 	char query[128] = "", source[LS_MAX_URL];
 	if (state)
 		snprintf(query, sizeof query, "state");
@@ -475,8 +403,8 @@ int cmd_create(struct ctl *c, int argc, char **argv)
 /* close and delete: a request without a body. */
 static int simple(struct ctl *c, const char *cmd, int argc, char **argv, enum proto_method method)
 {
-	const char *name = name_arg(cmd, argc, argv, NULL, NULL);
-	if (!name)
+	const char *name = NULL;
+	if (ctl_args(cmd, argc, argv, NULL, &name, "a stream name"))
 		return CTL_USAGE;
 	int hdr[] = { H_STREAM_CLOSED, H__COUNT };
 	const char *val[] = { "true" };
