@@ -78,6 +78,7 @@
 	X(E_PRODUCER_STALE, 403, "stale producer epoch") \
 	X(E_PRODUCER_NEW_EPOCH, 400, "a new producer epoch must start at sequence 0") \
 	X(E_PRODUCER_GAP, 409, "producer sequence gap") \
+	/* (www/lmstream.js recognises this one by its first words: keep them) */ \
 	X(E_BEYOND_TAIL, 400, "offset is beyond the stream's tail: it comes from another copy of the stream (restored, or deleted and created again); read from -1") \
 	X(E_BEFORE_EARLIEST, 410, "offset is before the earliest retained offset") \
 	X(E_BEFORE_EARLIEST_STATE, 410, "offset is before the earliest retained offset; read the snapshot") \
