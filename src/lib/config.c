@@ -32,6 +32,7 @@ enum str_rule {
 	S_TOKEN,      /* non-empty, letters, digits, '-' and '_' (a cookie name) */
 	S_PRINTABLE,  /* printable ASCII and spaces (lists of patterns or origins) */
 	S_ORIGIN,     /* empty, or http(s)://host[:port] with no path */
+	S_URLPATH,    /* empty, or '/' then printable ASCII without spaces, '?', '#' or '%' */
 };
 
 struct config_key {
@@ -53,6 +54,8 @@ enum { PATH_NONE, PATH_ONE, PATH_LIST };
 
 static const char *const durability_names[] = { "durable", "fast", NULL };
 static const char *const auth_names[] = { "none", "token", NULL };
+static const char *const onoff_names[] = { "off", "on", NULL };
+static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
 
 /* max_live_reads: live reads that lmstream.fcgi serves itself (no
  * lmstream-live), each holding a thread or a CGI process meanwhile. A
@@ -158,6 +161,17 @@ static const struct config_key keys[] = {
 	  "streams that user may delete and compact, likewise", NULL, PATH_NONE },
 	{ "cors_origins", T_STR, F(cors_origins), S_PRINTABLE, LS_DEFAULT_CORS_ORIGINS, 0, 0, 0,
 	  "origins whose pages may use lmstream with credentials, separated by spaces; * lets any page read without them", NULL, PATH_NONE },
+	{ "metrics", T_ENUM, NUM(metrics), 0, LS_DEFAULT_METRICS, 0, 0, 0,
+	  "on: every process counts requests, commits and live reads in DATA_DIR/lmstream.metrics,"
+	  " shared by the node's processes; off: nothing is counted", onoff_names, PATH_NONE },
+	{ "metrics_path", T_STR, F(metrics_path), S_URLPATH, LS_DEFAULT_METRICS_PATH, 0, 0, 0,
+	  "URL path of the node's metrics (Prometheus text), readable from loopback or with an admin"
+	  " right on **; empty: none", NULL, PATH_NONE },
+	{ "access_log", T_STR, F(access_log), S_ANY, LS_DEFAULT_ACCESS_LOG, 0, 0, 0,
+	  "lmstream-live's access log, one line per request: a file, - for stderr; empty: none",
+	  NULL, PATH_ONE },
+	{ "log_level", T_ENUM, NUM(log_level), 0, LS_DEFAULT_LOG_LEVEL, 0, 0, 0,
+	  "least severity logged on stderr: error, warn, info or debug", level_names, PATH_NONE },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -230,6 +244,13 @@ static int str_ok(const struct config_key *k, const char *v)
 		                  strspn(v + s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") == l - s);
 	}
 	case S_HEADER: return l > 0 && !strpbrk(v, "\r\n");
+	case S_URLPATH:
+		if (l && v[0] != '/')
+			return 0;
+		for (size_t i = 0; i < l; i++)
+			if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] > 0x7e || strchr("?#%\"\\", v[i]))
+				return 0;
+		return 1;
 	case S_TOKEN:
 		return l > 0 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == l;
 	case S_PRINTABLE:

@@ -56,6 +56,10 @@ struct config {
 	char     user_write[1024];   /* likewise, write */
 	char     user_admin[1024];   /* likewise, admin */
 	char     cors_origins[1024]; /* origins allowed with credentials; "*": any, without */
+	int      metrics;          /* count requests, commits and live reads in DATA_DIR/lmstream.metrics */
+	char     metrics_path[128]; /* URL path of the Prometheus scrape; "" = none */
+	char     access_log[512];  /* lmstream-live's access log: a file, "-" stderr, "" none */
+	int      log_level;        /* LOG_LVL_* of lib/log.h */
 };
 
 /* Fills cfg with the built-in defaults. */

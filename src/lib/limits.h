@@ -41,6 +41,10 @@
 #define LS_DEFAULT_USER_WRITE      ""             /* user_write */
 #define LS_DEFAULT_USER_ADMIN      ""             /* user_admin */
 #define LS_DEFAULT_CORS_ORIGINS    "*"            /* cors_origins */
+#define LS_DEFAULT_METRICS         "on"           /* metrics */
+#define LS_DEFAULT_METRICS_PATH    "/__lmstream/metrics" /* metrics_path */
+#define LS_DEFAULT_ACCESS_LOG      ""             /* access_log: none */
+#define LS_DEFAULT_LOG_LEVEL       "info"         /* log_level */
 
 /* Hard limits. */
 #define LS_MAX_PATH_HARD      480   /* LMDB keys are at most 511 bytes */
