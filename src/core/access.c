@@ -99,8 +99,10 @@ static void log_denial(const struct proto_ctx *ctx, const struct req *q, const c
                        const char *why)
 {
 	static const char *const methods[] = { "GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "-" };
+	int metrics = q->metrics; /* its own path, not a stream's */
 	log_info("denied: front=%s %s %s%.*s sub=%s user=%s: %s", ctx->front ? ctx->front : "-",
-	         methods[q->method], ctx->cfg->prefix, (int)q->name.len, q->name.s, sub && *sub ? sub : "-",
+	         methods[q->method], metrics ? ctx->cfg->metrics_path : ctx->cfg->prefix,
+	         metrics ? 0 : (int)q->name.len, q->name.s, sub && *sub ? sub : "-",
 	         q->user ? q->user : "-", why);
 }
 
@@ -115,6 +117,40 @@ static enum proto_err ambient_ok(const struct proto_ctx *ctx, const struct req *
 	return E_CROSS_SITE;
 }
 
+/* Whether a list of patterns names everything: the word "**" itself. */
+static int list_has_all(const char *list)
+{
+	const char *w;
+	size_t k;
+	for (size_t pos = 0; parse_next_word(list, &pos, &w, &k);)
+		if (k == 2 && !memcmp(w, "**", 2))
+			return 1;
+	return 0;
+}
+
+/* The node's metrics tell of every stream: they need admin on everything
+ * ("**" among a token's admin patterns, or in user_admin for the web
+ * server's user), unless the client is on this machine. */
+static enum proto_err check_metrics(const struct proto_ctx *ctx, const struct req *q, const struct grant *g,
+                                    int *credentialed, const char **why)
+{
+	if (q->loopback)
+		return E_OK;
+	*why = "admin";
+	if (q->user && list_has_all(ctx->cfg->user_admin)) {
+		*credentialed = 1;
+		return E_OK;
+	}
+	if (!g)
+		return q->user ? E_FORBIDDEN : E_AUTH_REQUIRED;
+	for (size_t i = 0; i < g->rights[RIGHT_ADMIN].n; i++)
+		if (!strcmp(g->rights[RIGHT_ADMIN].v[i], "**")) {
+			*credentialed = 1;
+			return E_OK;
+		}
+	return E_FORBIDDEN;
+}
+
 /* The rights of a request with a verified token g (NULL: none). Sets
  * *credentialed when a right came from the token or the user, not from the
  * public lists (the answer is then private). */
@@ -122,6 +158,8 @@ static enum proto_err check_needs(const struct proto_ctx *ctx, const struct req 
                                   int *credentialed, const char **why)
 {
 	struct need need[2];
+	if (q->metrics)
+		return check_metrics(ctx, q, g, credentialed, why);
 	int n = needs_of(q, need);
 	for (int i = 0; i < n; i++) {
 		const struct stream_name *p = need[i].path;

@@ -134,4 +134,7 @@ void write_put(struct proto_ctx *ctx, const struct req *q, struct proto_response
 void write_post(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp);
 void write_delete(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp);
 
+/* GET or HEAD of metrics_path: the node's metrics (scrape.c). */
+void scrape_answer(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp);
+
 #endif

@@ -4,6 +4,7 @@
  * between steps; nothing here blocks. */
 #include "core/core.h"
 #include "lib/limits.h"
+#include "lib/metrics.h"
 #include "lib/sse.h"
 
 #include <stdlib.h>
@@ -205,7 +206,22 @@ static int sse_piece(struct proto_ctx *ctx, struct proto_live *live, const struc
 	return out->failed ? -1 : 1;
 }
 
+static enum sse_step sse_step(struct proto_ctx *ctx, struct proto_live *live, struct buf *out);
+
+/* One step, counted in the node's metrics: the messages it sent whole. */
 enum sse_step proto_sse_step(struct proto_ctx *ctx, struct proto_live *live, struct buf *out)
+{
+	uint64_t seq = live->seq, bytes = live->bytes;
+	int snapshot = live->snapshot; /* rows of a snapshot are not messages */
+	enum sse_step r = sse_step(ctx, live, out);
+	if (live->seq > seq && !snapshot) {
+		metrics_add(MC_DELIVERED_MESSAGES, live->seq - seq);
+		metrics_add(MC_DELIVERED_BYTES, live->bytes - bytes);
+	}
+	return r;
+}
+
+static enum sse_step sse_step(struct proto_ctx *ctx, struct proto_live *live, struct buf *out)
 {
 	struct stream_meta m;
 	struct buf payload;

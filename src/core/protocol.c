@@ -6,6 +6,7 @@
 #include "core/core.h"
 #include "lib/limits.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -165,9 +166,25 @@ void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, i
 	}
 }
 
+/* GET requests by mode, for the node's metrics. */
+static void count_read(const struct req *q)
+{
+	if (q->snapshot && q->live != LIVE_SSE)
+		metrics_add(MC_READS_SNAPSHOT, 1);
+	else
+		metrics_add(q->live == LIVE_SSE ? MC_READS_SSE : q->live == LIVE_LONG_POLL ? MC_READS_LONGPOLL
+		            : MC_READS_CATCHUP, 1);
+}
+
 static void dispatch(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp,
                      struct proto_live *live)
 {
+	if (q->metrics) {
+		scrape_answer(ctx, q, resp);
+		return;
+	}
+	if (q->method == M_GET)
+		count_read(q);
 	switch (q->method) {
 	case M_PUT: write_put(ctx, q, resp); break;
 	case M_POST:
@@ -214,6 +231,11 @@ void proto_handle(struct proto_ctx *ctx, const struct proto_request *raw,
 	if (resp->action != PROTO_DONE) {
 		live->expires_ms = acc.expires_ms;
 		live->credentialed = acc.credentialed != 0;
+	}
+	if (!e && q.metrics) {
+		/* For this site's pages only: no other origin may read them. */
+		resp_set_header(resp, "Access-Control-Allow-Origin", NULL);
+		return;
 	}
 	core_finish(ctx, raw, acc.credentialed, resp);
 }

@@ -60,6 +60,10 @@ struct proto_request {
 	const char *remote_user;
 	const char *body;    size_t body_len;
 	int body_too_large;  /* the front stopped reading past max_body: answer 413 */
+	/* The client is on this machine: REMOTE_ADDR, as the web server saw it,
+	 * is a loopback address (lmstream-live: a TCP peer on loopback whose
+	 * request no proxy forwarded). Only reading the metrics cares. */
+	int loopback;
 };
 
 enum proto_action {
@@ -84,6 +88,7 @@ struct proto_response {
 	size_t hlen;
 	struct buf body;                    /* owned: proto_response_free */
 	enum proto_action action;
+	enum proto_err err;                 /* the failure answered (proto_fail), E_OK for an answer */
 };
 
 /* State of one live read (long-poll or SSE) between calls. Small and fixed:
@@ -180,6 +185,12 @@ const char *proto_get_header(const struct proto_response *r, const char *name);
  * answers every failure so; fronts use it for what they refuse themselves
  * (503 when over capacity). */
 void proto_fail(struct proto_response *r, enum proto_err e);
+
+/* Counts a response sent (the node's lmstream_responses_total): by its
+ * error when it is a failure of the table, else by its status. A front
+ * calls it once per response it sends, of the core or its own. */
+void proto_count(const struct proto_response *r);
+void proto_count_status(int status, enum proto_err e);
 
 /* The methods the protocol serves, for Allow and CORS preflights. */
 extern const char proto_allow_methods[];

@@ -2,6 +2,7 @@
  * (PROTOCOL.md section 5), HEAD, ETags. */
 #include "core/core.h"
 #include "lib/limits.h"
+#include "lib/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,7 @@ int read_fill(struct proto_ctx *ctx, const struct stream_meta *m, struct proto_l
 	size_t count;
 	char etag[80];
 	int json = live->json;
+	uint64_t bytes_before = live->bytes;
 
 	proto_response_reset(resp);
 	if (json)
@@ -136,6 +138,10 @@ int read_fill(struct proto_ctx *ctx, const struct stream_meta *m, struct proto_l
 	if (resp->body.failed)
 		return ST_ERROR;
 	read_headers(ctx, m, live, count, long_poll, resp);
+	if (long_poll && count) {
+		metrics_add(MC_DELIVERED_MESSAGES, count);
+		metrics_add(MC_DELIVERED_BYTES, live->bytes - bytes_before);
+	}
 	etag_value(etag, sizeof etag, ctx, m, start_seq, live->seq, m->closed && live->seq >= m->tail_seq);
 	proto_add_header(resp, "ETag", etag);
 	if (if_none_match && etag_matches(if_none_match, etag)) {

@@ -452,6 +452,13 @@ static enum proto_err parse_fields(const struct proto_request *raw, const struct
 	return E_OK;
 }
 
+/* The path of the metrics, exactly (its own URL, outside the prefix). */
+static int is_metrics_path(const struct proto_request *raw, const struct config *cfg)
+{
+	size_t n = strlen(cfg->metrics_path);
+	return n && raw->target_len == n && !memcmp(raw->target, cfg->metrics_path, n);
+}
+
 enum proto_err req_parse(const struct proto_request *raw, const struct config *cfg, struct req *r)
 {
 	memset(r, 0, sizeof *r);
@@ -460,6 +467,17 @@ enum proto_err req_parse(const struct proto_request *raw, const struct config *c
 	r->https = raw->https;
 	r->body = raw->body ? raw->body : "";
 	r->body_len = raw->body_len;
+	r->loopback = raw->loopback;
+	if (is_metrics_path(raw, cfg)) {
+		/* Not a stream: no query or body is read; access needs "admin on
+		 * everything", which is what the name says in a denial. */
+		r->metrics = 1;
+		memcpy(r->name.s, "**", 3);
+		r->name.len = 2;
+		find_credential(raw, cfg, r);
+		r->user = usable_user(raw->remote_user);
+		return r->method == M_GET || r->method == M_HEAD ? E_OK : E_METHOD;
+	}
 	enum proto_err e = parse_path(raw->target, raw->target_len, cfg, &r->name, 0);
 	if (e)
 		return e;

@@ -91,6 +91,8 @@ struct req {
 	const char *user;           /* the web server's authenticated user: a usable
 	                             * name (1..LS_MAX_USER printable bytes, no '/'),
 	                             * or NULL */
+	int metrics;                /* the request is for metrics_path, not a stream */
+	int loopback;               /* from proto_request */
 	const unsigned char *who;   /* the principal whose producer ids a POST uses
 	                             * (STORE_PRINCIPAL_LEN bytes, set by access_check
 	                             * with auth on), or NULL: the anonymous space */

@@ -70,6 +70,7 @@ void proto_response_reset(struct proto_response *r)
 	r->nheaders = 0;
 	r->hlen = 0;
 	r->action = PROTO_DONE;
+	r->err = E_OK;
 	buf_reset(&r->body);
 }
 
@@ -181,6 +182,7 @@ void proto_fail_detail(struct proto_response *r, enum proto_err e, const char *d
 	proto_response_reset(r);
 	r->reason = proto_err_reason(e);
 	resp_start(r, status);
+	r->err = e;
 	proto_add_header(r, "Content-Type", "text/plain; charset=utf-8");
 	proto_add_header(r, "Cache-Control", "no-store");
 	if (status == 503 || status == 507)

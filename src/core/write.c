@@ -4,6 +4,7 @@
 #include "core/core.h"
 #include "lib/jsonsplit.h"
 #include "lib/limits.h"
+#include "lib/metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,13 @@ static int append_all(struct store_txn *w, struct stream_meta *m, int64_t now, c
 	if (rc == ST_OK && m->state && ev->parsed)
 		rc = events_apply(w, m, start, body, ms, ev);
 	return rc;
+}
+
+/* The node's metrics: messages appended and their bytes, once durable. */
+static void count_appended(const struct messages *ms, size_t bytes)
+{
+	metrics_add(MC_APPENDED_MESSAGES, ms->n);
+	metrics_add(MC_APPENDED_BYTES, bytes);
 }
 
 /* --- PUT ------------------------------------------------------------------------- */
@@ -223,9 +231,11 @@ void write_put(struct proto_ctx *ctx, const struct req *q, struct proto_response
 	if (e)
 		proto_fail(resp, e);
 	else if (!q->state || !events_parse(q->body, &ms, &ev, resp)) {
-		if ((job.m = malloc(sizeof *job.m)))
+		if ((job.m = malloc(sizeof *job.m))) {
 			core_write(ctx, resp, q->body_len, put_job, &job);
-		else
+			if (resp->status == 201 && ms.n)
+				count_appended(&ms, q->body_len);
+		} else
 			proto_fail(resp, E_NO_MEMORY);
 	}
 	free(job.m);
@@ -289,6 +299,7 @@ struct post_job {
 	struct proto_response *resp;
 	const struct messages *ms;
 	struct events *ev;
+	int appended;                  /* the job kept its messages */
 };
 
 /* A POST to a closed stream: idempotent retries succeed, the rest is 409. */
@@ -418,6 +429,7 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 	    !(rc = post_commit(j, w, &m, &ps, now))) {
 		*key = m.id;
 		post_answer(j->q, &m, j->resp);
+		j->appended = 1;
 		return 1;
 	}
 	if (rc != ST_REFUSED)
@@ -451,8 +463,10 @@ void write_post(struct proto_ctx *ctx, const struct req *q, struct proto_respons
 	}
 	/* The rest happens under the writer lock, in a batch with the writes
 	 * of this process's other threads. */
-	struct post_job job = { q, resp, &ms, &ev };
+	struct post_job job = { q, resp, &ms, &ev, 0 };
 	core_write(ctx, resp, q->body_len, post_job, &job);
+	if (job.appended && resp->err == E_OK && ms.n)
+		count_appended(&ms, q->body_len);
 	messages_free(&ms);
 	events_free(&ev);
 }

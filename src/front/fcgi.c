@@ -13,7 +13,9 @@
 #include "lib/config.h"
 #include "lib/limits.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/num.h"
+#include "lib/parse.h"
 #include "front/notify.h"
 #include "core/protocol.h"
 #include "core/request.h"
@@ -115,6 +117,7 @@ static void write_head(struct io *io, const struct proto_response *r, int with_l
 	buf_init(&h);
 	buf_printf(&h, "Status: %d %s\r\n", r->status, proto_status_text(r->status));
 	buf_puts(&h, "X-Lmstream-Front: fcgi\r\n");
+	proto_count(r);
 	for (int i = 0; i < r->nheaders; i++)
 		buf_printf(&h, "%s: %s\r\n", r->headers[i].name, r->headers[i].value);
 	if (with_length)
@@ -195,6 +198,18 @@ static int wait_commit(struct io *io, struct store *st, uint64_t *seen, int64_t 
 	return 0;
 }
 
+/* wait_commit, counted in the node's metrics as a live read waiting (and
+ * woken by a commit: any commit wakes a worker, which looks again). */
+static int wait_counted(struct io *io, struct store *st, uint64_t *seen, int64_t deadline)
+{
+	metrics_gauge(MG_WAITING, 1);
+	int woken = wait_commit(io, st, seen, deadline);
+	metrics_gauge(MG_WAITING, -1);
+	if (woken)
+		metrics_add(MC_WAKEUPS, 1);
+	return woken;
+}
+
 /* A long-poll's wait: until data comes, the deadline passes or the
  * client leaves; behind lighttpd, with a sign of life every
  * LS_FALLBACK_BEAT_MS (interim_ok). */
@@ -206,9 +221,10 @@ static void serve_longpoll(struct proto_ctx *ctx, struct io *io, const struct pr
 	int64_t ping = interim_ok(io) ? store_mono_ms() + LS_FALLBACK_BEAT_MS : INT64_MAX;
 
 	/* Check once more: a commit may have landed before seen was read. */
+	metrics_gauge(MG_LIVE_LONGPOLL, 1);
 	proto_longpoll_poll(ctx, req, live, resp);
 	while (resp->action == PROTO_WAIT) {
-		if (wait_commit(io, ctx->store, &seen, ping < deadline ? ping : deadline)) {
+		if (wait_counted(io, ctx->store, &seen, ping < deadline ? ping : deadline)) {
 			proto_longpoll_poll(ctx, req, live, resp);
 			continue;
 		}
@@ -222,6 +238,7 @@ static void serve_longpoll(struct proto_ctx *ctx, struct io *io, const struct pr
 		}
 		proto_longpoll_timeout(ctx, req, live, resp);
 	}
+	metrics_gauge(MG_LIVE_LONGPOLL, -1);
 	write_response(io, resp, 0);
 }
 
@@ -269,6 +286,7 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 	beat_after_events(&beat, start);
 	write_head(io, resp, 0, 0);
 	buf_init(&out);
+	metrics_gauge(MG_LIVE_SSE, 1);
 	while (!io->failed && !stopping) {
 		buf_reset(&out);
 		enum sse_step s = proto_sse_step(ctx, live, &out);
@@ -282,7 +300,7 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 			continue;
 		if (store_mono_ms() >= end)
 			break;
-		if (wait_commit(io, ctx->store, &seen, beat.next < end ? beat.next : end))
+		if (wait_counted(io, ctx->store, &seen, beat.next < end ? beat.next : end))
 			continue; /* a commit: read on */
 		if (stopping || store_mono_ms() < beat.next)
 			continue; /* the end, or the client left: the loop ends */
@@ -290,6 +308,7 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 			break;
 		beat_after_beat(&beat, store_mono_ms());
 	}
+	metrics_gauge(MG_LIVE_SSE, -1);
 	buf_free(&out);
 }
 
@@ -320,6 +339,8 @@ static void read_request(struct io *io, struct proto_request *req)
 	/* set by the web server when it authenticated the request (a client's
 	 * header would arrive as HTTP_REMOTE_USER) */
 	req->remote_user = param(io, "REMOTE_USER");
+	/* the client's address as the web server saw it */
+	req->loopback = parse_is_loopback(param(io, "REMOTE_ADDR"));
 	const char *https = param(io, "HTTPS");
 	req->https = https && (!strcasecmp(https, "on") || !strcmp(https, "1"));
 }
@@ -554,6 +575,16 @@ static void announce(void *arg, uint64_t stream_id, uint64_t txnid)
 
 /* --- threads of a FastCGI process ------------------------------------------ */
 
+/* Takes this process's place in the node's counters, beside the store it
+ * has just opened (metrics = on). */
+static void count_in(struct process *pr)
+{
+	char err[700];
+	if (pr->cfg->metrics &&
+	    metrics_attach(pr->cfg->data_dir, FCGX_IsCGI() ? MF_CGI : MF_FCGI, 1, err, sizeof err))
+		log_warn("metrics: %s", err);
+}
+
 /* Opens the store once for the process; a failed open is tried again at
  * the next request (the data directory may appear later). Binds the
  * thread's protocol context to it. Returns whether the context is bound. */
@@ -563,8 +594,10 @@ static int worker_bind(struct worker *w)
 	if (w->ctx_store)
 		return 1;
 	pthread_mutex_lock(&pr->open_lock);
-	if (!pr->st && store_open(&pr->st, pr->cfg) == ST_OK)
+	if (!pr->st && store_open(&pr->st, pr->cfg) == ST_OK) {
 		pr->batch = batch_new(pr->st, LS_BATCH_MAX_JOBS, LS_BATCH_MAX_BYTES);
+		count_in(pr);
+	}
 	struct store *st = pr->st;
 	struct batch *b = pr->batch;
 	pthread_mutex_unlock(&pr->open_lock);
@@ -785,6 +818,7 @@ int main(int argc, char **argv)
 	} else {
 		rc = run_threads(&pr);
 	}
+	metrics_detach();
 	batch_free(pr.batch);
 	auth_close(pr.auth);
 	store_close(pr.st);

@@ -2,9 +2,12 @@
 #include "lib/parse.h"
 #include "lib/num.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -326,4 +329,40 @@ int parse_forwarded_last(const char *h, const char *name, char *out, size_t cap)
 		if (*p)
 			p++;
 	}
+}
+
+static int in4_loopback(const struct in_addr *a)
+{
+	return (ntohl(a->s_addr) >> 24) == 127;
+}
+
+static int in6_loopback(const struct in6_addr *a)
+{
+	if (IN6_IS_ADDR_LOOPBACK(a))
+		return 1;
+	if (!IN6_IS_ADDR_V4MAPPED(a))
+		return 0;
+	struct in_addr v4;
+	memcpy(&v4, a->s6_addr + 12, 4);
+	return in4_loopback(&v4);
+}
+
+int parse_is_loopback(const char *addr)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (!addr)
+		return 0;
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return in4_loopback(&a4);
+	return inet_pton(AF_INET6, addr, &a6) == 1 && in6_loopback(&a6);
+}
+
+int sockaddr_is_loopback(const struct sockaddr *sa)
+{
+	if (sa && sa->sa_family == AF_INET)
+		return in4_loopback(&((const struct sockaddr_in *)(const void *)sa)->sin_addr);
+	if (sa && sa->sa_family == AF_INET6)
+		return in6_loopback(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+	return 0;
 }

@@ -79,6 +79,15 @@ int parse_next_word(const char *list, size_t *pos, const char **w, size_t *n);
  * not fit, or when h is malformed anywhere. */
 int parse_forwarded_last(const char *h, const char *name, char *out, size_t cap);
 
+/* Whether an IP address in text (REMOTE_ADDR) is a loopback address:
+ * 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6. NULL or anything that
+ * is not an address: no. */
+int parse_is_loopback(const char *addr);
+
+struct sockaddr;
+/* The same for a socket address (AF_INET, AF_INET6; anything else: no). */
+int sockaddr_is_loopback(const struct sockaddr *sa);
+
 /* Percent-decodes in into out (cap bytes, NUL terminated). Returns the
  * decoded length or -1 on a malformed escape or overflow. */
 long parse_percent_decode(const char *in, size_t len, char *out, size_t cap);

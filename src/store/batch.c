@@ -1,6 +1,7 @@
 /* batch.c: group commit across the threads of one process (see batch.h). */
 #include "store/batch.h"
 #include "lib/limits.h"
+#include "lib/metrics.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -102,6 +103,8 @@ static uint64_t run_list(struct store *st, struct job *list)
 			store_abort(&c);
 	}
 	rc = store_commit(&w, 1);
+	if (!rc)
+		metrics_observe(MH_BATCH, (uint64_t)kept);
 	for (struct job *j = list; j; j = j->next)
 		if (j->rc == ST_OK && rc)
 			j->rc = rc;

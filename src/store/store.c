@@ -3,6 +3,7 @@
 #include "store/internal.h"
 #include "lib/dir.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/parse.h"
 
 #include <errno.h>
@@ -502,7 +503,10 @@ static int group_sync(struct store *st, uint64_t txnid)
 	int rc = ST_OK;
 	if (atomic_load(&st->sync->synced_txnid) < txnid) {
 		uint64_t last = store_last_txnid(st);
+		uint64_t t0 = metrics_now_us();
 		int r = mdb_env_sync(st->env, 1);
+		metrics_observe(MH_FLUSH, metrics_now_us() - t0);
+		metrics_add(MC_FLUSHES, 1);
 		if (r) {
 			log_error("fsync: %s", mdb_strerror(r));
 			rc = ST_ERROR;
@@ -528,12 +532,17 @@ int store_commit(struct store_txn *t, int nosync)
 	uint64_t id = mdb_txn_id(txn);
 	t->txn = NULL;
 	t->active = 0;
-	int rc = mdb_txn_commit(txn);
-	if (t->child)
+	if (t->child) {
+		int rc = mdb_txn_commit(txn);
 		return rc ? map_rc(t->st, rc, "child txn_commit") : ST_OK;
+	}
+	uint64_t t0 = metrics_now_us();
+	int rc = mdb_txn_commit(txn);
 	txn_end(t->st);
 	if (rc)
 		return map_rc(t->st, rc, "txn_commit");
+	metrics_observe(MH_COMMIT, metrics_now_us() - t0);
+	metrics_add(MC_COMMITS, 1);
 	t->committed_txnid = id;
 	note_covered(t->st);
 	return nosync ? ST_OK : store_sync(t->st, id);

@@ -142,3 +142,26 @@ int cmd_import(struct ctl *c, int argc, char **argv)
 	printf("imported%s%s\n", *name ? " as " : "", name);
 	return CTL_OK;
 }
+
+/* What a scrape of metrics_path shows, on stdout (a cron job can leave it
+ * for node_exporter's textfile collector; a shared host has no other way
+ * to read it from the web if it keeps the path unrouted). */
+int cmd_metrics(struct ctl *c, int argc, char **argv)
+{
+	static struct proto_response resp;
+	struct proto_live live;
+	if (ctl_args("metrics", argc, argv, NULL, NULL, NULL))
+		return CTL_USAGE;
+	if (!c->cfg.metrics_path[0])
+		return ctl_fail("metrics: metrics_path is empty in the configuration");
+	struct proto_request req = { .method = M_GET, .target = c->cfg.metrics_path,
+	                             .target_len = strlen(c->cfg.metrics_path), .query = "", .loopback = 1 };
+	memset(&live, 0, sizeof live);
+	proto_response_init(&resp);
+	proto_handle(&c->ctx, &req, &resp, &live);
+	int rc = resp.status == 200 ? 0 : ctl_refused("metrics", &resp);
+	if (!rc)
+		fwrite(resp.body.data, 1, resp.body.len, stdout);
+	proto_response_free(&resp);
+	return rc;
+}

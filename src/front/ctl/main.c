@@ -4,6 +4,7 @@
 #include "front/notify.h"
 #include "core/response.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -46,6 +47,8 @@ static void usage(FILE *f)
 	      "  verify                     check the store's consistency (exit 1 on a problem)\n"
 	      "  readers [--clear]          LMDB reader slots; --clear frees those of dead processes\n"
 	      "  stats                      space used and free, pages, rows, readers\n"
+	      "  metrics                    the node's metrics (Prometheus text), as metrics_path\n"
+	      "                             serves them\n"
 	      "Tokens:\n"
 	      "  token ...                  a signed token (lmstreamctl token --help)\n"
 	      "\n"
@@ -123,6 +126,10 @@ int ctl_open(struct ctl *c)
 	if ((c->keep_readers ? store_open_keep_readers : store_open)(&c->st, &c->cfg) != ST_OK)
 		return ctl_fail("cannot open the store in %s (see the line above)", c->cfg.data_dir);
 	notify_sender_init(&c->cfg);
+	/* Its writes count in the node's metrics, once a server made the file. */
+	char err[700];
+	if (c->cfg.metrics)
+		(void)metrics_attach(c->cfg.data_dir, MF_CTL, 0, err, sizeof err);
 	/* Whoever may open the data directory owns the data: every right. */
 	c->cfg.auth = AUTH_NONE;
 	proto_init(&c->ctx, &c->cfg, c->st);
@@ -136,6 +143,7 @@ void ctl_close(struct ctl *c)
 	if (!c->st)
 		return;
 	proto_fini(&c->ctx);
+	metrics_detach();
 	store_close(c->st);
 	c->st = NULL;
 }
@@ -241,7 +249,7 @@ static const struct {
 	{ "append", cmd_append, 1 },   { "create", cmd_create, 1 },   { "close", cmd_close, 1 },
 	{ "delete", cmd_delete, 1 },   { "export", cmd_export, 1 },   { "import", cmd_import, 1 },
 	{ "backup", cmd_backup, 1 },   { "restore", cmd_restore, 0 }, { "verify", cmd_verify, 1 },
-	{ "readers", cmd_readers, 2 }, { "stats", cmd_stats, 1 },
+	{ "readers", cmd_readers, 2 }, { "stats", cmd_stats, 1 },     { "metrics", cmd_metrics, 1 },
 };
 
 int main(int argc, char **argv)

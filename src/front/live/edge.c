@@ -270,6 +270,7 @@ void edge_connection(struct MHD_Connection *mc, int started)
 		                          "Content-Length: 23\r\nConnection: close\r\n\r\n"
 		                          "malformed request line\n";
 		(void)!send(fd, bad, sizeof bad - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		proto_count_status(400, E_OK);
 	}
 }
 
@@ -305,6 +306,7 @@ void edge_scan(int64_t now)
 		if (atomic_compare_exchange_strong(&s->since, &since, 0) && (atomic_load(&s->flags) & SLOT_OPEN)) {
 			atomic_fetch_or(&s->flags, SLOT_ANSWERED);
 			(void)!send(fd, late, sizeof late - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+			proto_count_status(408, E_OK);
 			/* libmicrohttpd sees the end of the stream and closes it. */
 			shutdown(fd, SHUT_RDWR);
 			closed++;

@@ -2,6 +2,7 @@
 #include "front/live/live.h"
 #include "front/notify.h"
 #include "lib/limits.h"
+#include "lib/metrics.h"
 #include "lib/parse.h"
 #include "lib/sse.h"
 #include "store/store.h"
@@ -144,6 +145,7 @@ static enum MHD_Result queue_as(struct conn *c, struct proto_response *r, int cl
 	if (!mr)
 		return MHD_NO;
 	add_headers(mr, r);
+	proto_count(r);
 	/* A live response ends a connection: the next long-poll or SSE request
 	 * comes on a new one. libmicrohttpd may miss a hang-up that happened
 	 * while the connection was suspended, so it must not keep it idle. A
@@ -164,6 +166,7 @@ static enum MHD_Result queue_sse(struct conn *c, struct proto_response *r)
 	if (!mr)
 		return MHD_NO;
 	add_headers(mr, r);
+	proto_count(r);
 	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
 	MHD_destroy_response(mr);
@@ -286,6 +289,7 @@ static enum MHD_Result queue_file(struct conn *c, const char *path, int fd, uint
 	MHD_add_response_header(mr, "Content-Type", mime_of(path));
 	MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(mr, "Cache-Control", "no-cache");
+	proto_count_status(200, E_OK);
 	enum MHD_Result ok = MHD_queue_response(c->mc, MHD_HTTP_OK, mr);
 	MHD_destroy_response(mr);
 	return ok;
@@ -381,6 +385,25 @@ static void take_proxy_identity(struct conn *c)
 		c->req.remote_user = c->user;
 }
 
+/* Whether the client is on this machine: a TCP peer on a loopback address
+ * whose request no proxy forwarded (one on this machine would make every
+ * client look local). Behind the web server, on the unix: socket, never:
+ * the web server routes metrics_path to its workers, which know the
+ * client's address. */
+static int from_this_machine(struct MHD_Connection *mc)
+{
+	static const char *const forwarding[] = { "Forwarded", "X-Forwarded-For", "X-Real-IP", "Via" };
+	if (live.behind_proxy)
+		return 0;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!ci || !sockaddr_is_loopback(ci->client_addr))
+		return 0;
+	for (size_t i = 0; i < sizeof forwarding / sizeof forwarding[0]; i++)
+		if (hdr(mc, forwarding[i]))
+			return 0;
+	return 1;
+}
+
 static void build_request(struct conn *c, const char *url, const char *method)
 {
 	struct MHD_Connection *mc = c->mc;
@@ -400,6 +423,7 @@ static void build_request(struct conn *c, const char *url, const char *method)
 	for (int i = 0; i < H__COUNT; i++)
 		r->h[i] = hdr(mc, proto_headers[i].name);
 	take_proxy_identity(c);
+	r->loopback = from_this_machine(mc);
 }
 
 /* What the daemon does not take, decided from the headers alone, before
@@ -429,6 +453,7 @@ static enum MHD_Result queue_bare(struct conn *c, enum proto_err e)
 		return MHD_NO;
 	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
 	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+	proto_count_status(proto_err_status(e), e);
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)proto_err_status(e), mr);
 	MHD_destroy_response(mr);
 	return ok;
@@ -489,6 +514,7 @@ static void take_body(struct conn *c, const char *data, size_t size)
 static void start_longpoll(struct conn *c)
 {
 	c->kind = K_LONGPOLL;
+	metrics_gauge(MG_LIVE_LONGPOLL, 1);
 	c->deadline = proto_live_deadline(&c->live, store_mono_ms(), live.cfg.long_poll_ms);
 }
 
@@ -555,6 +581,7 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 	case PROTO_SSE: {
 		int64_t now = store_mono_ms();
 		c->kind = K_SSE;
+		metrics_gauge(MG_LIVE_SSE, 1);
 		c->sse_end = proto_live_deadline(&c->live, now, live.cfg.sse_lifetime_ms);
 		c->next_beat = now + live.cfg.heartbeat_ms;
 		return queue_sse(c, &t->resp);
@@ -593,6 +620,8 @@ void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	(void)toe;
 	if (!c)
 		return;
+	if (c->kind == K_LONGPOLL || c->kind == K_SSE)
+		metrics_gauge(c->kind == K_SSE ? MG_LIVE_SSE : MG_LIVE_LONGPOLL, -1);
 	buf_free(&c->body);
 	buf_free(&c->out);
 	edge_budget_give(c->reserved + c->out_held + c->resp_held);

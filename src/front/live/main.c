@@ -4,6 +4,7 @@
 #include "front/live/live.h"
 #include "lib/limits.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "store/batch.h"
 #include "store/store.h"
 
@@ -93,6 +94,9 @@ static int serve_setup(int mhd_limit)
 	}
 	if (store_open(&live.store, &live.cfg) != ST_OK)
 		return -1;
+	char err[700];
+	if (live.cfg.metrics && metrics_attach(live.cfg.data_dir, MF_LIVE, 1, err, sizeof err))
+		log_warn("metrics: %s", err);
 	live.batch = batch_new(live.store, LS_BATCH_MAX_JOBS, LS_BATCH_MAX_BYTES);
 	if (open_keys(&live.cfg, &live.auth) < 0)
 		return -1;
@@ -175,6 +179,7 @@ static void drain(int sig)
 		close(lfd);
 	batch_free(live.batch);
 	auth_close(live.auth);
+	metrics_detach();
 	store_close(live.store);
 	edge_close();
 }

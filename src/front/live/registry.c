@@ -1,5 +1,6 @@
 /* registry.c: lmstream-live's waiter registry: buckets by stream id, a min-heap of timers. */
 #include "front/live/registry.h"
+#include "lib/metrics.h"
 
 #include <stdlib.h>
 
@@ -169,6 +170,7 @@ static void reg_add(struct registry *r, struct reg_entry *e, uint64_t stream, in
 	r->buckets[k] = e;
 	e->waiting = 1;
 	r->count++;
+	metrics_gauge(MG_WAITING, 1);
 	e->due = due;
 	heap_push(r, e);
 }
@@ -186,6 +188,7 @@ void reg_remove(struct registry *r, struct reg_entry *e)
 	e->next = e->prev = NULL;
 	e->waiting = 0;
 	r->count--;
+	metrics_gauge(MG_WAITING, -1);
 	heap_del(r, e);
 }
 
@@ -215,6 +218,7 @@ void reg_wake(struct registry *r, uint64_t stream)
 				reg_remove(r, e);
 				r->ops->resume(e->owner);
 				atomic_fetch_add(&r->wakeups, 1);
+				metrics_add(MC_WAKEUPS, 1);
 			}
 			e = next;
 		}
