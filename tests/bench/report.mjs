@@ -174,6 +174,20 @@ if (variants('longpoll').length) {
   }
 }
 
+if (variants('metrics-append').length) {
+  md.push('## 8. What counting costs', '', 'Two deployments of each system at once, on data directories of their own prepared alike: `metrics = on` (the default: every request, commit and live read counted in the shared file `lmstream.metrics`) and `metrics = off`; each repetition measures both in turn, the order swapping. Appends: `publish`, 16 connections, 100-byte JSON messages, a stream of each per repetition. × off: the ratio to `metrics = off` of the same system.', '')
+  md.push('| system | metrics | appends/s | × off | append p50 ms | append p99 ms | errors | runs |', '|---|---|---|---|---|---|---|---|')
+  for (const s of [...new Set(variants('metrics-append').flatMap((v) => systems('metrics-append', v)))]) {
+    for (const m of ['on', 'off']) {
+      const a = med('metrics-append', m, s, 'appends_s')
+      for (const k of ['appends_s', 'p50_ms', 'p99_ms']) json.medians[['metrics-append', m, s, k].join('|')] = med('metrics-append', m, s, k)
+      md.push(`| ${names[s] || s} | ${m} | ${fmt(a)} | ${fx(ratio(a, med('metrics-append', 'off', s, 'appends_s')))} | ${fmt(med('metrics-append', m, s, 'p50_ms'), 2)} | ${fmt(med('metrics-append', m, s, 'p99_ms'), 2)} | ${fmt(med('metrics-append', m, s, 'errors'))} | ${runs('metrics-append', m, s, 'appends_s')} |`)
+    }
+    target(`${names[s] || s}: appends/s with metrics = on ≥ 97% of off`, ratio(med('metrics-append', 'on', s, 'appends_s'), med('metrics-append', 'off', s, 'appends_s')), (r) => r >= 0.97)
+  }
+  md.push('')
+}
+
 if (variants('auth-append').length || variants('auth-read').length || variants('auth-verify').length) {
   md.push('## 7. What tokens cost', '', 'Three deployments of each system at once, on copies of one data directory: `auth = none`, `auth = token` (an HS256 secret and an EC P-256 public key in `auth_key`), and `auth = token` with `LMSTREAM_BENCH_NO_AUTH_CACHE=1` (every request verifies its token); each repetition measures every mode in turn, in a rotating order. Each request carries the mode\'s token in `Authorization: Bearer` (one token for every request, as a browser or a producer sends it). Appends: `publish`, 16 connections, 100-byte JSON messages; reads: wrk, 16 connections, `GET ?offset=X` at random offsets of a small stream (100 messages of 100 bytes). × none: the ratio to `auth = none` of the same system.', '')
   const modeNames = { none: 'auth = none', hs256: 'token, HS256', es256: 'token, ES256', 'hs256-nocache': 'token, HS256, no cache', 'es256-nocache': 'token, ES256, no cache' }
@@ -247,6 +261,7 @@ bars('cgi', 'Catch-up read latency p50 (one connection), ms', 'ms', 'cgi', 'p50_
 bars('longpoll-p99', 'Long-poll fan-out: delivery latency p99 at 1 msg/s, median', 'ms', 'longpoll', 'p99')
 bars('longpoll-kib', 'Long-poll fan-out: server memory per idle subscriber, median', 'KiB', 'longpoll', 'kib')
 bars('auth-append', 'Appends/s by auth mode (16 connections), median', 'appends/s', 'auth-append', 'appends_s')
+bars('metrics-append', 'Appends/s with metrics = on and off (16 connections), median', 'appends/s', 'metrics-append', 'appends_s')
 bars('auth-read', 'Small catch-up reads/s by auth mode (16 connections), median', 'reads/s', 'auth-read', 'reads_s')
 if (variants('fanout').length) {
   const vs = variants('fanout').sort((a, b) => Number(a) - Number(b))
