@@ -6,6 +6,15 @@
 //    catch-up reads, HEAD, DELETE, plain OPTIONS) by the FastCGI workers
 //    (X-Lmstream-Front: fcgi); a CORS preflight of a live URL must carry
 //    exactly one Access-Control-Allow-Origin header;
+//  - the node's metrics (metrics_path, by default /__lmstream/metrics):
+//    behind a web server (lighttpd, apache, fastcgi, cgi) the workers answer
+//    that path, whatever the method and query, ?live= included: lmstream
+//    lets loopback clients read it without a token, judged from REMOTE_ADDR,
+//    which lmstream-live behind a proxy does not have. Standalone,
+//    lmstream-live answers it itself. Only who answers is checked here (the
+//    status is the metrics endpoint's business). Under lighttpd and apache,
+//    also with a metrics_path inside the stream prefix, where the live-read
+//    proxy rule would otherwise take ?live= requests;
 //  - every deployment (also fastcgi, cgi and standalone, where no proxy sits
 //    in between): SSE events are passed on as they are written, not buffered.
 //    Two events are published 1 s apart; the first must reach the subscriber
@@ -36,6 +45,9 @@ const MIN_GAP_MS = 800     // the second event must come at least this long afte
 const MAX_DELAY_MS = 1000  // the first event must come within this of its acknowledgement
 
 const tag = randomBytes(4).toString('hex')
+const METRICS_PATH = '/__lmstream/metrics' // metrics_path's default
+/** Requests of a metrics path that must all reach the same process: [method, query]. */
+const METRICS_REQUESTS = [['GET', ''], ['HEAD', ''], ['GET', '?live=sse'], ['GET', '?live=long-poll&offset=-1']]
 const JSON_CT = { 'Content-Type': 'application/json' }
 
 /** One request on a unix socket: { status, headers, body }. */
@@ -94,6 +106,14 @@ for (const kind of KINDS) {
     let srv
     before(async () => { srv = await startServer({ label: `routing-${kind}`, server: kind, config: CONFIG }) })
     after(async () => { await srv?.stop() })
+
+    const metricsFront = kind === 'standalone' ? 'live' : 'fcgi'
+    test(`the metrics path is answered by ${kind === 'standalone' ? 'lmstream-live' : 'the workers'}, whatever the query`, { timeout: 30_000 }, async () => {
+      for (const [method, q] of METRICS_REQUESTS) {
+        const r = await rawRequest(srv.url, { method, path: METRICS_PATH + q })
+        assert.equal(front(r), metricsFront, `${method} ${METRICS_PATH}${q}: ${describeResponse(r)}`)
+      }
+    })
 
     if (PROXIED.has(kind)) {
       test('live reads are answered by lmstream-live, everything else by the workers', { timeout: 30_000 }, async () => {
@@ -234,6 +254,31 @@ for (const kind of KINDS) {
       } finally {
         sub.close()
       }
+    })
+  })
+}
+
+// metrics_path inside the stream prefix: the path is still the workers',
+// ?live= included, while the rest of the prefix keeps its live reads on
+// lmstream-live.
+for (const kind of KINDS.filter((k) => PROXIED.has(k))) {
+  describe(`routing[${kind}]: metrics_path inside the prefix`, () => {
+    const metricsPath = `${STREAM_PREFIX}__metrics-${tag}`
+    let srv
+    before(async () => {
+      srv = await startServer({ label: `routing-metrics-${kind}`, server: kind, config: { ...CONFIG, metrics_path: metricsPath } })
+    })
+    after(async () => { await srv?.stop() })
+
+    test('the metrics path goes to the workers, the prefix\'s other live reads to lmstream-live', { timeout: 30_000 }, async () => {
+      for (const [method, q] of [...METRICS_REQUESTS, ['OPTIONS', '?live=sse']]) {
+        const r = await rawRequest(srv.url, { method, path: metricsPath + q })
+        assert.equal(front(r), 'fcgi', `${method} ${metricsPath}${q}: ${describeResponse(r)}`)
+      }
+      const path = `${STREAM_PREFIX}beside-metrics-${tag}`
+      await createJsonStream(srv, path)
+      const r = await rawRequest(srv.url, { path: `${path}?offset=-1&live=long-poll` })
+      assert.equal(front(r), 'live', `GET ${path}?offset=-1&live=long-poll: ${describeResponse(r)}`)
     })
   })
 }

@@ -9,6 +9,11 @@
 // What a user relies on:
 //   * Nothing of the folder is served but the stream API and lmstream.js:
 //     the configuration, the key, the store and the libraries answer 403.
+//   * The node's metrics, /lmstream/__lmstream/metrics (metrics_path as
+//     deploy/run --url-path sets it), are answered by lmstream.cgi whatever
+//     the method and query (?live= too), as lmstream judges a loopback
+//     client from the address Apache gives it. Only who answers is checked
+//     here, not the status.
 //   * The folder's configuration is in force as uploaded: anonymous reads
 //     and writes are refused (401), a token signed with private/auth.key
 //     works in the Authorization header, in ?token= and in the cookie, and
@@ -96,6 +101,20 @@ for (const kind of ['shared-hosting', 'shared-hosting-fcgid']) {
       // The store belongs to the site's account, whoever runs the tests.
       const st = fs.statSync(path.join(upload, 'private', 'data', 'data.mdb'))
       if (process.getuid() === 0) assert.notEqual(st.uid, 0, 'the CGI ran as root')
+    })
+
+    test('the metrics path is answered by lmstream.cgi, whatever the query', async () => {
+      const metrics = '/lmstream/__lmstream/metrics'
+      for (const [method, q] of [['GET', ''], ['HEAD', ''], ['GET', '?live=sse'], ['GET', '?live=long-poll&offset=-1']]) {
+        const r = await rawRequest(srv.url, { method, path: metrics + q })
+        assert.equal(r.headers['x-lmstream-front'], 'fcgi', `${method} ${metrics}${q}: ${r.status} ${r.body.toString().slice(0, 200)}`)
+      }
+      // that path only: nothing else under __lmstream/ reaches the program
+      for (const p of ['__lmstream/metrics/', '__lmstream/', '__lmstream/metricsx']) {
+        const r = await rawRequest(srv.url, { path: `/lmstream/${p}` })
+        assert.ok(r.status === 403 || r.status === 404, `/lmstream/${p}: ${r.status}`)
+        assert.equal(r.headers['x-lmstream-front'], undefined, `/lmstream/${p} reached lmstream.cgi`)
+      }
     })
 
     test('anonymous requests are refused; tokens work in the header, the query and the cookie', async () => {
