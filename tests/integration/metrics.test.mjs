@@ -113,6 +113,8 @@ for (const kind of IS_REFERENCE ? [] : KINDS) {
           public_read: 'm/**',
           public_write: 'm/**',
           long_poll_timeout: 3000,
+          // a proxy notices a reader that left at its next write (Apache)
+          heartbeat: 1000,
         },
       })
       base = srv.url
