@@ -217,6 +217,7 @@ int main(int argc, char **argv)
 	int cstatus = config_main(&live.cfg, argc, argv, "lmstream-live", usage, extra);
 	if (cstatus >= 0)
 		return cstatus;
+	log_init("lmstream-live", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : live.cfg.log_level);
 
 	struct sockaddr_storage ss;
 	socklen_t sslen;
