@@ -243,6 +243,10 @@ describe('access log[lighttpd, live_processes = 2]: forwarded client, SIGHUP rea
     assert.equal((await rawRequest(srv.url, { method: 'PUT', path: p, headers: TEXT, body: 'abc' })).status, 201)
     await Promise.all(Array.from({ length: 6 }, () => rawRequest(srv.url, { path: `${p}?offset=-1&live=long-poll` })))
     await until('six lines in the new file', () => lines(log).map(parse).filter((e) => e.path === p).length === 6)
+    // answered at once (the data was there): still logged as the long-polls they asked to be
+    for (const e of lines(log).map(parse).filter((x) => x.path === p)) {
+      assert.deepEqual([e.live, e.status, e.bytes], ['long-poll', '200', '3'], e.line)
+    }
     assert.ok(!lines(rotated).some((l) => parse(l).path === p), 'a line went to the rotated file')
   })
 })

@@ -20,7 +20,8 @@
  * TIME when the request completed (UTC, ISO 8601 with milliseconds);
  * CLIENT the peer's address, or behind the web server the address it
  * forwarded; PATH the request's path as sent, without its query (a token
- * may be there); LIVE "-", "long-poll" or "sse"; STATUS the status sent,
+ * may be there); LIVE "-", "long-poll" or "sse" as the request asked
+ * (?live=), also when it was answered at once or refused; STATUS the status sent,
  * "-" when none was (the client left first); BYTES the body bytes sent:
  * a whole response's body, or the events handed out to an SSE connection,
  * "-" when a whole response did not complete; MS from the request's
@@ -155,6 +156,30 @@ void access_sent(struct conn *c, int status, uint64_t bytes)
 	c->sent = c->req.method == M_HEAD ? 0 : bytes; /* libmicrohttpd sends no body for HEAD */
 }
 
+/* The live mode the request asked for (?live=), which it keeps when it was
+ * answered at once (data was there) or refused: "long-poll", "sse" or "-".
+ * Only this one parameter of the query is looked at. */
+static const char *live_mode(const struct conn *c)
+{
+	if (c->kind == K_SSE)
+		return "sse";
+	if (c->kind == K_LONGPOLL)
+		return "long-poll";
+	const char *q = c->query ? c->query : "";
+	size_t pos = 0;
+	struct query_pair p;
+	const char *mode = "-";
+	while (parse_query_next(q, strlen(q), &pos, &p)) {
+		if (p.klen != 4 || memcmp(p.key, "live", 4))
+			continue;
+		if (p.vlen == 3 && !memcmp(p.val, "sse", 3))
+			mode = "sse";
+		else if (p.vlen == 9 && !memcmp(p.val, "long-poll", 9))
+			mode = "long-poll";
+	}
+	return mode;
+}
+
 /* Appends the n bytes at s to line (len bytes so far) as one field, at most
  * max bytes of it, escaping what could end or split a field; "-" for an
  * empty field. Returns the new length. */
@@ -202,7 +227,6 @@ void access_end(const struct conn *c, int completed)
 		snprintf(status, sizeof status, "%d", c->status);
 	if (c->status && (completed || c->kind == K_SSE))
 		snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)c->sent);
-	const char *live_mode = c->kind == K_SSE ? "sse" : c->kind == K_LONGPOLL ? "long-poll" : "-";
 	const char *path = c->target ? c->target : "";
 
 	size_t len = put_field(line, 0, when, strlen(when), 64);
@@ -212,7 +236,7 @@ void access_end(const struct conn *c, int completed)
 	len = put_field(line, len, c->method, strlen(c->method), sizeof c->method + 3);
 	line[len++] = ' ';
 	len = put_field(line, len, path, strcspn(path, "?"), ACCESS_PATH_MAX);
-	int n = snprintf(line + len, sizeof line - len, " %s %s %s %lld\n", live_mode, status, bytes,
+	int n = snprintf(line + len, sizeof line - len, " %s %s %s %lld\n", live_mode(c), status, bytes,
 	                 (long long)(mono_ms() - c->started));
 	if (n < 0 || (size_t)n >= sizeof line - len)
 		return; /* cannot happen: the fields above are bounded */
