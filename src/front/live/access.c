@@ -21,11 +21,11 @@
  * CLIENT the peer's address, or behind the web server the address it
  * forwarded; PATH the request's path as sent, without its query (a token
  * may be there); LIVE "-", "long-poll" or "sse" as the request asked
- * (?live=), also when it was answered at once or refused; STATUS the status sent,
- * "-" when none was (the client left first); BYTES the body bytes sent:
- * a whole response's body, or the events handed out to an SSE connection,
- * "-" when a whole response did not complete; MS from the request's
- * headers to its completion. Nothing of the query, of Authorization or of
+ * (?live=), also when it was answered at once or refused; STATUS the
+ * status sent, "-" when none was (the client left first); BYTES the body
+ * bytes sent: a whole response's body, or the events handed out to an SSE
+ * connection, "-" when a whole response did not complete; MS from the
+ * request's headers to its completion. Nothing of the query, of Authorization or of
  * a cookie is ever written. A byte that could end or split a field (a
  * control byte, a space, '"', '\' and anything outside ASCII) is written
  * \xHH, so a request cannot forge a line or a field.
