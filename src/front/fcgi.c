@@ -779,6 +779,8 @@ int main(int argc, char **argv)
 	}
 	if (status >= 0)
 		return status;
+	/* From here on the configuration's log_level (LMSTREAM_DEBUG: debug). */
+	log_init("lmstream.fcgi", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : cfg.log_level);
 
 	if (FCGX_Init() != 0) {
 		log_error("FCGX_Init failed");

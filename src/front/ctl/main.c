@@ -236,6 +236,7 @@ int ctl_load_config(struct ctl *c)
 		return ctl_fail("%s", err);
 	if (c->data_dir && config_set(&c->cfg, "data_dir", c->data_dir, err, sizeof err))
 		return ctl_fail("--data: %s", err);
+	log_init("lmstreamctl", c->cfg.log_level);
 	return 0;
 }
 
@@ -258,6 +259,7 @@ int main(int argc, char **argv)
 	 * server's workers run as two users of one group and share the store.
 	 * A web server's umask of 022 would make them 0640 and lock one out. */
 	umask(007);
+	/* Until ctl_load_config has read log_level: warnings and errors. */
 	log_init("lmstreamctl", LOG_LVL_WARN);
 	if (argc >= 2 && !strcmp(argv[1], "token"))
 		return cmd_token(argc, argv);

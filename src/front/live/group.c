@@ -19,7 +19,8 @@
  * so each holds about 1/N of the connections and descriptors), and relays
  * every commit datagram to all of them: those of other programs' writers
  * arriving on the notify socket, and those of each process's own writes to
- * the others. It forwards SIGHUP, restarts a process that dies (at most
+ * the others. It forwards SIGHUP (after reopening the access log, which
+ * the processes it starts inherit), restarts a process that dies (at most
  * RESTARTS_PER_MINUTE times a minute, then it stops the group and exits 1)
  * and on SIGTERM/SIGINT drains every process and waits for them. */
 
@@ -188,13 +189,15 @@ static int restart_ended(const struct sockaddr_storage *ss, const sigset_t *sigs
 	return 0;
 }
 
-/* Waits for signals: forwards SIGHUP, restarts on SIGCHLD, returns on
- * anything else with 0, or with 1 when the group failed. */
+/* Waits for signals: reopens the access log and forwards SIGHUP, restarts
+ * on SIGCHLD, returns on anything else with 0, or with 1 when the group
+ * failed. */
 static int supervise(const struct sockaddr_storage *ss, const sigset_t *sigs)
 {
 	int sig = 0;
 	while (sigwait(sigs, &sig) == 0) {
 		if (sig == SIGHUP) {
+			access_reopen(); /* for the processes it starts from now on */
 			signal_members(SIGHUP);
 			continue;
 		}

@@ -154,6 +154,8 @@ static enum MHD_Result queue_as(struct conn *c, struct proto_response *r, int cl
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
 	MHD_destroy_response(mr);
+	if (ok == MHD_YES)
+		access_sent(c, r->status, bodyless ? 0 : r->body.len);
 	return ok;
 }
 
@@ -170,6 +172,8 @@ static enum MHD_Result queue_sse(struct conn *c, struct proto_response *r)
 	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
 	MHD_destroy_response(mr);
+	if (ok == MHD_YES)
+		access_sent(c, r->status, 0); /* sse_pending counts what it hands out */
 	return ok;
 }
 
@@ -181,6 +185,7 @@ static size_t sse_pending(struct conn *c, char *buf, size_t max)
 		n = max;
 	memcpy(buf, c->out.data + c->out_off, n);
 	c->out_off += n;
+	c->sent += n;
 	if (c->out_off == c->out.len) {
 		buf_free(&c->out); /* idle connections keep no buffer */
 		c->out_off = 0;
@@ -292,6 +297,8 @@ static enum MHD_Result queue_file(struct conn *c, const char *path, int fd, uint
 	proto_count_status(200, E_OK);
 	enum MHD_Result ok = MHD_queue_response(c->mc, MHD_HTTP_OK, mr);
 	MHD_destroy_response(mr);
+	if (ok == MHD_YES)
+		access_sent(c, MHD_HTTP_OK, size);
 	return ok;
 }
 
@@ -457,6 +464,8 @@ static enum MHD_Result queue_bare(struct conn *c, enum proto_err e)
 	proto_count_status(proto_err_status(e), e);
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)proto_err_status(e), mr);
 	MHD_destroy_response(mr);
+	if (ok == MHD_YES)
+		access_sent(c, proto_err_status(e), (uint64_t)n);
 	return ok;
 }
 
@@ -473,6 +482,7 @@ static enum MHD_Result begin_request(struct MHD_Connection *mc, const char *url,
 	buf_init(&c->body);
 	buf_init(&c->out);
 	*con_cls = c;
+	access_begin(c, method);
 	edge_request_begins(mc);
 	build_request(c, url, method);
 	atomic_fetch_add(&live.requests, 1);
@@ -618,11 +628,11 @@ void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 {
 	struct conn *c = *con_cls;
 	(void)cls;
-	(void)toe;
 	if (!c)
 		return;
 	if (c->kind == K_LONGPOLL || c->kind == K_SSE)
 		metrics_gauge(c->kind == K_SSE ? MG_LIVE_SSE : MG_LIVE_LONGPOLL, -1);
+	access_end(c, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
 	buf_free(&c->body);
 	buf_free(&c->out);
 	edge_budget_give(c->reserved + c->out_held + c->resp_held);

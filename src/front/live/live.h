@@ -16,7 +16,8 @@
  * The modules: main.c starts the daemon (serve) or a group of them (group.c);
  * http.c answers requests; edge.c refuses what must not reach them and
  * keeps the header deadline and the memory budget; background.c runs the
- * notifier and housekeeping threads; listen.c parses the listen address. */
+ * notifier and housekeeping threads; access.c writes the access log;
+ * listen.c parses the listen address. */
 #include "core/protocol.h"
 #include "front/live/registry.h"
 #include "lib/buf.h"
@@ -66,6 +67,12 @@ struct conn {
 	int watched;
 	int dead;
 	struct conn *grave_next;
+	/* the access log's record (access.c) */
+	int64_t started;         /* monotonic ms when the headers were in */
+	int status;              /* status queued; 0: none yet */
+	uint64_t sent;           /* body bytes: a whole response's, or SSE bytes handed out */
+	char method[16];         /* as the request line had it (cut short) */
+	char client[64];         /* the client's address, when there is an access log */
 };
 
 /* The state the modules of one daemon process share. */
@@ -96,9 +103,10 @@ extern struct live live;
 
 /* --- main.c ---------------------------------------------------------------- */
 
-/* Runs one daemon process until SIGTERM/SIGINT (SIGHUP logs statistics): the
- * only process, or one of a group (live.group_fd >= 0), which then takes its
- * commit datagrams from the parent instead of binding the notify socket.
+/* Runs one daemon process until SIGTERM/SIGINT (SIGHUP logs statistics and
+ * reopens the access log): the only process, or one of a group
+ * (live.group_fd >= 0), which then takes its commit datagrams from the
+ * parent instead of binding the notify socket.
  * sigs are the signals blocked in every thread. Returns the exit status. */
 int serve(const struct sockaddr_storage *ss, const sigset_t *sigs);
 
@@ -172,6 +180,26 @@ void edge_request_ends(struct MHD_Connection *mc);
 /* From the notifier's tick: answers 408 to connections that have waited
  * longer than header_timeout for a request's headers, and closes them. */
 void edge_scan(int64_t now);
+
+/* --- access.c -------------------------------------------------------------- */
+
+/* Opens cfg.access_log ("-": stderr; "": none). Returns 0, or -1 (logged). */
+int access_open(void);
+
+/* On SIGHUP (after logrotate renamed the file): the file's path is opened
+ * again and takes the old one's place; on failure lines go on to the old. */
+void access_reopen(void);
+
+/* The request c begins (its method as the request line named it): stamps
+ * the start and, with an access log, notes the client's address. */
+void access_begin(struct conn *c, const char *method);
+
+/* A response is queued for c: its status and body bytes (0 for HEAD). */
+void access_sent(struct conn *c, int status, uint64_t bytes);
+
+/* From on_completed: writes c's line (completed: libmicrohttpd sent the
+ * whole response). Never the query, Authorization or a cookie. */
+void access_end(const struct conn *c, int completed);
 
 /* --- background.c ---------------------------------------------------------- */
 

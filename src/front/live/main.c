@@ -144,16 +144,19 @@ static struct MHD_Daemon *start_daemon(struct sockaddr_storage *ss, int mhd_limi
 		MHD_OPTION_END);
 }
 
-/* Waits for a signal of sigs: logs statistics on SIGHUP, returns any other. */
+/* Waits for a signal of sigs: on SIGHUP reopens the access log (logrotate
+ * renamed it) and logs statistics; returns any other. */
 static int wait_for_stop(const sigset_t *sigs)
 {
 	int sig = 0;
-	while (sigwait(sigs, &sig) == 0 && sig == SIGHUP)
+	while (sigwait(sigs, &sig) == 0 && sig == SIGHUP) {
+		access_reopen();
 		log_info("%d connections, %ld requests, %ld wake-ups, %d in progress, %zu waiting, "
 		         "%llu bytes buffered, %ld commit notices ignored",
 		         atomic_load(&live.nconn), atomic_load(&live.requests),
 		         atomic_load(&live.reg.wakeups), atomic_load(&live.nreq), reg_count(&live.reg),
 		         (unsigned long long)edge_buffered(), atomic_load(&live.ignored_notices));
+	}
 	return sig;
 }
 
@@ -222,6 +225,10 @@ int main(int argc, char **argv)
 	int cstatus = config_main(&live.cfg, argc, argv, "lmstream-live", usage, extra);
 	if (cstatus >= 0)
 		return cstatus;
+	log_init("lmstream-live", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : live.cfg.log_level);
+	/* Before a group forks: its processes share the descriptor. */
+	if (access_open() < 0)
+		return 1;
 
 	struct sockaddr_storage ss;
 	socklen_t sslen;
