@@ -312,8 +312,10 @@ function startPage () {
       if (token.get()) headers.Authorization = 'Bearer ' + token.get()
       const res = await fetch(metricsUrl, { headers, cache: 'no-store', signal: abort.signal })
       const body = await res.text()
-      // The server's reason is its first line, shown as text (it comes from the network: never as HTML).
-      const reason = body.split('\n')[0].trim().slice(0, 300) || res.statusText || 'no reason given'
+      // The server's reason is the first line of a plain-text answer, shown as text (it comes from the
+      // network: never as HTML); of an HTML error page only the status text is worth showing.
+      const plain = /^text\/plain\b/i.test(res.headers.get('Content-Type') || '')
+      const reason = (plain && body.split('\n')[0].trim().slice(0, 300)) || res.statusText || 'no reason given'
       if (res.status === 401 || res.status === 403) {
         gap('The server answered ' + res.status + ': ' + reason)
         setState(res.status === 401 ? 'unauthorized' : 'forbidden',
