@@ -202,7 +202,10 @@ const StatusMetrics = { parseValue, parseSample, parseMetrics, snapshotOf, incre
 /** Three significant digits, without an exponent: 0.0123, 1.23, 123, 12300. */
 const sig3 = (x) => String(Number(x.toPrecision(3)))
 const rateText = (x) => (x >= 100 ? String(Math.round(x)) : x.toFixed(1))
-const mib = (bytes) => (bytes / 1048576).toFixed(1)
+/** Bytes in MiB, with the decimals a small store needs. */
+const mib = (bytes) => { const m = bytes / 1048576; return m >= 100 ? m.toFixed(0) : m >= 1 ? m.toFixed(1) : m.toFixed(2) }
+/** A percentage; below 0.01 % only "< 0.01" (the exact value stays in data-value). */
+const pctText = (x) => (x > 0 && x < 0.01 ? '< 0.01' : sig3(x))
 
 // ---------------------------------------------------------------- page
 
@@ -246,7 +249,7 @@ function startPage () {
     { id: 'live', label: 'Live connections', unit: '',
       lines: [{ field: 'sse', colour: accent, name: 'SSE' },
         { field: 'longPoll', colour: colour('--warn', '#b35900'), dash: [5, 4], name: 'long-poll' }] },
-    { id: 'p99', label: 'Commit latency p99', unit: ' ms', lines: [{ field: 'p99', colour: accent, fill: true }] },
+    { id: 'p99', label: 'Commit latency p99', unit: ' ms', least: 0.1, lines: [{ field: 'p99', colour: accent, fill: true }] },
     { id: 'map', label: 'Map use', unit: ' %', max: 100, lines: [{ field: 'mapPct', colour: accent, fill: true }] },
   ]
   const points = [] // { t (ms since the epoch), appends, deliveries, longPoll, sse, p99, mapPct } or { t, gap: true }
@@ -358,7 +361,7 @@ function startPage () {
       { value: total, sse: p.sse, longPoll: p.longPoll })
     put('p99', p.p99 == null ? '–' : sig3(p.p99) + ' ms', p.p99 == null ? 'no commits in the last interval' : '',
       { value: p.p99 })
-    put('map', p.mapPct == null ? '–' : sig3(p.mapPct) + ' %',
+    put('map', p.mapPct == null ? '–' : pctText(p.mapPct) + ' %',
       snap.mapSize == null ? '' : mib(snap.mapUsed) + ' of ' + mib(snap.mapSize) + ' MiB',
       { value: p.mapPct, used: snap.mapUsed, size: snap.mapSize })
     const streams = $('streams')
@@ -397,7 +400,8 @@ function startPage () {
     const t0 = now - WINDOW_MS
     let highest = 0
     for (const p of points) for (const l of chart.lines) if (Number.isFinite(p[l.field])) highest = Math.max(highest, p[l.field])
-    const top = chart.max || roundTop(highest, chart.unit === ' ms' ? 0.1 : 1)
+    // a round top above the highest value of the window (at least `least`, at most `max`)
+    const top = Math.min(chart.max || Infinity, roundTop(highest, chart.least || 1))
     const yTop = 16
     const yBottom = h - 16
     const x = (t) => (t - t0) / WINDOW_MS * w
