@@ -204,6 +204,8 @@ const sig3 = (x) => String(Number(x.toPrecision(3)))
 const rateText = (x) => (x >= 100 ? String(Math.round(x)) : x.toFixed(1))
 /** Bytes in MiB, with the decimals a small store needs. */
 const mib = (bytes) => { const m = bytes / 1048576; return m >= 100 ? m.toFixed(0) : m >= 1 ? m.toFixed(1) : m.toFixed(2) }
+/** An axis label: three significant digits, thousands as k and millions as M. */
+const axisText = (x) => (x >= 1e6 ? sig3(x / 1e6) + 'M' : x >= 1e4 ? sig3(x / 1e3) + 'k' : sig3(x))
 /** A percentage; below 0.01 % only "< 0.01" (the exact value stays in data-value). */
 const pctText = (x) => (x > 0 && x < 0.01 ? '< 0.01' : sig3(x))
 
@@ -421,7 +423,7 @@ function startPage () {
     ctx.globalAlpha = 0.7
     ctx.textBaseline = 'alphabetic'
     ctx.textAlign = 'left'
-    ctx.fillText(sig3(top) + chart.unit, 2, yTop - 4)
+    ctx.fillText(axisText(top) + chart.unit, 2, yTop - 4)
     ctx.fillText('5 min ago', 2, h - 3)
     ctx.textAlign = 'right'
     ctx.fillText('now', w - 2, h - 3)

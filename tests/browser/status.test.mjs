@@ -32,6 +32,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { launchBrowser, inSequence } from './lib/browser.mjs'
 import { startServer, SERVER_KIND, sleep } from '../integration/lib/server.mjs'
+import { sseParser } from '../integration/lib/http.mjs'
 import { makeKeys, runOwner } from '../integration/lib/tokens.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -124,9 +125,9 @@ function accentPixels(t, id) {
 }
 
 /**
- * Load on the deployment: one stream of BASE, a writer appending to it in a loop (pausing `pause()` ms
- * between appends) and `sse` SSE readers plus `longPoll` long-poll readers following it through the web
- * server. stop() ends it all and resolves with { appended, received } (bytes of SSE received).
+ * Load on the deployment, through the web server: one stream of BASE, a writer appending to it in a loop
+ * (pausing `pause()` ms between appends), `sse` SSE readers following it and `longPoll` long-poll readers
+ * waiting on a quiet stream. stop() ends it all and resolves with { appended, received (SSE bytes), errors }.
  */
 async function startLoad({ sse = 1, longPoll = 0, pause = () => 0 } = {}) {
   const url = `${srv.url}/v1/stream/${BASE}/load-${Math.random().toString(36).slice(2, 8)}`
@@ -152,23 +153,36 @@ async function startLoad({ sse = 1, longPoll = 0, pause = () => 0 } = {}) {
     }
   })()
 
+  // An SSE reader resumes where it was (the offset of its last control event) when the server ends the
+  // response, as a real client does: reading from the start again would count every message once more.
   const sseReader = async () => {
+    let offset = '-1'
+    const feed = sseParser({
+      onEvent(type, data) {
+        if (type === 'control') offset = JSON.parse(data).streamNextOffset || offset
+      },
+    })
     while (running) {
       try {
-        const res = await fetch(`${url}?offset=-1&live=sse`, { headers: auth, signal: abort.signal })
+        const res = await fetch(`${url}?offset=${encodeURIComponent(offset)}&live=sse`, { headers: auth, signal: abort.signal })
         if (res.status !== 200) { stats.errors.push(`SSE ${res.status}`); await sleep(200); continue }
-        for await (const chunk of res.body) stats.received += chunk.length
-      } catch { if (running) await sleep(200) } // the server ends SSE responses now and then: read again
+        const text = new TextDecoder()
+        for await (const chunk of res.body) { stats.received += chunk.length; feed(text.decode(chunk, { stream: true })) }
+      } catch { if (running) await sleep(200) }
     }
   }
+  // Long-poll readers wait on a stream of their own that nobody writes to: each request stays open until
+  // long_poll_timeout, as idle followers do, so the gauge shows them.
+  const quiet = `${url}-quiet`
+  if (longPoll) {
+    const res = await fetch(quiet, { method: 'PUT', headers: { ...auth, 'Content-Type': 'application/json' } })
+    assert.ok(res.status === 201 || res.status === 200, `PUT ${quiet}: ${res.status}`)
+  }
   const longPollReader = async () => {
-    let offset = 'now'
     while (running) {
       try {
-        const res = await fetch(`${url}?offset=${encodeURIComponent(offset)}&live=long-poll`, { headers: auth, signal: abort.signal })
+        const res = await fetch(`${quiet}?offset=now&live=long-poll`, { headers: auth, signal: abort.signal })
         await res.arrayBuffer()
-        offset = res.headers.get('stream-next-offset') || offset
-        await sleep(200) // leaves the connection open now and then, waiting for the next append
       } catch { if (running) await sleep(200) }
     }
   }
@@ -274,7 +288,7 @@ test(`status page on ${SERVER_KIND}`, async (top) => {
     const accentBefore = await accentPixels(tab, 'appends')
     // For the screenshot: a rate that varies (pauses of 0 to 40 ms) and both kinds of readers.
     const load = SHOT
-      ? await startLoad({ sse: 3, longPoll: 2, pause: () => Math.round(20 + 20 * Math.sin(Date.now() / 9000)) })
+      ? await startLoad({ sse: 3, longPoll: 2, pause: () => Math.round(17 + 12 * Math.sin(Date.now() / 9000)) })
       : await startLoad({ sse: 2 })
     try {
       const s = await waitShown(tab, 'appends, deliveries and live connections > 0, p99 a number',
