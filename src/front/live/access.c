@@ -9,7 +9,6 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -76,44 +75,19 @@ void access_reopen(void)
 	close(fd);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* MHD_get_connection_values callback: keeps the last header named *cls's
- * name, as take_proxy_identity (http.c) does for Forwarded. */
-struct last_header {
-	const char *name;
-	const char *value;
-};
-
-static enum MHD_Result last_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-	struct last_header *h = cls;
-	(void)kind;
-	if (value && !strcasecmp(key, h->name))
-		h->value = value;
-	return MHD_YES;
-}
-
 /* Behind the web server: the client's address it appended, from for= of
  * its Forwarded element (lighttpd), or the last entry of X-Forwarded-For
  * (Apache's mod_proxy adds it after whatever the client sent). */
 static void forwarded_client(struct conn *c)
 {
-	struct last_header h = { "Forwarded", NULL };
-	MHD_get_connection_values(c->mc, MHD_HEADER_KIND, last_header, &h);
-	if (h.value && parse_forwarded_last(h.value, "for", c->client, sizeof c->client) > 0)
+	const char *fw = conn_last_header(c->mc, "Forwarded");
+	if (fw && parse_forwarded_last(fw, "for", c->client, sizeof c->client) > 0)
 		return;
-	h = (struct last_header){ "X-Forwarded-For", NULL };
-	MHD_get_connection_values(c->mc, MHD_HEADER_KIND, last_header, &h);
-	if (!h.value)
+	const char *xff = conn_last_header(c->mc, "X-Forwarded-For");
+	if (!xff)
 		return;
-	const char *v = strrchr(h.value, ',');
-	v = v ? v + 1 : h.value;
+	const char *v = strrchr(xff, ',');
+	v = v ? v + 1 : xff;
 	v += strspn(v, " \t");
 	size_t n = strcspn(v, " \t");
 	if (n >= sizeof c->client)
@@ -140,7 +114,7 @@ static void peer_client(struct conn *c)
 
 void access_begin(struct conn *c, const char *method)
 {
-	c->started = mono_ms();
+	c->started = store_mono_ms();
 	snprintf(c->method, sizeof c->method, "%s", method ? method : "");
 	if (access_fd < 0)
 		return;
@@ -237,7 +211,7 @@ void access_end(const struct conn *c, int completed)
 	line[len++] = ' ';
 	len = put_field(line, len, path, strcspn(path, "?"), ACCESS_PATH_MAX);
 	int n = snprintf(line + len, sizeof line - len, " %s %s %s %lld\n", live_mode(c), status, bytes,
-	                 (long long)(mono_ms() - c->started));
+	                 (long long)(store_mono_ms() - c->started));
 	if (n < 0 || (size_t)n >= sizeof line - len)
 		return; /* cannot happen: the fields above are bounded */
 	len += (size_t)n;

@@ -364,13 +364,26 @@ static const char *hdr(struct MHD_Connection *mc, const char *name)
 	return MHD_lookup_connection_value(mc, MHD_HEADER_KIND, name);
 }
 
-/* MHD_get_connection_values callback: keeps the last Forwarded header. */
-static enum MHD_Result last_forwarded(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+/* MHD_get_connection_values callback: keeps the last header named cls's name. */
+struct last_header {
+	const char *name;
+	const char *value;
+};
+
+static enum MHD_Result keep_last(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
+	struct last_header *h = cls;
 	(void)kind;
-	if (value && !strcasecmp(key, "Forwarded"))
-		*(const char **)cls = value;
+	if (value && !strcasecmp(key, h->name))
+		h->value = value;
 	return MHD_YES;
+}
+
+const char *conn_last_header(struct MHD_Connection *mc, const char *name)
+{
+	struct last_header h = { name, NULL };
+	MHD_get_connection_values(mc, MHD_HEADER_KIND, keep_last, &h);
+	return h.value;
 }
 
 /* Behind a web server, on the unix: socket only it can reach: the user it
@@ -379,12 +392,11 @@ static enum MHD_Result last_forwarded(void *cls, enum MHD_ValueKind kind, const 
  * in that header. On a TCP port nobody's Forwarded counts. */
 static void take_proxy_identity(struct conn *c)
 {
-	const char *fw = NULL;
 	char v[LS_MAX_USER + 1];
 	c->req.https = 0;
 	if (!live.behind_proxy)
 		return;
-	MHD_get_connection_values(c->mc, MHD_HEADER_KIND, last_forwarded, &fw);
+	const char *fw = conn_last_header(c->mc, "Forwarded");
 	if (!fw)
 		return;
 	if (parse_forwarded_last(fw, "proto", v, sizeof v) > 0)

@@ -128,6 +128,10 @@ extern const struct reg_ops conn_reg_ops;
  * ends). Returns 0, or -1 with errno. */
 int http_init(void);
 
+/* The value of the last request header called name (case-insensitive),
+ * or NULL: the one a proxy appended comes last. */
+const char *conn_last_header(struct MHD_Connection *mc, const char *name);
+
 /* The socket of c, or -1 when libmicrohttpd does not say. */
 int conn_fd(const struct conn *c);
 
