@@ -44,6 +44,18 @@ enum proto_method proto_method(const char *m)
 	return M_OTHER;
 }
 
+int proto_is_metrics_path(const struct config *cfg, const char *target, size_t len)
+{
+	size_t n = strlen(cfg->metrics_path);
+	return n && len == n && !memcmp(target, cfg->metrics_path, n);
+}
+
+int proto_serves(const struct config *cfg, const char *target, size_t len)
+{
+	size_t p = strlen(cfg->prefix);
+	return (len >= p && !memcmp(target, cfg->prefix, p)) || proto_is_metrics_path(cfg, target, len);
+}
+
 /* --- context --------------------------------------------------------------- */
 
 void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *st)

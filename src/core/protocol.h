@@ -186,6 +186,13 @@ const char *proto_get_header(const struct proto_response *r, const char *name);
  * (503 when over capacity). */
 void proto_fail(struct proto_response *r, enum proto_err e);
 
+/* Whether target (a raw path, no query) is the core's: under the prefix,
+ * or metrics_path exactly. A front serves anything else itself (static
+ * files of lmstream-live) or refuses it. */
+int proto_serves(const struct config *cfg, const char *target, size_t len);
+/* Whether it is metrics_path exactly (that path's own URL). */
+int proto_is_metrics_path(const struct config *cfg, const char *target, size_t len);
+
 /* Counts a response sent (the node's lmstream_responses_total): by its
  * error when it is a failure of the table, else by its status. A front
  * calls it once per response it sends, of the core or its own. */

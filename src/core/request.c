@@ -452,13 +452,6 @@ static enum proto_err parse_fields(const struct proto_request *raw, const struct
 	return E_OK;
 }
 
-/* The path of the metrics, exactly (its own URL, outside the prefix). */
-static int is_metrics_path(const struct proto_request *raw, const struct config *cfg)
-{
-	size_t n = strlen(cfg->metrics_path);
-	return n && raw->target_len == n && !memcmp(raw->target, cfg->metrics_path, n);
-}
-
 enum proto_err req_parse(const struct proto_request *raw, const struct config *cfg, struct req *r)
 {
 	memset(r, 0, sizeof *r);
@@ -468,7 +461,7 @@ enum proto_err req_parse(const struct proto_request *raw, const struct config *c
 	r->body = raw->body ? raw->body : "";
 	r->body_len = raw->body_len;
 	r->loopback = raw->loopback;
-	if (is_metrics_path(raw, cfg)) {
+	if (proto_is_metrics_path(cfg, raw->target, raw->target_len)) {
 		/* Not a stream: no query or body is read; access needs "admin on
 		 * everything", which is what the name says in a denial. */
 		r->metrics = 1;

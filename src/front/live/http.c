@@ -309,9 +309,8 @@ static enum MHD_Result serve_static(struct conn *c, struct tls *t, int *handled)
 	char rel[512], path[1100];
 	const char *target = c->req.target;
 	*handled = 0;
-	if (!live.cfg.www[0] || !strncmp(target, live.cfg.prefix, strlen(live.cfg.prefix)) ||
-	    (live.cfg.metrics_path[0] && !strcmp(target, live.cfg.metrics_path)))
-		return MHD_NO; /* the core's */
+	if (!live.cfg.www[0] || proto_serves(&live.cfg, target, c->req.target_len))
+		return MHD_NO;
 	*handled = 1;
 	if (c->req.method != M_GET && c->req.method != M_HEAD) {
 		proto_fail(&t->resp, E_METHOD);
