@@ -55,7 +55,6 @@ enum { PATH_NONE, PATH_ONE, PATH_LIST };
 static const char *const durability_names[] = { "durable", "fast", NULL };
 static const char *const auth_names[] = { "none", "token", NULL };
 static const char *const onoff_names[] = { "off", "on", NULL };
-static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
 
 /* max_live_reads: live reads that lmstream.fcgi serves itself (no
  * lmstream-live), each holding a thread or a CGI process meanwhile. A
@@ -171,7 +170,7 @@ static const struct config_key keys[] = {
 	  "lmstream-live's access log, one line per request: a file, - for stderr; empty: none",
 	  NULL, PATH_ONE },
 	{ "log_level", T_ENUM, NUM(log_level), 0, LS_DEFAULT_LOG_LEVEL, 0, 0, 0,
-	  "least severity logged on stderr: error, warn, info or debug", level_names, PATH_NONE },
+	  "least severity logged on stderr: error, warn, info or debug", log_level_names, PATH_NONE },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

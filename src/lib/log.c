@@ -15,15 +15,16 @@ void log_init(const char *program, int level)
 	log_level = level;
 }
 
+const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
+
 void log_msg(int level, const char *fmt, ...)
 {
-	static const char *names[] = { "error", "warn", "info", "debug" };
 	char line[1024];
 	va_list ap;
 
 	if (level > log_level)
 		return;
-	int n = snprintf(line, sizeof line, "%s[%d]: %s: ", log_program, (int)getpid(), names[level]);
+	int n = snprintf(line, sizeof line, "%s[%d]: %s: ", log_program, (int)getpid(), log_level_names[level]);
 	if (n < 0 || (size_t)n >= sizeof line)
 		return;
 	size_t head = (size_t)n;

@@ -3,6 +3,8 @@
 #define LS_LOG_H
 
 enum { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+/* Their names, in that order (NULL-terminated): in log lines and log_level. */
+extern const char *const log_level_names[];
 
 void log_init(const char *program, int level);
 /* Writes "program[pid]: LEVEL message\n". Control bytes in the formatted
