@@ -141,7 +141,7 @@ int main(void)
 	snprintf(path, sizeof path, "%s/lmstream.metrics", dir);
 	int fd = open(path, O_WRONLY);
 	CHECK(fd >= 0);
-	CHECK(pwrite(fd, "XXXXXXXX", 8, 0) == 8);
+	CHECK(pwrite(fd, "LMSMETR9", 8, 0) == 8); /* a magic of some other layout */
 	close(fd);
 	CHECK_INT(metrics_attach(dir, MF_LIVE, 1, err, sizeof err), -1);
 	CHECK(strstr(err, "another layout") != NULL);
