@@ -6,6 +6,7 @@
 #define LS_CORE_H
 #include <stddef.h>
 #include <stdint.h>
+#include "core/access.h"
 #include "core/errors.h"
 #include "core/protocol.h"
 #include "core/request.h"
@@ -31,10 +32,36 @@ enum proto_err core_lookup(struct proto_ctx *ctx, const char *name, size_t nlen,
 /* Sliding TTL: a read counts as access (at most once per LS_TTL_TOUCH_MS). */
 void core_touch(struct proto_ctx *ctx, const char *name, size_t nlen, const struct stream_meta *seen);
 
-/* Runs fn as a job of this process's batch (store/batch.h), durable before
- * it returns. A store error that failed the commit replaces the job's
- * answer in resp; a commit wakes the stream's live readers. */
-void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes, batch_fn fn, void *arg);
+/* One request through the core: what proto_handle parsed and decided. On
+ * its stack, or on the heap for a write the front lets go without waiting
+ * (ctx->on_written): then a queued write keeps it until it is answered. */
+struct core_call {
+	struct req q;
+	struct access acc;
+	const struct proto_request *raw;
+	struct proto_response *resp;
+	int may_queue;          /* on the heap: core_write may queue the write */
+	int queued;             /* ... and did: the writer threads own the call */
+	/* what the writer threads need of a queued write */
+	struct batch_job job;
+	void (*after)(void *arg);
+	const struct config *cfg;
+	proto_commit_hook on_commit;
+	void *hook_arg;
+	void (*on_written)(void *owner);
+};
+
+/* Runs fn(w, arg, &key) as a job of this process's batch (store/batch.h):
+ * durable before the answer goes out. Then after(arg) (when not NULL)
+ * does the handler's last work and frees what arg holds; it is called once
+ * the write is answered (kept and durable, refused, or failed), with resp
+ * final but for a store error that failed the commit. A commit wakes the
+ * stream's live readers.
+ * When the call may queue, this returns at once and everything after runs
+ * on the flusher thread: the handler must not touch q, resp or arg once
+ * core_write returns. Else it returns after all of it. */
+void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes, batch_fn fn, void *arg,
+                void (*after)(void *arg));
 
 /* For a job refused because the map is nearly full (store_room): 507 with
  * Retry-After in resp, and BATCH_RECLAIM to return. */
@@ -43,7 +70,7 @@ int core_no_room(struct proto_response *resp);
 /* The last touches of every answer (also of long-polls answered later):
  * CORS for the request's Origin under cors_origins, and, when a right came
  * from a token (credentialed), no public caching. */
-void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, int credentialed,
+void core_finish(const struct config *cfg, const struct proto_request *raw, int credentialed,
                  struct proto_response *resp);
 
 /* --- messages of a body (write.c) --- */

@@ -49,7 +49,7 @@ void proto_longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
 {
 	longpoll_poll(ctx, req, live, resp);
 	if (resp->action == PROTO_DONE && req)
-		core_finish(ctx, req, live->credentialed, resp);
+		core_finish(ctx->cfg, req, live->credentialed, resp);
 }
 
 static void longpoll_poll(struct proto_ctx *ctx, const struct proto_request *req,
@@ -105,7 +105,7 @@ void proto_longpoll_timeout(struct proto_ctx *ctx, const struct proto_request *r
 	proto_add_header(resp, "Cache-Control", "no-store");
 	resp->action = PROTO_DONE;
 	if (req)
-		core_finish(ctx, req, live->credentialed, resp);
+		core_finish(ctx->cfg, req, live->credentialed, resp);
 }
 
 /* The data event of the messages in payload (base64 for binary streams). */

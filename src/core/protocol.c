@@ -8,7 +8,9 @@
 #include "lib/log.h"
 #include "lib/metrics.h"
 
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const struct proto_header_def proto_headers[H__COUNT] = {
@@ -66,6 +68,8 @@ void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *s
 	ctx->on_commit = NULL;
 	ctx->hook_arg = NULL;
 	ctx->batch = NULL;
+	ctx->on_written = NULL;
+	ctx->call = NULL;
 	ctx->auth = NULL;
 	ctx->front = NULL;
 }
@@ -75,16 +79,54 @@ void proto_fini(struct proto_ctx *ctx)
 	store_txn_release(&ctx->rtxn);
 }
 
-void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes, batch_fn fn, void *arg)
+/* A write's answer, once its job is done: a store failure replaces it, a
+ * commit wakes the stream's readers, then the handler's last work. */
+static void write_answered(struct core_call *call)
 {
-	struct batch_done d;
-	int rc = batch_run(ctx->batch, ctx->store, bytes, fn, arg, &d);
-	if (rc == ST_OK) {
-		if (d.first && ctx->on_commit)
-			ctx->on_commit(ctx->hook_arg, d.key, d.txnid);
-	} else if (rc != BATCH_REFUSED) {
-		resp_store_error(resp, rc);
+	struct batch_job *j = &call->job;
+	if (j->rc == ST_OK) {
+		if (j->first && call->on_commit)
+			call->on_commit(call->hook_arg, j->key, j->txnid);
+	} else if (j->rc != BATCH_REFUSED) {
+		resp_store_error(call->resp, j->rc);
 	}
+	if (call->after)
+		call->after(j->arg);
+}
+
+/* On the flusher thread: the queued write of a call is answered. The
+ * core's last touches, then the front is told; the call ends here. */
+static void queued_done(struct batch_job *j)
+{
+	struct core_call *call = (struct core_call *)((char *)j - offsetof(struct core_call, job));
+	write_answered(call);
+	core_finish(call->cfg, call->raw, call->acc.credentialed, call->resp);
+	call->resp->action = PROTO_DONE;
+	void (*written)(void *) = call->on_written;
+	void *owner = call->raw->owner;
+	free(call);
+	written(owner);
+}
+
+void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes, batch_fn fn, void *arg,
+                void (*after)(void *arg))
+{
+	struct core_call *call = ctx->call;
+	call->job = (struct batch_job){ .fn = fn, .arg = arg, .bytes = bytes };
+	call->after = after;
+	call->resp = resp;
+	call->on_commit = ctx->on_commit;
+	call->hook_arg = ctx->hook_arg;
+	if (call->may_queue && batch_queues(ctx->batch)) {
+		call->queued = 1;
+		call->job.done = queued_done;
+		call->cfg = ctx->cfg;
+		call->on_written = ctx->on_written;
+		batch_submit(ctx->batch, ctx->store, &call->job);
+		return;
+	}
+	batch_run(ctx->batch, ctx->store, &call->job);
+	write_answered(call);
 }
 
 int core_no_room(struct proto_response *resp)
@@ -157,16 +199,16 @@ static void handle_options(struct proto_response *resp)
 	proto_add_header(resp, "Access-Control-Max-Age", "86400");
 }
 
-void core_finish(const struct proto_ctx *ctx, const struct proto_request *raw, int credentialed,
+void core_finish(const struct config *cfg, const struct proto_request *raw, int credentialed,
                  struct proto_response *resp)
 {
 	const char *origin = req_origin(raw);
-	if (origin && strcmp(origin, "*") && access_origin_listed(ctx->cfg, origin)) {
+	if (origin && strcmp(origin, "*") && access_origin_listed(cfg, origin)) {
 		/* Credentials may come along: the exact origin, never "*". */
 		resp_set_header(resp, "Access-Control-Allow-Origin", origin);
 		proto_add_header(resp, "Access-Control-Allow-Credentials", "true");
 		proto_add_header(resp, "Vary", "Origin");
-	} else if (!access_origin_listed(ctx->cfg, "*")) {
+	} else if (!access_origin_listed(cfg, "*")) {
 		resp_set_header(resp, "Access-Control-Allow-Origin", NULL);
 	}
 	const char *cc = proto_get_header(resp, "Cache-Control");
@@ -217,37 +259,59 @@ static void dispatch(struct proto_ctx *ctx, const struct req *q, struct proto_re
 	}
 }
 
-void proto_handle(struct proto_ctx *ctx, const struct proto_request *raw,
-                  struct proto_response *resp, struct proto_live *live)
+/* Whether a request of this method may write (and so be queued). */
+static int may_write(enum proto_method m)
 {
-	struct req q;
-	struct access acc = { 0 };
+	return m == M_PUT || m == M_POST || m == M_DELETE;
+}
+
+enum proto_action proto_handle(struct proto_ctx *ctx, const struct proto_request *raw,
+                               struct proto_response *resp, struct proto_live *live)
+{
+	struct core_call here, *call = &here;
 	proto_response_reset(resp);
 	if (raw->method == M_OPTIONS) {
 		handle_options(resp);
-		core_finish(ctx, raw, 0, resp);
-		return;
+		core_finish(ctx->cfg, raw, 0, resp);
+		return resp->action;
 	}
 	if (raw->method == M_OTHER) {
 		proto_fail(resp, E_METHOD);
-		core_finish(ctx, raw, 0, resp);
-		return;
+		core_finish(ctx->cfg, raw, 0, resp);
+		return resp->action;
 	}
-	enum proto_err e = req_parse(raw, ctx->cfg, &q);
+	/* A write the front lets go without waiting lives on the heap. */
+	if (ctx->on_written && may_write(raw->method) && batch_queues(ctx->batch) &&
+	    !(call = malloc(sizeof *call)))
+		call = &here;
+	call->may_queue = call != &here;
+	call->queued = 0;
+	call->raw = raw;
+	call->resp = resp;
+	memset(&call->acc, 0, sizeof call->acc);
+	ctx->call = call;
+	struct req *q = &call->q;
+	enum proto_err e = req_parse(raw, ctx->cfg, q);
 	if (e)
 		proto_fail(resp, e);
-	else if (access_check(ctx, &q, &acc, resp) == E_OK) {
-		q.who = acc.has_principal ? acc.principal : NULL;
-		dispatch(ctx, &q, resp, live);
+	else if (access_check(ctx, q, &call->acc, resp) == E_OK) {
+		q->who = call->acc.has_principal ? call->acc.principal : NULL;
+		dispatch(ctx, q, resp, live);
 	}
+	ctx->call = NULL;
+	if (call->queued)
+		return PROTO_QUEUED; /* the call and resp are the writer's now */
 	if (resp->action != PROTO_DONE) {
-		live->expires_ms = acc.expires_ms;
-		live->credentialed = acc.credentialed != 0;
+		live->expires_ms = call->acc.expires_ms;
+		live->credentialed = call->acc.credentialed != 0;
 	}
-	if (!e && q.metrics) {
+	if (!e && q->metrics) {
 		/* For this site's pages only: no other origin may read them. */
 		resp_set_header(resp, "Access-Control-Allow-Origin", NULL);
-		return;
+	} else {
+		core_finish(ctx->cfg, raw, call->acc.credentialed, resp);
 	}
-	core_finish(ctx, raw, acc.credentialed, resp);
+	if (call != &here)
+		free(call);
+	return resp->action;
 }

@@ -64,12 +64,15 @@ struct proto_request {
 	 * is a loopback address (lmstream-live: a TCP peer on loopback whose
 	 * request no proxy forwarded). Only reading the metrics cares. */
 	int loopback;
+	/* The front's handle on the request, given back to ctx->on_written. */
+	void *owner;
 };
 
 enum proto_action {
 	PROTO_DONE,      /* send the response as it is */
 	PROTO_WAIT,      /* long-poll: wait for a commit, then proto_longpoll_poll */
 	PROTO_SSE,       /* send the headers, then stream proto_sse_step output */
+	PROTO_QUEUED,    /* a write went to the writer thread: wait for ctx->on_written */
 };
 
 #define PROTO_MAX_HEADERS 24
@@ -141,6 +144,13 @@ struct proto_ctx {
 	proto_commit_hook on_commit;
 	void *hook_arg;
 	struct batch *batch;      /* shared by the process's threads; NULL: commit alone */
+	/* Set by a front that lets writes go without waiting for them: with it
+	 * (and batch's threads running), a write is queued and proto_handle
+	 * returns PROTO_QUEUED at once; on_written(req->owner) is called later,
+	 * from the batch's flusher thread, when resp holds the whole answer.
+	 * Until then the request (its body too) and resp are the core's. */
+	void (*on_written)(void *owner);
+	struct core_call *call;   /* the core's: the request it handles now */
 };
 
 void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *st);
@@ -151,8 +161,9 @@ void proto_response_reset(struct proto_response *r);
 void proto_response_free(struct proto_response *r);
 
 /* Handles one request. Fills resp; for live reads also fills live and sets
- * resp->action. Always returns with a complete status and headers. */
-void proto_handle(struct proto_ctx *ctx, const struct proto_request *req,
+ * resp->action. Returns resp->action, with a complete status and headers;
+ * or PROTO_QUEUED, without touching resp again (ctx->on_written). */
+enum proto_action proto_handle(struct proto_ctx *ctx, const struct proto_request *req,
                   struct proto_response *resp, struct proto_live *live);
 
 /* Long-poll: after a commit (or spuriously), check again. Returns with

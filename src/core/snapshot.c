@@ -346,6 +346,11 @@ static int compact_job(struct store_txn *w, void *arg, uint64_t *key)
 
 void state_compact(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp)
 {
-	struct compact_job job = { q, resp };
-	core_write(ctx, resp, 0, compact_job, &job);
+	struct compact_job *j = malloc(sizeof *j);
+	if (!j) {
+		proto_fail(resp, E_NO_MEMORY);
+		return;
+	}
+	*j = (struct compact_job){ q, resp };
+	core_write(ctx, resp, 0, compact_job, j, free);
 }

@@ -110,14 +110,14 @@ static void count_appended(const struct messages *ms, size_t bytes)
 /* What a PUT creates (a batch job), or answers 200 for when the stream
  * exists with the same configuration. */
 struct put_job {
-	const struct proto_ctx *ctx;
+	const struct config *cfg;
 	const struct req *q;
 	struct proto_response *resp;
 	const char *ct;                /* the content type asked for (or the default) */
 	uint64_t ret_age_s, ret_bytes; /* the request's, else the server's defaults */
-	struct messages *ms;
-	struct events *ev;
-	struct stream_meta *m;         /* scratch: too large for the stack of a pool thread */
+	struct messages ms;
+	struct events ev;
+	struct stream_meta m;          /* scratch */
 };
 
 static int put_exists(struct put_job *j, const struct stream_meta *m)
@@ -139,7 +139,7 @@ static int put_exists(struct put_job *j, const struct stream_meta *m)
 static int put_new_meta(struct store_txn *w, struct put_job *j, int64_t now)
 {
 	const struct req *q = j->q;
-	struct stream_meta *m = j->m;
+	struct stream_meta *m = &j->m;
 	memset(m, 0, sizeof *m);
 	int rc = store_new_id(w, &m->id);
 	if (rc)
@@ -163,12 +163,12 @@ static int put_new_meta(struct store_txn *w, struct put_job *j, int64_t now)
 
 static int put_created(struct put_job *j, uint64_t *key)
 {
-	const struct stream_meta *m = j->m;
+	const struct stream_meta *m = &j->m;
 	*key = m->id;
 	resp_start(j->resp, 201);
 	resp_add_stream_type(j->resp, m->content_type);
 	resp_add_offset(j->resp, m->tail_seq, m->tail_bytes);
-	resp_add_location(j->resp, j->q, j->ctx->cfg, j->q->name.s, j->q->name.len);
+	resp_add_location(j->resp, j->q, j->cfg, j->q->name.s, j->q->name.len);
 	if (m->closed)
 		resp_add_closed(j->resp);
 	return 1;
@@ -177,10 +177,10 @@ static int put_created(struct put_job *j, uint64_t *key)
 /* A fork's body is split once its content type (the source's) is known. */
 static int put_fork(struct store_txn *w, struct put_job *j, int64_t now)
 {
-	int rc = fork_make(w, j->q, now, j->ctx->cfg->max_forks, j->m, j->resp);
+	int rc = fork_make(w, j->q, now, j->cfg->max_forks, &j->m, j->resp);
 	if (rc)
 		return rc;
-	enum proto_err e = messages_split(j->q->body, j->q->body_len, j->m->media == MEDIA_JSON, j->ms);
+	enum proto_err e = messages_split(j->q->body, j->q->body_len, j->m.media == MEDIA_JSON, &j->ms);
 	if (e) {
 		proto_fail(j->resp, e);
 		return ST_REFUSED;
@@ -193,54 +193,67 @@ static int put_job(struct store_txn *w, void *arg, uint64_t *key)
 	struct put_job *j = arg;
 	const struct stream_name *n = &j->q->name;
 	int64_t now = store_now_ms();
-	int rc = store_meta_get(w, n->s, n->len, j->m);
-	if (rc == ST_OK && core_expired(j->m, now)) {
+	int rc = store_meta_get(w, n->s, n->len, &j->m);
+	if (rc == ST_OK && core_expired(&j->m, now)) {
 		/* Forks may still hold it: then it is soft-deleted now. */
-		if (!(rc = store_meta_del(w, n->s, n->len, j->m)))
-			rc = store_meta_get(w, n->s, n->len, j->m);
+		if (!(rc = store_meta_del(w, n->s, n->len, &j->m)))
+			rc = store_meta_get(w, n->s, n->len, &j->m);
 	}
 	if (rc == ST_OK)
-		return put_exists(j, j->m);
+		return put_exists(j, &j->m);
 	if (rc == ST_NOTFOUND && store_room(w, j->q->body_len) != ST_OK)
 		return core_no_room(j->resp);
 	if (rc == ST_NOTFOUND && !(rc = put_new_meta(w, j, now)) && j->q->is_fork)
 		rc = put_fork(w, j, now);
-	if (rc == ST_OK && !(rc = append_all(w, j->m, now, j->q->body, j->ms, j->ev)) &&
-	    !(rc = store_meta_put(w, n->s, n->len, j->m)))
+	if (rc == ST_OK && !(rc = append_all(w, &j->m, now, j->q->body, &j->ms, &j->ev)) &&
+	    !(rc = store_meta_put(w, n->s, n->len, &j->m)))
 		return put_created(j, key);
 	if (rc != ST_REFUSED)
 		resp_store_error(j->resp, rc);
 	return 0;
 }
 
+/* Once the write is answered: the counts of what it appended, then the
+ * job goes. */
+static void put_after(void *arg)
+{
+	struct put_job *j = arg;
+	if (j->resp->status == 201 && j->ms.n)
+		count_appended(&j->ms, j->q->body_len);
+	messages_free(&j->ms);
+	events_free(&j->ev);
+	free(j);
+}
+
 void write_put(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp)
 {
-	struct messages ms = { 0 };
-	struct events ev = { 0 };
-	struct put_job job = { ctx, q, resp, q->ct.raw ? q->ct.raw : "application/octet-stream",
-	                       q->ret_age_s, q->ret_bytes, &ms, &ev, NULL };
+	struct put_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		proto_fail(resp, E_NO_MEMORY);
+		return;
+	}
+	j->cfg = ctx->cfg;
+	j->q = q;
+	j->resp = resp;
+	j->ct = q->ct.raw ? q->ct.raw : "application/octet-stream";
+	j->ret_age_s = q->ret_age_s;
+	j->ret_bytes = q->ret_bytes;
 	/* Server-wide retention applies to streams created without their own. */
 	if (!q->ret_age_s && !q->ret_bytes) {
-		job.ret_age_s = ctx->cfg->retention_age_s;
-		job.ret_bytes = ctx->cfg->retention_bytes;
+		j->ret_age_s = ctx->cfg->retention_age_s;
+		j->ret_bytes = ctx->cfg->retention_bytes;
 	}
-	enum proto_err e = q->is_fork ? E_OK : messages_split(q->body, q->body_len, q->ct.kind == MEDIA_JSON, &ms);
+	enum proto_err e = q->is_fork ? E_OK : messages_split(q->body, q->body_len, q->ct.kind == MEDIA_JSON, &j->ms);
 	/* A stream that would expire as it is made could never be read. */
 	if (!e && q->expires_at && q->expires_ms <= store_now_ms())
 		e = E_EXPIRES_PAST;
 	if (e)
 		proto_fail(resp, e);
-	else if (!q->state || !events_parse(q->body, &ms, &ev, resp)) {
-		if ((job.m = malloc(sizeof *job.m))) {
-			core_write(ctx, resp, q->body_len, put_job, &job);
-			if (resp->status == 201 && ms.n)
-				count_appended(&ms, q->body_len);
-		} else
-			proto_fail(resp, E_NO_MEMORY);
+	if (e || (q->state && events_parse(q->body, &j->ms, &j->ev, resp))) {
+		put_after(j);
+		return;
 	}
-	free(job.m);
-	messages_free(&ms);
-	events_free(&ev);
+	core_write(ctx, resp, q->body_len, put_job, j, put_after);
 }
 
 /* --- POST: producers ------------------------------------------------------------------- */
@@ -297,8 +310,8 @@ static void producer_reply(struct proto_response *resp, enum producer_verdict v,
 struct post_job {
 	const struct req *q;
 	struct proto_response *resp;
-	const struct messages *ms;
-	struct events *ev;
+	struct messages ms;
+	struct events ev;
 	int appended;                  /* the job kept its messages */
 };
 
@@ -360,7 +373,7 @@ static int post_admit(struct post_job *j, struct store_txn *w, struct stream_met
 		m->has_last_seq = 1;
 	}
 	/* The stream became a State stream since the look-up before the lock. */
-	if (m->state && j->ms->n && !j->ev->parsed && events_parse(q->body, j->ms, j->ev, j->resp))
+	if (m->state && j->ms.n && !j->ev.parsed && events_parse(q->body, &j->ms, &j->ev, j->resp))
 		return ST_REFUSED;
 	return ST_OK;
 }
@@ -425,7 +438,7 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 	if (store_room(w, j->q->body_len) != ST_OK)
 		return core_no_room(j->resp);
 	int rc = post_admit(j, w, &m, &ps, now);
-	if (rc == ST_OK && !(rc = append_all(w, &m, now, j->q->body, j->ms, j->ev)) &&
+	if (rc == ST_OK && !(rc = append_all(w, &m, now, j->q->body, &j->ms, &j->ev)) &&
 	    !(rc = post_commit(j, w, &m, &ps, now))) {
 		*key = m.id;
 		post_answer(j->q, &m, j->resp);
@@ -437,38 +450,47 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 	return 0;
 }
 
+static void post_after(void *arg)
+{
+	struct post_job *j = arg;
+	if (j->appended && j->resp->err == E_OK && j->ms.n)
+		count_appended(&j->ms, j->q->body_len);
+	messages_free(&j->ms);
+	events_free(&j->ev);
+	free(j);
+}
+
 void write_post(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp)
 {
-	struct messages ms;
-	struct events ev = { 0 };
+	struct post_job *j = calloc(1, sizeof *j);
 	struct stream_meta pm;
-	enum proto_err e = messages_split(q->body, q->body_len, q->ct.kind == MEDIA_JSON, &ms);
-	if (!e && q->body_len && ms.n == 0)
+	if (!j) {
+		proto_fail(resp, E_NO_MEMORY);
+		return;
+	}
+	j->q = q;
+	j->resp = resp;
+	enum proto_err e = messages_split(q->body, q->body_len, q->ct.kind == MEDIA_JSON, &j->ms);
+	if (!e && q->body_len && j->ms.n == 0)
 		e = E_EMPTY_ARRAY;
 	if (e) {
-		messages_free(&ms);
 		proto_fail(resp, e);
+		post_after(j);
 		return;
 	}
 	/* Change events of a State stream are parsed here, before the writer
 	 * lock; whether the stream is one is looked up first (and checked
 	 * again under the lock). */
-	if (q->ct.kind == MEDIA_JSON && ms.n && core_lookup(ctx, q->name.s, q->name.len, &pm) == E_OK) {
+	if (q->ct.kind == MEDIA_JSON && j->ms.n && core_lookup(ctx, q->name.s, q->name.len, &pm) == E_OK) {
 		store_read_end(&ctx->rtxn);
-		if (pm.state && events_parse(q->body, &ms, &ev, resp)) {
-			messages_free(&ms);
-			events_free(&ev);
+		if (pm.state && events_parse(q->body, &j->ms, &j->ev, resp)) {
+			post_after(j);
 			return;
 		}
 	}
 	/* The rest happens under the writer lock, in a batch with the writes
-	 * of this process's other threads. */
-	struct post_job job = { q, resp, &ms, &ev, 0 };
-	core_write(ctx, resp, q->body_len, post_job, &job);
-	if (job.appended && resp->err == E_OK && ms.n)
-		count_appended(&ms, q->body_len);
-	messages_free(&ms);
-	events_free(&ev);
+	 * of this process's other requests. */
+	core_write(ctx, resp, q->body_len, post_job, j, post_after);
 }
 
 /* --- DELETE -------------------------------------------------------------------------------- */
@@ -495,6 +517,11 @@ static int delete_job(struct store_txn *w, void *arg, uint64_t *key)
 
 void write_delete(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp)
 {
-	struct delete_job job = { q, resp };
-	core_write(ctx, resp, 0, delete_job, &job);
+	struct delete_job *j = malloc(sizeof *j);
+	if (!j) {
+		proto_fail(resp, E_NO_MEMORY);
+		return;
+	}
+	*j = (struct delete_job){ q, resp };
+	core_write(ctx, resp, 0, delete_job, j, free);
 }

@@ -313,7 +313,7 @@ static void serve_sse(struct proto_ctx *ctx, struct io *io, struct proto_live *l
 }
 
 /* The request line and headers, from the web server's variables. */
-static void read_request(struct io *io, struct proto_request *req)
+static void read_request(struct io *io, struct proto_request *req, char *rebuilt, size_t cap)
 {
 	memset(req, 0, sizeof *req);
 	const char *uri = param(io, "REQUEST_URI");
@@ -321,8 +321,7 @@ static void read_request(struct io *io, struct proto_request *req)
 	if (!uri) {
 		/* Not every CGI host sets REQUEST_URI: rebuild it. */
 		const char *sn = param(io, "SCRIPT_NAME"), *pi = param(io, "PATH_INFO");
-		static _Thread_local char rebuilt[4096];
-		snprintf(rebuilt, sizeof rebuilt, "%s%s", sn ? sn : "", pi ? pi : "");
+		snprintf(rebuilt, cap, "%s%s", sn ? sn : "", pi ? pi : "");
 		uri = rebuilt;
 	}
 	/* The query comes from REQUEST_URI too: some servers normalise
@@ -400,13 +399,43 @@ struct worker {
 	atomic_int in_accept, done;   /* read by the main thread at shutdown */
 	struct proto_ctx ctx;
 	int ctx_store;                /* ctx is bound to the store */
-	struct proto_response resp;
 	struct proto_live live;
-	struct buf body;
+	int io_fcgi;                  /* a FastCGI thread (writes may be queued), not CGI */
 	int slots;                    /* this thread's description of the slots file; -1: not open */
 	int live_held;                /* the request is an admitted live read */
 	int slot;                     /* ... holding this byte of the slots file, or SLOT_UNCOUNTED */
 };
+
+/* One request: on the heap, since a write queued to the writer threads
+ * (batch.h) is answered by them, while this thread accepts the next. */
+struct call {
+	FCGX_Request request;
+	struct io io;
+	struct proto_request req;
+	struct buf body;
+	struct proto_response resp;
+	char uri[4096];               /* REQUEST_URI rebuilt, where the server sets none */
+};
+
+static struct call *call_new(void)
+{
+	struct call *k = calloc(1, sizeof *k);
+	if (!k)
+		return NULL;
+	FCGX_InitRequest(&k->request, 0, 0);
+	buf_init(&k->body);
+	proto_response_init(&k->resp);
+	return k;
+}
+
+static void call_free(struct call *k)
+{
+	if (!k)
+		return;
+	buf_free(&k->body);
+	proto_response_free(&k->resp);
+	free(k);
+}
 
 /* --- live reads without lmstream-live: how many at once -------------------- */
 
@@ -520,50 +549,82 @@ static void live_release(struct worker *w)
 
 /* --- one request ------------------------------------------------------------ */
 
-/* The core's answer, carried out: at once, after a long-poll's wait, or as
- * an event stream. */
-static void respond(struct proto_ctx *ctx, struct io *io, const struct proto_request *req,
-                    struct proto_live *live, struct proto_response *resp)
+/* Logs an answer of the server's failure. */
+static void log_failure(struct call *k)
 {
-	proto_handle(ctx, req, resp, live);
-	switch (resp->action) {
+	if (k->resp.status >= 500)
+		log_warn("%s %.*s -> %d %s", param(&k->io, "REQUEST_METHOD") ? param(&k->io, "REQUEST_METHOD") : "-",
+		         (int)k->req.target_len, k->req.target, k->resp.status,
+		         k->resp.reason ? k->resp.reason : "");
+}
+
+/* On the flusher thread: a queued write's answer goes out, and the
+ * request ends. */
+static void on_written(void *owner)
+{
+	struct call *k = owner;
+	char rest[256];
+	write_response(&k->io, &k->resp, 0);
+	log_failure(k);
+	/* The request is read to its end (a body-less one has its empty
+	 * record left: take it). So the connection can close at once, without
+	 * libfcgi's lingering close (shutdown, then wait until the web server
+	 * closes its end), which would hold this thread for a turn of the web
+	 * server's event loop per answer. */
+	while (FCGX_GetStr(rest, sizeof rest, k->request.in) > 0)
+		;
+	FCGX_Detach(&k->request);
+	FCGX_Finish_r(&k->request);
+	call_free(k);
+}
+
+/* The core's answer, carried out: at once, after a long-poll's wait, or as
+ * an event stream; or later, by the writer threads. Returns 1 when the
+ * call is theirs. */
+static int respond(struct proto_ctx *ctx, struct call *k, struct proto_live *live)
+{
+	struct io *io = &k->io;
+	switch (proto_handle(ctx, &k->req, &k->resp, live)) {
+	case PROTO_QUEUED:
+		return 1;
 	case PROTO_DONE:
-		write_response(io, resp, req->method == M_HEAD);
+		write_response(io, &k->resp, k->req.method == M_HEAD);
 		break;
 	case PROTO_WAIT:
-		serve_longpoll(ctx, io, req, live, resp);
+		serve_longpoll(ctx, io, &k->req, live, &k->resp);
 		break;
 	case PROTO_SSE:
-		serve_sse(ctx, io, live, resp);
+		serve_sse(ctx, io, live, &k->resp);
 		break;
 	}
 	proto_live_clear(live);
+	return 0;
 }
 
 /* One request: variables and body in, response out. What the front
- * refuses itself is refused before the core runs. */
-static void serve(struct worker *w, struct io *io)
+ * refuses itself is refused before the core runs. Returns 1 when the
+ * writer threads answer it (the call is theirs). */
+static int serve(struct worker *w, struct call *k)
 {
-	struct proto_request req;
+	struct io *io = &k->io;
 	enum proto_err refused = E_OK;
-	read_request(io, &req);
-	if (read_body(&w->ctx, io, &w->body, &req))
+	read_request(io, &k->req, k->uri, sizeof k->uri);
+	k->req.owner = k;
+	if (read_body(&w->ctx, io, &k->body, &k->req))
 		refused = E_NO_MEMORY;
 	else if (!w->ctx_store)
 		refused = E_STORAGE_UNAVAILABLE;
-	else if (is_live_read(&w->ctx, &req) && live_admit(w, io))
+	else if (is_live_read(&w->ctx, &k->req) && live_admit(w, io))
 		refused = E_LIVE_BUSY;
 	if (refused) {
-		proto_fail(&w->resp, refused);
-		write_response(io, &w->resp, req.method == M_HEAD);
-	} else {
-		respond(&w->ctx, io, &req, &w->live, &w->resp);
+		proto_fail(&k->resp, refused);
+		write_response(io, &k->resp, k->req.method == M_HEAD);
+	} else if (respond(&w->ctx, k, &w->live)) {
+		return 1;
 	}
 	live_release(w);
-	if (w->resp.status >= 500)
-		log_warn("%s %.*s -> %d %s", param(io, "REQUEST_METHOD") ? param(io, "REQUEST_METHOD") : "-",
-		         (int)req.target_len, req.target,
-		         w->resp.status, w->resp.reason ? w->resp.reason : "");
+	log_failure(k);
+	return 0;
 }
 
 /* Tell lmstream-live (if it runs) which stream changed. */
@@ -607,6 +668,8 @@ static int worker_bind(struct worker *w)
 	proto_init(&w->ctx, pr->cfg, st);
 	w->ctx.on_commit = announce;
 	w->ctx.batch = b;
+	if (w->io_fcgi)
+		w->ctx.on_written = on_written;
 	w->ctx.auth = pr->auth;
 	w->ctx.front = pr->front;
 	w->ctx_store = 1;
@@ -617,9 +680,7 @@ static void worker_setup(struct worker *w)
 {
 	proto_init(&w->ctx, w->pr->cfg, NULL);
 	w->ctx_store = 0;
-	proto_response_init(&w->resp);
 	memset(&w->live, 0, sizeof w->live);
-	buf_init(&w->body);
 	w->slots = -1;
 	w->live_held = 0;
 	worker_bind(w);
@@ -629,33 +690,41 @@ static void worker_cleanup(struct worker *w)
 {
 	if (w->slots >= 0)
 		close(w->slots);
-	buf_free(&w->body);
-	proto_response_free(&w->resp);
 	proto_fini(&w->ctx);
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	FCGX_Request request;
-	FCGX_InitRequest(&request, 0, 0);
+	struct call *k = NULL;
+	w->io_fcgi = 1;
 	worker_setup(w);
 	while (!stopping) {
+		if (!k && !(k = call_new())) {
+			log_error("out of memory");
+			sleep_ms(100);
+			continue;
+		}
 		/* Threads accept at once: the kernel hands each connection to
 		 * one of them (libfcgi keeps no shared state in accept). */
 		w->in_accept = 1;
-		int rc = stopping ? -1 : FCGX_Accept_r(&request);
+		int rc = stopping ? -1 : FCGX_Accept_r(&k->request);
 		w->in_accept = 0;
 		if (rc < 0)
 			break;
 		worker_bind(w);
-		struct io io = { &request, 0 };
-		serve(w, &io);
-		FCGX_Finish_r(&request);
+		k->io = (struct io){ &k->request, 0 };
+		if (serve(w, k)) {
+			k = NULL; /* the writer threads answer it */
+			continue;
+		}
+		FCGX_Finish_r(&k->request);
 		/* Do not keep a large body's memory between requests. */
-		if (w->body.cap > (1u << 20))
-			buf_free(&w->body);
+		if (k->body.cap > (1u << 20))
+			buf_free(&k->body);
+		proto_response_reset(&k->resp);
 	}
+	call_free(k);
 	worker_cleanup(w);
 	w->done = 1;
 	return NULL;
@@ -812,16 +881,22 @@ int main(int argc, char **argv)
 	int rc = 0;
 	if (FCGX_IsCGI()) {
 		struct worker w = { .pr = &pr };
+		struct call *k = call_new();
+		if (!k) {
+			log_error("out of memory");
+			return 1;
+		}
 		worker_setup(&w);
-		struct io io = { NULL, 0 };
-		serve(&w, &io);
+		k->io = (struct io){ NULL, 0 };
+		serve(&w, k);
 		fflush(stdout);
+		call_free(k);
 		worker_cleanup(&w);
 	} else {
 		rc = run_threads(&pr);
 	}
+	batch_free(pr.batch); /* answers the writes still queued */
 	metrics_detach();
-	batch_free(pr.batch);
 	auth_close(pr.auth);
 	store_close(pr.st);
 	return rc;

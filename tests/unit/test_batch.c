@@ -51,8 +51,8 @@ static int tjob_fn(struct store_txn *w, void *arg, uint64_t *key)
 
 static void run_job(struct tjob *j)
 {
-	struct batch_done d = { 0 };
-	j->rc = batch_run(j->b, g_st, 100, tjob_fn, j, &d);
+	struct batch_job d = { .fn = tjob_fn, .arg = j, .bytes = 100 };
+	j->rc = batch_run(j->b, g_st, &d);
 	j->txnid = d.txnid;
 	j->first = d.first;
 	j->durable = j->rc == ST_OK && !store_sync_needed(g_st, j->txnid);

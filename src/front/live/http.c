@@ -68,6 +68,14 @@ static void on_own_commit(void *arg, uint64_t stream_id, uint64_t txnid)
 		notify_post(live.group_fd, stream_id, txnid);
 }
 
+/* On the flusher thread: the queued write of c is answered (c->wresp). */
+static void on_written(void *owner)
+{
+	struct conn *c = owner;
+	if (atomic_fetch_or(&c->wflags, W_WRITTEN) & W_SUSPENDED)
+		MHD_resume_connection(c->mc);
+}
+
 /* --- per-thread protocol context --------------------------------------- */
 
 struct tls {
@@ -100,6 +108,7 @@ static struct tls *thread_state(void)
 		proto_init(&tls.ctx, &live.cfg, live.store);
 		tls.ctx.on_commit = on_own_commit;
 		tls.ctx.batch = live.batch;
+		tls.ctx.on_written = on_written;
 		tls.ctx.auth = live.auth;
 		tls.ctx.front = "live";
 		proto_response_init(&tls.resp);
@@ -570,7 +579,26 @@ static int refuse_body(struct conn *c, struct tls *t, enum MHD_Result *ret)
 	return 1;
 }
 
-/* The whole request is in: answer it, or start a long-poll or SSE response. */
+/* The request's body is not needed any more. */
+static void drop_body(struct conn *c)
+{
+	buf_free(&c->body);
+	edge_budget_give(c->reserved);
+	c->reserved = 0;
+	c->req.body = "";
+	c->req.body_len = 0;
+}
+
+/* A write's answer is ready (c->wresp): send it. */
+static enum MHD_Result written(struct conn *c)
+{
+	drop_body(c);
+	c->kind = K_PLAIN;
+	return queue(c, c->wresp);
+}
+
+/* The whole request is in: answer it, queue it to the writer, or start a
+ * long-poll or SSE response. */
 static enum MHD_Result handle(struct conn *c, struct tls *t)
 {
 	enum MHD_Result ret;
@@ -584,29 +612,41 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 		return ret;
 	c->req.body = c->body.data ? c->body.data : "";
 	c->req.body_len = c->body.len;
+	c->req.owner = c;
+	/* A write may be queued: its answer is filled later, by another
+	 * thread, so it cannot be this thread's. */
+	struct proto_response *resp = &t->resp;
+	if (live.batch && (c->req.method == M_PUT || c->req.method == M_POST || c->req.method == M_DELETE) &&
+	    (c->wresp = malloc(sizeof *c->wresp))) {
+		proto_response_init(c->wresp);
+		resp = c->wresp;
+	}
 	uint64_t seq = reg_seq(&live.reg);
-	proto_handle(&t->ctx, &c->req, &t->resp, &c->live);
-	/* The body is not needed any more. */
-	buf_free(&c->body);
-	edge_budget_give(c->reserved);
-	c->reserved = 0;
-	c->req.body = "";
-	c->req.body_len = 0;
-	switch (t->resp.action) {
+	switch (proto_handle(&t->ctx, &c->req, resp, &c->live)) {
+	case PROTO_QUEUED:
+		/* Until the writer threads answer: see on_written. */
+		c->kind = K_WRITING;
+		MHD_suspend_connection(c->mc);
+		if (atomic_fetch_or(&c->wflags, W_SUSPENDED) & W_WRITTEN)
+			MHD_resume_connection(c->mc);
+		return MHD_YES;
 	case PROTO_DONE:
-		return queue(c, &t->resp);
+		drop_body(c);
+		return queue(c, resp);
 	case PROTO_WAIT:
+		drop_body(c);
 		start_longpoll(c);
 		if (reg_wait(&live.reg, &c->w, c->live.stream_id, c->deadline, seq))
 			return MHD_YES;
 		return longpoll_step(c, t);
 	case PROTO_SSE: {
+		drop_body(c);
 		int64_t now = store_mono_ms();
 		c->kind = K_SSE;
 		metrics_gauge(MG_LIVE_SSE, 1);
 		c->sse_end = proto_live_deadline(&c->live, now, live.cfg.sse_lifetime_ms);
 		c->next_beat = now + live.cfg.heartbeat_ms;
-		return queue_sse(c, &t->resp);
+		return queue_sse(c, resp);
 	}
 	}
 	return MHD_NO;
@@ -629,6 +669,8 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url
 	}
 	if (c->kind == K_LONGPOLL)
 		return longpoll_step(c, t);
+	if (c->kind == K_WRITING)
+		return atomic_load(&c->wflags) & W_WRITTEN ? written(c) : MHD_YES;
 	if (c->kind != K_NEW)
 		return MHD_NO;
 	return handle(c, t);
@@ -652,6 +694,10 @@ void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	free(c->target);
 	free(c->query);
 	free(c->user);
+	if (c->wresp) {
+		proto_response_free(c->wresp);
+		free(c->wresp);
+	}
 	proto_live_clear(&c->live);
 	*con_cls = NULL;
 	atomic_fetch_sub(&live.nreq, 1);

@@ -32,7 +32,12 @@
 struct batch;
 struct store;
 
-enum conn_kind { K_NEW, K_PLAIN, K_LONGPOLL, K_SSE };
+enum conn_kind { K_NEW, K_PLAIN, K_WRITING, K_LONGPOLL, K_SSE };
+
+/* A queued write's hand-over (struct conn's wflags): the request thread
+ * has suspended the connection; the flusher thread has the answer. Whoever
+ * sets the second resumes it. */
+enum { W_SUSPENDED = 1, W_WRITTEN = 2 };
 
 /* One request (libmicrohttpd's per-request context). */
 struct conn {
@@ -41,6 +46,8 @@ struct conn {
 	struct proto_request req;
 	struct proto_live live;
 	struct buf body;         /* request body (standalone writes) */
+	struct proto_response *wresp; /* a write's answer, filled by the writer threads */
+	atomic_int wflags;       /* W_SUSPENDED, W_WRITTEN */
 	struct buf out;          /* SSE bytes not yet handed to libmicrohttpd */
 	size_t out_off;
 	char *target;            /* raw path */

@@ -172,6 +172,9 @@ static void drain(int sig)
 		usleep(20000);
 		reg_scan(&live.reg, store_mono_ms(), 1);
 	}
+	/* Queued writes are answered (their connections resumed) while
+	 * libmicrohttpd still runs; later ones commit in the request thread. */
+	batch_stop(live.batch);
 	bg_stop();
 	reg_scan(&live.reg, store_mono_ms(), 1);
 	MHD_stop_daemon(live.mhd);
