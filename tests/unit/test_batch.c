@@ -1,13 +1,15 @@
 /* test_batch.c: group commit (src/store/batch.c) with real threads against a
  * fresh LMDB environment: jobs of several threads share commits, a refused
  * job leaves nothing behind and takes nothing from the others, and every
- * job that batch_run acknowledges is already durable. */
+ * job that batch_run acknowledges is already durable; queued jobs are
+ * answered on the flusher thread, durable, in order. */
 #include "store/batch.h"
 #include "lib/log.h"
 #include "store/store.h"
 #include "unit.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,6 +233,89 @@ static void test_many(void)
 	batch_free(b);
 }
 
+/* Queued jobs (batch_submit): each done callback runs on the flusher
+ * thread, once, after its commit is durable; the submitter never waits.
+ * After batch_stop, a job runs in the submitter's thread before
+ * batch_submit returns. */
+#define NQ 200
+struct qjob {
+	struct batch_job job;
+	struct tjob t;
+	pthread_t done_by;
+	int done_count;
+	int durable;
+};
+static atomic_int q_done;
+
+static void qjob_done(struct batch_job *bj)
+{
+	struct qjob *q = (struct qjob *)bj;
+	q->done_by = pthread_self();
+	q->durable = bj->rc == ST_OK && !store_sync_needed(g_st, bj->txnid);
+	__atomic_add_fetch(&q->done_count, 1, __ATOMIC_SEQ_CST);
+	atomic_fetch_add(&q_done, 1);
+}
+
+static void test_queued(void)
+{
+	struct batch *b = batch_new(g_st, 64, 1 << 20);
+	CHECK(b != NULL);
+	if (!b)
+		return;
+	CHECK_INT(batch_queues(b), 1);
+	static struct qjob qs[NQ];
+	uint64_t id = new_id();
+	atomic_store(&q_done, 0);
+	for (int i = 0; i < NQ; i++) {
+		memset(&qs[i], 0, sizeof qs[i]);
+		qs[i].t = (struct tjob){ .b = b, .id = id, .seq = (uint64_t)i, .refuse = i % 10 == 9 };
+		qs[i].job = (struct batch_job){ .fn = tjob_fn, .arg = &qs[i].t, .bytes = 100, .done = qjob_done };
+		batch_submit(b, g_st, &qs[i].job);
+	}
+	for (int i = 0; i < 10000 && atomic_load(&q_done) < NQ; i++) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	CHECK_INT(atomic_load(&q_done), NQ);
+	int wrong = 0, once = 0, elsewhere = 0, durable = 0;
+	uint64_t prev = 0;
+	size_t commits = 0;
+	for (int i = 0; i < NQ; i++) {
+		int want = i % 10 != 9;
+		once += qs[i].done_count == 1;
+		elsewhere += !pthread_equal(qs[i].done_by, pthread_self());
+		wrong += want ? qs[i].job.rc != ST_OK || msg_present(id, (uint64_t)i) != 1
+		              : qs[i].job.rc != BATCH_REFUSED || msg_present(id, (uint64_t)i) != 0;
+		if (want) {
+			durable += qs[i].durable;
+			/* in submission order: commits never go back */
+			wrong += qs[i].job.txnid < prev;
+			commits += qs[i].job.txnid != prev;
+			prev = qs[i].job.txnid;
+		}
+	}
+	CHECK_INT(once, NQ);
+	CHECK_INT(elsewhere, NQ);
+	CHECK_INT(wrong, 0);
+	CHECK_INT(durable, NQ - NQ / 10);
+	/* 200 jobs queued at once cannot take 180 commits */
+	CHECK(commits < (size_t)(NQ - NQ / 10));
+	printf("test_batch: %d queued jobs in %zu commits\n", NQ - NQ / 10, commits);
+
+	batch_stop(b);
+	CHECK_INT(batch_queues(b), 0);
+	struct qjob late = { 0 };
+	late.t = (struct tjob){ .b = b, .id = id, .seq = NQ };
+	late.job = (struct batch_job){ .fn = tjob_fn, .arg = &late.t, .bytes = 100, .done = qjob_done };
+	batch_submit(b, g_st, &late.job);
+	CHECK_INT(late.done_count, 1);
+	CHECK(pthread_equal(late.done_by, pthread_self()));
+	CHECK_INT(late.job.rc, ST_OK);
+	CHECK_INT(late.durable, 1);
+	CHECK_INT(msg_present(id, NQ), 1);
+	batch_free(b);
+}
+
 int main(void)
 {
 	log_init("test_batch", LOG_LVL_WARN);
@@ -247,6 +332,7 @@ int main(void)
 	test_alone();
 	test_shared();
 	test_many();
+	test_queued();
 	store_close(g_st);
 	unit_rm_rf(tmpdir);
 	return unit_done();
