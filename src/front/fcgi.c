@@ -5,8 +5,10 @@
  * for hosting without lmstream-live; only so many at once, so that they
  * never take every thread or process from writes (max_live_reads).
  *
- * A FastCGI process serves worker_threads requests at once, one per thread,
- * so that the appends of its threads share commits (batch.h). */
+ * A FastCGI process takes requests on worker_threads threads. A write is
+ * queued to the process's writer thread (batch.h), which commits every
+ * write waiting in one transaction and answers them, while the thread
+ * that queued it takes the next request. */
 #include "core/auth.h"
 #include "store/batch.h"
 #include "lib/buf.h"

@@ -102,9 +102,9 @@ static const struct config_key keys[] = {
 	{ "max_connections", T_INT, NUM(max_connections), 0, NULL, LS_DEFAULT_MAX_CONNECTIONS, 1, 1000000,
 	  "requests lmstream-live holds at once, all processes together (503 above)", NULL, PATH_NONE },
 	{ "threads", T_INT, NUM(threads), 0, NULL, LS_DEFAULT_THREADS, 1, 64,
-	  "lmstream-live threads per process", NULL, PATH_NONE },
+	  "lmstream-live request threads per process (writes commit on the process's writer thread)", NULL, PATH_NONE },
 	{ "worker_threads", T_INT, NUM(worker_threads), 0, NULL, LS_DEFAULT_WORKER_THREADS, 1, 256,
-	  "requests one lmstream.fcgi process serves at once (their appends share commits)", NULL, PATH_NONE },
+	  "threads of one lmstream.fcgi process that take requests (a queued write holds none)", NULL, PATH_NONE },
 	{ "max_live_reads", T_INT, NUM(max_live_reads), 0, NULL,
 	  LS_DEFAULT_MAX_LIVE_READS, 0, LS_MAX_LIVE_READS_HARD,
 	  "live reads (long-poll, SSE) lmstream.fcgi serves at once, all its processes on the data directory"
