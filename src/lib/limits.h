@@ -70,6 +70,7 @@
 #define LS_GC_ROWS_PER_WRITE  512   /* rows of deleted streams reclaimed per write transaction */
 #define LS_BATCH_MAX_JOBS     64    /* appends of one process in one write transaction */
 #define LS_BATCH_MAX_BYTES    (16u << 20) /* ... and their request bodies, together */
+#define LS_FLUSH_WAIT_US      2000  /* a commit waits at most this for the next one to flush it */
 #define LS_HOUSEKEEP_MS       5000  /* lmstream-live runs one housekeeping pass this often */
 #define LS_CURSOR_INTERVAL_S  20    /* Stream-Cursor interval */
 #define LS_CURSOR_EPOCH_MS    1728432000000LL /* 2024-10-09T00:00:00Z */

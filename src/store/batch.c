@@ -4,10 +4,12 @@
 #include "lib/log.h"
 #include "lib/metrics.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct batch {
 	struct store *st;
@@ -148,7 +150,9 @@ static void *writer_main(void *arg)
  * pages, and that flush takes the meta page of the commit before it along
  * (store.h, store_sync_needed). So while the writer runs another batch,
  * the flusher waits for that commit rather than flush the same file
- * beside it; it flushes itself when the writer has nothing more. */
+ * beside it; it flushes itself when the writer has nothing more, or has
+ * not committed within LS_FLUSH_WAIT_US (another process may hold LMDB's
+ * writer lock for a long transaction). */
 static void *flusher_main(void *arg)
 {
 	struct batch *b = arg;
@@ -163,8 +167,18 @@ static void *flusher_main(void *arg)
 		b->chead = NULL;
 		b->ctail = &b->chead;
 		b->cmax = 0;
-		while (id && b->writing && store_sync_needed(b->st, id))
-			pthread_cond_wait(&b->committed, &b->mu);
+		if (id && b->writing && store_sync_needed(b->st, id)) {
+			struct timespec until;
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += LS_FLUSH_WAIT_US * 1000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			while (b->writing && store_sync_needed(b->st, id) &&
+			       pthread_cond_timedwait(&b->committed, &b->mu, &until) != ETIMEDOUT)
+				;
+		}
 		pthread_mutex_unlock(&b->mu);
 		finish_list(b->st, list, id);
 		pthread_mutex_lock(&b->mu);
@@ -181,7 +195,11 @@ struct batch *batch_new(struct store *st, int max_jobs, size_t max_bytes)
 	b->st = st;
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_cond_init(&b->queued, NULL);
-	pthread_cond_init(&b->committed, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->committed, &ca);
+	pthread_condattr_destroy(&ca);
 	b->tail = &b->head;
 	b->ctail = &b->chead;
 	b->max_jobs = max_jobs > 0 ? max_jobs : 1;

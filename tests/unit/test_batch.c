@@ -316,6 +316,57 @@ static void test_queued(void)
 	batch_free(b);
 }
 
+/* A commit is answered even while the writer's next transaction takes
+ * long (as one of another process holding LMDB's writer lock would): the
+ * flusher waits only so long for the next commit to flush it, then
+ * flushes itself. Job B runs in the transaction after job A's and waits
+ * (5 s at most) for A's answer. */
+static struct qjob lock_a, lock_b;
+static int b_saw_a_answered;
+
+static int wait_for_a(struct store_txn *w, void *arg, uint64_t *key)
+{
+	int r = tjob_fn(w, arg, key);
+	for (int i = 0; i < 5000 && !__atomic_load_n(&lock_a.done_count, __ATOMIC_SEQ_CST); i++) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	b_saw_a_answered = __atomic_load_n(&lock_a.done_count, __ATOMIC_SEQ_CST) == 1;
+	return r;
+}
+
+static void test_long_next(void)
+{
+	struct batch *b = batch_new(g_st, 64, 1 << 20);
+	CHECK(b != NULL);
+	if (!b)
+		return;
+	uint64_t id = new_id();
+	atomic_store(&q_done, 0);
+	/* A holds its transaction until B is queued behind it */
+	lock_a.t = (struct tjob){ .b = b, .id = id, .seq = 0, .hold = 1 };
+	lock_a.job = (struct batch_job){ .fn = tjob_fn, .arg = &lock_a.t, .bytes = 100, .done = qjob_done };
+	lock_b.t = (struct tjob){ .b = b, .id = id, .seq = 1 };
+	lock_b.job = (struct batch_job){ .fn = wait_for_a, .arg = &lock_b.t, .bytes = 100, .done = qjob_done };
+	batch_submit(b, g_st, &lock_a.job);
+	for (int i = 0; i < 10000 && !__atomic_load_n(&lock_a.t.entered, __ATOMIC_SEQ_CST); i++) {
+		struct timespec ts = { 0, 100000 };
+		nanosleep(&ts, NULL);
+	}
+	batch_submit(b, g_st, &lock_b.job);
+	for (int i = 0; i < 10000 && atomic_load(&q_done) < 2; i++) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	CHECK_INT(b_saw_a_answered, 1);
+	CHECK_INT(lock_a.job.rc, ST_OK);
+	CHECK_INT(lock_a.durable, 1);
+	CHECK_INT(lock_b.job.rc, ST_OK);
+	CHECK_INT(lock_b.durable, 1);
+	CHECK(lock_b.job.txnid > lock_a.job.txnid);
+	batch_free(b);
+}
+
 int main(void)
 {
 	log_init("test_batch", LOG_LVL_WARN);
@@ -333,6 +384,7 @@ int main(void)
 	test_shared();
 	test_many();
 	test_queued();
+	test_long_next();
 	store_close(g_st);
 	unit_rm_rf(tmpdir);
 	return unit_done();
