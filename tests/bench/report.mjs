@@ -91,21 +91,129 @@ const targets = []
 function target (text, r, ok) {
   targets.push({ text, ratio: r, met: r === undefined ? null : ok(r) })
 }
-
-if (variants('append').length) {
-  md.push('## 1. Durable appends', '', '16 connections, each POSTs a ~100-byte JSON message and waits for the answer (`publish`), for the whole duration.', '')
-  table('append', [['appends_s', 'appends/s', 0], ['p50_ms', 'p50 ms', 2], ['p99_ms', 'p99 ms', 2], ['errors', 'errors', 0]],
-    [['fsync before ack', (s) => fsync[s] || '—']])
-  ratios('append', 'appends_s', [['lighttpd', 'node-file'], ['lighttpd', 'node-memory'], ['standalone', 'node-memory']], 'Appends/s ratios')
-  md.push('lmstream (durable): the appends waiting in one process go into one transaction (src/store/batch.c); its commit flushes the data pages inside LMDB\'s writer lock, and the meta page is on disk before the answer (flushed along with the next commit\'s data, or by a group commit shared between processes). DS-Node file-backed writes the message to a segment file and awaits `fdatasync` on it (concurrent appends share one in-flight call) before answering; its metadata goes to an LMDB index without a sync of its own. DS-Node in memory keeps nothing on disk.', '')
-  const v = '1 stream'
-  target('durable appends/s through lighttpd ≥ 20× DS-Node file-backed (1 stream)', ratio(med('append', v, 'lighttpd', 'appends_s'), med('append', v, 'node-file', 'appends_s')), (r) => r >= 20)
-  target('durable appends/s through lighttpd ≥ DS-Node in memory (1 stream)', ratio(med('append', v, 'lighttpd', 'appends_s'), med('append', v, 'node-memory', 'appends_s')), (r) => r >= 1)
+// a target whose figures came with failed requests is not met, and says so
+function targetErrs (text, r, ok, errs, shown = fx) {
+  const s = r === undefined ? undefined : errs ? `${shown(r)} (${fmt(errs)} failed requests)` : shown(r)
+  targets.push({ text, ratio: r, shown: s, met: r === undefined ? null : !errs && ok(r) })
 }
-if (variants('producer').length) {
-  md.push('## 2. Idempotent producer appends', '', 'As above, each connection an idempotent producer (`Producer-Id`, `Producer-Epoch`, `Producer-Seq`), one stream.', '')
-  table('producer', [['appends_s', 'appends/s', 0], ['p50_ms', 'p50 ms', 2], ['p99_ms', 'p99 ms', 2], ['errors', 'errors', 0]])
-  ratios('producer', 'appends_s', [['lighttpd', 'node-file'], ['lighttpd', 'node-memory']], 'Appends/s ratios')
+
+// append variants are "C conns N streams" (N = 1: "C conns 1 stream")
+function appendShape (v) {
+  const m = /^(\d+) conns (\d+) streams?$/.exec(v)
+  return m ? { conns: Number(m[1]), streams: Number(m[2]) } : { conns: 0, streams: 0 }
+}
+const byShape = (a, b) => appendShape(a).streams - appendShape(b).streams || appendShape(a).conns - appendShape(b).conns
+const shapeTitle = (v) => {
+  const { conns, streams } = appendShape(v)
+  return `${streams.toLocaleString('en-US')} stream${streams === 1 ? '' : 's'}, ${conns} connections`
+}
+const kib2mib = (x) => (x === undefined ? undefined : x / 1024)
+// one table of the append workload per variant: appends/s, latency, the server's RSS after the runs
+function appendTables (vs) {
+  for (const v of vs) {
+    md.push(`**${shapeTitle(v)}**`, '', '| system | fsync before ack | appends/s | p50 ms | p99 ms | RSS MiB | streams created in s | errors | runs |', '|---|---|---|---|---|---|---|---|---|')
+    for (const s of systems('append', v)) {
+      if (runs('append', v, s, 'appends_s') === 0 && med('append', v, s, 'failed') !== undefined) {
+        md.push(`| ${names[s] || s} | ${fsync[s] || '—'} | did not start | | | | | | 0 |`)
+        continue
+      }
+      for (const m of ['appends_s', 'p50_ms', 'p99_ms', 'rss_kb', 'errors', 'create_s', 'create_errors']) json.medians[['append', v, s, m].join('|')] = med('append', v, s, m)
+      const errs = (med('append', v, s, 'errors') || 0) + (med('append', v, s, 'create_errors') || 0)
+      md.push(`| ${names[s] || s} | ${fsync[s] || '—'} | ${fmt(med('append', v, s, 'appends_s'))} | ${fmt(med('append', v, s, 'p50_ms'), 2)} | ${fmt(med('append', v, s, 'p99_ms'), 2)} | ${fmt(kib2mib(med('append', v, s, 'rss_kb')), 1)} | ${fmt(med('append', v, s, 'create_s'), 2)} | ${fmt(errs)} | ${runs('append', v, s, 'appends_s')} |`)
+    }
+    md.push('')
+    const stopped = systems('append', v).filter((s) => med('append', v, s, 'stopped') !== undefined)
+    if (stopped.length) md.push(`Stopped during the runs (the figures of those runs count their failed requests; see logs/): ${stopped.map((s) => names[s] || s).join(', ')}.`, '')
+    const out = []
+    for (const [a, b] of [['lighttpd', 'node-file'], ['lighttpd', 'node-memory'], ['standalone', 'node-memory'], ['standalone', 'node-file']]) {
+      const r = ratio(med('append', v, a, 'appends_s'), med('append', v, b, 'appends_s'))
+      if (r !== undefined) out.push(`${a}/${b} ${fx(r)}`)
+    }
+    if (out.length) md.push(`Appends/s ratios: ${out.join('; ')}.`, '')
+    // the reference server in memory on many streams: say so when it did not cope
+    const { streams } = appendShape(v)
+    if (streams > 1000 && systems('append', v).includes('node-memory')) {
+      const failed = med('append', v, 'node-memory', 'failed') !== undefined
+      const errs = (med('append', v, 'node-memory', 'errors') || 0) + (med('append', v, 'node-memory', 'create_errors') || 0)
+      if (failed) md.push(`DS-Node in memory did not start for ${streams.toLocaleString('en-US')} streams.`, '')
+      else if (errs > 0) md.push(`DS-Node in memory did not cope with ${streams.toLocaleString('en-US')} streams: ${fmt(errs)} failed requests (median of the runs, stream creation included).`, '')
+      else if (runs('append', v, 'node-memory', 'appends_s') > 0) md.push(`DS-Node in memory coped with ${streams.toLocaleString('en-US')} streams (no failed request).`, '')
+    }
+  }
+}
+const appendVariants = variants('append').sort(byShape)
+if (appendVariants.some((v) => appendShape(v).streams <= 1000)) {
+  md.push('## 1. Durable appends', '', 'C connections, each POSTs a ~100-byte JSON message and waits for the answer (`publish`, saturated), for the whole duration, over N streams (connection k starts at stream k and moves to the next one with each append). The streams are created empty (`publish --create`) on a fresh data directory, and every repetition appends to them. RSS: VmRSS summed over the server\'s processes right after each run (lighttpd, its `lmstream.fcgi` workers and lmstream-live; lmstream-live alone; the Node process), median.', '')
+  appendTables(appendVariants.filter((v) => appendShape(v).streams <= 1000))
+  md.push('lmstream (durable): the appends waiting in one process go into one transaction (src/store/batch.c), committed by its writer thread; its flusher thread then makes the commits durable (one flush for every commit since the last) and tells the owner of each request, while the writer runs the next batch (group commit). DS-Node file-backed writes the message to a segment file and awaits `fdatasync` on it (concurrent appends share one in-flight call) before answering; its metadata goes to an LMDB index without a sync of its own. DS-Node in memory keeps nothing on disk.', '')
+}
+if (appendVariants.some((v) => appendShape(v).streams > 1000)) {
+  md.push('## 1b. Many streams', '', 'As above, the appends spread over many streams (the shape of Electric\'s public benchmark): each connection moves to the next stream with each append, so every stream gets a few appends per run. lmstream through lighttpd, lmstream-live alone, and DS-Node in memory (DS-Node file-backed and CGI are left out at this size).', '')
+  appendTables(appendVariants.filter((v) => appendShape(v).streams > 1000))
+}
+if (appendVariants.length) {
+  const key = (c, n) => `${c} conns ${n} ${n === 1 ? 'stream' : 'streams'}`
+  const a = (c, n, s) => med('append', key(c, n), s, 'appends_s')
+  const e = (c, n, ...ss) => ss.reduce((t, s) => t + (med('append', key(c, n), s, 'errors') || 0), 0)
+  const absolute = (text, c, n, s, goal) => targetErrs(text, a(c, n, s), (x) => x >= goal, e(c, n, s), (x) => `${fmt(x)} (${fx(x / goal)} the goal)`)
+  const versus = (text, c, n, s, peer, goal) => targetErrs(text, ratio(a(c, n, s), a(c, n, peer)), (r) => r >= goal, e(c, n, s, peer))
+  absolute('lmstream-live alone: ≥ 100,000 durable appends/s, 64 connections, 1 stream', 64, 1, 'standalone', 100000)
+  absolute('lmstream-live alone: ≥ 100,000 durable appends/s, 64 connections, 1,000 streams', 64, 1000, 'standalone', 100000)
+  versus('lmstream-live alone: appends/s ≥ 3.5× DS-Node in memory, 64 connections, 1 stream', 64, 1, 'standalone', 'node-memory', 3.5)
+  versus('lmstream-live alone: appends/s ≥ 3.5× DS-Node in memory, 64 connections, 1,000 streams', 64, 1000, 'standalone', 'node-memory', 3.5)
+  for (const c of [16, 64]) {
+    absolute(`through lighttpd: ≥ 25,000 durable appends/s, ${c} connections, 1 stream`, c, 1, 'lighttpd', 25000)
+    versus(`through lighttpd: appends/s ≥ DS-Node in memory, ${c} connections, 1 stream`, c, 1, 'lighttpd', 'node-memory', 1)
+  }
+  versus('durable appends/s through lighttpd ≥ 20× DS-Node file-backed (16 connections, 1 stream)', 16, 1, 'lighttpd', 'node-file', 20)
+}
+if (variants('producer').some((v) => v !== 'setup')) {
+  md.push('## 2. Idempotent producer appends', '', 'One deployment per system with two streams: plain appends to one, idempotent-producer appends (`Producer-Id` per connection, `Producer-Epoch`, `Producer-Seq`) to the other; each repetition runs both in turn, the order swapping, on the same number of connections. × plain: producer appends/s over plain appends/s of the same deployment.', '')
+  md.push('| system | connections | plain appends/s | producer appends/s | × plain | producer p50 ms | producer p99 ms | plain p99 ms | errors | runs |', '|---|---|---|---|---|---|---|---|---|---|')
+  const pv = variants('producer').filter((v) => v !== 'setup').sort((x, y) => parseInt(x) - parseInt(y))
+  for (const s of [...new Set(pv.flatMap((v) => systems('producer', v)))]) {
+    for (const v of pv) {
+      const p = med('producer', v, s, 'appends_s'), q = med('producer', v, s, 'plain_appends_s')
+      for (const m of ['appends_s', 'plain_appends_s', 'p50_ms', 'p99_ms', 'plain_p99_ms']) json.medians[['producer', v, s, m].join('|')] = med('producer', v, s, m)
+      const errs = (med('producer', v, s, 'errors') || 0) + (med('producer', v, s, 'plain_errors') || 0)
+      md.push(`| ${names[s] || s} | ${parseInt(v)} | ${fmt(q)} | ${fmt(p)} | ${fx(ratio(p, q))} | ${fmt(med('producer', v, s, 'p50_ms'), 2)} | ${fmt(med('producer', v, s, 'p99_ms'), 2)} | ${fmt(med('producer', v, s, 'plain_p99_ms'), 2)} | ${fmt(errs)} | ${runs('producer', v, s, 'appends_s')} |`)
+    }
+  }
+  md.push('')
+  for (const s of ['standalone', 'lighttpd']) {
+    for (const v of pv) {
+      const errs = (med('producer', v, s, 'errors') || 0) + (med('producer', v, s, 'plain_errors') || 0)
+      targetErrs(`${names[s]}: producer appends/s within 10% of plain appends (${parseInt(v)} connections, 1 stream)`, ratio(med('producer', v, s, 'appends_s'), med('producer', v, s, 'plain_appends_s')), (r) => r >= 0.9, errs)
+    }
+  }
+}
+if (variants('halfrate').length) {
+  md.push('## 2b. Append latency at half the saturated rate', '', 'One stream. Each repetition publishes as fast as possible (saturated), then at a fixed rate of half what that run reached, on the same connections (`publish --rate`: connection k sends at start + (k + j·C)/rate; a message whose connection still waits for its previous answer goes out when that answer is in, and counts as late when that is more than 1 ms after its time). p50/p99: from sending a request to its whole answer; p99 from due: from the time the message was due.', '')
+  md.push('| system | connections | saturated appends/s | fixed rate | appends/s reached | p50 ms | p99 ms | p99 from due ms | late | errors | runs |', '|---|---|---|---|---|---|---|---|---|---|---|')
+  for (const v of variants('halfrate')) {
+    for (const s of systems('halfrate', v)) {
+      for (const m of ['sat_appends_s', 'target_s', 'appends_s', 'p50_ms', 'p99_ms', 'sched_p99_ms', 'late']) json.medians[['halfrate', v, s, m].join('|')] = med('halfrate', v, s, m)
+      md.push(`| ${names[s] || s} | ${parseInt(v)} | ${fmt(med('halfrate', v, s, 'sat_appends_s'))} | ${fmt(med('halfrate', v, s, 'target_s'))} | ${fmt(med('halfrate', v, s, 'appends_s'))} | ${fmt(med('halfrate', v, s, 'p50_ms'), 2)} | ${fmt(med('halfrate', v, s, 'p99_ms'), 2)} | ${fmt(med('halfrate', v, s, 'sched_p99_ms'), 2)} | ${fmt(med('halfrate', v, s, 'late'))} | ${fmt((med('halfrate', v, s, 'errors') || 0) + (med('halfrate', v, s, 'sat_errors') || 0))} | ${runs('halfrate', v, s, 'p99_ms')} |`)
+    }
+  }
+  md.push('')
+  const hv = '64 conns 1 stream'
+  targetErrs('lmstream-live alone: append p99 ≤ 5 ms at half the saturated rate (64 connections, 1 stream)', med('halfrate', hv, 'standalone', 'p99_ms'), (p) => p <= 5,
+    (med('halfrate', hv, 'standalone', 'errors') || 0) + (med('halfrate', hv, 'standalone', 'sat_errors') || 0), (p) => `${fmt(p, 2)} ms`)
+}
+if (variants('tinyget').length) {
+  md.push('## 2c. Tiny catch-up GETs against appends', '', 'One deployment per system: wrk reads a stream holding one small message at its first offset (`read.lua`), and `publish` appends to another stream, on the same number of connections; each repetition measures both in turn, the order swapping. appends/s ÷ GETs/s is the ratio `tests/perf/append-guard` checks (with shorter rounds), recorded in the top-level README.', '')
+  md.push('| system | connections | tiny GETs/s | GET p50 ms | GET p99 ms | appends/s | append p50 ms | append p99 ms | appends/s ÷ GETs/s | errors | runs |', '|---|---|---|---|---|---|---|---|---|---|---|')
+  for (const v of variants('tinyget')) {
+    for (const s of systems('tinyget', v)) {
+      const g = med('tinyget', v, s, 'reads_s'), ap = med('tinyget', v, s, 'append_appends_s')
+      json.medians[['tinyget', v, s, 'reads_s'].join('|')] = g
+      json.medians[['tinyget', v, s, 'appends_s'].join('|')] = ap
+      json.medians[['tinyget', v, s, 'ratio'].join('|')] = ratio(ap, g)
+      md.push(`| ${names[s] || s} | ${parseInt(v)} | ${fmt(g)} | ${fmt(med('tinyget', v, s, 'p50_ms'), 2)} | ${fmt(med('tinyget', v, s, 'p99_ms'), 2)} | ${fmt(ap)} | ${fmt(med('tinyget', v, s, 'append_p50_ms'), 2)} | ${fmt(med('tinyget', v, s, 'append_p99_ms'), 2)} | ${ratio(ap, g) === undefined ? '—' : ratio(ap, g).toFixed(2)} | ${fmt((med('tinyget', v, s, 'errors') || 0) + (med('tinyget', v, s, 'append_errors') || 0))} | ${runs('tinyget', v, s, 'reads_s')}/${runs('tinyget', v, s, 'append_appends_s')} |`)
+    }
+  }
+  md.push('')
 }
 if (variants('catchup').length) {
   md.push('## 3. Catch-up reads', '', 'A stream of messages of the given size, ~100 MB in all; 16 connections (wrk) read at random message offsets. Each server answers as much as it sends in one response: lmstream ~1 MiB, DS-Node everything up to the end of the stream. The static file row asks lighttpd for the same number of bytes per read as lmstream through lighttpd got (`Range`), from a file of the stream\'s size.', '')
@@ -221,7 +329,7 @@ if (variants('auth-append').length || variants('auth-read').length || variants('
 
 md.push('## Targets', '', '| target | measured | met |', '|---|---|---|')
 for (const t of targets) {
-  const m = t.ratio !== undefined ? fx(t.ratio) : t.value !== undefined ? fmt(t.value, 2) : '—'
+  const m = t.shown !== undefined ? t.shown : t.ratio !== undefined ? fx(t.ratio) : t.value !== undefined ? fmt(t.value, 2) : '—'
   md.push(`| ${t.text} | ${m} | ${t.met === null || t.met === undefined ? 'not measured' : t.met ? 'yes' : 'no'} |`)
 }
 md.push('')
@@ -230,8 +338,9 @@ json.rows = rows
 
 // --- plots --------------------------------------------------------------------------------
 const plots = []
-function bars (name, title, ylabel, w, metric, logscale = false) {
-  const vs = variants(w)
+function bars (name, title, ylabel, w, metric, logscale = false, keep = () => true) {
+  const kept = variants(w).filter(keep)
+  const vs = w === 'append' ? kept.sort(byShape) : kept
   if (!vs.length) return
   const ss = [...new Set(vs.flatMap((v) => systems(w, v)))]
   const dat = [['system', ...vs.map((v) => `"${v}"`)].join(' ')]
@@ -254,8 +363,10 @@ plot ${cols}
 `)
   plots.push(name)
 }
-bars('appends', 'Durable appends/s (16 connections, 100-byte JSON), median', 'appends/s', 'append', 'appends_s', true)
-bars('producer', 'Idempotent producer appends/s, median', 'appends/s', 'producer', 'appends_s', true)
+bars('appends', 'Durable appends/s (100-byte JSON), median', 'appends/s', 'append', 'appends_s', true, (v) => appendShape(v).streams <= 1000)
+bars('appends-many', 'Durable appends/s over many streams, median', 'appends/s', 'append', 'appends_s', false, (v) => appendShape(v).streams > 1000)
+bars('appends-rss', 'Server RSS after the append runs (KiB), median', 'KiB', 'append', 'rss_kb', true)
+bars('producer', 'Idempotent producer appends/s, median', 'appends/s', 'producer', 'appends_s', true, (v) => v !== 'setup')
 bars('catchup', 'Catch-up reads at random offsets, MiB/s, median', 'MiB/s', 'catchup', 'mib_s', true)
 bars('cgi', 'Catch-up read latency p50 (one connection), ms', 'ms', 'cgi', 'p50_ms')
 bars('longpoll-p99', 'Long-poll fan-out: delivery latency p99 at 1 msg/s, median', 'ms', 'longpoll', 'p99')
