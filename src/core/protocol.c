@@ -281,7 +281,7 @@ enum proto_action proto_handle(struct proto_ctx *ctx, const struct proto_request
 		return resp->action;
 	}
 	/* A write the front lets go without waiting lives on the heap. */
-	if (ctx->on_written && may_write(raw->method) && batch_queues(ctx->batch) &&
+	if (ctx->on_written && raw->owner && may_write(raw->method) && batch_queues(ctx->batch) &&
 	    !(call = malloc(sizeof *call)))
 		call = &here;
 	call->may_queue = call != &here;

@@ -64,7 +64,9 @@ struct proto_request {
 	 * is a loopback address (lmstream-live: a TCP peer on loopback whose
 	 * request no proxy forwarded). Only reading the metrics cares. */
 	int loopback;
-	/* The front's handle on the request, given back to ctx->on_written. */
+	/* The front's handle on the request, given back to ctx->on_written;
+	 * NULL: the front waits for this request's write (the response is not
+	 * one that may be filled later, by another thread). */
 	void *owner;
 };
 

@@ -612,14 +612,16 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 		return ret;
 	c->req.body = c->body.data ? c->body.data : "";
 	c->req.body_len = c->body.len;
-	c->req.owner = c;
 	/* A write may be queued: its answer is filled later, by another
-	 * thread, so it cannot be this thread's. */
+	 * thread, so it cannot be this thread's. Without one of its own it
+	 * waits for its commit here. */
 	struct proto_response *resp = &t->resp;
+	c->req.owner = NULL;
 	if (live.batch && (c->req.method == M_PUT || c->req.method == M_POST || c->req.method == M_DELETE) &&
 	    (c->wresp = malloc(sizeof *c->wresp))) {
 		proto_response_init(c->wresp);
 		resp = c->wresp;
+		c->req.owner = c;
 	}
 	uint64_t seq = reg_seq(&live.reg);
 	switch (proto_handle(&t->ctx, &c->req, resp, &c->live)) {
