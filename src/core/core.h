@@ -40,8 +40,9 @@ struct core_call {
 	struct access acc;
 	const struct proto_request *raw;
 	struct proto_response *resp;
-	int may_queue;          /* on the heap: core_write may queue the write */
-	int queued;             /* ... and did: the writer threads own the call */
+	int may_queue;          /* on the heap: core_write may queue the write (it
+	                         * then sets ctx->call to NULL: the call is the
+	                         * writer threads' from then on) */
 	/* what the writer threads need of a queued write */
 	struct batch_job job;
 	void (*after)(void *arg);

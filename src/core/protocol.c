@@ -118,7 +118,9 @@ void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes
 	call->on_commit = ctx->on_commit;
 	call->hook_arg = ctx->hook_arg;
 	if (call->may_queue && batch_queues(ctx->batch)) {
-		call->queued = 1;
+		/* From here on the call is the writer threads': it may be
+		 * answered and freed before batch_submit returns. */
+		ctx->call = NULL;
 		call->job.done = queued_done;
 		call->cfg = ctx->cfg;
 		call->on_written = ctx->on_written;
@@ -285,7 +287,6 @@ enum proto_action proto_handle(struct proto_ctx *ctx, const struct proto_request
 	    !(call = malloc(sizeof *call)))
 		call = &here;
 	call->may_queue = call != &here;
-	call->queued = 0;
 	call->raw = raw;
 	call->resp = resp;
 	memset(&call->acc, 0, sizeof call->acc);
@@ -298,9 +299,9 @@ enum proto_action proto_handle(struct proto_ctx *ctx, const struct proto_request
 		q->who = call->acc.has_principal ? call->acc.principal : NULL;
 		dispatch(ctx, q, resp, live);
 	}
+	if (!ctx->call)
+		return PROTO_QUEUED; /* core_write handed the call and resp over: never touch them */
 	ctx->call = NULL;
-	if (call->queued)
-		return PROTO_QUEUED; /* the call and resp are the writer's now */
 	if (resp->action != PROTO_DONE) {
 		live->expires_ms = call->acc.expires_ms;
 		live->credentialed = call->acc.credentialed != 0;

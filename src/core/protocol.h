@@ -152,7 +152,8 @@ struct proto_ctx {
 	 * from the batch's flusher thread, when resp holds the whole answer.
 	 * Until then the request (its body too) and resp are the core's. */
 	void (*on_written)(void *owner);
-	struct core_call *call;   /* the core's: the request it handles now */
+	struct core_call *call;   /* the core's: the request it handles now (NULL once
+	                           * a queued write took it) */
 };
 
 void proto_init(struct proto_ctx *ctx, const struct config *cfg, struct store *st);
