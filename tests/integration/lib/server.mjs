@@ -303,7 +303,7 @@ async function startReference({ label }) {
   }
 }
 
-async function startDeployment({ label, config, kind = SERVER_KIND, workers, liveRestart = true, demo = false, siteConf, tls }) {
+async function startDeployment({ label, config, kind = SERVER_KIND, workers, liveRestart = true, demo = false, siteConf, tls, env }) {
   if (!fs.existsSync(RUN_PATH)) {
     throw new Error(`${RUN_PATH} not found (set LMSTREAM_RUN, or LMSTREAM_TEST_SERVER=reference)`)
   }
@@ -342,7 +342,7 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
     // Under setpriv --pdeathsig, deploy/run gets SIGTERM (and stops everything
     // it started) even if this test process is killed before it can clean up.
     const [cmd, cmdArgs] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', '--', RUN_PATH, ...args]] : [RUN_PATH, args]
-    const child = spawn(cmd, cmdArgs, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(cmd, cmdArgs, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env })
     let own = '' // what this start writes (log may hold an earlier one's too)
     const add = (c) => { log.add(c); if (own.length < 64 * 1024) own += c.toString('utf8') }
     child.stdout.on('data', add)
@@ -571,6 +571,8 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
  *   https://127.0.0.1:PORT, tlsCert the certificate's path (as deploy/run
  *   printed it: it goes away with deploy/run) and tlsCa its PEM text (a
  *   Buffer), for the `ca` option of node:https / node:http2.
+ * options.env: variables added to the environment deploy/run starts with
+ *   (and passes on to the servers and workers it starts).
  * Returns { kind, url, port, canKill, hasLimits, workers(), logTail(), stop() }
  * (and tlsCert, tlsCa: null without tls);
  * deploy/run deployments also have livePids(), liveAddress(), waitLog(re)
@@ -578,11 +580,11 @@ async function startDeployment({ label, config, kind = SERVER_KIND, workers, liv
  * webServerPids(), running(), exited() and respawn() (deploy/run started
  * again on the same port and data directory once it has exited).
  */
-export function startServer({ label = 'it', config, server, workers, liveRestart, demo, siteConf, tls } = {}) {
+export function startServer({ label = 'it', config, server, workers, liveRestart, demo, siteConf, tls, env } = {}) {
   const kind = server || SERVER_KIND
   return kind === 'reference'
     ? startReference({ label })
-    : startDeployment({ label, config, kind, workers, liveRestart, demo, siteConf, tls })
+    : startDeployment({ label, config, kind, workers, liveRestart, demo, siteConf, tls, env })
 }
 
 /**
