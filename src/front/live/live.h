@@ -86,7 +86,7 @@ struct conn {
 struct live {
 	struct config cfg;
 	struct store *store;
-	struct batch *batch;     /* appends of the pool threads share commits */
+	struct batch *batch;     /* the writer and flusher threads: writes are queued to it */
 	struct auth *auth;       /* keys of auth = token; NULL: none (requests get 503) */
 	struct MHD_Daemon *mhd;
 	struct registry reg;     /* waiting connections */
