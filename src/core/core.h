@@ -55,14 +55,13 @@ struct core_call {
 /* Runs fn(w, arg, &key) as a job of this process's batch (store/batch.h):
  * durable before the answer goes out. Then after(arg) (when not NULL)
  * does the handler's last work and frees what arg holds; it is called once
- * the write is answered (kept and durable, refused, or failed), with resp
- * final but for a store error that failed the commit. A commit wakes the
- * stream's live readers.
+ * the write is answered (kept and durable, refused, or failed), with the
+ * call's response final but for a store error that failed the commit. A
+ * commit wakes the stream's live readers.
  * When the call may queue, this returns at once and everything after runs
- * on the flusher thread: the handler must not touch q, resp or arg once
- * core_write returns. Else it returns after all of it. */
-void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes, batch_fn fn, void *arg,
-                void (*after)(void *arg));
+ * on the flusher thread: the handler must not touch q, the response or arg
+ * once core_write returns. Else it returns after all of it. */
+void core_write(struct proto_ctx *ctx, size_t bytes, batch_fn fn, void *arg, void (*after)(void *arg));
 
 /* For a job refused because the map is nearly full (store_room): 507 with
  * Retry-After in resp, and BATCH_RECLAIM to return. */

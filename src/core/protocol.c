@@ -108,18 +108,17 @@ static void queued_done(struct batch_job *j)
 	written(owner);
 }
 
-void core_write(struct proto_ctx *ctx, struct proto_response *resp, size_t bytes, batch_fn fn, void *arg,
-                void (*after)(void *arg))
+void core_write(struct proto_ctx *ctx, size_t bytes, batch_fn fn, void *arg, void (*after)(void *arg))
 {
 	struct core_call *call = ctx->call;
 	call->job = (struct batch_job){ .fn = fn, .arg = arg, .bytes = bytes };
 	call->after = after;
-	call->resp = resp;
 	call->on_commit = ctx->on_commit;
 	call->hook_arg = ctx->hook_arg;
-	if (call->may_queue && batch_queues(ctx->batch)) {
+	if (call->may_queue) {
 		/* From here on the call is the writer threads': it may be
-		 * answered and freed before batch_submit returns. */
+		 * answered and freed before batch_submit returns (a batch
+		 * stopped since proto_handle looked runs the job at once). */
 		ctx->call = NULL;
 		call->job.done = queued_done;
 		call->cfg = ctx->cfg;
@@ -261,8 +260,7 @@ static void dispatch(struct proto_ctx *ctx, const struct req *q, struct proto_re
 	}
 }
 
-/* Whether a request of this method may write (and so be queued). */
-static int may_write(enum proto_method m)
+int proto_may_write(enum proto_method m)
 {
 	return m == M_PUT || m == M_POST || m == M_DELETE;
 }
@@ -283,7 +281,7 @@ enum proto_action proto_handle(struct proto_ctx *ctx, const struct proto_request
 		return resp->action;
 	}
 	/* A write the front lets go without waiting lives on the heap. */
-	if (ctx->on_written && raw->owner && may_write(raw->method) && batch_queues(ctx->batch) &&
+	if (ctx->on_written && raw->owner && proto_may_write(raw->method) && batch_queues(ctx->batch) &&
 	    !(call = malloc(sizeof *call)))
 		call = &here;
 	call->may_queue = call != &here;

@@ -23,6 +23,9 @@ enum proto_method {
 
 /* The method named by an HTTP request line; M_OTHER for any other (405). */
 enum proto_method proto_method(const char *name);
+/* Whether a request of this method may write (and so may be queued: see
+ * struct proto_ctx's on_written). */
+int proto_may_write(enum proto_method m);
 
 /* The request headers the protocol reads (and the browser may send: the
  * CORS allow list is made from this table). A front looks each one up by

@@ -352,5 +352,5 @@ void state_compact(struct proto_ctx *ctx, const struct req *q, struct proto_resp
 		return;
 	}
 	*j = (struct compact_job){ q, resp };
-	core_write(ctx, resp, 0, compact_job, j, free);
+	core_write(ctx, 0, compact_job, j, free);
 }

@@ -253,7 +253,7 @@ void write_put(struct proto_ctx *ctx, const struct req *q, struct proto_response
 		put_after(j);
 		return;
 	}
-	core_write(ctx, resp, q->body_len, put_job, j, put_after);
+	core_write(ctx, q->body_len, put_job, j, put_after);
 }
 
 /* --- POST: producers ------------------------------------------------------------------- */
@@ -490,7 +490,7 @@ void write_post(struct proto_ctx *ctx, const struct req *q, struct proto_respons
 	}
 	/* The rest happens under the writer lock, in a batch with the writes
 	 * of this process's other requests. */
-	core_write(ctx, resp, q->body_len, post_job, j, post_after);
+	core_write(ctx, q->body_len, post_job, j, post_after);
 }
 
 /* --- DELETE -------------------------------------------------------------------------------- */
@@ -523,5 +523,5 @@ void write_delete(struct proto_ctx *ctx, const struct req *q, struct proto_respo
 		return;
 	}
 	*j = (struct delete_job){ q, resp };
-	core_write(ctx, resp, 0, delete_job, j, free);
+	core_write(ctx, 0, delete_job, j, free);
 }

@@ -402,7 +402,6 @@ struct worker {
 	struct proto_ctx ctx;
 	int ctx_store;                /* ctx is bound to the store */
 	struct proto_live live;
-	int io_fcgi;                  /* a FastCGI thread (writes may be queued), not CGI */
 	int slots;                    /* this thread's description of the slots file; -1: not open */
 	int live_held;                /* the request is an admitted live read */
 	int slot;                     /* ... holding this byte of the slots file, or SLOT_UNCOUNTED */
@@ -658,7 +657,8 @@ static int worker_bind(struct worker *w)
 		return 1;
 	pthread_mutex_lock(&pr->open_lock);
 	if (!pr->st && store_open(&pr->st, pr->cfg) == ST_OK) {
-		pr->batch = batch_new(pr->st, LS_BATCH_MAX_JOBS, LS_BATCH_MAX_BYTES);
+		/* A CGI process serves one request: no writer threads. */
+		pr->batch = FCGX_IsCGI() ? NULL : batch_new(pr->st, LS_BATCH_MAX_JOBS, LS_BATCH_MAX_BYTES);
 		count_in(pr);
 	}
 	struct store *st = pr->st;
@@ -670,8 +670,7 @@ static int worker_bind(struct worker *w)
 	proto_init(&w->ctx, pr->cfg, st);
 	w->ctx.on_commit = announce;
 	w->ctx.batch = b;
-	if (w->io_fcgi)
-		w->ctx.on_written = on_written;
+	w->ctx.on_written = on_written; /* without a batch (CGI) nothing is queued */
 	w->ctx.auth = pr->auth;
 	w->ctx.front = pr->front;
 	w->ctx_store = 1;
@@ -699,7 +698,6 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct call *k = NULL;
-	w->io_fcgi = 1;
 	worker_setup(w);
 	while (!stopping) {
 		if (!k && !(k = call_new())) {
@@ -724,7 +722,6 @@ static void *worker_main(void *arg)
 		/* Do not keep a large body's memory between requests. */
 		if (k->body.cap > (1u << 20))
 			buf_free(&k->body);
-		proto_response_reset(&k->resp);
 	}
 	call_free(k);
 	worker_cleanup(w);

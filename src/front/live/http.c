@@ -617,7 +617,7 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 	 * waits for its commit here. */
 	struct proto_response *resp = &t->resp;
 	c->req.owner = NULL;
-	if (live.batch && (c->req.method == M_PUT || c->req.method == M_POST || c->req.method == M_DELETE) &&
+	if (live.batch && proto_may_write(c->req.method) &&
 	    (c->wresp = malloc(sizeof *c->wresp))) {
 		proto_response_init(c->wresp);
 		resp = c->wresp;
