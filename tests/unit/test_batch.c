@@ -32,6 +32,12 @@ struct tjob {
 
 static struct store *g_st;
 
+static void pause_ns(long ns)
+{
+	struct timespec ts = { 0, ns };
+	nanosleep(&ts, NULL);
+}
+
 static int tjob_fn(struct store_txn *w, void *arg, uint64_t *key)
 {
 	struct tjob *j = arg;
@@ -43,10 +49,8 @@ static int tjob_fn(struct store_txn *w, void *arg, uint64_t *key)
 	__atomic_store_n(&j->entered, 1, __ATOMIC_SEQ_CST);
 	if (j->hold) {
 		/* Let the other threads queue up behind this batch (10 s at most). */
-		for (int i = 0; i < 10000 && batch_waiting(j->b) < j->hold; i++) {
-			struct timespec ts = { 0, 1000000 };
-			nanosleep(&ts, NULL);
-		}
+		for (int i = 0; i < 10000 && batch_waiting(j->b) < j->hold; i++)
+			pause_ns(1000000);
 	}
 	return !j->refuse;
 }
@@ -132,17 +136,13 @@ static void test_shared(void)
 	pthread_t t[7];
 	pthread_create(&t[0], NULL, thread_one, &jobs[0]);
 	/* the holder leads first; the others queue while it holds */
-	for (int i = 0; i < 10000 && !__atomic_load_n(&jobs[0].entered, __ATOMIC_SEQ_CST); i++) {
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
+	for (int i = 0; i < 10000 && !__atomic_load_n(&jobs[0].entered, __ATOMIC_SEQ_CST); i++)
+		pause_ns(1000000);
 	for (int i = 1; i < 7; i++) {
 		/* in order, so that ids[2] seq 0 is queued before seq 1 */
 		pthread_create(&t[i], NULL, thread_one, &jobs[i]);
-		for (int k = 0; k < 10000 && batch_waiting(b) < i; k++) {
-			struct timespec ts = { 0, 100000 };
-			nanosleep(&ts, NULL);
-		}
+		for (int k = 0; k < 10000 && batch_waiting(b) < i; k++)
+			pause_ns(100000);
 	}
 	for (int i = 0; i < 7; i++)
 		pthread_join(t[i], NULL);
@@ -272,10 +272,8 @@ static void test_queued(void)
 		qs[i].job = (struct batch_job){ .fn = tjob_fn, .arg = &qs[i].t, .bytes = 100, .done = qjob_done };
 		batch_submit(b, g_st, &qs[i].job);
 	}
-	for (int i = 0; i < 10000 && atomic_load(&q_done) < NQ; i++) {
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
+	for (int i = 0; i < 10000 && atomic_load(&q_done) < NQ; i++)
+		pause_ns(1000000);
 	CHECK_INT(atomic_load(&q_done), NQ);
 	int wrong = 0, once = 0, elsewhere = 0, durable = 0;
 	uint64_t prev = 0;
@@ -327,10 +325,8 @@ static int b_saw_a_answered;
 static int wait_for_a(struct store_txn *w, void *arg, uint64_t *key)
 {
 	int r = tjob_fn(w, arg, key);
-	for (int i = 0; i < 5000 && !__atomic_load_n(&lock_a.done_count, __ATOMIC_SEQ_CST); i++) {
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
+	for (int i = 0; i < 5000 && !__atomic_load_n(&lock_a.done_count, __ATOMIC_SEQ_CST); i++)
+		pause_ns(1000000);
 	b_saw_a_answered = __atomic_load_n(&lock_a.done_count, __ATOMIC_SEQ_CST) == 1;
 	return r;
 }
@@ -349,15 +345,11 @@ static void test_long_next(void)
 	lock_b.t = (struct tjob){ .b = b, .id = id, .seq = 1 };
 	lock_b.job = (struct batch_job){ .fn = wait_for_a, .arg = &lock_b.t, .bytes = 100, .done = qjob_done };
 	batch_submit(b, g_st, &lock_a.job);
-	for (int i = 0; i < 10000 && !__atomic_load_n(&lock_a.t.entered, __ATOMIC_SEQ_CST); i++) {
-		struct timespec ts = { 0, 100000 };
-		nanosleep(&ts, NULL);
-	}
+	for (int i = 0; i < 10000 && !__atomic_load_n(&lock_a.t.entered, __ATOMIC_SEQ_CST); i++)
+		pause_ns(100000);
 	batch_submit(b, g_st, &lock_b.job);
-	for (int i = 0; i < 10000 && atomic_load(&q_done) < 2; i++) {
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
+	for (int i = 0; i < 10000 && atomic_load(&q_done) < 2; i++)
+		pause_ns(1000000);
 	CHECK_INT(b_saw_a_answered, 1);
 	CHECK_INT(lock_a.job.rc, ST_OK);
 	CHECK_INT(lock_a.durable, 1);
