@@ -76,6 +76,11 @@
 #define LS_CURSOR_EPOCH_MS    1728432000000LL /* 2024-10-09T00:00:00Z */
 #define LS_POLL_INTERVAL_MS   10    /* a worker checks for new commits this often while waiting */
 #define LS_RETRY_AFTER_S      5     /* Retry-After on 503/507 */
+/* lmstream-live: live reads (SSE, long-poll) may take max_connections but a
+ * reserve of max_connections / LS_LIVE_RESERVE_DIV + LS_LIVE_RESERVE_MIN
+ * (at most half), kept for writes and other requests */
+#define LS_LIVE_RESERVE_DIV   32
+#define LS_LIVE_RESERVE_MIN   8
 #define LS_BUDGET_RETRY_MS    100   /* lmstream-live: an SSE response over the memory budget looks again after this */
 #define LS_FALLBACK_BEAT_MS   2000  /* SSE heartbeat of a worker serving live reads itself */
 #define LS_MAX_FORK_DEPTH     32    /* inherited ranges of a fork: a chain of at most 32 forks */

@@ -335,6 +335,8 @@ describe('edge[standalone]: bad requests, memory, descriptors, notices', () => {
 describe('edge[standalone]: floods and the connection cap', () => {
   const CAP = 200
   const PER_IP = 50
+  // live reads may take the cap but for a reserve kept for writes (src/lib/limits.h)
+  const LIVE_CAP = CAP - Math.min(Math.floor(CAP / 32) + 8, Math.floor(CAP / 2))
   let srv
   before(async () => {
     srv = await startServer({
@@ -383,11 +385,17 @@ describe('edge[standalone]: floods and the connection cap', () => {
         { localAddress: from, timeoutMs: 10_000 }))
       if (i % 50 === 49) await sleep(100)
     }
+    // With the live reads at their cap, a writer still gets through.
+    await sleep(500)
+    const body = '{"w":1}'
+    const w = await exchange(srv.port, Buffer.from(`POST ${p} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`), { localAddress: '127.0.0.2', timeoutMs: 5000 })
+    assert.ok([200, 204].includes(statusOf(w.data)), `a write at the cap got ${statusOf(w.data) || 'no answer'}`)
     const rs = await Promise.all(subs)
     const ok = rs.filter((r) => statusOf(r.data) === 200)
     const refused = rs.filter((r) => statusOf(r.data) === 503)
     assert.equal(ok.length + refused.length, 250, `answers: ${JSON.stringify(rs.map((r) => statusOf(r.data)))}`)
-    assert.ok(ok.length >= CAP - 5 && ok.length <= CAP, `${ok.length} admitted`)
+    assert.ok(ok.length >= LIVE_CAP - 5 && ok.length <= LIVE_CAP, `${ok.length} admitted`)
     for (const r of refused) {
       assert.match(headerOf(r.data, 'Retry-After') || '', /^\d+$/)
       assert.equal(headerOf(r.data, 'Connection'), 'close')

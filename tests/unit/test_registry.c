@@ -69,7 +69,7 @@ static struct fake *fakes(size_t n)
 	if (!f)
 		abort();
 	for (size_t i = 0; i < n; i++) {
-		reg_entry_init(&f[i].w, &f[i]);
+		reg_entry_init(&f[i].w, &f[i], NULL);
 		f[i].due = INT64_MAX;
 	}
 	return f;

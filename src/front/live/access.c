@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -184,40 +185,73 @@ static size_t put_field(char *line, size_t len, const char *s, size_t n, size_t 
 	return len;
 }
 
-void access_end(const struct conn *c, int completed)
+/* The fields of c's line known once its request is in: CLIENT METHOD PATH
+ * LIVE, into line (at least ACCESS_LINE_MAX bytes). Returns their length. */
+static size_t request_fields(const struct conn *c, char *line)
 {
-	char line[ACCESS_LINE_MAX], when[32], status[16] = "-", bytes[24] = "-";
-	if (access_fd < 0)
-		return;
+	const char *path = c->target ? c->target : "";
+	size_t len = put_field(line, 0, c->client, strlen(c->client), 96);
+	line[len++] = ' ';
+	len = put_field(line, len, c->method, strlen(c->method), sizeof c->method + 3);
+	line[len++] = ' ';
+	len = put_field(line, len, path, strcspn(path, "?"), ACCESS_PATH_MAX);
+	int n = snprintf(line + len, ACCESS_LINE_MAX - len, " %s", live_mode(c));
+	return len + (n > 0 ? (size_t)n : 0);
+}
+
+/* Writes one line: the time, the request's fields, STATUS BYTES MS (status
+ * 0 and bytes UINT64_MAX: "-"). */
+static void write_line(const char *fields, size_t flen, int status, uint64_t bytes, int64_t started)
+{
+	char line[ACCESS_LINE_MAX], when[32], st[16] = "-", by[24] = "-";
 	struct timespec now;
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	size_t wl = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(when + wl, sizeof when - wl, ".%03ldZ", now.tv_nsec / 1000000);
-	/* A whole response's body counts when it went out whole; an SSE
-	 * response's, whatever was handed out. */
-	if (c->status)
-		snprintf(status, sizeof status, "%d", c->status);
-	if (c->status && (completed || c->kind == K_SSE))
-		snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)c->sent);
-	const char *path = c->target ? c->target : "";
-
-	size_t len = put_field(line, 0, when, strlen(when), 64);
-	line[len++] = ' ';
-	len = put_field(line, len, c->client, strlen(c->client), 96);
-	line[len++] = ' ';
-	len = put_field(line, len, c->method, strlen(c->method), sizeof c->method + 3);
-	line[len++] = ' ';
-	len = put_field(line, len, path, strcspn(path, "?"), ACCESS_PATH_MAX);
-	int n = snprintf(line + len, sizeof line - len, " %s %s %s %lld\n", live_mode(c), status, bytes,
-	                 (long long)(store_mono_ms() - c->started));
-	if (n < 0 || (size_t)n >= sizeof line - len)
-		return; /* cannot happen: the fields above are bounded */
-	len += (size_t)n;
+	if (status)
+		snprintf(st, sizeof st, "%d", status);
+	if (bytes != UINT64_MAX)
+		snprintf(by, sizeof by, "%llu", (unsigned long long)bytes);
+	int n = snprintf(line, sizeof line, "%s %.*s %s %s %lld\n", when, (int)flen, fields, st, by,
+	                 (long long)(store_mono_ms() - started));
+	if (n < 0 || (size_t)n >= sizeof line)
+		return; /* cannot happen: the fields are bounded */
 	/* One write: a line is never split or mixed with another. */
 	ssize_t w;
 	do
-		w = write(access_fd, line, len);
+		w = write(access_fd, line, (size_t)n);
 	while (w < 0 && errno == EINTR);
+}
+
+void access_end(const struct conn *c, int completed)
+{
+	char fields[ACCESS_LINE_MAX];
+	if (access_fd < 0)
+		return;
+	/* A whole response's body counts when it went out whole; an SSE
+	 * response's, whatever was handed out. */
+	uint64_t bytes = c->status && (completed || c->kind == K_SSE) ? c->sent : UINT64_MAX;
+	write_line(fields, request_fields(c, fields), c->status, bytes, c->started);
+}
+
+char *access_fields(const struct conn *c)
+{
+	char fields[ACCESS_LINE_MAX];
+	if (access_fd < 0)
+		return NULL;
+	size_t n = request_fields(c, fields);
+	char *copy = malloc(n + 1);
+	if (copy) {
+		memcpy(copy, fields, n);
+		copy[n] = '\0';
+	}
+	return copy;
+}
+
+void access_end_fields(const char *fields, int status, uint64_t bytes, int64_t started)
+{
+	if (access_fd >= 0 && fields)
+		write_line(fields, strlen(fields), status, bytes, started);
 }

@@ -168,113 +168,6 @@ static enum MHD_Result queue_as(struct conn *c, struct proto_response *r, int cl
 	return ok;
 }
 
-static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max);
-
-static enum MHD_Result queue_sse(struct conn *c, struct proto_response *r)
-{
-	struct MHD_Response *mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64,
-	                                                            sse_reader, c, NULL);
-	if (!mr)
-		return MHD_NO;
-	add_headers(mr, r);
-	proto_count(r);
-	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
-	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
-	MHD_destroy_response(mr);
-	if (ok == MHD_YES)
-		access_sent(c, r->status, 0); /* sse_pending counts what it hands out */
-	return ok;
-}
-
-/* Hands out up to max pending SSE bytes of c; returns how many. */
-static size_t sse_pending(struct conn *c, char *buf, size_t max)
-{
-	size_t n = c->out.len - c->out_off;
-	if (n > max)
-		n = max;
-	memcpy(buf, c->out.data + c->out_off, n);
-	c->out_off += n;
-	c->sent += n;
-	if (c->out_off == c->out.len) {
-		buf_free(&c->out); /* idle connections keep no buffer */
-		c->out_off = 0;
-		edge_budget_give(c->out_held);
-		c->out_held = 0;
-	}
-	return n;
-}
-
-/* Counts the unsent events of c in the memory budget. */
-static void out_hold(struct conn *c)
-{
-	if (c->out.len > c->out_held) {
-		edge_budget_add(c->out.len - c->out_held);
-		c->out_held = c->out.len;
-	}
-}
-
-/* SSE body: hand out pending bytes; when none, ask the core for more; when
- * caught up, suspend until the stream changes or a timer fires. */
-static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	struct conn *c = cls;
-	struct tls *t = thread_state();
-	(void)pos;
-
-	for (;;) {
-		if (c->out_off < c->out.len)
-			return (ssize_t)sse_pending(c, buf, max);
-		/* Nobody to write to. Not END_WITH_ERROR: libmicrohttpd 0.9.75
-		 * closes such a connection without releasing it, until its idle
-		 * pass reaches it, which an older idle keep-alive connection stops
-		 * (leaked sockets in CLOSE_WAIT). The end of the stream closes it
-		 * the ordinary way (Connection: close), or the write fails. */
-		if (atomic_load(&c->w.hung_up))
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (c->ended)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		int64_t now = store_mono_ms();
-		if (atomic_load(&live.draining) || now >= c->sse_end) {
-			c->ended = 1;
-			continue;
-		}
-		uint64_t seq = reg_seq(&live.reg);
-		int64_t due = c->next_beat < c->sse_end ? c->next_beat : c->sse_end;
-		/* Over the memory budget, events wait (all connections' unsent
-		 * events count): look again a little later, or at a heartbeat. */
-		if (edge_buffered() >= live.cfg.memory_budget && !c->w.fired) {
-			c->budget_wait = 1;
-			if (now + LS_BUDGET_RETRY_MS < due)
-				due = now + LS_BUDGET_RETRY_MS;
-			if (reg_wait(&live.reg, &c->w, c->live.stream_id, due, seq))
-				return 0;
-			continue;
-		}
-		if (c->budget_wait && now < c->next_beat)
-			c->w.fired = 0; /* that timer was the budget's, not a heartbeat */
-		c->budget_wait = 0;
-		enum sse_step s = proto_sse_step(&t->ctx, &c->live, &c->out);
-		out_hold(c);
-		if (s == SSE_END) {
-			c->ended = 1;
-			continue;
-		}
-		if (c->out.len)
-			continue;
-		if (s == SSE_MORE)
-			continue;
-		if (c->w.fired || now >= c->next_beat) {
-			c->w.fired = 0;
-			c->next_beat = now + live.cfg.heartbeat_ms;
-			sse_comment(&c->out, "keep-alive");
-			out_hold(c);
-			continue;
-		}
-		if (reg_wait(&live.reg, &c->w, c->live.stream_id, due, seq))
-			return 0;
-	}
-}
-
 /* --- static files (the demo page when running alone) ------------------------ */
 
 static const char *mime_of(const char *path)
@@ -459,12 +352,12 @@ static void build_request(struct conn *c, const char *url, const char *method)
  * refuses. Returns E_OK or the refusal. */
 static enum proto_err refusal(struct conn *c, const char *method, const char *url, const char *version)
 {
-	/* The cap counts requests in progress (this one included): what the
-	 * daemon holds for its clients. libmicrohttpd's own limit, a little
-	 * higher, bounds the sockets. */
+	/* The cap counts requests in progress (this one included) and SSE
+	 * subscribers: what the daemon holds for its clients. libmicrohttpd's
+	 * own limit, a little higher, bounds its sockets. */
 	if (atomic_load(&live.draining))
 		return E_SHUTTING_DOWN;
-	if (atomic_load(&live.nreq) > live.cfg.max_connections)
+	if (atomic_load(&live.nreq) + atomic_load(&live.nsubs) > live.cfg.max_connections)
 		return E_TOO_MANY_CONNECTIONS;
 	return edge_check(c, method, url, version);
 }
@@ -498,9 +391,8 @@ static enum MHD_Result begin_request(struct MHD_Connection *mc, const char *url,
 	if (!c)
 		return MHD_NO;
 	c->mc = mc;
-	reg_entry_init(&c->w, c);
+	reg_entry_init(&c->w, c, NULL);
 	buf_init(&c->body);
-	buf_init(&c->out);
 	*con_cls = c;
 	access_begin(c, method);
 	edge_request_begins(mc);
@@ -589,6 +481,20 @@ static void drop_body(struct conn *c)
 	c->req.body_len = 0;
 }
 
+/* Whether one more live read (long-poll or SSE) fits: they may fill the
+ * cap but for a reserve, which stays for writes and other requests, so
+ * that subscribers up to the cap never starve the writers they wait for. */
+static int live_read_fits(struct conn *c)
+{
+	int cap = live.cfg.max_connections;
+	int reserve = cap / LS_LIVE_RESERVE_DIV + LS_LIVE_RESERVE_MIN;
+	if (reserve > cap / 2)
+		reserve = cap / 2;
+	if (atomic_load(&live.nreq) + atomic_load(&live.nsubs) > cap - reserve)
+		return 0;
+	return c->kind != K_SSE || tail_ip_ok(c);
+}
+
 /* A write's answer is ready (c->wresp): send it. */
 static enum MHD_Result written(struct conn *c)
 {
@@ -637,19 +543,25 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 		return queue(c, resp);
 	case PROTO_WAIT:
 		drop_body(c);
+		if (!live_read_fits(c)) {
+			proto_fail(resp, E_TOO_MANY_CONNECTIONS);
+			return queue_as(c, resp, 1);
+		}
 		start_longpoll(c);
 		if (reg_wait(&live.reg, &c->w, c->live.stream_id, c->deadline, seq))
 			return MHD_YES;
 		return longpoll_step(c, t);
-	case PROTO_SSE: {
+	case PROTO_SSE:
 		drop_body(c);
-		int64_t now = store_mono_ms();
+		/* The events go out from tail.c, which takes the socket:
+		 * libmicrohttpd closes its own descriptor of it (MHD_NO). */
 		c->kind = K_SSE;
-		metrics_gauge(MG_LIVE_SSE, 1);
-		c->sse_end = proto_live_deadline(&c->live, now, live.cfg.sse_lifetime_ms);
-		c->next_beat = now + live.cfg.heartbeat_ms;
-		return queue_sse(c, resp);
-	}
+		if (live_read_fits(c) && tail_adopt(c, resp) == 0)
+			return MHD_NO;
+		c->kind = K_PLAIN;
+		proto_live_clear(&c->live);
+		proto_fail(resp, E_TOO_MANY_CONNECTIONS);
+		return queue_as(c, resp, 1);
 	}
 	return MHD_NO;
 }
@@ -685,13 +597,13 @@ void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	(void)cls;
 	if (!c)
 		return;
-	if (c->kind == K_LONGPOLL || c->kind == K_SSE)
-		metrics_gauge(c->kind == K_SSE ? MG_LIVE_SSE : MG_LIVE_LONGPOLL, -1);
-	access_end(c, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+	if (c->kind == K_LONGPOLL)
+		metrics_gauge(MG_LIVE_LONGPOLL, -1);
+	if (c->kind != K_HANDED) /* else tail.c writes its line when it ends */
+		access_end(c, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
 	buf_free(&c->body);
-	buf_free(&c->out);
-	edge_budget_give(c->reserved + c->out_held + c->resp_held);
-	c->reserved = c->out_held = c->resp_held = 0;
+	edge_budget_give(c->reserved + c->resp_held);
+	c->reserved = c->resp_held = 0;
 	edge_request_ends(mc);
 	free(c->target);
 	free(c->query);

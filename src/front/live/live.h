@@ -32,7 +32,9 @@
 struct batch;
 struct store;
 
-enum conn_kind { K_NEW, K_PLAIN, K_WRITING, K_LONGPOLL, K_SSE };
+/* K_HANDED: an SSE response whose socket tail.c took over; libmicrohttpd
+ * only closes its own descriptor of it. */
+enum conn_kind { K_NEW, K_PLAIN, K_WRITING, K_LONGPOLL, K_SSE, K_HANDED };
 
 /* A queued write's hand-over (struct conn's wflags): the request thread
  * has suspended the connection; the flusher thread has the answer. Whoever
@@ -48,26 +50,18 @@ struct conn {
 	struct buf body;         /* request body (standalone writes) */
 	struct proto_response *wresp; /* a write's answer, filled by the writer threads */
 	atomic_int wflags;       /* W_SUSPENDED, W_WRITTEN */
-	struct buf out;          /* SSE bytes not yet handed to libmicrohttpd */
-	size_t out_off;
 	char *target;            /* raw path */
 	char *query;             /* raw query rebuilt from the arguments */
 	char *user;              /* the web server's user (Forwarded remote_user), or NULL */
-	/* in the waiter registry; w.fired: the long-poll timed out, or an SSE
-	 * heartbeat (or the end of its lifetime) is due */
+	/* in the waiter registry; w.fired: the long-poll timed out */
 	struct reg_entry w;
 	/* timers (monotonic ms) */
 	int64_t deadline;        /* long-poll timeout */
-	int64_t sse_end;         /* SSE connection lifetime */
-	int64_t next_beat;       /* next SSE heartbeat */
-	int ended;               /* SSE: final events written, end after out drains */
 	/* bytes of the memory budget this request holds (edge.c): its body's
 	 * Content-Length, or what came of a body without one */
 	uint64_t reserved;
 	int over_budget;         /* the body did not fit in the budget: 503 */
-	uint64_t out_held;       /* bytes of out counted in the memory budget */
 	uint64_t resp_held;      /* bytes of the queued response's body counted there */
-	int budget_wait;         /* SSE: waiting because the budget is spent */
 	/* hang-up watch (under live.reg's lock): the socket is in the notifier's
 	 * epoll set from its first wait until completion; a completed conn is
 	 * freed by the notifier */
@@ -92,6 +86,7 @@ struct live {
 	struct registry reg;     /* waiting connections */
 	atomic_int nconn;        /* open connections */
 	atomic_int nreq;         /* requests in progress (not idle keep-alive) */
+	atomic_int nsubs;        /* SSE subscribers held by tail.c */
 	atomic_int draining;     /* shutting down: answer and end, wait no more */
 	atomic_long requests;    /* statistics: requests since the start */
 	atomic_long ignored_notices; /* commit notices from senders not allowed, or not of a commit */
@@ -211,6 +206,39 @@ void access_sent(struct conn *c, int status, uint64_t bytes);
 /* From on_completed: writes c's line (completed: libmicrohttpd sent the
  * whole response). Never the query, Authorization or a cookie. */
 void access_end(const struct conn *c, int completed);
+
+/* From on_completed, for a connection that leaves libmicrohttpd (an SSE
+ * subscriber, tail.c): the fields of its line known now (CLIENT METHOD PATH
+ * LIVE, malloc'd), NULL without an access log; and its line when it ends. */
+char *access_fields(const struct conn *c);
+void access_end_fields(const char *fields, int status, uint64_t bytes, int64_t started);
+
+/* --- tail.c ---------------------------------------------------------------- */
+
+/* SSE subscribers once their response head is decided. The thread of
+ * tail.c holds their sockets outside libmicrohttpd (which keeps no memory
+ * for them), wakes them through the waiter registry, prepares each event
+ * once for all subscribers at the same place in the same stream and hands
+ * it to each socket with one send. */
+
+/* Opens the epoll set and the wake-up descriptor. Returns 0, or -1 (logged). */
+int tail_open(void);
+
+/* Starts the thread. Returns 0, or -1 (logged). */
+int tail_start(void);
+
+/* Takes over c's SSE response whose head is r (c->live moves to it, c's
+ * socket is duplicated): after 0 the caller returns MHD_NO, so that
+ * libmicrohttpd closes its own descriptor without a word. -1: nothing was
+ * taken (out of descriptors or memory). */
+int tail_adopt(struct conn *c, const struct proto_response *r);
+
+/* Whether a subscriber from c's address fits under max_connections_per_ip
+ * (TCP only). */
+int tail_ip_ok(struct conn *c);
+
+/* Ends every subscriber (their connections close) and stops the thread. */
+void tail_stop(void);
 
 /* --- background.c ---------------------------------------------------------- */
 

@@ -108,7 +108,9 @@ static int serve_setup(int mhd_limit)
 		log_error("out of memory for the waiter registry");
 		return -1;
 	}
-	return bg_open();
+	if (bg_open() < 0)
+		return -1;
+	return tail_open();
 }
 
 /* Starts libmicrohttpd on ss with its own limit of mhd_limit connections.
@@ -151,11 +153,13 @@ static int wait_for_stop(const sigset_t *sigs)
 	int sig = 0;
 	while (sigwait(sigs, &sig) == 0 && sig == SIGHUP) {
 		access_reopen();
+		/* connections: libmicrohttpd's and the SSE subscribers tail.c holds */
 		log_info("%d connections, %ld requests, %ld wake-ups, %d in progress, %zu waiting, "
-		         "%llu bytes buffered, %ld commit notices ignored",
-		         atomic_load(&live.nconn), atomic_load(&live.requests),
+		         "%llu bytes buffered, %ld commit notices ignored, %d SSE subscribers",
+		         atomic_load(&live.nconn) + atomic_load(&live.nsubs), atomic_load(&live.requests),
 		         atomic_load(&live.reg.wakeups), atomic_load(&live.nreq), reg_count(&live.reg),
-		         (unsigned long long)edge_buffered(), atomic_load(&live.ignored_notices));
+		         (unsigned long long)edge_buffered(), atomic_load(&live.ignored_notices),
+		         atomic_load(&live.nsubs));
 	}
 	return sig;
 }
@@ -168,7 +172,7 @@ static void drain(int sig)
 	atomic_store(&live.draining, 1);
 	MHD_socket lfd = MHD_quiesce_daemon(live.mhd);
 	reg_scan(&live.reg, store_mono_ms(), 1);
-	for (int i = 0; i < 100 && atomic_load(&live.nreq) > 0; i++) {
+	for (int i = 0; i < 100 && atomic_load(&live.nreq) + atomic_load(&live.nsubs) > 0; i++) {
 		usleep(20000);
 		reg_scan(&live.reg, store_mono_ms(), 1);
 	}
@@ -176,6 +180,7 @@ static void drain(int sig)
 	 * libmicrohttpd still runs; later ones commit in the request thread. */
 	batch_stop(live.batch);
 	bg_stop();
+	tail_stop();
 	reg_scan(&live.reg, store_mono_ms(), 1);
 	MHD_stop_daemon(live.mhd);
 	live.mhd = NULL;
@@ -205,7 +210,7 @@ int serve(const struct sockaddr_storage *ssp, const sigset_t *sigsp)
 		log_error("cannot listen on %s", live.cfg.listen);
 		return 1;
 	}
-	if (bg_start() < 0)
+	if (bg_start() < 0 || tail_start() < 0)
 		return 1;
 	log_info("listening on %s (data %s, %d thread(s), max %d connections%s)", live.cfg.listen,
 	         live.cfg.data_dir, live.cfg.threads, live.cfg.max_connections,

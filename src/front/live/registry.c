@@ -7,6 +7,11 @@
 #define FIRST_BUCKETS 1024
 #define FIRST_HEAP 1024
 
+static const struct reg_ops *ops_of(const struct registry *r, const struct reg_entry *e)
+{
+	return e->ops ? e->ops : r->ops;
+}
+
 static size_t bucket_of(const struct registry *r, uint64_t id)
 {
 	return (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 20) & (r->nbuckets - 1);
@@ -135,9 +140,9 @@ void reg_fini(struct registry *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
-void reg_entry_init(struct reg_entry *e, void *owner)
+void reg_entry_init(struct reg_entry *e, void *owner, const struct reg_ops *ops)
 {
-	*e = (struct reg_entry){ .owner = owner, .hidx = REG_NO_HEAP };
+	*e = (struct reg_entry){ .owner = owner, .ops = ops, .hidx = REG_NO_HEAP };
 	atomic_init(&e->hung_up, 0);
 }
 
@@ -201,7 +206,7 @@ int reg_wait(struct registry *r, struct reg_entry *e, uint64_t stream, int64_t d
 		return 0;
 	}
 	reg_add(r, e, stream, due);
-	r->ops->suspend(e->owner);
+	ops_of(r, e)->suspend(e->owner);
 	pthread_mutex_unlock(&r->lock);
 	return 1;
 }
@@ -216,7 +221,7 @@ void reg_wake(struct registry *r, uint64_t stream)
 			struct reg_entry *next = e->next;
 			if (e->stream == stream) {
 				reg_remove(r, e);
-				r->ops->resume(e->owner);
+				ops_of(r, e)->resume(e->owner);
 				atomic_fetch_add(&r->wakeups, 1);
 				metrics_add(MC_WAKEUPS, 1);
 			}
@@ -235,10 +240,10 @@ static void reg_fire(struct registry *r, struct reg_entry *e, int64_t now, int f
 		due = e->fired = 1;
 	if (!due)
 		return;
-	if (!all && r->ops->peer_gone(e->owner))
+	if (!all && ops_of(r, e)->peer_gone(e->owner))
 		atomic_store(&e->hung_up, 1);
 	reg_remove(r, e);
-	r->ops->resume(e->owner);
+	ops_of(r, e)->resume(e->owner);
 }
 
 void reg_scan(struct registry *r, int64_t now, int all)
@@ -265,7 +270,7 @@ void reg_hang_up(struct registry *r, struct reg_entry *e)
 	atomic_store(&e->hung_up, 1);
 	if (e->waiting) {
 		reg_remove(r, e);
-		r->ops->resume(e->owner);
+		ops_of(r, e)->resume(e->owner);
 	}
 }
 

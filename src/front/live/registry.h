@@ -30,6 +30,7 @@ struct reg_ops {
  * hung_up are the registry's, under its lock. */
 struct reg_entry {
 	void *owner;                    /* handed to the operations */
+	const struct reg_ops *ops;      /* its own operations; NULL: the registry's */
 	struct reg_entry *next, *prev;  /* in its bucket */
 	int waiting;                    /* listed (suspended) */
 	uint64_t stream;                /* the stream it waits for */
@@ -64,8 +65,9 @@ int reg_init(struct registry *r, const struct reg_ops *ops, atomic_int *closing)
 /* Frees what r holds. Nobody may wait in it any more. */
 void reg_fini(struct registry *r);
 
-/* Prepares e for a new connection owned by owner: not waiting, not hung up. */
-void reg_entry_init(struct reg_entry *e, void *owner);
+/* Prepares e for a new connection owned by owner: not waiting, not hung up.
+ * ops: what the registry does to this owner; NULL: the registry's. */
+void reg_entry_init(struct reg_entry *e, void *owner, const struct reg_ops *ops);
 
 /* Take and release r's lock, for reg_remove, reg_hang_up and whatever the
  * caller keeps under the same lock. */
