@@ -78,10 +78,27 @@ static void on_written(void *owner)
 
 /* --- per-thread protocol context --------------------------------------- */
 
+/* A long-poll answer shared by the waiters a wake-up resumes: those at the
+ * same place of the same stream, asking in the same way, get the answer the
+ * first of them made (libmicrohttpd's responses are reference counted), as
+ * long as nothing else woke since it was made. */
+struct lp_shared {
+	struct MHD_Response *mr;     /* NULL: none */
+	uint64_t regseq;             /* the registry's count before the store was read */
+	uint64_t stream_id, seq, bytes;
+	unsigned json : 1, base64 : 1, credentialed : 1;
+	char cursor[24];
+	char origin[256];            /* the Origin header, "" without one */
+	int status;
+	enum proto_err err;
+	uint64_t len;
+};
+
 struct tls {
 	int ready;
 	struct proto_ctx ctx;
 	struct proto_response resp;
+	struct lp_shared lp;
 };
 static _Thread_local struct tls tls;
 static pthread_key_t tls_key; /* only for its destructor: frees tls when a thread ends */
@@ -89,6 +106,9 @@ static pthread_key_t tls_key; /* only for its destructor: frees tls when a threa
 static void tls_release(void *arg)
 {
 	struct tls *t = arg;
+	if (t->lp.mr)
+		MHD_destroy_response(t->lp.mr);
+	t->lp.mr = NULL;
 	proto_response_free(&t->resp);
 	proto_fini(&t->ctx);
 	t->ready = 0;
@@ -441,6 +461,71 @@ static void start_longpoll(struct conn *c)
 	c->deadline = proto_live_deadline(&c->live, store_mono_ms(), live.cfg.long_poll_ms);
 }
 
+/* A shared answer's body: counted in the memory budget until libmicrohttpd
+ * lets go of it. */
+struct held_body {
+	size_t len;
+	char data[];
+};
+
+static void held_free(void *cls)
+{
+	struct held_body *h = cls;
+	edge_budget_give(h->len);
+	free(h);
+}
+
+static int lp_matches(const struct lp_shared *lp, const struct conn *c, uint64_t regseq)
+{
+	const char *origin = c->req.h[H_ORIGIN];
+	return lp->mr && lp->regseq == regseq && lp->stream_id == c->live.stream_id &&
+	       lp->seq == c->live.seq && lp->bytes == c->live.bytes && lp->json == c->live.json &&
+	       lp->base64 == c->live.base64 && lp->credentialed == c->live.credentialed &&
+	       !strcmp(lp->cursor, c->live.cursor_in) && !strcmp(lp->origin, origin ? origin : "");
+}
+
+static enum MHD_Result lp_queue(struct conn *c, const struct lp_shared *lp)
+{
+	proto_count_status(lp->status, lp->err);
+	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)lp->status, lp->mr);
+	if (ok == MHD_YES)
+		access_sent(c, lp->status, lp->len);
+	return ok;
+}
+
+/* Queues the answer r of c's long-poll (read when the registry's count was
+ * regseq) and keeps it for the next waiters in the same place. */
+static enum MHD_Result lp_share(struct conn *c, struct tls *t, struct proto_response *r, uint64_t regseq)
+{
+	struct lp_shared *lp = &t->lp;
+	const char *origin = c->req.h[H_ORIGIN];
+	if (r->status != 200 || !r->body.len || (origin && strlen(origin) >= sizeof lp->origin) ||
+	    edge_budget_take(r->body.len) < 0)
+		return queue(c, r);
+	struct held_body *h = malloc(sizeof *h + r->body.len);
+	struct MHD_Response *mr = h ? MHD_create_response_from_buffer_with_free_callback_cls(
+		r->body.len, h->data, held_free, h) : NULL;
+	if (!mr) {
+		free(h);
+		edge_budget_give(r->body.len);
+		return queue(c, r);
+	}
+	h->len = r->body.len;
+	memcpy(h->data, r->body.data, r->body.len);
+	add_headers(mr, r);
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (lp->mr)
+		MHD_destroy_response(lp->mr);
+	*lp = (struct lp_shared){
+		.mr = mr, .regseq = regseq, .stream_id = c->live.stream_id, .seq = c->live.seq,
+		.bytes = c->live.bytes, .json = c->live.json, .base64 = c->live.base64,
+		.credentialed = c->live.credentialed, .status = r->status, .err = r->err, .len = r->body.len,
+	};
+	memcpy(lp->cursor, c->live.cursor_in, sizeof lp->cursor);
+	snprintf(lp->origin, sizeof lp->origin, "%s", origin ? origin : "");
+	return lp_queue(c, lp);
+}
+
 /* Long-poll after proto_handle or a wake-up: answer, or suspend again. */
 static enum MHD_Result longpoll_step(struct conn *c, struct tls *t)
 {
@@ -452,9 +537,11 @@ static enum MHD_Result longpoll_step(struct conn *c, struct tls *t)
 			return queue(c, &t->resp);
 		}
 		uint64_t seq = reg_seq(&live.reg);
+		if (lp_matches(&t->lp, c, seq))
+			return lp_queue(c, &t->lp);
 		proto_longpoll_poll(&t->ctx, &c->req, &c->live, &t->resp);
 		if (t->resp.action != PROTO_WAIT)
-			return queue(c, &t->resp);
+			return lp_share(c, t, &t->resp, seq);
 		if (reg_wait(&live.reg, &c->w, c->live.stream_id, c->deadline, seq))
 			return MHD_YES;
 	}
