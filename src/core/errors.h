@@ -60,7 +60,7 @@
 	X(E_FORK_SUB_OFFSET, 400, "invalid Stream-Fork-Sub-Offset: expected a non-negative integer") \
 	X(E_FORK_SUB_NEEDS_OFFSET, 400, "Stream-Fork-Sub-Offset needs Stream-Fork-Offset") \
 	X(E_FORK_STATE, 400, "a fork cannot be declared a State stream") \
-	X(E_STATE_NEEDS_JSON, 400, "a State stream must have Content-Type: application/json") \
+	X(E_STATE_NEEDS_JSON, 400, "a State stream must have a JSON Content-Type: application/json or a +json type") \
 	/* bodies */ \
 	X(E_EMPTY_BODY, 400, "empty body: nothing to append") \
 	X(E_EMPTY_ARRAY, 400, "empty JSON array: nothing to append") \

@@ -93,6 +93,14 @@ enum media_kind media_kind_of(const char *content_type)
 	return parse_media_kind(mt);
 }
 
+enum media_kind media_kind_legacy_of(const char *content_type)
+{
+	char mt[LS_MAX_CONTENT_TYPE + 1];
+	if (!content_type || parse_media_type(content_type, strlen(content_type), mt, sizeof mt) < 0)
+		return MEDIA_BINARY;
+	return parse_media_kind_legacy(mt);
+}
+
 int media_same(const char *a, const char *b)
 {
 	char ma[LS_MAX_CONTENT_TYPE + 1], mb[LS_MAX_CONTENT_TYPE + 1];

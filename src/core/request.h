@@ -110,6 +110,8 @@ const char *req_origin(const struct proto_request *raw);
 /* The kind of a media type value ("application/json; charset=utf-8" is
  * JSON). Values that do not parse are binary. */
 enum media_kind media_kind_of(const char *content_type);
+/* The same by the rule of releases before +json types were JSON. */
+enum media_kind media_kind_legacy_of(const char *content_type);
 
 /* Whether two Content-Type values name the same media type (parameters
  * and case aside). */

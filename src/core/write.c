@@ -311,9 +311,21 @@ struct post_job {
 	const struct req *q;
 	struct proto_response *resp;
 	struct messages ms;
+	int json;                      /* ms was split as JSON */
 	struct events ev;
 	int appended;                  /* the job kept its messages */
 };
+
+/* Splits the body as JSON or not into j->ms. Returns E_OK or the error. */
+static enum proto_err post_split(struct post_job *j, int json)
+{
+	messages_free(&j->ms);
+	j->json = json;
+	enum proto_err e = messages_split(j->q->body, j->q->body_len, json, &j->ms);
+	if (!e && j->q->body_len && j->ms.n == 0)
+		e = E_EMPTY_ARRAY;
+	return e;
+}
 
 /* A POST to a closed stream: idempotent retries succeed, the rest is 409. */
 static int post_to_closed(const struct req *q, const struct stream_meta *m, struct proto_response *resp)
@@ -346,6 +358,14 @@ static int post_admit(struct post_job *j, struct store_txn *w, struct stream_met
 	const struct req *q = j->q;
 	if (q->body_len && !media_same(m->content_type, q->ct.raw)) {
 		proto_fail(j->resp, E_TYPE_MISMATCH);
+		return ST_REFUSED;
+	}
+	/* The body splits as the stream's JSON mode says (a +json type is bytes
+	 * in a stream created before +json types were JSON): write_post guessed
+	 * from a look-up before the lock. */
+	enum proto_err e = q->body_len && (m->media == MEDIA_JSON) != j->json ? post_split(j, m->media == MEDIA_JSON) : E_OK;
+	if (e) {
+		proto_fail(j->resp, e);
 		return ST_REFUSED;
 	}
 	if (q->has_producer) {
@@ -470,23 +490,26 @@ void write_post(struct proto_ctx *ctx, const struct req *q, struct proto_respons
 	}
 	j->q = q;
 	j->resp = resp;
-	enum proto_err e = messages_split(q->body, q->body_len, q->ct.kind == MEDIA_JSON, &j->ms);
-	if (!e && q->body_len && j->ms.n == 0)
-		e = E_EMPTY_ARRAY;
+	/* A body of a JSON type is split here, before the writer lock, as the
+	 * stream's JSON mode says (looked up first, and checked again under the
+	 * lock: post_admit): a +json type is bytes in a stream created before
+	 * +json types were JSON. Change events of a State stream are parsed
+	 * here too. */
+	int json = q->ct.kind == MEDIA_JSON, found = 0;
+	if (json && q->body_len && core_lookup(ctx, q->name.s, q->name.len, &pm) == E_OK) {
+		store_read_end(&ctx->rtxn);
+		found = 1;
+		json = pm.media == MEDIA_JSON;
+	}
+	enum proto_err e = post_split(j, json);
 	if (e) {
 		proto_fail(resp, e);
 		post_after(j);
 		return;
 	}
-	/* Change events of a State stream are parsed here, before the writer
-	 * lock; whether the stream is one is looked up first (and checked
-	 * again under the lock). */
-	if (q->ct.kind == MEDIA_JSON && j->ms.n && core_lookup(ctx, q->name.s, q->name.len, &pm) == E_OK) {
-		store_read_end(&ctx->rtxn);
-		if (pm.state && events_parse(q->body, &j->ms, &j->ev, resp)) {
-			post_after(j);
-			return;
-		}
+	if (found && pm.state && j->ms.n && events_parse(q->body, &j->ms, &j->ev, resp)) {
+		post_after(j);
+		return;
 	}
 	/* The rest happens under the writer lock, in a batch with the writes
 	 * of this process's other requests. */

@@ -473,7 +473,8 @@ static const struct {
 	/* A State stream holds JSON. */
 	{ __LINE__, M_PUT, .query = "state", .want = E_STATE_NEEDS_JSON },
 	{ __LINE__, M_PUT, .query = "state", CT(TXT), .want = E_STATE_NEEDS_JSON },
-	{ __LINE__, M_PUT, .query = "state", CT("application/ld+json"), .want = E_STATE_NEEDS_JSON },
+	{ __LINE__, M_PUT, .query = "state", CT("application/octet-stream"), .want = E_STATE_NEEDS_JSON },
+	{ __LINE__, M_PUT, .query = "state", CT("application/ld+json"), .state = 1 }, /* a +json type is JSON */
 	{ __LINE__, M_PUT, .query = "state", CT(""), .want = E_STATE_NEEDS_JSON },
 	{ __LINE__, M_PUT, .query = "state", CT("zzz"), .want = E_CONTENT_TYPE },
 	/* ?retention-age, ?retention-bytes: positive, at most 15 digits */
@@ -789,7 +790,16 @@ static const struct {
 	{ __LINE__, M_PUT, CT("  application/json  ; a=b"), .valid = 1, .kind = MEDIA_JSON, .type = JS },
 	{ __LINE__, M_PUT, CT("application/octet-stream"), .valid = 1, .kind = MEDIA_BINARY,
 	  .type = "application/octet-stream" },
-	{ __LINE__, M_PUT, CT("application/ld+json"), .valid = 1, .kind = MEDIA_BINARY, .type = "application/ld+json" },
+	/* A +json suffix (RFC 6839) is JSON; a suffix alone, or +json inside, is not. */
+	{ __LINE__, M_PUT, CT("application/ld+json"), .valid = 1, .kind = MEDIA_JSON, .type = "application/ld+json" },
+	{ __LINE__, M_PUT, CT("Application/VND.Example+JSON; charset=utf-8"), .valid = 1, .kind = MEDIA_JSON,
+	  .type = "application/vnd.example+json" },
+	{ __LINE__, M_PUT, CT("text/x+json"), .valid = 1, .kind = MEDIA_JSON, .type = "text/x+json" },
+	{ __LINE__, M_PUT, CT("application/+json"), .valid = 1, .kind = MEDIA_BINARY, .type = "application/+json" },
+	{ __LINE__, M_PUT, CT("application/x+json+xml"), .valid = 1, .kind = MEDIA_BINARY,
+	  .type = "application/x+json+xml" },
+	{ __LINE__, M_PUT, CT("application/x+jsonx"), .valid = 1, .kind = MEDIA_BINARY, .type = "application/x+jsonx" },
+	{ __LINE__, M_PUT, CT("json/+json"), .valid = 1, .kind = MEDIA_BINARY, .type = "json/+json" },
 	{ __LINE__, M_PUT, CT("application/jsonx"), .valid = 1, .kind = MEDIA_BINARY, .type = "application/jsonx" },
 	{ __LINE__, M_PUT, CT("image/png"), .valid = 1, .kind = MEDIA_BINARY, .type = "image/png" },
 	{ __LINE__, M_PUT, CT("x-a.b/y!#$%&'*+-.^_`|~z"), .valid = 1, .kind = MEDIA_BINARY,
@@ -867,6 +877,12 @@ static void test_media_helpers(void)
 		{ __LINE__, "text/plain", NULL, MEDIA_TEXT, 0 },
 		{ __LINE__, NULL, NULL, MEDIA_BINARY, 0 },
 	};
+	/* The rule of releases before +json types were JSON. */
+	CHECK_INT(media_kind_legacy_of("application/json; charset=utf-8"), MEDIA_JSON);
+	CHECK_INT(media_kind_legacy_of("application/vnd.example+json"), MEDIA_BINARY);
+	CHECK_INT(media_kind_legacy_of("text/x+json"), MEDIA_TEXT);
+	CHECK_INT(media_kind_legacy_of("bad"), MEDIA_BINARY);
+	CHECK_INT(media_kind_of("application/vnd.example+json"), MEDIA_JSON);
 	for (size_t i = 0; i < NELEM(rows); i++) {
 		int line = rows[i].line;
 		CHECK_INT_AT(line, media_kind_of(rows[i].a), rows[i].kind_a);

@@ -277,6 +277,27 @@ static void test_json(void)
 	RUN(json_steps);
 }
 
+/* +json types are JSON: flattened, validated, read as arrays. */
+static const struct step json_suffix_steps[] = {
+	{ __LINE__, M_PUT, P("vnd"), .ct = "application/vnd.example+json", .body = "[{\"a\":1},{\"b\":2}]",
+	  .status = 201, .h = { { "Stream-Next-Offset", OFF(2, 14) } } },
+	{ __LINE__, M_POST, P("vnd"), .ct = "application/vnd.example+json; charset=utf-8", .body = "[3, [4]]",
+	  .status = 204, .h = { { "Stream-Next-Offset", OFF(4, 18) } } },
+	{ __LINE__, M_POST, P("vnd"), .ct = "application/vnd.example+json", .body = "not json", .status = 400,
+	  .want_body = "invalid JSON body\n" },
+	{ __LINE__, M_POST, P("vnd"), .ct = "application/vnd.example+json", .body = "[]", .status = 400 },
+	{ __LINE__, M_POST, P("vnd"), .ct = "application/json", .body = "5", .status = 409 },
+	{ __LINE__, M_GET, P("vnd"), .query = "offset=-1", .status = 200,
+	  .want_body = "[{\"a\":1},{\"b\":2},3,[4]]", .h = { { "Content-Type", "application/vnd.example+json" } } },
+	/* A State stream may have a +json type. */
+	{ __LINE__, M_PUT, P("vnd-state"), .query = "state", .ct = "application/ld+json", .status = 201 },
+};
+
+static void test_json_suffix(void)
+{
+	RUN(json_suffix_steps);
+}
+
 /* --- idempotent producers ---------------------------------------------------------------------- */
 
 #define PROD(epoch, seq) .pid = "w1", .pep = #epoch, .pseq = #seq
@@ -539,6 +560,7 @@ int main(void)
 	test_active_types();
 	test_append_read();
 	test_json();
+	test_json_suffix();
 	test_producers();
 	test_close();
 	test_delete_bad_methods();
