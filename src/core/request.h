@@ -80,6 +80,7 @@ struct req {
 	const char *producer_id;
 	size_t producer_id_len;
 	uint64_t producer_epoch, producer_seq;
+	const char *if_match;       /* If-Match as sent (etag_matches_strong); NULL: none */
 	const char *stream_seq;     /* Stream-Seq, safe to store; NULL: none */
 	size_t stream_seq_len;
 

@@ -327,6 +327,23 @@ static enum proto_err post_split(struct post_job *j, int json)
 	return e;
 }
 
+/* If-Match: the stream's ETag as HEAD gives it, read under the writer lock,
+ * so of writers that hold the same ETag one appends and the others are
+ * refused. The refusal says where the stream is now. */
+static int post_precondition(struct post_job *j, struct store_txn *w, const struct stream_meta *m)
+{
+	char etag[80];
+	etag_of_stream(etag, sizeof etag, w->st, m);
+	if (etag_matches_strong(j->q->if_match, etag))
+		return ST_OK;
+	proto_fail(j->resp, E_PRECONDITION);
+	proto_add_header(j->resp, "ETag", etag);
+	resp_add_offset(j->resp, m->tail_seq, m->tail_bytes);
+	if (m->closed)
+		resp_add_closed(j->resp);
+	return ST_REFUSED;
+}
+
 /* A POST to a closed stream: idempotent retries succeed, the rest is 409. */
 static int post_to_closed(const struct req *q, const struct stream_meta *m, struct proto_response *resp)
 {
@@ -368,6 +385,8 @@ static int post_admit(struct post_job *j, struct store_txn *w, struct stream_met
 		proto_fail(j->resp, e);
 		return ST_REFUSED;
 	}
+	if (q->if_match && post_precondition(j, w, m))
+		return ST_REFUSED;
 	if (q->has_producer) {
 		uint64_t expected = 0;
 		int rc = store_producer_get(w, m->id, q->who, q->producer_id, q->producer_id_len, ps);
@@ -428,10 +447,17 @@ static int post_commit(struct post_job *j, struct store_txn *w, struct stream_me
 	return store_meta_put(w, q->name.s, q->name.len, m);
 }
 
-static void post_answer(const struct req *q, const struct stream_meta *m, struct proto_response *resp)
+static void post_answer(struct store *st, const struct req *q, const struct stream_meta *m,
+                        struct proto_response *resp)
 {
 	resp_start(resp, (q->has_producer && q->body_len) ? 200 : 204);
 	resp_add_offset(resp, m->tail_seq, m->tail_bytes);
+	if (q->if_match) {
+		/* The ETag the next conditional append names. */
+		char etag[80];
+		etag_of_stream(etag, sizeof etag, st, m);
+		proto_add_header(resp, "ETag", etag);
+	}
 	if (q->closed)
 		resp_add_closed(resp);
 	if (q->has_producer) {
@@ -453,6 +479,10 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 		proto_fail(j->resp, e);
 		return 0;
 	}
+	/* Closing a closed stream again is 204, unless If-Match names another
+	 * state of it; an append to it is 409 whatever If-Match says. */
+	if (m.closed && j->q->if_match && !j->q->body_len && post_precondition(j, w, &m))
+		return 0;
 	if (m.closed)
 		return post_to_closed(j->q, &m, j->resp);
 	if (store_room(w, j->q->body_len) != ST_OK)
@@ -461,7 +491,7 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 	if (rc == ST_OK && !(rc = append_all(w, &m, now, j->q->body, &j->ms, &j->ev)) &&
 	    !(rc = post_commit(j, w, &m, &ps, now))) {
 		*key = m.id;
-		post_answer(j->q, &m, j->resp);
+		post_answer(w->st, j->q, &m, j->resp);
 		j->appended = 1;
 		return 1;
 	}

@@ -30,6 +30,7 @@
 #define CT(v) .h[H_CONTENT_TYPE] = (v)
 #define HOST(v) .h[H_HOST] = (v)
 #define INM(v) .h[H_IF_NONE_MATCH] = (v)
+#define IFM(v) .h[H_IF_MATCH] = (v)
 #define SSEQ(v) .h[H_STREAM_SEQ] = (v)
 #define TTL(v) .h[H_STREAM_TTL] = (v)
 #define EXP(v) .h[H_STREAM_EXPIRES_AT] = (v)
@@ -107,6 +108,7 @@ static void check_untouched(int line, enum proto_method m, const struct req *r)
 		CHECK_INT_AT(line, r->has_producer, 0);
 		CHECK_AT(line, r->producer_id == NULL);
 		CHECK_AT(line, r->stream_seq == NULL);
+		CHECK_AT(line, r->if_match == NULL);
 	}
 }
 
@@ -609,7 +611,7 @@ static const struct {
 	{ __LINE__, M_PUT, .query = "offset=zzz&live=bogus&snapshot=x&cursor=1" },
 	{ __LINE__, M_PUT, .query = "offset=-1&offset=-1&live=sse&live=sse&snapshot&snapshot" },
 	{ __LINE__, M_PUT, .query = "live=sse" },
-	{ __LINE__, M_PUT, INM("\"x\"") },
+	{ __LINE__, M_PUT, INM("\"x\""), IFM("\"x\"") },
 	{ __LINE__, M_PUT, .query = "compact", CT(TXT), .body = "x" },
 	{ __LINE__, M_PUT, PID(""), PEP("abc"), PSEQ("-1"), SSEQ("\x7f") },
 	{ __LINE__, M_PUT, PID("w1") },
@@ -735,6 +737,15 @@ static const struct {
 	{ __LINE__, M_POST, .query = "compact", PROD("w1", "0", "0"), .want = E_COMPACT_ARGS },
 	{ __LINE__, M_POST, .query = "compact", PID("w1"), .want = E_COMPACT_ARGS },
 	{ __LINE__, M_POST, .query = "compact", PEP("0"), PSEQ("0"), .want = E_PRODUCER_PARTIAL },
+	{ __LINE__, M_POST, .query = "compact", IFM("\"x\""), .want = E_COMPACT_ARGS },
+	/* If-Match: kept as sent (compared under the writer lock); not with a producer. */
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("\"1.2-0-3\"") },
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("*") },
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("") },
+	{ __LINE__, M_POST, CLOSED("true"), IFM("\"1.2-0-3\""), .closed = 1 },
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("\"x\""), PROD("w1", "0", "0"), .want = E_IF_MATCH_PRODUCER },
+	{ __LINE__, M_POST, CLOSED("true"), IFM("\"x\""), PROD("w1", "0", "0"), .want = E_IF_MATCH_PRODUCER },
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("\"x\""), PID("w1"), .want = E_PRODUCER_PARTIAL },
 	{ __LINE__, M_POST, .query = "Compact", .want = E_EMPTY_BODY },
 	/* The fields of other methods are not read on a POST. */
 	{ __LINE__, M_POST, CT(TXT), .body = "x", .query = "offset=zzz&live=bogus&snapshot=x&snapshot&cursor=1" },
@@ -768,6 +779,7 @@ static void test_post(void)
 		CHECK_AT(line, r.stream_seq == h[H_STREAM_SEQ]);
 		if (h[H_STREAM_SEQ])
 			CHECK_UINT_AT(line, r.stream_seq_len, strlen(h[H_STREAM_SEQ]));
+		CHECK_AT(line, r.if_match == h[H_IF_MATCH]);
 	}
 }
 
@@ -900,7 +912,7 @@ static const struct {
 	{ __LINE__, M_HEAD, .want = E_OK },
 	{ __LINE__, M_HEAD, .query = "offset=zzz&offset=1&live=bogus&snapshot=1.2&snapshot&cursor=%zz" },
 	{ __LINE__, M_HEAD, .query = "live=sse" },
-	{ __LINE__, M_HEAD, TTL("x"), CT("zzz"), PID(""), FOFF("0000000000000001_0000000000000001"), INM("\"x\"") },
+	{ __LINE__, M_HEAD, TTL("x"), CT("zzz"), PID(""), FOFF("0000000000000001_0000000000000001"), INM("\"x\""), IFM("*") },
 	{ __LINE__, M_DELETE, .want = E_OK },
 	{ __LINE__, M_DELETE, .query = "offset=zzz&state=maybe&retention-age=0&compact" },
 	{ __LINE__, M_DELETE, TTL("x"), EXP("x"), CT("zzz"), CLOSED("true"), PROD("", "x", "x"),
