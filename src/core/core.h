@@ -154,8 +154,14 @@ int read_messages(struct store_txn *t, const struct stream_meta *m, int json, si
 int read_fill(struct proto_ctx *ctx, const struct stream_meta *m, struct proto_live *live,
               uint64_t start_seq, const char *if_none_match, int long_poll,
               struct proto_response *resp);
-/* Whether an If-None-Match header names etag (or is "*"). */
+/* Whether an If-None-Match header names etag (or is "*"): weak comparison. */
 int etag_matches(const char *header, const char *etag);
+/* Whether an If-Match header names etag (or is "*"): strong comparison, so
+ * a weak tag (W/"...") never matches. */
+int etag_matches_strong(const char *header, const char *etag);
+/* The stream's current ETag, as HEAD gives it (its whole range, closure),
+ * into out (cap bytes, 80 are enough). */
+void etag_of_stream(char *out, size_t cap, struct store *st, const struct stream_meta *m);
 
 void write_put(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp);
 void write_post(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp);

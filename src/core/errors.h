@@ -40,7 +40,7 @@
 	X(E_STATE_PARAM, 400, "invalid state parameter: use ?state to declare a State stream") \
 	X(E_RETENTION_AGE, 400, "invalid retention-age: expected a positive number of seconds") \
 	X(E_RETENTION_BYTES, 400, "invalid retention-bytes: expected a positive number of bytes") \
-	X(E_COMPACT_ARGS, 400, "?compact takes no body, producer or Stream-Closed") \
+	X(E_COMPACT_ARGS, 400, "?compact takes no body, producer, Stream-Closed or If-Match") \
 	/* headers */ \
 	X(E_CONTENT_TYPE, 400, "invalid Content-Type") \
 	X(E_CONTENT_TYPE_REQUIRED, 400, "Content-Type header is required") \
@@ -60,7 +60,8 @@
 	X(E_FORK_SUB_OFFSET, 400, "invalid Stream-Fork-Sub-Offset: expected a non-negative integer") \
 	X(E_FORK_SUB_NEEDS_OFFSET, 400, "Stream-Fork-Sub-Offset needs Stream-Fork-Offset") \
 	X(E_FORK_STATE, 400, "a fork cannot be declared a State stream") \
-	X(E_STATE_NEEDS_JSON, 400, "a State stream must have Content-Type: application/json") \
+	X(E_STATE_NEEDS_JSON, 400, "a State stream must have a JSON Content-Type: application/json or a +json type") \
+	X(E_IF_MATCH_PRODUCER, 400, "If-Match cannot be combined with Producer-Id, Producer-Epoch and Producer-Seq") \
 	/* bodies */ \
 	X(E_EMPTY_BODY, 400, "empty body: nothing to append") \
 	X(E_EMPTY_ARRAY, 400, "empty JSON array: nothing to append") \
@@ -78,6 +79,7 @@
 	X(E_PRODUCER_STALE, 403, "stale producer epoch") \
 	X(E_PRODUCER_NEW_EPOCH, 400, "a new producer epoch must start at sequence 0") \
 	X(E_PRODUCER_GAP, 409, "producer sequence gap") \
+	X(E_PRECONDITION, 412, "If-Match does not match the stream's current ETag: read it again (HEAD), then retry") \
 	/* (www/lmstream.js recognises this one by its first words: keep them) */ \
 	X(E_BEYOND_TAIL, 400, "offset is beyond the stream's tail: it comes from another copy of the stream (restored, or deleted and created again); read from -1") \
 	X(E_BEFORE_EARLIEST, 410, "offset is before the earliest retained offset") \

@@ -203,6 +203,7 @@ int fork_make(struct store_txn *w, const struct req *q, int64_t now, int max_for
 		rc = fork_limits(w, src, max_forks, resp);
 	if (rc == ST_OK) {
 		store_meta_set_type(m, src->content_type);
+		store_meta_set_json(m, src->media == MEDIA_JSON); /* the source's mode, recorded or not */
 		/* History the source no longer keeps is not the fork's either. */
 		p.first = store_first_seq(src, now, &p.first_bytes);
 		if (!(rc = fork_offset(w, q, src, &p, resp)) && !(rc = fork_sub_offset(w, q, src, &p, resp)))

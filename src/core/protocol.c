@@ -17,6 +17,7 @@ const struct proto_header_def proto_headers[H__COUNT] = {
 	[H_CONTENT_TYPE] = { "Content-Type", "CONTENT_TYPE", 1 },
 	[H_HOST] = { "Host", "HTTP_HOST", 0 },
 	[H_IF_NONE_MATCH] = { "If-None-Match", "HTTP_IF_NONE_MATCH", 1 },
+	[H_IF_MATCH] = { "If-Match", "HTTP_IF_MATCH", 1 },
 	[H_STREAM_SEQ] = { "Stream-Seq", "HTTP_STREAM_SEQ", 1 },
 	[H_STREAM_TTL] = { "Stream-TTL", "HTTP_STREAM_TTL", 1 },
 	[H_STREAM_EXPIRES_AT] = { "Stream-Expires-At", "HTTP_STREAM_EXPIRES_AT", 1 },

@@ -31,7 +31,7 @@ int proto_may_write(enum proto_method m);
  * CORS allow list is made from this table). A front looks each one up by
  * name, or by its CGI variable, and stores the value at its index. */
 enum proto_hdr {
-	H_CONTENT_TYPE, H_HOST, H_IF_NONE_MATCH,
+	H_CONTENT_TYPE, H_HOST, H_IF_NONE_MATCH, H_IF_MATCH,
 	H_STREAM_SEQ, H_STREAM_TTL, H_STREAM_EXPIRES_AT, H_STREAM_CLOSED,
 	H_PRODUCER_ID, H_PRODUCER_EPOCH, H_PRODUCER_SEQ,
 	H_FORKED_FROM, H_FORK_OFFSET, H_FORK_SUB_OFFSET,

@@ -65,16 +65,27 @@ int read_messages(struct store_txn *t, const struct stream_meta *m, int json, si
 
 /* "incarnation.id-start-end[-c]": the store's incarnation (store.h) keeps
  * a restored store's ETags from matching what was cached from another. */
-static void etag_value(char *out, size_t cap, const struct proto_ctx *ctx, const struct stream_meta *m,
+static void etag_range(char *out, size_t cap, struct store *st, const struct stream_meta *m,
                        uint64_t start, uint64_t end, int closed)
 {
-	snprintf(out, cap, "\"%08x.%llu-%llu-%llu%s\"", (unsigned)store_incarnation(ctx->store), (unsigned long long)m->id,
+	snprintf(out, cap, "\"%08x.%llu-%llu-%llu%s\"", (unsigned)store_incarnation(st), (unsigned long long)m->id,
 	         (unsigned long long)start, (unsigned long long)end, closed ? "-c" : "");
 }
 
-int etag_matches(const char *header, const char *etag)
+static void etag_value(char *out, size_t cap, const struct proto_ctx *ctx, const struct stream_meta *m,
+                       uint64_t start, uint64_t end, int closed)
 {
-	/* If-None-Match: a list of entity tags, or "*". */
+	etag_range(out, cap, ctx->store, m, start, end, closed);
+}
+
+void etag_of_stream(char *out, size_t cap, struct store *st, const struct stream_meta *m)
+{
+	etag_range(out, cap, st, m, 0, m->tail_seq, m->closed);
+}
+
+/* A list of entity tags, or "*". */
+static int etag_listed(const char *header, const char *etag, int strong)
+{
 	size_t el = strlen(etag);
 	const char *p = header;
 	while (*p) {
@@ -82,7 +93,8 @@ int etag_matches(const char *header, const char *etag)
 			p++;
 		if (*p == '*')
 			return 1;
-		if (p[0] == 'W' && p[1] == '/')
+		int weak = p[0] == 'W' && p[1] == '/';
+		if (weak)
 			p += 2;
 		const char *e = p;
 		while (*e && *e != ',')
@@ -90,11 +102,21 @@ int etag_matches(const char *header, const char *etag)
 		const char *t = e;
 		while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
 			t--;
-		if ((size_t)(t - p) == el && !memcmp(p, etag, el))
+		if ((size_t)(t - p) == el && !memcmp(p, etag, el) && !(weak && strong))
 			return 1;
 		p = e;
 	}
 	return 0;
+}
+
+int etag_matches(const char *header, const char *etag)
+{
+	return etag_listed(header, etag, 0);
+}
+
+int etag_matches_strong(const char *header, const char *etag)
+{
+	return etag_listed(header, etag, 1);
 }
 
 /* --- catch-up reads ------------------------------------------------------------ */
@@ -315,7 +337,7 @@ void read_head(struct proto_ctx *ctx, const struct req *q, struct proto_response
 	proto_add_header(resp, "Cache-Control", "no-store");
 	if (m.closed)
 		resp_add_closed(resp);
-	etag_value(etag, sizeof etag, ctx, &m, 0, m.tail_seq, m.closed);
+	etag_of_stream(etag, sizeof etag, ctx->store, &m);
 	proto_add_header(resp, "ETag", etag);
 	state_add_headers(resp, &m, store_now_ms());
 }

@@ -77,6 +77,7 @@ static const struct field fields[] = {
 	{ NULL, H_PRODUCER_EPOCH, K_UINT53, BIT(M_POST), 0, F(producer_epoch), NO_AUX, E_PRODUCER_EPOCH, E_OK },
 	{ NULL, H_PRODUCER_SEQ, K_UINT53, BIT(M_POST), 0, F(producer_seq), NO_AUX, E_PRODUCER_SEQ, E_OK },
 	{ NULL, H_STREAM_SEQ, K_SAFE, BIT(M_POST), LS_MAX_STREAM_SEQ, F(stream_seq), F(stream_seq_len), E_STREAM_SEQ, E_OK },
+	{ NULL, H_IF_MATCH, K_RAW, BIT(M_POST), 0, F(if_match), NO_AUX, E_OK, E_OK },
 	/* every method */
 	{ "token", IN_QUERY, K_CRED, ALL_METHODS, LS_MAX_TOKEN, F(cred_token), NO_AUX, E_OK, E_OK },
 	{ NULL, H_ORIGIN, K_RAW, ALL_METHODS, 0, F(origin), NO_AUX, E_OK, E_OK },
@@ -91,6 +92,14 @@ enum media_kind media_kind_of(const char *content_type)
 	if (!content_type || parse_media_type(content_type, strlen(content_type), mt, sizeof mt) < 0)
 		return MEDIA_BINARY;
 	return parse_media_kind(mt);
+}
+
+enum media_kind media_kind_legacy_of(const char *content_type)
+{
+	char mt[LS_MAX_CONTENT_TYPE + 1];
+	if (!content_type || parse_media_type(content_type, strlen(content_type), mt, sizeof mt) < 0)
+		return MEDIA_BINARY;
+	return parse_media_kind_legacy(mt);
 }
 
 int media_same(const char *a, const char *b)
@@ -409,11 +418,15 @@ static enum proto_err check_put(struct req *r, const struct proto_request *raw)
 static enum proto_err check_post(struct req *r, const struct proto_request *raw)
 {
 	int nprod = !!raw->h[H_PRODUCER_ID] + !!raw->h[H_PRODUCER_EPOCH] + !!raw->h[H_PRODUCER_SEQ];
-	if (r->compact && (r->body_len || r->closed || raw->h[H_PRODUCER_ID]))
+	if (r->compact && (r->body_len || r->closed || raw->h[H_PRODUCER_ID] || r->if_match))
 		return E_COMPACT_ARGS;
 	if (nprod && nprod != 3)
 		return E_PRODUCER_PARTIAL;
 	r->has_producer = nprod == 3;
+	/* A producer's retries are deduplicated by its sequence numbers; an
+	 * If-Match retry would be refused as stale: one or the other. */
+	if (nprod && r->if_match)
+		return E_IF_MATCH_PRODUCER;
 	if (!r->compact && r->body_len == 0 && !r->closed)
 		return E_EMPTY_BODY;
 	if (r->body_len && !r->ct.raw)

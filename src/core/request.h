@@ -80,6 +80,7 @@ struct req {
 	const char *producer_id;
 	size_t producer_id_len;
 	uint64_t producer_epoch, producer_seq;
+	const char *if_match;       /* If-Match as sent (etag_matches_strong); NULL: none */
 	const char *stream_seq;     /* Stream-Seq, safe to store; NULL: none */
 	size_t stream_seq_len;
 
@@ -110,6 +111,8 @@ const char *req_origin(const struct proto_request *raw);
 /* The kind of a media type value ("application/json; charset=utf-8" is
  * JSON). Values that do not parse are binary. */
 enum media_kind media_kind_of(const char *content_type);
+/* The same by the rule of releases before +json types were JSON. */
+enum media_kind media_kind_legacy_of(const char *content_type);
 
 /* Whether two Content-Type values name the same media type (parameters
  * and case aside). */

@@ -38,7 +38,7 @@ const char *proto_status_text(int status)
 		{ 200, "OK" }, { 201, "Created" }, { 204, "No Content" }, { 304, "Not Modified" },
 		{ 400, "Bad Request" }, { 401, "Unauthorized" }, { 403, "Forbidden" },
 		{ 404, "Not Found" }, { 405, "Method Not Allowed" }, { 409, "Conflict" },
-		{ 410, "Gone" }, { 413, "Payload Too Large" }, { 414, "URI Too Long" },
+		{ 410, "Gone" }, { 412, "Precondition Failed" }, { 413, "Payload Too Large" }, { 414, "URI Too Long" },
 		{ 431, "Request Header Fields Too Large" },
 		{ 500, "Internal Server Error" }, { 501, "Not Implemented" },
 		{ 503, "Service Unavailable" }, { 507, "Insufficient Storage" },

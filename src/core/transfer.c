@@ -1,7 +1,7 @@
 /* transfer.c: a stream out of one store and into another with the same
  * offsets (lmstreamctl export / import). The format, one JSON object per
  * line (docs/operations.md):
- *   {"lmstream_export":"1","name":...,"content_type":...,"first_seq":...,...}
+ *   {"lmstream_export":"1","name":...,"content_type":...,"json":true,"first_seq":...,...}
  *   {"m":"<base64 of a message>"}          one per message, in order
  *   {"row":"<hex row key>","seq":"N","v":"<base64 value>"}   State rows
  *   {"end":"<lines before this one>"}
@@ -69,7 +69,8 @@ static cJSON *header_of(struct store_txn *t, const char *name, size_t len, const
 	          add_u64(h, "tail_seq", m->tail_seq) || add_u64(h, "tail_bytes", m->tail_bytes) ||
 	          add_u64(h, "created_ms", (uint64_t)m->created_ms) ||
 	          !cJSON_AddBoolToObject(h, "closed", m->closed) ||
-	          !cJSON_AddBoolToObject(h, "state", m->state);
+	          !cJSON_AddBoolToObject(h, "state", m->state) ||
+	          !cJSON_AddBoolToObject(h, "json", m->media == MEDIA_JSON);
 	free(nm);
 	if (!bad && m->closed_by_producer) {
 		cJSON *cb = cJSON_AddObjectToObject(h, "closed_by");
@@ -288,6 +289,12 @@ static int meta_of(const cJSON *h, struct stream_meta *m, int64_t now, char *err
 	    m->first_seq > m->tail_seq || m->first_bytes > m->tail_bytes)
 		return fail(err, errlen, status, 400, "export: a count or offset in the header is missing or invalid");
 	store_meta_set_type(m, ct);
+	/* The stream's JSON mode; an export without it (from a release before
+	 * +json types were JSON) made only application/json JSON. */
+	const cJSON *json = cJSON_GetObjectItemCaseSensitive(h, "json");
+	if (json && !cJSON_IsBool(json))
+		return fail(err, errlen, status, 400, "export: json must be true or false");
+	store_meta_set_json(m, json ? cJSON_IsTrue(json) : media_kind_legacy_of(ct) == MEDIA_JSON);
 	m->created_ms = (int64_t)created;
 	m->access_ms = now;
 	m->last_append_ms = now;

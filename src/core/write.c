@@ -311,9 +311,38 @@ struct post_job {
 	const struct req *q;
 	struct proto_response *resp;
 	struct messages ms;
+	int json;                      /* ms was split as JSON */
 	struct events ev;
 	int appended;                  /* the job kept its messages */
 };
+
+/* Splits the body as JSON or not into j->ms. Returns E_OK or the error. */
+static enum proto_err post_split(struct post_job *j, int json)
+{
+	messages_free(&j->ms);
+	j->json = json;
+	enum proto_err e = messages_split(j->q->body, j->q->body_len, json, &j->ms);
+	if (!e && j->q->body_len && j->ms.n == 0)
+		e = E_EMPTY_ARRAY;
+	return e;
+}
+
+/* If-Match: the stream's ETag as HEAD gives it, read under the writer lock,
+ * so of writers that hold the same ETag one appends and the others are
+ * refused. The refusal says where the stream is now. */
+static int post_precondition(struct post_job *j, struct store_txn *w, const struct stream_meta *m)
+{
+	char etag[80];
+	etag_of_stream(etag, sizeof etag, w->st, m);
+	if (etag_matches_strong(j->q->if_match, etag))
+		return ST_OK;
+	proto_fail(j->resp, E_PRECONDITION);
+	proto_add_header(j->resp, "ETag", etag);
+	resp_add_offset(j->resp, m->tail_seq, m->tail_bytes);
+	if (m->closed)
+		resp_add_closed(j->resp);
+	return ST_REFUSED;
+}
 
 /* A POST to a closed stream: idempotent retries succeed, the rest is 409. */
 static int post_to_closed(const struct req *q, const struct stream_meta *m, struct proto_response *resp)
@@ -348,6 +377,16 @@ static int post_admit(struct post_job *j, struct store_txn *w, struct stream_met
 		proto_fail(j->resp, E_TYPE_MISMATCH);
 		return ST_REFUSED;
 	}
+	/* The body splits as the stream's JSON mode says (a +json type is bytes
+	 * in a stream created before +json types were JSON): write_post guessed
+	 * from a look-up before the lock. */
+	enum proto_err e = q->body_len && (m->media == MEDIA_JSON) != j->json ? post_split(j, m->media == MEDIA_JSON) : E_OK;
+	if (e) {
+		proto_fail(j->resp, e);
+		return ST_REFUSED;
+	}
+	if (q->if_match && post_precondition(j, w, m))
+		return ST_REFUSED;
 	if (q->has_producer) {
 		uint64_t expected = 0;
 		int rc = store_producer_get(w, m->id, q->who, q->producer_id, q->producer_id_len, ps);
@@ -408,10 +447,17 @@ static int post_commit(struct post_job *j, struct store_txn *w, struct stream_me
 	return store_meta_put(w, q->name.s, q->name.len, m);
 }
 
-static void post_answer(const struct req *q, const struct stream_meta *m, struct proto_response *resp)
+static void post_answer(struct store *st, const struct req *q, const struct stream_meta *m,
+                        struct proto_response *resp)
 {
 	resp_start(resp, (q->has_producer && q->body_len) ? 200 : 204);
 	resp_add_offset(resp, m->tail_seq, m->tail_bytes);
+	if (q->if_match) {
+		/* The ETag the next conditional append names. */
+		char etag[80];
+		etag_of_stream(etag, sizeof etag, st, m);
+		proto_add_header(resp, "ETag", etag);
+	}
 	if (q->closed)
 		resp_add_closed(resp);
 	if (q->has_producer) {
@@ -433,6 +479,10 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 		proto_fail(j->resp, e);
 		return 0;
 	}
+	/* Closing a closed stream again is 204, unless If-Match names another
+	 * state of it; an append to it is 409 whatever If-Match says. */
+	if (m.closed && j->q->if_match && !j->q->body_len && post_precondition(j, w, &m))
+		return 0;
 	if (m.closed)
 		return post_to_closed(j->q, &m, j->resp);
 	if (store_room(w, j->q->body_len) != ST_OK)
@@ -441,7 +491,7 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 	if (rc == ST_OK && !(rc = append_all(w, &m, now, j->q->body, &j->ms, &j->ev)) &&
 	    !(rc = post_commit(j, w, &m, &ps, now))) {
 		*key = m.id;
-		post_answer(j->q, &m, j->resp);
+		post_answer(w->st, j->q, &m, j->resp);
 		j->appended = 1;
 		return 1;
 	}
@@ -470,23 +520,26 @@ void write_post(struct proto_ctx *ctx, const struct req *q, struct proto_respons
 	}
 	j->q = q;
 	j->resp = resp;
-	enum proto_err e = messages_split(q->body, q->body_len, q->ct.kind == MEDIA_JSON, &j->ms);
-	if (!e && q->body_len && j->ms.n == 0)
-		e = E_EMPTY_ARRAY;
+	/* A body of a JSON type is split here, before the writer lock, as the
+	 * stream's JSON mode says (looked up first, and checked again under the
+	 * lock: post_admit): a +json type is bytes in a stream created before
+	 * +json types were JSON. Change events of a State stream are parsed
+	 * here too. */
+	int json = q->ct.kind == MEDIA_JSON, found = 0;
+	if (json && q->body_len && core_lookup(ctx, q->name.s, q->name.len, &pm) == E_OK) {
+		store_read_end(&ctx->rtxn);
+		found = 1;
+		json = pm.media == MEDIA_JSON;
+	}
+	enum proto_err e = post_split(j, json);
 	if (e) {
 		proto_fail(resp, e);
 		post_after(j);
 		return;
 	}
-	/* Change events of a State stream are parsed here, before the writer
-	 * lock; whether the stream is one is looked up first (and checked
-	 * again under the lock). */
-	if (q->ct.kind == MEDIA_JSON && j->ms.n && core_lookup(ctx, q->name.s, q->name.len, &pm) == E_OK) {
-		store_read_end(&ctx->rtxn);
-		if (pm.state && events_parse(q->body, &j->ms, &j->ev, resp)) {
-			post_after(j);
-			return;
-		}
+	if (found && pm.state && j->ms.n && events_parse(q->body, &j->ms, &j->ev, resp)) {
+		post_after(j);
+		return;
 	}
 	/* The rest happens under the writer lock, in a batch with the writes
 	 * of this process's other requests. */

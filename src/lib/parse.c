@@ -259,6 +259,16 @@ int parse_query_next(const char *q, size_t qlen, size_t *pos, struct query_pair 
 
 enum media_kind parse_media_kind(const char *mt)
 {
+	size_t n = strlen(mt);
+	const char *slash = strchr(mt, '/');
+	/* A structured syntax suffix (RFC 6839): "application/vnd.example+json". */
+	if (!strcmp(mt, "application/json") || (slash && n - (size_t)(slash - mt) > 6 && !strcmp(mt + n - 5, "+json")))
+		return MEDIA_JSON;
+	return parse_media_kind_legacy(mt);
+}
+
+enum media_kind parse_media_kind_legacy(const char *mt)
+{
 	if (!strcmp(mt, "application/json"))
 		return MEDIA_JSON;
 	return strncmp(mt, "text/", 5) ? MEDIA_BINARY : MEDIA_TEXT;

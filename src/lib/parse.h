@@ -26,11 +26,17 @@ int parse_media_type(const char *s, size_t len, char *out, size_t cap);
 enum media_kind {
 	MEDIA_BINARY,  /* anything else: base64 in SSE */
 	MEDIA_TEXT,    /* text/...: sent as it is */
-	MEDIA_JSON,    /* application/json: one message per value, arrays in reads */
+	MEDIA_JSON,    /* application/json or a +json type: one message per value, arrays in reads */
 };
 
-/* The kind of a lower-cased media type as parse_media_type gives it. */
+/* The kind of a lower-cased media type as parse_media_type gives it:
+ * application/json and every type with the +json suffix
+ * ("application/vnd.example+json") are JSON. */
 enum media_kind parse_media_kind(const char *media_type);
+/* The kind as releases before +json types were JSON saw it: only
+ * application/json is JSON. Streams those releases created keep it (the
+ * store records each stream's JSON mode since: store.c). */
+enum media_kind parse_media_kind_legacy(const char *media_type);
 
 /* Checks that a header value may be stored and echoed: printable ASCII and
  * spaces only, 1..max bytes. Returns 0 or -1. */

@@ -63,9 +63,13 @@ struct store {
  * without it is format 1. Format 2 keys the expiry index by the expiry
  * with its sign bit flipped (order-preserving for times before 1970, which
  * format 1 sorted after every other) and has no stream that expired before
- * 1970. store_open upgrades older formats in place, in one transaction, and
- * refuses newer ones. */
-#define STORE_FORMAT 2
+ * 1970. Format 3 records each stream's JSON mode in its metadata (a +json
+ * type is JSON in streams created since, and stays bytes in those created
+ * before, whose metadata does not record it): a release before it would read
+ * the JSON streams of +json types as bytes, so it must not open such a store.
+ * The upgrade from 2 changes no row. store_open upgrades older formats in
+ * place, in one transaction, and refuses newer ones. */
+#define STORE_FORMAT 3
 
 /* Big-endian 64-bit integers, the keys of every database. */
 void be64(unsigned char *p, uint64_t v);

@@ -612,6 +612,16 @@ static int get_str(const unsigned char **p, const unsigned char *end, char *out,
 	return 0;
 }
 
+/* The kind of the media type of ct by the current rule, or by the rule of
+ * releases before +json types were JSON. */
+static int kind_of(const char *ct, int legacy)
+{
+	char mt[LS_MAX_CONTENT_TYPE + 1];
+	if (parse_media_type(ct, strlen(ct), mt, sizeof mt) <= 0)
+		return MEDIA_BINARY;
+	return (int)(legacy ? parse_media_kind_legacy(mt) : parse_media_kind(mt));
+}
+
 #define META_FIXED (1 + 8 * 10 + 1)
 #define META_FORK_FIXED (8 * 6 + 1)
 #define META_V3_FIXED (8 * 8 + 1)
@@ -664,7 +674,9 @@ static size_t meta_encode(const struct stream_meta *m, unsigned char *buf)
 	be64(p, m->ret_bytes); p += 8;
 	be64(p, (uint64_t)m->last_append_ms); p += 8;
 	be64(p, (uint64_t)m->last_mark_ms); p += 8;
-	*p++ = (unsigned char)(m->state ? 1 : 0);
+	/* Bit 2 says bit 1 is the stream's JSON mode (store_meta_set_json);
+	 * metadata without it was written before the mode was recorded. */
+	*p++ = (unsigned char)((m->state ? 1 : 0) | (m->media == MEDIA_JSON ? 2 : 0) | 4);
 	return (size_t)(p - buf);
 }
 
@@ -695,7 +707,10 @@ int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m)
 	    get_str(&p, end, m->content_type, sizeof m->content_type, NULL) ||
 	    get_str(&p, end, m->expires_at, sizeof m->expires_at, NULL))
 		return -1;
+	/* The JSON mode as the release that wrote the metadata saw it (only
+	 * application/json), unless the metadata records it (below). */
 	store_meta_set_type(m, m->content_type);
+	store_meta_set_json(m, kind_of(m->content_type, 1) == MEDIA_JSON);
 	if (version == 1)
 		return 0;
 	if (end - p < META_FORK_FIXED)
@@ -733,17 +748,26 @@ int meta_decode(const unsigned char *p, size_t len, struct stream_meta *m)
 	m->ret_bytes = get_be64(p); p += 8;
 	m->last_append_ms = (int64_t)get_be64(p); p += 8;
 	m->last_mark_ms = (int64_t)get_be64(p); p += 8;
-	m->state = *p++ & 1;
+	flags = *p++;
+	m->state = flags & 1;
+	if (flags & 4)
+		store_meta_set_json(m, flags & 2);
 	return 0;
 }
 
 void store_meta_set_type(struct stream_meta *m, const char *content_type)
 {
-	char mt[LS_MAX_CONTENT_TYPE + 1];
 	if (m->content_type != content_type)
 		snprintf(m->content_type, sizeof m->content_type, "%s", content_type);
-	int n = parse_media_type(m->content_type, strlen(m->content_type), mt, sizeof mt);
-	m->media = n > 0 ? (int)parse_media_kind(mt) : MEDIA_BINARY;
+	m->media = kind_of(m->content_type, 0);
+}
+
+void store_meta_set_json(struct stream_meta *m, int json)
+{
+	if (json)
+		m->media = MEDIA_JSON;
+	else if (m->media == MEDIA_JSON) /* a +json type of a byte stream: text/x+json stays text */
+		m->media = kind_of(m->content_type, 1) == MEDIA_TEXT ? MEDIA_TEXT : MEDIA_BINARY;
 }
 
 int64_t store_meta_expiry(const struct stream_meta *m)
@@ -1029,16 +1053,20 @@ static int check_format(struct store *st, MDB_txn *txn)
 	size_t removed = 0;
 	MDB_val nk = { 7, "next_id" };
 	int fresh = mdb_get(txn, st->sys, &nk, &v) == MDB_NOTFOUND;
-	if ((rc = upgrade_to_2(st, txn, &removed)))
+	if (format < 2 && (rc = upgrade_to_2(st, txn, &removed)))
 		return rc;
+	/* Format 2 to 3: nothing to rewrite (metadata without a recorded JSON
+	 * mode keeps the mode it had: meta_decode). */
 	be64(b, STORE_FORMAT);
 	v.mv_size = 8;
 	v.mv_data = b;
 	if ((rc = mdb_put(txn, st->sys, &k, &v, 0)))
 		return map_rc(st, rc, "put format");
-	if (!fresh)
+	if (!fresh && format < 2)
 		log_info("store in %s upgraded from format %llu to %d (%zu stream(s) that expired before 1970 removed)",
-	         st->dir, (unsigned long long)format, STORE_FORMAT, removed);
+		         st->dir, (unsigned long long)format, STORE_FORMAT, removed);
+	else if (!fresh)
+		log_info("store in %s upgraded from format %llu to %d", st->dir, (unsigned long long)format, STORE_FORMAT);
 	return ST_OK;
 }
 

@@ -63,7 +63,8 @@ struct stream_meta {
 	char     last_seq[LS_MAX_STREAM_SEQ + 1];     /* last Stream-Seq accepted */
 	char     content_type[LS_MAX_CONTENT_TYPE + 1]; /* as given at creation */
 	int      media;           /* enum media_kind of content_type, parsed once when
-	                           * the metadata is read or the type set */
+	                           * the type is set; its JSON mode is recorded in
+	                           * the metadata (store_meta_set_json) */
 	char     expires_at[LS_MAX_EXPIRES_AT + 1];   /* Stream-Expires-At as given */
 	/* Forks. */
 	uint64_t fork_refs;       /* forks that read this stream's data */
@@ -189,8 +190,15 @@ int store_fork_link(struct stream_meta *fork, struct stream_meta *src, const cha
 
 /* Effective expiry of a stream in ms since the epoch, or 0 when it never
  * expires (soft-deleted streams never expire: their forks release them). */
-/* Sets m's content type (truncated to fit) and its parsed media kind. */
+/* Sets m's content type (truncated to fit) and its parsed media kind:
+ * application/json and +json types are JSON (parse_media_kind). */
 void store_meta_set_type(struct stream_meta *m, const char *content_type);
+/* Fixes m's JSON mode, which its metadata records: a stream keeps the mode
+ * it was created with (a fork its source's), whatever later releases make
+ * of its type. json 0 leaves a +json type as text or bytes. Metadata
+ * written before the mode was recorded reads as only application/json
+ * being JSON, as it was then. */
+void store_meta_set_json(struct stream_meta *m, int json);
 
 int64_t store_meta_expiry(const struct stream_meta *m);
 

@@ -110,7 +110,7 @@ describe('the store format', { skip: IS_REFERENCE }, () => {
     const live = await startLive(dir)
     t.after(() => live.stop())
     assert.ok(live.up, `lmstream-live did not start: ${live.log()}`)
-    assert.match(live.log(), /upgraded from format 1 to 2 \(2 stream\(s\) that expired before 1970 removed\)/)
+    assert.match(live.log(), /upgraded from format 1 to 3 \(2 stream\(s\) that expired before 1970 removed\)/)
 
     const get = async (p) => (await rawRequest(live.url, { path: `/v1/stream/old/${p}?offset=-1` }))
     assert.deepEqual(JSON.parse((await get('plain')).body), [{ k: 1 }, { k: 2 }, { k: 3 }, { k: 4 }, { k: 5 }])
@@ -139,7 +139,7 @@ describe('the store format', { skip: IS_REFERENCE }, () => {
     assert.equal(put.status, 201)
     await live.stop()
 
-    // Opened again: already format 2, nothing to upgrade.
+    // Opened again: already format 3, nothing to upgrade.
     const again = await startLive(dir)
     assert.ok(again.up, again.log())
     assert.doesNotMatch(again.log(), /upgraded/)
@@ -153,14 +153,14 @@ describe('the store format', { skip: IS_REFERENCE }, () => {
     const first = await startLive(dir)
     assert.ok(first.up, first.log())
     await first.stop()
-    // A later release's store: format 3.
-    const input = 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n format\n \\00\\00\\00\\00\\00\\00\\00\\03\nDATA=END\n'
+    // A later release's store: format 4.
+    const input = 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n format\n \\00\\00\\00\\00\\00\\00\\00\\04\nDATA=END\n'
     execFileSync('mdb_load', ['-s', 'sys', dir], { input })
     const before = fs.readFileSync(path.join(dir, 'data.mdb'))
     const live = await startLive(dir)
     assert.equal(live.up, false, 'lmstream-live must not serve a store it does not know')
     assert.notEqual(await live.exited, 0)
-    assert.match(live.log(), /has format 3, newer than this lmstream's 2/)
+    assert.match(live.log(), /has format 4, newer than this lmstream's 3/)
     assert.ok(before.equals(fs.readFileSync(path.join(dir, 'data.mdb'))), 'the store changed')
   })
 })

@@ -35,7 +35,7 @@ struct step {
 	const char *query;
 	const char *ct, *body;
 	size_t body_len;          /* 0: strlen(body) */
-	const char *seq, *ttl, *exp, *closed, *pid, *pep, *pseq, *inm, *host;
+	const char *seq, *ttl, *exp, *closed, *pid, *pep, *pseq, *inm, *ifm, *host;
 	int https, too_large;
 	int status;
 	enum proto_action action;
@@ -153,6 +153,7 @@ static inline void build(const struct step *s, struct proto_request *r)
 	r->h[H_PRODUCER_EPOCH] = s->pep;
 	r->h[H_PRODUCER_SEQ] = s->pseq;
 	r->h[H_IF_NONE_MATCH] = s->inm;
+	r->h[H_IF_MATCH] = s->ifm;
 	r->body = s->body;
 	r->body_len = s->body_len ? s->body_len : (s->body ? strlen(s->body) : 0);
 	r->body_too_large = s->too_large;

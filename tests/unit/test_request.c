@@ -30,6 +30,7 @@
 #define CT(v) .h[H_CONTENT_TYPE] = (v)
 #define HOST(v) .h[H_HOST] = (v)
 #define INM(v) .h[H_IF_NONE_MATCH] = (v)
+#define IFM(v) .h[H_IF_MATCH] = (v)
 #define SSEQ(v) .h[H_STREAM_SEQ] = (v)
 #define TTL(v) .h[H_STREAM_TTL] = (v)
 #define EXP(v) .h[H_STREAM_EXPIRES_AT] = (v)
@@ -107,6 +108,7 @@ static void check_untouched(int line, enum proto_method m, const struct req *r)
 		CHECK_INT_AT(line, r->has_producer, 0);
 		CHECK_AT(line, r->producer_id == NULL);
 		CHECK_AT(line, r->stream_seq == NULL);
+		CHECK_AT(line, r->if_match == NULL);
 	}
 }
 
@@ -473,7 +475,8 @@ static const struct {
 	/* A State stream holds JSON. */
 	{ __LINE__, M_PUT, .query = "state", .want = E_STATE_NEEDS_JSON },
 	{ __LINE__, M_PUT, .query = "state", CT(TXT), .want = E_STATE_NEEDS_JSON },
-	{ __LINE__, M_PUT, .query = "state", CT("application/ld+json"), .want = E_STATE_NEEDS_JSON },
+	{ __LINE__, M_PUT, .query = "state", CT("application/octet-stream"), .want = E_STATE_NEEDS_JSON },
+	{ __LINE__, M_PUT, .query = "state", CT("application/ld+json"), .state = 1 }, /* a +json type is JSON */
 	{ __LINE__, M_PUT, .query = "state", CT(""), .want = E_STATE_NEEDS_JSON },
 	{ __LINE__, M_PUT, .query = "state", CT("zzz"), .want = E_CONTENT_TYPE },
 	/* ?retention-age, ?retention-bytes: positive, at most 15 digits */
@@ -608,7 +611,7 @@ static const struct {
 	{ __LINE__, M_PUT, .query = "offset=zzz&live=bogus&snapshot=x&cursor=1" },
 	{ __LINE__, M_PUT, .query = "offset=-1&offset=-1&live=sse&live=sse&snapshot&snapshot" },
 	{ __LINE__, M_PUT, .query = "live=sse" },
-	{ __LINE__, M_PUT, INM("\"x\"") },
+	{ __LINE__, M_PUT, INM("\"x\""), IFM("\"x\"") },
 	{ __LINE__, M_PUT, .query = "compact", CT(TXT), .body = "x" },
 	{ __LINE__, M_PUT, PID(""), PEP("abc"), PSEQ("-1"), SSEQ("\x7f") },
 	{ __LINE__, M_PUT, PID("w1") },
@@ -734,6 +737,15 @@ static const struct {
 	{ __LINE__, M_POST, .query = "compact", PROD("w1", "0", "0"), .want = E_COMPACT_ARGS },
 	{ __LINE__, M_POST, .query = "compact", PID("w1"), .want = E_COMPACT_ARGS },
 	{ __LINE__, M_POST, .query = "compact", PEP("0"), PSEQ("0"), .want = E_PRODUCER_PARTIAL },
+	{ __LINE__, M_POST, .query = "compact", IFM("\"x\""), .want = E_COMPACT_ARGS },
+	/* If-Match: kept as sent (compared under the writer lock); not with a producer. */
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("\"1.2-0-3\"") },
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("*") },
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("") },
+	{ __LINE__, M_POST, CLOSED("true"), IFM("\"1.2-0-3\""), .closed = 1 },
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("\"x\""), PROD("w1", "0", "0"), .want = E_IF_MATCH_PRODUCER },
+	{ __LINE__, M_POST, CLOSED("true"), IFM("\"x\""), PROD("w1", "0", "0"), .want = E_IF_MATCH_PRODUCER },
+	{ __LINE__, M_POST, CT(TXT), .body = "x", IFM("\"x\""), PID("w1"), .want = E_PRODUCER_PARTIAL },
 	{ __LINE__, M_POST, .query = "Compact", .want = E_EMPTY_BODY },
 	/* The fields of other methods are not read on a POST. */
 	{ __LINE__, M_POST, CT(TXT), .body = "x", .query = "offset=zzz&live=bogus&snapshot=x&snapshot&cursor=1" },
@@ -767,6 +779,7 @@ static void test_post(void)
 		CHECK_AT(line, r.stream_seq == h[H_STREAM_SEQ]);
 		if (h[H_STREAM_SEQ])
 			CHECK_UINT_AT(line, r.stream_seq_len, strlen(h[H_STREAM_SEQ]));
+		CHECK_AT(line, r.if_match == h[H_IF_MATCH]);
 	}
 }
 
@@ -789,7 +802,16 @@ static const struct {
 	{ __LINE__, M_PUT, CT("  application/json  ; a=b"), .valid = 1, .kind = MEDIA_JSON, .type = JS },
 	{ __LINE__, M_PUT, CT("application/octet-stream"), .valid = 1, .kind = MEDIA_BINARY,
 	  .type = "application/octet-stream" },
-	{ __LINE__, M_PUT, CT("application/ld+json"), .valid = 1, .kind = MEDIA_BINARY, .type = "application/ld+json" },
+	/* A +json suffix (RFC 6839) is JSON; a suffix alone, or +json inside, is not. */
+	{ __LINE__, M_PUT, CT("application/ld+json"), .valid = 1, .kind = MEDIA_JSON, .type = "application/ld+json" },
+	{ __LINE__, M_PUT, CT("Application/VND.Example+JSON; charset=utf-8"), .valid = 1, .kind = MEDIA_JSON,
+	  .type = "application/vnd.example+json" },
+	{ __LINE__, M_PUT, CT("text/x+json"), .valid = 1, .kind = MEDIA_JSON, .type = "text/x+json" },
+	{ __LINE__, M_PUT, CT("application/+json"), .valid = 1, .kind = MEDIA_BINARY, .type = "application/+json" },
+	{ __LINE__, M_PUT, CT("application/x+json+xml"), .valid = 1, .kind = MEDIA_BINARY,
+	  .type = "application/x+json+xml" },
+	{ __LINE__, M_PUT, CT("application/x+jsonx"), .valid = 1, .kind = MEDIA_BINARY, .type = "application/x+jsonx" },
+	{ __LINE__, M_PUT, CT("json/+json"), .valid = 1, .kind = MEDIA_BINARY, .type = "json/+json" },
 	{ __LINE__, M_PUT, CT("application/jsonx"), .valid = 1, .kind = MEDIA_BINARY, .type = "application/jsonx" },
 	{ __LINE__, M_PUT, CT("image/png"), .valid = 1, .kind = MEDIA_BINARY, .type = "image/png" },
 	{ __LINE__, M_PUT, CT("x-a.b/y!#$%&'*+-.^_`|~z"), .valid = 1, .kind = MEDIA_BINARY,
@@ -867,6 +889,12 @@ static void test_media_helpers(void)
 		{ __LINE__, "text/plain", NULL, MEDIA_TEXT, 0 },
 		{ __LINE__, NULL, NULL, MEDIA_BINARY, 0 },
 	};
+	/* The rule of releases before +json types were JSON. */
+	CHECK_INT(media_kind_legacy_of("application/json; charset=utf-8"), MEDIA_JSON);
+	CHECK_INT(media_kind_legacy_of("application/vnd.example+json"), MEDIA_BINARY);
+	CHECK_INT(media_kind_legacy_of("text/x+json"), MEDIA_TEXT);
+	CHECK_INT(media_kind_legacy_of("bad"), MEDIA_BINARY);
+	CHECK_INT(media_kind_of("application/vnd.example+json"), MEDIA_JSON);
 	for (size_t i = 0; i < NELEM(rows); i++) {
 		int line = rows[i].line;
 		CHECK_INT_AT(line, media_kind_of(rows[i].a), rows[i].kind_a);
@@ -884,7 +912,7 @@ static const struct {
 	{ __LINE__, M_HEAD, .want = E_OK },
 	{ __LINE__, M_HEAD, .query = "offset=zzz&offset=1&live=bogus&snapshot=1.2&snapshot&cursor=%zz" },
 	{ __LINE__, M_HEAD, .query = "live=sse" },
-	{ __LINE__, M_HEAD, TTL("x"), CT("zzz"), PID(""), FOFF("0000000000000001_0000000000000001"), INM("\"x\"") },
+	{ __LINE__, M_HEAD, TTL("x"), CT("zzz"), PID(""), FOFF("0000000000000001_0000000000000001"), INM("\"x\""), IFM("*") },
 	{ __LINE__, M_DELETE, .want = E_OK },
 	{ __LINE__, M_DELETE, .query = "offset=zzz&state=maybe&retention-age=0&compact" },
 	{ __LINE__, M_DELETE, TTL("x"), EXP("x"), CT("zzz"), CLOSED("true"), PROD("", "x", "x"),

@@ -1,6 +1,7 @@
 /* test_store.c: unit tests of src/store/store.c against a fresh LMDB environment in
  * a temporary directory (removed at the end). */
 #include "lib/log.h"
+#include "lib/parse.h"
 #include "store/store.h"
 #include "unit.h"
 
@@ -308,6 +309,55 @@ static void test_meta(struct store *st)
 		CHECK_INT_AT(line, store_meta_get(&r, name, nlen, &got), ST_OK);
 		CHECK_UINT_AT(line, got.tail_seq, 5);
 		CHECK_INT_AT(line, got.closed, 0);
+		store_read_end(&r);
+		store_txn_release(&r);
+	}
+}
+
+/* The JSON mode is recorded in the metadata: a +json type is JSON when the
+ * stream was made so, and stays text or bytes when it was not (a stream
+ * created before +json types were JSON, or a fork of one). Metadata without
+ * the record is tested on a store of that release (tests/fixtures/store-format-2). */
+static void test_json_mode(struct store *st)
+{
+	static const struct {
+		int line;
+		const char *ct;
+		int fix;                 /* -1: the type's kind; 0/1: store_meta_set_json */
+		int want;                /* enum media_kind after a put and a get */
+	} rows[] = {
+		{ __LINE__, "application/json", -1, MEDIA_JSON },
+		{ __LINE__, "application/vnd.example+json", -1, MEDIA_JSON },
+		{ __LINE__, "Application/LD+JSON; charset=utf-8", -1, MEDIA_JSON },
+		{ __LINE__, "text/x+json", -1, MEDIA_JSON },
+		{ __LINE__, "application/vnd.example+json", 0, MEDIA_BINARY },
+		{ __LINE__, "text/x+json", 0, MEDIA_TEXT },
+		{ __LINE__, "application/json", 0, MEDIA_BINARY },
+		{ __LINE__, "application/octet-stream", 1, MEDIA_JSON },
+		{ __LINE__, "text/plain", -1, MEDIA_TEXT },
+		{ __LINE__, "application/+json", -1, MEDIA_BINARY },
+		{ __LINE__, "application/json+x", -1, MEDIA_BINARY },
+	};
+	for (size_t i = 0; i < NELEM(rows); i++) {
+		int line = rows[i].line;
+		char name[32];
+		snprintf(name, sizeof name, "json-mode/%zu", i);
+		struct store_txn w, r;
+		struct stream_meta m, got;
+		memset(&m, 0, sizeof m);
+		CHECK_INT_AT(line, store_write_begin(&w, st), ST_OK);
+		store_new_id(&w, &m.id);
+		store_meta_set_type(&m, rows[i].ct);
+		if (rows[i].fix >= 0)
+			store_meta_set_json(&m, rows[i].fix);
+		CHECK_INT_AT(line, m.media, rows[i].want);
+		CHECK_INT_AT(line, store_meta_put(&w, name, strlen(name), &m), ST_OK);
+		CHECK_INT_AT(line, store_commit(&w, 0), ST_OK);
+		store_txn_init(&r, st);
+		CHECK_INT_AT(line, store_read_begin(&r), ST_OK);
+		CHECK_INT_AT(line, store_meta_get(&r, name, strlen(name), &got), ST_OK);
+		CHECK_INT_AT(line, got.media, rows[i].want);
+		CHECK_STR_AT(line, got.content_type, rows[i].ct);
 		store_read_end(&r);
 		store_txn_release(&r);
 	}
@@ -1350,6 +1400,7 @@ int main(void)
 		test_clock();
 		test_ids(st);
 		test_meta(st);
+		test_json_mode(st);
 		test_expiry_value();
 		test_msgs(st);
 		test_producers(st);

@@ -277,6 +277,95 @@ static void test_json(void)
 	RUN(json_steps);
 }
 
+/* +json types are JSON: flattened, validated, read as arrays. */
+static const struct step json_suffix_steps[] = {
+	{ __LINE__, M_PUT, P("vnd"), .ct = "application/vnd.example+json", .body = "[{\"a\":1},{\"b\":2}]",
+	  .status = 201, .h = { { "Stream-Next-Offset", OFF(2, 14) } } },
+	{ __LINE__, M_POST, P("vnd"), .ct = "application/vnd.example+json; charset=utf-8", .body = "[3, [4]]",
+	  .status = 204, .h = { { "Stream-Next-Offset", OFF(4, 18) } } },
+	{ __LINE__, M_POST, P("vnd"), .ct = "application/vnd.example+json", .body = "not json", .status = 400,
+	  .want_body = "invalid JSON body\n" },
+	{ __LINE__, M_POST, P("vnd"), .ct = "application/vnd.example+json", .body = "[]", .status = 400 },
+	{ __LINE__, M_POST, P("vnd"), .ct = "application/json", .body = "5", .status = 409 },
+	{ __LINE__, M_GET, P("vnd"), .query = "offset=-1", .status = 200,
+	  .want_body = "[{\"a\":1},{\"b\":2},3,[4]]", .h = { { "Content-Type", "application/vnd.example+json" } } },
+	/* A State stream may have a +json type. */
+	{ __LINE__, M_PUT, P("vnd-state"), .query = "state", .ct = "application/ld+json", .status = 201 },
+};
+
+static void test_json_suffix(void)
+{
+	RUN(json_suffix_steps);
+}
+
+/* --- If-Match on appends --------------------------------------------------------------------- */
+
+static void test_if_match(void)
+{
+	static const struct step setup[] = {
+		{ __LINE__, M_PUT, P("im"), .ct = "text/plain", .body = "a", .status = 201 },
+		{ __LINE__, M_HEAD, P("im"), .status = 200 },
+	};
+	RUN(setup);
+	char e1[128], e2[128], weak[140], list[300];
+	snprintf(e1, sizeof e1, "%s", proto_get_header(&R, "ETag") ? proto_get_header(&R, "ETag") : "");
+	CHECK(e1[0] == '"');
+	snprintf(weak, sizeof weak, "W/%s", e1);
+	snprintf(list, sizeof list, "\"nope\", %s", e1);
+	/* The tag as HEAD gives it, in a list too: appended, and the next tag is sent. */
+	const struct step ok[] = {
+		{ __LINE__, M_POST, P("im"), .ct = "text/plain", .body = "b", .ifm = list, .status = 204,
+		  .h = { { "Stream-Next-Offset", OFF(2, 2) }, { "ETag", ANY } } },
+	};
+	RUN(ok);
+	snprintf(e2, sizeof e2, "%s", proto_get_header(&R, "ETag") ? proto_get_header(&R, "ETag") : "");
+	static const struct step head2 = { __LINE__, M_HEAD, P("im"), .status = 200 };
+	run(&head2);
+	CHECK_STR(proto_get_header(&R, "ETag") ? proto_get_header(&R, "ETag") : "", e2);
+	CHECK(strcmp(e1, e2) != 0);
+	const struct step refused[] = {
+		/* The tag before that append: 412 with where the stream is, nothing stored. */
+		{ __LINE__, M_POST, P("im"), .ct = "text/plain", .body = "c", .ifm = e1, .status = 412,
+		  .want_body = "If-Match does not match the stream's current ETag: read it again (HEAD), then retry\n",
+		  .h = { { "ETag", e2 }, { "Stream-Next-Offset", OFF(2, 2) } } },
+		/* A weak tag never matches (strong comparison), nor an unquoted or empty one. */
+		{ __LINE__, M_POST, P("im"), .ct = "text/plain", .body = "c", .ifm = weak, .status = 412 },
+		{ __LINE__, M_POST, P("im"), .ct = "text/plain", .body = "c", .ifm = "", .status = 412 },
+		{ __LINE__, M_POST, P("im"), .ct = "text/plain", .body = "c", .ifm = e2 + 1, .status = 412 },
+		/* With a producer: 400 before anything is looked at. */
+		{ __LINE__, M_POST, P("im"), .ct = "text/plain", .body = "c", .ifm = e2, .pid = "w", .pep = "0",
+		  .pseq = "0", .status = 400, .want_body = "If-Match cannot be combined with Producer-Id, Producer-Epoch and Producer-Seq\n" },
+		/* A mismatched type is 409 whatever If-Match says; a missing stream 404. */
+		{ __LINE__, M_POST, P("im"), .ct = "application/json", .body = "1", .ifm = e1, .status = 409 },
+		{ __LINE__, M_POST, P("im-none"), .ct = "text/plain", .body = "c", .ifm = "*", .status = 404 },
+		{ __LINE__, M_GET, P("im"), .query = "offset=-1", .status = 200, .want_body = "ab" },
+		/* "*": any state of a stream that exists. */
+		{ __LINE__, M_POST, P("im"), .ct = "text/plain", .body = "c", .ifm = "*", .status = 204,
+		  .h = { { "Stream-Next-Offset", OFF(3, 3) } } },
+		/* Closing with the stale tag: 412, still open. */
+		{ __LINE__, M_POST, P("im"), .closed = "true", .ifm = e2, .status = 412, .h = { { "Stream-Closed", ABSENT } } },
+		{ __LINE__, M_HEAD, P("im"), .status = 200, .h = { { "Stream-Closed", ABSENT } } },
+	};
+	RUN(refused);
+	char e3[128], e4[128];
+	snprintf(e3, sizeof e3, "%s", proto_get_header(&R, "ETag") ? proto_get_header(&R, "ETag") : "");
+	const struct step close[] = {
+		{ __LINE__, M_POST, P("im"), .closed = "true", .ifm = e3, .status = 204, .h = { { "Stream-Closed", "true" } } },
+	};
+	RUN(close);
+	snprintf(e4, sizeof e4, "%s", proto_get_header(&R, "ETag") ? proto_get_header(&R, "ETag") : "");
+	const struct step closed[] = {
+		/* Closing again: 204 with the closed stream's tag, 412 with an older one. */
+		{ __LINE__, M_POST, P("im"), .closed = "true", .ifm = e4, .status = 204 },
+		{ __LINE__, M_POST, P("im"), .closed = "true", .ifm = e3, .status = 412,
+		  .h = { { "ETag", e4 }, { "Stream-Closed", "true" } } },
+		/* Appending to it: 409, whatever the tag. */
+		{ __LINE__, M_POST, P("im"), .ct = "text/plain", .body = "d", .ifm = e4, .status = 409 },
+		{ __LINE__, M_GET, P("im"), .query = "offset=-1", .status = 200, .want_body = "abc" },
+	};
+	RUN(closed);
+}
+
 /* --- idempotent producers ---------------------------------------------------------------------- */
 
 #define PROD(epoch, seq) .pid = "w1", .pep = #epoch, .pseq = #seq
@@ -539,6 +628,8 @@ int main(void)
 	test_active_types();
 	test_append_read();
 	test_json();
+	test_json_suffix();
+	test_if_match();
 	test_producers();
 	test_close();
 	test_delete_bad_methods();
