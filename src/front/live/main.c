@@ -168,7 +168,7 @@ static int wait_for_stop(const sigset_t *sigs)
  * the threads and the daemon and release everything. */
 static void drain(int sig)
 {
-	log_info("signal %d: draining %d connection(s)", sig, atomic_load(&live.nconn));
+	log_info("signal %d: draining %d connection(s)", sig, atomic_load(&live.nconn) + atomic_load(&live.nsubs));
 	atomic_store(&live.draining, 1);
 	MHD_socket lfd = MHD_quiesce_daemon(live.mhd);
 	reg_scan(&live.reg, store_mono_ms(), 1);
