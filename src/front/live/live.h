@@ -13,11 +13,14 @@
  * lost datagram is caught by comparing the store's last transaction id with
  * the last one notified.
  *
+ * An SSE subscriber leaves libmicrohttpd once its response head is decided:
+ * tail.c holds its socket and sends its events (see there).
+ *
  * The modules: main.c starts the daemon (serve) or a group of them (group.c);
- * http.c answers requests; edge.c refuses what must not reach them and
- * keeps the header deadline and the memory budget; background.c runs the
- * notifier and housekeeping threads; access.c writes the access log;
- * listen.c parses the listen address. */
+ * http.c answers requests; tail.c serves SSE subscribers; edge.c refuses
+ * what must not reach them and keeps the header deadline and the memory
+ * budget; background.c runs the notifier and housekeeping threads; access.c
+ * writes the access log; listen.c parses the listen address. */
 #include "core/protocol.h"
 #include "front/live/registry.h"
 #include "lib/buf.h"
