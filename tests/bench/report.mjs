@@ -246,7 +246,7 @@ function authSentence (w) {
 if (variants('fanout').length) {
   md.push('## 4. Live fan-out (SSE)', '', 'N idle SSE subscribers over 127.0.0.x; one 100-byte message per second with its send time, then a few seconds of publishing as fast as possible. Latency is send → receive at the subscriber. CPU is the server\'s, in % of one core, over the 1 msg/s phase and over the saturated phase. ' + authSentence('fanout'), '')
   const fm = [['held', 'held', 0], ['p50', 'p50 ms', 1], ['p99', 'p99 ms', 1], ['max', 'max ms', 1], ['lost', 'lost', 0], ['dup', 'dup', 0],
-    ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['cpu', 'CPU % (1 msg/s)', 1], ['sat', 'sat. deliveries/s', 0], ['satcpu', 'CPU % (sat.)', 0]]
+    ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['cpu', 'CPU % (1 msg/s)', 1], ['sat', 'sat. deliveries/s', 0], ['satcpu', 'CPU % (sat.)', 0], ['http_err', 'sub. requests not 200', 0]]
   const vs = variants('fanout').sort((a, b) => Number(a) - Number(b))
   for (const v of vs) {
     md.push(`**${Number(v).toLocaleString('en-US')} subscribers**`, '', `| peer | ${fm.map((m) => m[1]).join(' | ')} | runs |`, `|---|${fm.map(() => '---').join('|')}|---|`)
@@ -274,7 +274,7 @@ if (variants('fanout').length) {
 if (variants('longpoll').length) {
   md.push('## 5. Long-poll fan-out', '', 'N long-poll subscribers over 127.0.0.x, each looping `GET ?offset=X&live=long-poll(&cursor=C)` from the previous answer\'s `Stream-Next-Offset` (Nchan: `nchan_subscriber longpoll` with all pending messages in one multipart answer, `If-Modified-Since`/`If-None-Match`); one 100-byte message per second with its send time, then a few seconds of publishing as fast as possible. Through lighttpd, subscribers and publisher talk to lighttpd (long-polls proxied to lmstream-live, appends to the FastCGI workers); memory and CPU are summed over lighttpd, its workers and the daemon. `reconnects`: connections the server closed after an answer (the subscriber reconnects and continues from the same offset). ' + authSentence('longpoll'), '')
   const lm = [['held', 'held', 0], ['p50', 'p50 ms', 1], ['p99', 'p99 ms', 1], ['max', 'max ms', 1], ['lost', 'lost', 0], ['dup', 'dup', 0], ['dropped', 'dropped', 0],
-    ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['cpu', 'CPU % (1 msg/s)', 1], ['sat', 'sat. deliveries/s', 0], ['satlost', 'sat. lost', 0], ['satcpu', 'CPU % (sat.)', 0], ['polls', 'answers', 0], ['reconnects', 'reconnects', 0]]
+    ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['cpu', 'CPU % (1 msg/s)', 1], ['sat', 'sat. deliveries/s', 0], ['satlost', 'sat. lost', 0], ['satcpu', 'CPU % (sat.)', 0], ['polls', 'answers', 0], ['reconnects', 'reconnects', 0], ['http_err', 'polls not 2xx', 0], ['dropped_all', 'dropped (all phases)', 0]]
   const vs = variants('longpoll').sort((a, b) => Number(a) - Number(b))
   for (const v of vs) {
     md.push(`**${Number(v).toLocaleString('en-US')} subscribers**`, '', `| peer | ${lm.map((m) => m[1]).join(' | ')} | runs |`, `|---|${lm.map(() => '---').join('|')}|---|`)
@@ -294,7 +294,7 @@ if (variants('longpoll').length) {
 
 if (variants('held').length) {
   md.push('## 5b. Subscribers held with a publisher', '', 'N idle SSE subscribers over 127.0.0.x (lmstream-live: `max_connections` N + 1,000, as in the fan-out; Nchan: a worker per 19,000 connections), then one 100-byte message per second and a few seconds of publishing as fast as possible (4 connections) while they stay connected. Every POST of the publisher is counted: 2xx, or not (a non-2xx answer or a failed connection; a 503 means a connection cap left the writer no room). ' + authSentence('held'), '')
-  const hm = [['held', 'held', 0], ['failed', 'refused/failed', 0], ['pub_ok', 'POSTs 2xx (1 msg/s)', 0], ['pub_errors', 'POSTs not 2xx (1 msg/s)', 0], ['satpub_ok', 'POSTs 2xx (sat.)', 0], ['satpub_errors', 'POSTs not 2xx (sat.)', 0],
+  const hm = [['held', 'held', 0], ['failed', 'refused/failed', 0], ['http_err', 'sub. requests not 200', 0], ['pub_ok', 'POSTs 2xx (1 msg/s)', 0], ['pub_errors', 'POSTs not 2xx (1 msg/s)', 0], ['pub_p99', 'POST p99 ms (1 msg/s)', 1], ['satpub_ok', 'POSTs 2xx (sat.)', 0], ['satpub_errors', 'POSTs not 2xx (sat.)', 0], ['satpub_p99', 'POST p99 ms (sat.)', 1],
     ['p50', 'p50 ms', 1], ['p99', 'p99 ms', 1], ['lost', 'lost', 0], ['dropped', 'dropped', 0], ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['sat', 'sat. deliveries/s', 0]]
   for (const v of variants('held').sort((a, b) => Number(a) - Number(b))) {
     md.push(`**${Number(v).toLocaleString('en-US')} subscribers**`, '', `| peer | ${hm.map((m) => m[1]).join(' | ')} | runs |`, `|---|${hm.map(() => '---').join('|')}|---|`)
@@ -318,6 +318,11 @@ const targets23 = []
     if (held !== undefined && held < Number(v)) out.push(`${fmt(Number(v) - held)} subscribers not held`)
     if (lost) out.push(`${fmt(lost)} deliveries lost`)
     if (dropped) out.push(`${fmt(dropped)} dropped`)
+    // these two summed over the repetitions: one run with refusals is enough
+    const sum = (m) => (groups.get([w, v, s, m].join('|')) || []).reduce((a, b) => a + b, 0)
+    const herr = sum('http_err'), dall = sum('dropped_all')
+    if (herr) out.push(`${fmt(herr)} subscriber requests answered other than 200 in all runs`)
+    if (dall > dropped) out.push(`${fmt(dall)} subscriptions ended by the server in all runs`)
     return out
   }
   const withFaults = (shown, f) => (f.length ? `${shown} (${f.join(', ')})` : shown)
@@ -365,7 +370,9 @@ const targets23 = []
       const held = med('held', v, s, 'held'), ok = (med('held', v, s, 'pub_ok') || 0) + (med('held', v, s, 'satpub_ok') || 0)
       const bad = (med('held', v, s, 'pub_errors') || 0) + (med('held', v, s, 'satpub_errors') || 0)
       if (held === undefined) return { shown: '—', met: null }
-      return { shown: `${fmt(held)} held, publisher ${fmt(ok)} POSTs 2xx, ${fmt(bad)} not`, met: held >= n && bad === 0 && ok > 0 }
+      const p99 = med('held', v, s, 'pub_p99'), sent = med('held', v, s, 'pub_sent')
+      const more = sent === undefined ? '' : ` (at 1 msg/s ${fmt(sent)} sent, POST p99 ${fmt(p99, 1)} ms)`
+      return { shown: `${fmt(held)} held, publisher ${fmt(ok)} POSTs 2xx, ${fmt(bad)} not${more}`, met: held >= n && bad === 0 && ok > 0 }
     }
     const lm = one('lmstream'), nc = one('nchan')
     t23(`subscribers held on 2 cores: ${n.toLocaleString('en-US')} SSE${n === 50000 ? '' : ' (the goal: 50,000)'}, with a publisher still served (lmstream-live${tb('held')})`,
