@@ -322,7 +322,7 @@ const targets23 = []
     const sum = (m) => (groups.get([w, v, s, m].join('|')) || []).reduce((a, b) => a + b, 0)
     const herr = sum('http_err'), dall = sum('dropped_all')
     if (herr) out.push(`${fmt(herr)} subscriber requests answered other than 200 in all runs`)
-    if (dall > dropped) out.push(`${fmt(dall)} subscriptions ended by the server in all runs`)
+    if (dall > dropped) out.push(`${fmt(dall)} subscription${dall === 1 ? '' : 's'} ended by the server in all runs`)
     return out
   }
   const withFaults = (shown, f) => (f.length ? `${shown} (${f.join(', ')})` : shown)
