@@ -233,10 +233,20 @@ if (variants('cgi').length) {
   const p = med('cgi', '1 conn', 'cgi', 'p50_ms')
   targets.push({ text: 'CGI cold catch-up read ≤ 3 ms (p50)', value: p, met: p === undefined ? null : p <= 3 })
 }
+// the query token of a fan-out workload's subscribers (fanout --auth token): its bytes, or 0
+function tokenBytes (w) {
+  const b = rows.filter((r) => r.workload === w && r.metric === 'query_token_bytes').map((r) => Number(r.value)).filter((x) => x > 0)
+  return b.length ? Math.max(...b) : 0
+}
+function authSentence (w) {
+  const b = tokenBytes(w)
+  if (!b) return 'Auth: none (no token; lmstream with `auth = none`).'
+  return `Auth: lmstream with \`auth = token\` (HS256); every subscriber sends a ${fmt(b)}-byte token in its query (\`&token=…\`), the publisher the same token in \`Authorization: Bearer\`; Nchan and DS-Node get a query parameter \`token=\` of the same length (ignored), so every peer reads requests of the same size.`
+}
 if (variants('fanout').length) {
-  md.push('## 4. Live fan-out (SSE)', '', 'N idle SSE subscribers over 127.0.0.x; one 100-byte message per second with its send time, then a few seconds of publishing as fast as possible. Latency is send → receive at the subscriber. CPU is the server\'s, in % of one core, over the 1 msg/s phase and over the saturated phase.', '')
+  md.push('## 4. Live fan-out (SSE)', '', 'N idle SSE subscribers over 127.0.0.x; one 100-byte message per second with its send time, then a few seconds of publishing as fast as possible. Latency is send → receive at the subscriber. CPU is the server\'s, in % of one core, over the 1 msg/s phase and over the saturated phase. ' + authSentence('fanout'), '')
   const fm = [['held', 'held', 0], ['p50', 'p50 ms', 1], ['p99', 'p99 ms', 1], ['max', 'max ms', 1], ['lost', 'lost', 0], ['dup', 'dup', 0],
-    ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['cpu', 'CPU % (1 msg/s)', 1], ['sat', 'sat. deliveries/s', 0], ['satcpu', 'CPU % (sat.)', 0]]
+    ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['cpu', 'CPU % (1 msg/s)', 1], ['sat', 'sat. deliveries/s', 0], ['satcpu', 'CPU % (sat.)', 0], ['http_err', 'sub. requests not 200', 0]]
   const vs = variants('fanout').sort((a, b) => Number(a) - Number(b))
   for (const v of vs) {
     md.push(`**${Number(v).toLocaleString('en-US')} subscribers**`, '', `| peer | ${fm.map((m) => m[1]).join(' | ')} | runs |`, `|---|${fm.map(() => '---').join('|')}|---|`)
@@ -262,9 +272,9 @@ if (variants('fanout').length) {
 }
 
 if (variants('longpoll').length) {
-  md.push('## 5. Long-poll fan-out', '', 'N long-poll subscribers over 127.0.0.x, each looping `GET ?offset=X&live=long-poll(&cursor=C)` from the previous answer\'s `Stream-Next-Offset` (Nchan: `nchan_subscriber longpoll` with all pending messages in one multipart answer, `If-Modified-Since`/`If-None-Match`); one 100-byte message per second with its send time, then a few seconds of publishing as fast as possible. Through lighttpd, subscribers and publisher talk to lighttpd (long-polls proxied to lmstream-live, appends to the FastCGI workers); memory and CPU are summed over lighttpd, its workers and the daemon. `reconnects`: connections the server closed after an answer (the subscriber reconnects and continues from the same offset).', '')
+  md.push('## 5. Long-poll fan-out', '', 'N long-poll subscribers over 127.0.0.x, each looping `GET ?offset=X&live=long-poll(&cursor=C)` from the previous answer\'s `Stream-Next-Offset` (Nchan: `nchan_subscriber longpoll` with all pending messages in one multipart answer, `If-Modified-Since`/`If-None-Match`); one 100-byte message per second with its send time, then a few seconds of publishing as fast as possible. Through lighttpd, subscribers and publisher talk to lighttpd (long-polls proxied to lmstream-live, appends to the FastCGI workers); memory and CPU are summed over lighttpd, its workers and the daemon. `reconnects`: connections the server closed after an answer (the subscriber reconnects and continues from the same offset). ' + authSentence('longpoll'), '')
   const lm = [['held', 'held', 0], ['p50', 'p50 ms', 1], ['p99', 'p99 ms', 1], ['max', 'max ms', 1], ['lost', 'lost', 0], ['dup', 'dup', 0], ['dropped', 'dropped', 0],
-    ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['cpu', 'CPU % (1 msg/s)', 1], ['sat', 'sat. deliveries/s', 0], ['satlost', 'sat. lost', 0], ['satcpu', 'CPU % (sat.)', 0], ['polls', 'answers', 0], ['reconnects', 'reconnects', 0]]
+    ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['cpu', 'CPU % (1 msg/s)', 1], ['sat', 'sat. deliveries/s', 0], ['satlost', 'sat. lost', 0], ['satcpu', 'CPU % (sat.)', 0], ['polls', 'answers', 0], ['reconnects', 'reconnects', 0], ['http_err', 'polls not 2xx', 0], ['dropped_all', 'dropped (all phases)', 0]]
   const vs = variants('longpoll').sort((a, b) => Number(a) - Number(b))
   for (const v of vs) {
     md.push(`**${Number(v).toLocaleString('en-US')} subscribers**`, '', `| peer | ${lm.map((m) => m[1]).join(' | ')} | runs |`, `|---|${lm.map(() => '---').join('|')}|---|`)
@@ -280,6 +290,95 @@ if (variants('longpoll').length) {
     }
     md.push('', out.length ? out.join('; ') + '.' : '', '')
   }
+}
+
+if (variants('held').length) {
+  md.push('## 5b. Subscribers held with a publisher', '', 'N idle SSE subscribers over 127.0.0.x (lmstream-live: `max_connections` N + 1,000, as in the fan-out; Nchan: a worker per 19,000 connections), then one 100-byte message per second and a few seconds of publishing as fast as possible (4 connections) while they stay connected. Every POST of the publisher is counted: 2xx, or not (a non-2xx answer or a failed connection; a 503 means a connection cap left the writer no room). ' + authSentence('held'), '')
+  const hm = [['held', 'held', 0], ['failed', 'refused/failed', 0], ['http_err', 'sub. requests not 200', 0], ['pub_ok', 'POSTs 2xx (1 msg/s)', 0], ['pub_errors', 'POSTs not 2xx (1 msg/s)', 0], ['pub_p99', 'POST p99 ms (1 msg/s)', 1], ['satpub_ok', 'POSTs 2xx (sat.)', 0], ['satpub_errors', 'POSTs not 2xx (sat.)', 0], ['satpub_p99', 'POST p99 ms (sat.)', 1],
+    ['p50', 'p50 ms', 1], ['p99', 'p99 ms', 1], ['lost', 'lost', 0], ['dropped', 'dropped', 0], ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['sat', 'sat. deliveries/s', 0]]
+  for (const v of variants('held').sort((a, b) => Number(a) - Number(b))) {
+    md.push(`**${Number(v).toLocaleString('en-US')} subscribers**`, '', `| peer | ${hm.map((m) => m[1]).join(' | ')} | runs |`, `|---|${hm.map(() => '---').join('|')}|---|`)
+    for (const s of systems('held', v)) {
+      md.push(`| ${names[s] || s} | ${hm.map(([m, , d]) => { const x = med('held', v, s, m); json.medians[['held', v, s, m].join('|')] = x; return fmt(x, d) }).join(' | ')} | ${runs('held', v, s, 'held')} |`)
+    }
+    md.push('')
+  }
+}
+
+// Issue 23 (live delivery at the send floor), against Nchan in the same run
+// and with auth on: its own table under the targets
+const targets23 = []
+{
+  const t23 = (text, shown, met) => targets23.push({ text, shown, met })
+  const ms = (x) => `${fmt(x, 1)} ms`
+  // a fan-out figure is not met when subscribers were missing or deliveries lost
+  const faults = (w, v, s) => {
+    const out = []
+    const held = med(w, v, s, 'held'), lost = med(w, v, s, 'lost') || 0, dropped = med(w, v, s, 'dropped') || 0
+    if (held !== undefined && held < Number(v)) out.push(`${fmt(Number(v) - held)} subscribers not held`)
+    if (lost) out.push(`${fmt(lost)} deliveries lost`)
+    if (dropped) out.push(`${fmt(dropped)} dropped`)
+    // these two summed over the repetitions: one run with refusals is enough
+    const sum = (m) => (groups.get([w, v, s, m].join('|')) || []).reduce((a, b) => a + b, 0)
+    const herr = sum('http_err'), dall = sum('dropped_all')
+    if (herr) out.push(`${fmt(herr)} subscriber requests answered other than 200 in all runs`)
+    if (dall > dropped) out.push(`${fmt(dall)} subscription${dall === 1 ? '' : 's'} ended by the server in all runs`)
+    return out
+  }
+  const withFaults = (shown, f) => (f.length ? `${shown} (${f.join(', ')})` : shown)
+  const tb = (w) => (tokenBytes(w) ? `, ${fmt(tokenBytes(w))}-byte query token` : ', no token (--fanout-auth none)')
+  if (variants('fanout').includes('10000')) {
+    const v = '10000'
+    const p = med('fanout', v, 'lmstream', 'p99'), n = med('fanout', v, 'nchan', 'p99')
+    const f = faults('fanout', v, 'lmstream')
+    t23(`SSE fan-out, 10,000 subscribers, 1 msg/s: lmstream-live p99 ≤ 50 ms${tb('fanout')}`,
+      p === undefined ? undefined : withFaults(`${ms(p)} (${fx(p / 50)} the goal); Nchan ${n === undefined ? '—' : ms(n)}, lmstream/Nchan ${fx(ratio(p, n))}`, f),
+      p === undefined ? null : p <= 50 && !f.length)
+    const k = med('fanout', v, 'lmstream', 'kib'), kn = med('fanout', v, 'nchan', 'kib')
+    t23(`memory per idle SSE subscriber at 10,000: lmstream-live ≤ 4 KiB${tb('fanout')}`,
+      k === undefined ? undefined : `${fmt(k, 2)} KiB (${fx(k / 4)} the goal); Nchan ${fmt(kn, 2)} KiB, lmstream/Nchan ${fx(ratio(k, kn))}`,
+      k === undefined ? null : k <= 4)
+  } else {
+    t23('SSE fan-out, 10,000 subscribers, 1 msg/s: lmstream-live p99 ≤ 50 ms (`fanout` with --fanout-sizes including 10000)', undefined, null)
+    t23('memory per idle SSE subscriber at 10,000: lmstream-live ≤ 4 KiB (the same run)', undefined, null)
+  }
+  if (variants('longpoll').includes('1000')) {
+    const v = '1000', n = med('longpoll', v, 'nchan', 'p99')
+    for (const s of ['lmstream', 'lighttpd']) {
+      const p = med('longpoll', v, s, 'p99')
+      if (p === undefined && s === 'lighttpd') continue
+      const f = faults('longpoll', v, s)
+      const r = ratio(p, n)
+      t23(`long-poll fan-out, 1,000 subscribers: ${s === 'lmstream' ? 'lmstream-live alone' : 'lmstream through lighttpd'} p99 ≤ Nchan's${tb('longpoll')}`,
+        r === undefined ? undefined : withFaults(`${fx(r)} (${ms(p)} against ${ms(n)})`, f), r === undefined ? null : r <= 1 && !f.length)
+    }
+  } else {
+    t23('long-poll fan-out, 1,000 subscribers: lmstream-live p99 ≤ Nchan\'s (`longpoll` with --longpoll-sizes including 1000)', undefined, null)
+  }
+  const cv = variants('catchup')
+  for (const v of cv) {
+    const a = med('catchup', v, 'lighttpd', 'mib_s'), b = med('catchup', v, 'static', 'mib_s')
+    const r = ratio(a, b), e = (med('catchup', v, 'lighttpd', 'errors') || 0) + (med('catchup', v, 'static', 'errors') || 0)
+    t23(`catch-up through lighttpd, ${v} messages: ≥ 0.5× lighttpd's static file of the same bytes (MiB/s)`,
+      r === undefined ? undefined : `${fx(r)} (${fmt(a, 1)} against ${fmt(b, 1)} MiB/s)${e ? ` (${fmt(e)} failed requests)` : ''}`, r === undefined ? null : r >= 0.5 && !e)
+  }
+  if (!cv.length) t23('catch-up through lighttpd: ≥ 0.5× lighttpd\'s static file of the same bytes (`catchup`)', undefined, null)
+  const hv = variants('held').sort((a, b) => Number(a) - Number(b))
+  for (const v of hv) {
+    const n = Number(v)
+    const one = (s) => {
+      const held = med('held', v, s, 'held'), ok = (med('held', v, s, 'pub_ok') || 0) + (med('held', v, s, 'satpub_ok') || 0)
+      const bad = (med('held', v, s, 'pub_errors') || 0) + (med('held', v, s, 'satpub_errors') || 0)
+      if (held === undefined) return { shown: '—', met: null }
+      const p99 = med('held', v, s, 'pub_p99'), sent = med('held', v, s, 'pub_sent')
+      const more = sent === undefined ? '' : ` (at 1 msg/s ${fmt(sent)} sent, POST p99 ${fmt(p99, 1)} ms)`
+      return { shown: `${fmt(held)} held, publisher ${fmt(ok)} POSTs 2xx, ${fmt(bad)} not${more}`, met: held >= n && bad === 0 && ok > 0 }
+    }
+    const lm = one('lmstream'), nc = one('nchan')
+    t23(`subscribers held on 2 cores: ${n.toLocaleString('en-US')} SSE${n === 50000 ? '' : ' (the goal: 50,000)'}, with a publisher still served (lmstream-live${tb('held')})`,
+      lm.met === null ? undefined : `${lm.shown}; Nchan: ${nc.shown}`, lm.met)
+  }
+  if (!hv.length) t23('subscribers held on 2 cores: 50,000 SSE, with a publisher still served (`held`)', undefined, null)
 }
 
 if (variants('metrics-append').length) {
@@ -333,7 +432,14 @@ for (const t of targets) {
   md.push(`| ${t.text} | ${m} | ${t.met === null || t.met === undefined ? 'not measured' : t.met ? 'yes' : 'no'} |`)
 }
 md.push('')
+const issue23 = ['fanout', 'longpoll', 'held'].some((w) => variants(w).length)
+if (issue23) {
+  md.push('### Targets of issue 23 (live delivery), against Nchan in the same run', '', '| target | measured | met |', '|---|---|---|')
+  for (const t of targets23) md.push(`| ${t.text} | ${t.shown === undefined ? '—' : t.shown} | ${t.met === null || t.met === undefined ? 'not measured' : t.met ? 'yes' : 'no'} |`)
+  md.push('')
+}
 json.targets = targets
+json.targets23 = targets23
 json.rows = rows
 
 // --- plots --------------------------------------------------------------------------------
