@@ -116,6 +116,13 @@ static size_t io_read(struct io *io, char *p, size_t n)
 	return fread(p, 1, n, stdin);
 }
 
+/* Whether the web server is lighttpd (interim_ok, fcgi_write_records). */
+static int behind_lighttpd(struct io *io)
+{
+	const char *sw = param(io, "SERVER_SOFTWARE");
+	return sw && !strncmp(sw, "lighttpd/", 9);
+}
+
 /* The response head: CGI's Status line, the headers, the blank line. */
 static void build_head(struct buf *h, const struct proto_response *r, int with_length, size_t length)
 {
@@ -152,15 +159,16 @@ static void write_head(struct io *io, const struct proto_response *r, int with_l
  * sendfile, removed), and so does everything after it until the client
  * has taken the whole queue. It reads whatever the connection holds, up to
  * 128 KiB at once, and passes a record on only once the record is whole.
- * So a large answer goes out through a small socket buffer (FCGI_SNDBUF:
- * the kernel doubles it, and the connection then holds about 48 KiB) in
- * records of under 8 KiB: each read plus the part of a record held back
- * stays under lighttpd's 64 KiB, and the answer streams through memory.
- * With the default buffer (over 200 KiB) nearly every 1 MiB page went
- * through about six temporary files. A small answer is written as is. */
+ * So behind lighttpd a large answer goes out through a small socket buffer
+ * (FCGI_SNDBUF: the kernel doubles it, and the connection then holds about
+ * 48 KiB), and always in records of under 8 KiB: each read plus the part of
+ * a record held back stays under lighttpd's 64 KiB, and the answer streams
+ * through memory. With the default buffer (over 200 KiB) nearly every 1 MiB
+ * page went through about six temporary files. Other servers (mod_fcgid)
+ * keep the default buffer: the worker is done sooner. */
 #define FCGI_REC 8184             /* content bytes per record: 8-aligned, with its header under 8 KiB */
 #define FCGI_IOV 64               /* iovecs per writev: 32 records */
-#define FCGI_SNDBUF (24 * 1024)   /* SO_SNDBUF for answers over FCGI_PACED bytes */
+#define FCGI_SNDBUF (24 * 1024)   /* SO_SNDBUF behind lighttpd for answers over FCGI_PACED bytes */
 #define FCGI_PACED (64 * 1024)
 
 static int fcgi_writev_all(int fd, struct iovec *iov, int n)
@@ -196,7 +204,7 @@ static int fcgi_write_records(struct io *io, const char *head, size_t head_len, 
 
 	if (io->failed || io_flush(io))
 		return -1;
-	if (head_len + body_len > FCGI_PACED) {
+	if (head_len + body_len > FCGI_PACED && behind_lighttpd(io)) {
 		int sndbuf = FCGI_SNDBUF; /* a failure leaves the default: slower, still correct */
 		setsockopt(q->ipcFd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 	}
@@ -282,8 +290,7 @@ static int client_gone(struct io *io, int wait_ms)
  * write to it fails. Apache would take a 1xx status for the final one. */
 static int interim_ok(struct io *io)
 {
-	const char *sw = param(io, "SERVER_SOFTWARE");
-	return sw && !strncmp(sw, "lighttpd/", 9);
+	return behind_lighttpd(io);
 }
 
 /* "102 Processing": a long-poll's sign of life, so that the web server
