@@ -25,6 +25,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fastcgi.h>
 #include <fcgiapp.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,7 +37,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,28 +116,148 @@ static size_t io_read(struct io *io, char *p, size_t n)
 	return fread(p, 1, n, stdin);
 }
 
+/* Whether the web server is lighttpd (interim_ok, fcgi_write_records). */
+static int behind_lighttpd(struct io *io)
+{
+	const char *sw = param(io, "SERVER_SOFTWARE");
+	return sw && !strncmp(sw, "lighttpd/", 9);
+}
+
+/* The response head: CGI's Status line, the headers, the blank line. */
+static void build_head(struct buf *h, const struct proto_response *r, int with_length, size_t length)
+{
+	buf_printf(h, "Status: %d %s\r\n", r->status, proto_status_text(r->status));
+	buf_puts(h, "X-Lmstream-Front: fcgi\r\n");
+	proto_count(r);
+	for (int i = 0; i < r->nheaders; i++)
+		buf_printf(h, "%s: %s\r\n", r->headers[i].name, r->headers[i].value);
+	if (with_length)
+		buf_printf(h, "Content-Length: %zu\r\n", length);
+	buf_puts(h, "\r\n");
+}
+
 static void write_head(struct io *io, const struct proto_response *r, int with_length, size_t length)
 {
 	struct buf h;
 	buf_init(&h);
-	buf_printf(&h, "Status: %d %s\r\n", r->status, proto_status_text(r->status));
-	buf_puts(&h, "X-Lmstream-Front: fcgi\r\n");
-	proto_count(r);
-	for (int i = 0; i < r->nheaders; i++)
-		buf_printf(&h, "%s: %s\r\n", r->headers[i].name, r->headers[i].value);
-	if (with_length)
-		buf_printf(&h, "Content-Length: %zu\r\n", length);
-	buf_puts(&h, "\r\n");
+	build_head(&h, r, with_length, length);
 	if (!h.failed)
 		io_write(io, h.data, h.len);
 	buf_free(&h);
 }
 
+/* A whole answer to the web server in FastCGI stdout records, gathered
+ * straight from head and body by writev: libfcgi's stream would copy the
+ * body into its 8 KiB buffer and make a write call per record, 128 for a
+ * 1 MiB catch-up page. What the stream still holds (nothing, for an answer
+ * that starts here) goes first; libfcgi writes the closing records at
+ * FCGX_Finish_r, as before.
+ *
+ * The shape suits lighttpd (server.stream-response-body = 2): it keeps at
+ * most 64 KiB of an answer in memory, and what it reads beyond that goes
+ * to a temporary file in server.upload-dirs (created, written, sent with
+ * sendfile, removed), and so does everything after it until the client
+ * has taken the whole queue. It reads whatever the connection holds, up to
+ * 128 KiB at once, and passes a record on only once the record is whole.
+ * So behind lighttpd a large answer goes out through a small socket buffer
+ * (FCGI_SNDBUF: the kernel doubles it, and the connection then holds about
+ * 48 KiB), and always in records of under 8 KiB: each read plus the part of
+ * a record held back stays under lighttpd's 64 KiB, and the answer streams
+ * through memory. With the default buffer (over 200 KiB) nearly every 1 MiB
+ * page went through about six temporary files. Other servers (mod_fcgid)
+ * keep the default buffer: the worker is done sooner. */
+#define FCGI_REC 8184             /* content bytes per record: 8-aligned, with its header under 8 KiB */
+#define FCGI_IOV 64               /* iovecs per writev: 32 records */
+#define FCGI_SNDBUF (24 * 1024)   /* SO_SNDBUF behind lighttpd for answers over FCGI_PACED bytes */
+#define FCGI_PACED (64 * 1024)
+
+static int fcgi_writev_all(int fd, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		ssize_t w = writev(fd, iov, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static int fcgi_write_records(struct io *io, const char *head, size_t head_len, const char *body, size_t body_len)
+{
+	FCGX_Request *q = io->fcgi;
+	struct iovec iov[FCGI_IOV];
+	FCGI_Header hdr[FCGI_IOV / 2];
+	const char *part[2] = { head, body };
+	size_t left[2] = { head_len, body_len };
+	int n = 0, k = 0;
+
+	if (io->failed || io_flush(io))
+		return -1;
+	if (head_len + body_len > FCGI_PACED && behind_lighttpd(io)) {
+		int sndbuf = FCGI_SNDBUF; /* a failure leaves the default: slower, still correct */
+		setsockopt(q->ipcFd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+	}
+	while (k < 2) {
+		if (!left[k]) {
+			k++;
+			continue;
+		}
+		/* one record: its header, then up to FCGI_REC bytes of this part
+		 * (the head is a record of its own, so no record spans two parts) */
+		size_t len = left[k] < FCGI_REC ? left[k] : FCGI_REC;
+		FCGI_Header *h = &hdr[n / 2];
+		*h = (FCGI_Header){ .version = FCGI_VERSION_1, .type = FCGI_STDOUT,
+		                    .requestIdB1 = (unsigned char)(q->requestId >> 8),
+		                    .requestIdB0 = (unsigned char)q->requestId,
+		                    .contentLengthB1 = (unsigned char)(len >> 8),
+		                    .contentLengthB0 = (unsigned char)len };
+		iov[n++] = (struct iovec){ h, sizeof *h };
+		iov[n++] = (struct iovec){ (void *)part[k], len };
+		part[k] += len;
+		left[k] -= len;
+		if (n == FCGI_IOV) {
+			if (fcgi_writev_all(q->ipcFd, iov, n))
+				goto fail;
+			n = 0;
+		}
+	}
+	if (n && fcgi_writev_all(q->ipcFd, iov, n))
+		goto fail;
+	return 0;
+fail:
+	io->failed = 1;
+	return -1;
+}
+
+/* An answer whose body fills a libfcgi record or more goes out in records
+ * of its own (fcgi_write_records); a smaller one through libfcgi's stream,
+ * which then writes it with the closing records in one call. */
 static void write_response(struct io *io, const struct proto_response *r, int head)
 {
 	int bodyless = r->status == 204 || r->status == 304;
+	int with_body = !head && !bodyless && r->body.len;
+	if (io->fcgi && with_body && r->body.len >= FCGI_REC) {
+		struct buf h;
+		buf_init(&h);
+		build_head(&h, r, 1, r->body.len);
+		if (!h.failed)
+			fcgi_write_records(io, h.data, h.len, r->body.data, r->body.len);
+		buf_free(&h);
+		return;
+	}
 	write_head(io, r, !bodyless, r->body.len);
-	if (!head && !bodyless && r->body.len)
+	if (with_body)
 		io_write(io, r->body.data, r->body.len);
 }
 
@@ -167,8 +290,7 @@ static int client_gone(struct io *io, int wait_ms)
  * write to it fails. Apache would take a 1xx status for the final one. */
 static int interim_ok(struct io *io)
 {
-	const char *sw = param(io, "SERVER_SOFTWARE");
-	return sw && !strncmp(sw, "lighttpd/", 9);
+	return behind_lighttpd(io);
 }
 
 /* "102 Processing": a long-poll's sign of life, so that the web server
