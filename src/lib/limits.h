@@ -78,9 +78,11 @@
 #define LS_RETRY_AFTER_S      5     /* Retry-After on 503/507 */
 /* lmstream-live: live reads (SSE, long-poll) may take max_connections but a
  * reserve of max_connections / LS_LIVE_RESERVE_DIV + LS_LIVE_RESERVE_MIN
- * (at most half), kept for writes and other requests */
+ * (at most LS_LIVE_RESERVE_MAX, at most half), kept for writes and other
+ * requests (per process of a group: max_connections is its share) */
 #define LS_LIVE_RESERVE_DIV   32
 #define LS_LIVE_RESERVE_MIN   8
+#define LS_LIVE_RESERVE_MAX   256
 #define LS_BUDGET_RETRY_MS    100   /* lmstream-live: an SSE response over the memory budget looks again after this */
 #define LS_FALLBACK_BEAT_MS   2000  /* SSE heartbeat of a worker serving live reads itself */
 #define LS_MAX_FORK_DEPTH     32    /* inherited ranges of a fork: a chain of at most 32 forks */

@@ -34,7 +34,7 @@ const LIGHTTPD_N = Number(process.env.LMSTREAM_MANY_LIGHTTPD || 300)
 const CAP = 50
 const OVER_CAP = 10
 // What live reads may take of CAP: the rest is kept for writes (src/lib/limits.h).
-const LIVE_CAP = CAP - Math.min(Math.floor(CAP / 32) + 8, Math.floor(CAP / 2))
+const LIVE_CAP = CAP - Math.min(Math.floor(CAP / 32) + 8, 256, Math.floor(CAP / 2))
 const HEARTBEAT_MS = 1000
 const CONNECT_BUDGET_MS = 30_000
 const RELEASE_BUDGET_MS = 20_000

@@ -266,7 +266,11 @@ function loadTest(kind) {
               }
               if (rec.snap && reached(position())) { sub.close(); return }
               if (Date.now() >= restartAt && rec.restarts === 0) { rec.restarts++; restart = true; break }
-              const end = await Promise.race([sub.ended.then(() => 'ended'), finalPromise.then(() => 'final'), sleep(100)])
+              // Once the final offset is known, look again every 10 ms: a
+              // race with the settled finalPromise alone would resume in a
+              // microtask at once, forever, and starve the socket's events.
+              const end = await Promise.race([sub.ended.then(() => 'ended'),
+                finalOffset === null ? finalPromise.then(() => 'final') : sleep(10), sleep(100)])
               if (end === 'ended' && i === sub.events.length) break
             }
             sub.close()

@@ -152,7 +152,7 @@ static void add_headers(struct MHD_Response *mr, const struct proto_response *r)
 
 static enum MHD_Result queue(struct conn *c, struct proto_response *r)
 {
-	return queue_as(c, r, c->kind == K_LONGPOLL);
+	return queue_as(c, r, 0);
 }
 
 /* close: the connection ends after this response. */
@@ -175,10 +175,11 @@ static enum MHD_Result queue_as(struct conn *c, struct proto_response *r, int cl
 		return MHD_NO;
 	add_headers(mr, r);
 	proto_count(r);
-	/* A live response ends a connection: the next long-poll or SSE request
-	 * comes on a new one. libmicrohttpd may miss a hang-up that happened
-	 * while the connection was suspended, so it must not keep it idle. A
-	 * refusal before the body ends it too: the body is never read. */
+	/* A long-poll's connection stays open for the next one: after a
+	 * resume libmicrohttpd 0.9.75 reads the socket again (a client that
+	 * left while it waited is seen then), and an idle connection is closed
+	 * after header_timeout (edge.c). A refusal before the body ends the
+	 * connection: the body is never read. */
 	if (close)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ok = MHD_queue_response(c->mc, (unsigned)r->status, mr);
@@ -513,7 +514,6 @@ static enum MHD_Result lp_share(struct conn *c, struct tls *t, struct proto_resp
 	h->len = r->body.len;
 	memcpy(h->data, r->body.data, r->body.len);
 	add_headers(mr, r);
-	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	if (lp->mr)
 		MHD_destroy_response(lp->mr);
 	*lp = (struct lp_shared){
@@ -575,6 +575,8 @@ static int live_read_fits(struct conn *c)
 {
 	int cap = live.cfg.max_connections;
 	int reserve = cap / LS_LIVE_RESERVE_DIV + LS_LIVE_RESERVE_MIN;
+	if (reserve > LS_LIVE_RESERVE_MAX)
+		reserve = LS_LIVE_RESERVE_MAX;
 	if (reserve > cap / 2)
 		reserve = cap / 2;
 	if (atomic_load(&live.nreq) + atomic_load(&live.nsubs) > cap - reserve)
