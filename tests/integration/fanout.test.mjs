@@ -11,6 +11,8 @@
 //     gets nothing of it;
 //   * SSE subscribers at the tail, at an earlier offset, with base64 on a
 //     binary stream, all get exactly their messages once and in order;
+//   * while eight writers append as fast as they are answered, every
+//     subscriber keeps up and gets each message once;
 //   * a subscriber that stops reading while 16 MiB are written does not hold
 //     the others back, and when it reads again it gets every message once,
 //     in order (it reads on from the store, not from a queue).
@@ -112,6 +114,35 @@ describe('fanout[standalone]: answers made once for many readers', () => {
       }
     } finally {
       for (const s of [...atTail, ...behind, ...b64]) s.close()
+    }
+  })
+
+  test('under a steady stream of writes every subscriber keeps up and gets every message once', { timeout: 90_000 }, async () => {
+    const p = `${STREAM_PREFIX}busy-${tag}`
+    const tail = await put(srv, p)
+    const subs = Array.from({ length: 300 }, () => openSse(srv.url, `${p}?offset=${tail}&live=sse`))
+    try {
+      for (const s of subs) await s.waitFor((e) => e.type === 'control')
+      // 8 writers at once, each as fast as its answers come: commits arrive
+      // while the daemon is serving the subscribers of the one before.
+      const W = 8, PER = 200
+      await Promise.all(Array.from({ length: W }, async (_, w) => {
+        for (let k = 0; k < PER; k++) await post(srv, p, JSON.stringify({ w, k }))
+      }))
+      for (const [i, s] of subs.entries()) {
+        let seen = 0, n = 0 // messages counted in the events so far
+        await s.waitFor(() => {
+          for (; seen < s.events.length; seen++) if (s.events[seen].type === 'data') n += (s.events[seen].data.match(/"w":/g) || []).length
+          return n >= W * PER
+        }, 30_000, 'every message')
+        const got = sseMessages(s)
+        assert.equal(got.length, W * PER, `subscriber ${i}: ${got.length} messages`)
+        for (let w = 0; w < W; w++) {
+          assert.deepEqual(got.filter((m) => m.w === w).map((m) => m.k), Array.from({ length: PER }, (_, k) => k), `subscriber ${i}, writer ${w}`)
+        }
+      }
+    } finally {
+      for (const s of subs) s.close()
     }
   })
 

@@ -467,7 +467,12 @@ static enum sse_step step(struct sub *s, struct chunk **events, uint64_t *regseq
 	if (cacheable(&s->live)) {
 		key_of(&s->live, &k);
 		slot = &tail.cache[key_slot(&k)];
-		if (slot->used && key_eq(&slot->key, &k)) {
+		/* A step that sent events moves every taker on, so it may be taken
+		 * however old; one without events says "wait from here", which
+		 * holds only while nothing was committed since it was made (else
+		 * reg_wait refuses and the same answer would come back forever). */
+		if (slot->used && key_eq(&slot->key, &k) &&
+		    (slot->events || slot->regseq == reg_seq(&live.reg))) {
 			take_after(&s->live, &slot->after);
 			*events = chunk_ref(slot->events);
 			*regseq = slot->regseq;
