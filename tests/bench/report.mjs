@@ -293,7 +293,7 @@ if (variants('longpoll').length) {
 }
 
 if (variants('held').length) {
-  md.push('## 5b. Subscribers held with a publisher', '', 'N idle SSE subscribers over 127.0.0.x (lmstream-live: `max_connections` N + 1,000, as in the fan-out; Nchan: a worker per 19,000 connections), then one 100-byte message per second and a few seconds of publishing as fast as possible (4 connections) while they stay connected. Every POST of the publisher is counted: 2xx, or not (a non-2xx answer or a failed connection; a 503 means a connection cap left the writer no room). ' + authSentence('held'), '')
+  md.push('## 5b. Subscribers held with a publisher', '', 'N idle SSE subscribers over 127.0.0.x (lmstream-live: `max_connections` N + N/16 + 1,000, as in the fan-out; Nchan: a worker per 19,000 connections), then one 100-byte message per second and a few seconds of publishing as fast as possible (4 connections) while they stay connected. Every POST of the publisher is counted: 2xx, or not (a non-2xx answer or a failed connection; a 503 means a connection cap left the writer no room). ' + authSentence('held'), '')
   const hm = [['held', 'held', 0], ['failed', 'refused/failed', 0], ['http_err', 'sub. requests not 200', 0], ['pub_ok', 'POSTs 2xx (1 msg/s)', 0], ['pub_errors', 'POSTs not 2xx (1 msg/s)', 0], ['pub_p99', 'POST p99 ms (1 msg/s)', 1], ['satpub_ok', 'POSTs 2xx (sat.)', 0], ['satpub_errors', 'POSTs not 2xx (sat.)', 0], ['satpub_p99', 'POST p99 ms (sat.)', 1],
     ['p50', 'p50 ms', 1], ['p99', 'p99 ms', 1], ['lost', 'lost', 0], ['dropped', 'dropped', 0], ['kib', 'KiB/idle sub', 2], ['rss1', 'RSS KiB', 0], ['sat', 'sat. deliveries/s', 0]]
   for (const v of variants('held').sort((a, b) => Number(a) - Number(b))) {
