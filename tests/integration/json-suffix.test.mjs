@@ -13,16 +13,15 @@
 
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import zlib from 'node:zlib'
-import { startServer, freePort, until, STREAM_PREFIX, REPO_ROOT, IS_REFERENCE } from './lib/server.mjs'
+import { startServer, STREAM_PREFIX, REPO_ROOT, IS_REFERENCE } from './lib/server.mjs'
+import { startLiveAlone } from './lib/live.mjs'
 import { rawRequest, openSse, sseMessages } from './lib/http.mjs'
 
 const VND = { 'Content-Type': 'application/vnd.example+json' }
-const BINDIR = process.env.LMSTREAM_BINDIR || path.join(REPO_ROOT, 'src')
 const FIXTURE = path.join(REPO_ROOT, 'tests', 'fixtures', 'store-format-2', 'data.mdb.gz')
 
 for (const server of ['standalone', 'lighttpd']) {
@@ -81,32 +80,6 @@ for (const server of ['standalone', 'lighttpd']) {
   })
 }
 
-/** lmstream-live alone on dataDir: { url, up, log(), stop() }. */
-async function startLive(dataDir) {
-  const port = await freePort()
-  const child = spawn(path.join(BINDIR, 'lmstream-live'), [], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env.PATH,
-      ASAN_OPTIONS: process.env.ASAN_OPTIONS || '',
-      UBSAN_OPTIONS: process.env.UBSAN_OPTIONS || '',
-      LMSTREAM_DATA_DIR: dataDir, LMSTREAM_LISTEN: `127.0.0.1:${port}`, LMSTREAM_AUTH: 'none',
-    },
-  })
-  let log = ''
-  child.stdout.on('data', (c) => { log += c })
-  child.stderr.on('data', (c) => { log += c })
-  const exited = new Promise((r) => child.on('exit', (code) => r(code)))
-  const url = `http://127.0.0.1:${port}`
-  const up = await Promise.race([
-    exited.then(() => false),
-    until('lmstream-live to listen', async () => (await rawRequest(url, { path: STREAM_PREFIX }).catch(() => null)) !== null, 15_000),
-  ])
-  return {
-    url, up, log: () => log,
-    async stop() { if (child.exitCode === null) { child.kill('SIGTERM'); await exited } },
-  }
-}
 
 describe('+json streams of a store from before (format 2)', { skip: IS_REFERENCE }, () => {
   test('keep the byte mode they had; new +json streams in that store are JSON', async (t) => {
@@ -116,7 +89,7 @@ describe('+json streams of a store from before (format 2)', { skip: IS_REFERENCE
     fs.mkdirSync(dir)
     fs.writeFileSync(path.join(dir, 'data.mdb'), zlib.gunzipSync(fs.readFileSync(FIXTURE)))
 
-    let live = await startLive(dir)
+    let live = await startLiveAlone(dir)
     t.after(() => live.stop())
     assert.ok(live.up, `lmstream-live did not start: ${live.log()}`)
     assert.match(live.log(), /upgraded from format 2 to 3/)
@@ -161,7 +134,7 @@ describe('+json streams of a store from before (format 2)', { skip: IS_REFERENCE
 
     // After a restart: each stream keeps its mode, and nothing is upgraded again.
     await live.stop()
-    live = await startLive(dir)
+    live = await startLiveAlone(dir)
     assert.ok(live.up, live.log())
     assert.doesNotMatch(live.log(), /upgraded/)
     assert.equal((await get('vnd')).body.toString(), '{"a":1}[{"b":2},{"c":3}][5,6]not json')

@@ -21,16 +21,16 @@
 
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import zlib from 'node:zlib'
-import { startServer, freePort, sleep, until, cgiPost, REPO_ROOT, IS_REFERENCE } from './lib/server.mjs'
+import { startServer, sleep, until, cgiPost, REPO_ROOT, IS_REFERENCE } from './lib/server.mjs'
+import { startLiveAlone } from './lib/live.mjs'
 import { rawRequest } from './lib/http.mjs'
 import { makeKeys } from './lib/tokens.mjs'
 
-const BINDIR = process.env.LMSTREAM_BINDIR || path.join(REPO_ROOT, 'src')
 const FIXTURE = path.join(REPO_ROOT, 'tests', 'fixtures', 'store-format-1', 'data.mdb.gz')
 const JSON_CT = { 'Content-Type': 'application/json' }
 
@@ -50,45 +50,6 @@ function dump(dir, db) {
   return pairs
 }
 
-/** lmstream-live alone on dataDir (no deploy/run): { url, log(), exited, stop() }. */
-async function startLive(dataDir, env = {}, wrap = null) {
-  const port = await freePort()
-  const live = path.join(BINDIR, 'lmstream-live')
-  const [cmd, args] = wrap ? [wrap[0], [...wrap.slice(1), live]] : [live, []]
-  const child = spawn(cmd, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env.PATH,
-      // LeakSanitizer cannot run under ptrace (strace): the rest of ASan can.
-      ASAN_OPTIONS: (process.env.ASAN_OPTIONS || '') + (wrap ? ':detect_leaks=0' : ''),
-      LMSTREAM_DATA_DIR: dataDir, LMSTREAM_LISTEN: `127.0.0.1:${port}`, LMSTREAM_AUTH: 'none', ...env,
-    },
-  })
-  let log = ''
-  child.stdout.on('data', (c) => { log += c })
-  child.stderr.on('data', (c) => { log += c })
-  const exited = new Promise((r) => child.on('exit', (code) => r(code)))
-  const url = `http://127.0.0.1:${port}`
-  const up = await Promise.race([
-    exited.then(() => false),
-    until('lmstream-live to listen', async () => (await rawRequest(url, { path: '/v1/stream/' }).catch(() => null)) !== null, 15_000),
-  ])
-  return {
-    url, up, child, exited, log: () => log,
-    async stop() {
-      if (child.exitCode !== null) return
-      if (wrap) {
-        // A signal to strace would leave lmstream-live running: stop it, and
-        // strace ends with it.
-        const pids = execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).split(/\s+/).filter(Boolean)
-        for (const pid of pids) process.kill(Number(pid), 'SIGTERM')
-      } else {
-        child.kill('SIGTERM')
-      }
-      await exited
-    },
-  }
-}
 
 function fixtureDir(label) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), `lmstream-it-store-${label}-`))
@@ -107,7 +68,7 @@ describe('the store format', { skip: IS_REFERENCE }, () => {
     assert.equal(entries(dir, 'data'), 13)
     assert.equal(entries(dir, 'expiry'), 4)
 
-    const live = await startLive(dir)
+    const live = await startLiveAlone(dir)
     t.after(() => live.stop())
     assert.ok(live.up, `lmstream-live did not start: ${live.log()}`)
     assert.match(live.log(), /upgraded from format 1 to 3 \(2 stream\(s\) that expired before 1970 removed\)/)
@@ -140,7 +101,7 @@ describe('the store format', { skip: IS_REFERENCE }, () => {
     await live.stop()
 
     // Opened again: already format 3, nothing to upgrade.
-    const again = await startLive(dir)
+    const again = await startLiveAlone(dir)
     assert.ok(again.up, again.log())
     assert.doesNotMatch(again.log(), /upgraded/)
     assert.deepEqual(JSON.parse((await rawRequest(again.url, { path: '/v1/stream/old/bad?offset=-1' })).body), [1])
@@ -150,14 +111,14 @@ describe('the store format', { skip: IS_REFERENCE }, () => {
   test('a store of a newer format is refused, with a message that says so, and left as it is', async (t) => {
     const { root, dir } = fixtureDir('newer')
     t.after(() => fs.rmSync(root, { recursive: true, force: true }))
-    const first = await startLive(dir)
+    const first = await startLiveAlone(dir)
     assert.ok(first.up, first.log())
     await first.stop()
     // A later release's store: format 4.
     const input = 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n format\n \\00\\00\\00\\00\\00\\00\\00\\04\nDATA=END\n'
     execFileSync('mdb_load', ['-s', 'sys', dir], { input })
     const before = fs.readFileSync(path.join(dir, 'data.mdb'))
-    const live = await startLive(dir)
+    const live = await startLiveAlone(dir)
     assert.equal(live.up, false, 'lmstream-live must not serve a store it does not know')
     assert.notEqual(await live.exited, 0)
     assert.match(live.log(), /has format 4, newer than this lmstream's 3/)
@@ -364,7 +325,7 @@ describe('reads of TTL streams', { skip: IS_REFERENCE }, () => {
     const dir = path.join(root, 'data')
     const trace = path.join(root, 'trace')
     t.after(() => fs.rmSync(root, { recursive: true, force: true }))
-    const live = await startLive(dir, {}, ['strace', '-f', '-qq', '-e', 'trace=fsync,fdatasync,msync', '-o', trace])
+    const live = await startLiveAlone(dir, {}, ['strace', '-f', '-qq', '-e', 'trace=fsync,fdatasync,msync', '-o', trace])
     t.after(() => live.stop())
     assert.ok(live.up, live.log())
     const N = 20
