@@ -494,9 +494,11 @@ static enum MHD_Result lp_queue(struct conn *c, const struct lp_shared *lp)
 	return ok;
 }
 
-/* Queues the answer r of c's long-poll (read when the registry's count was
- * regseq) and keeps it for the next waiters in the same place. */
-static enum MHD_Result lp_share(struct conn *c, struct tls *t, struct proto_response *r, uint64_t regseq)
+/* Queues the answer r of c's long-poll, read from seq (bytes) when the
+ * registry's count was regseq, and keeps it for the next waiters there
+ * (the read moved c->live on). */
+static enum MHD_Result lp_share(struct conn *c, struct tls *t, struct proto_response *r, uint64_t regseq,
+                                uint64_t seq, uint64_t bytes)
 {
 	struct lp_shared *lp = &t->lp;
 	const char *origin = c->req.h[H_ORIGIN];
@@ -517,8 +519,8 @@ static enum MHD_Result lp_share(struct conn *c, struct tls *t, struct proto_resp
 	if (lp->mr)
 		MHD_destroy_response(lp->mr);
 	*lp = (struct lp_shared){
-		.mr = mr, .regseq = regseq, .stream_id = c->live.stream_id, .seq = c->live.seq,
-		.bytes = c->live.bytes, .json = c->live.json, .base64 = c->live.base64,
+		.mr = mr, .regseq = regseq, .stream_id = c->live.stream_id, .seq = seq,
+		.bytes = bytes, .json = c->live.json, .base64 = c->live.base64,
 		.credentialed = c->live.credentialed, .status = r->status, .err = r->err, .len = r->body.len,
 	};
 	memcpy(lp->cursor, c->live.cursor_in, sizeof lp->cursor);
@@ -539,9 +541,10 @@ static enum MHD_Result longpoll_step(struct conn *c, struct tls *t)
 		uint64_t seq = reg_seq(&live.reg);
 		if (lp_matches(&t->lp, c, seq))
 			return lp_queue(c, &t->lp);
+		uint64_t from = c->live.seq, from_bytes = c->live.bytes;
 		proto_longpoll_poll(&t->ctx, &c->req, &c->live, &t->resp);
 		if (t->resp.action != PROTO_WAIT)
-			return lp_share(c, t, &t->resp, seq);
+			return lp_share(c, t, &t->resp, seq, from, from_bytes);
 		if (reg_wait(&live.reg, &c->w, c->live.stream_id, c->deadline, seq))
 			return MHD_YES;
 	}
@@ -571,7 +574,7 @@ static void drop_body(struct conn *c)
 /* Whether one more live read (long-poll or SSE) fits: they may fill the
  * cap but for a reserve, which stays for writes and other requests, so
  * that subscribers up to the cap never starve the writers they wait for. */
-static int live_read_fits(struct conn *c)
+static int live_read_fits(void)
 {
 	int cap = live.cfg.max_connections;
 	int reserve = cap / LS_LIVE_RESERVE_DIV + LS_LIVE_RESERVE_MIN;
@@ -579,9 +582,7 @@ static int live_read_fits(struct conn *c)
 		reserve = LS_LIVE_RESERVE_MAX;
 	if (reserve > cap / 2)
 		reserve = cap / 2;
-	if (atomic_load(&live.nreq) + atomic_load(&live.nsubs) > cap - reserve)
-		return 0;
-	return c->kind != K_SSE || tail_ip_ok(c);
+	return atomic_load(&live.nreq) + atomic_load(&live.nsubs) <= cap - reserve;
 }
 
 /* A write's answer is ready (c->wresp): send it. */
@@ -632,7 +633,7 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 		return queue(c, resp);
 	case PROTO_WAIT:
 		drop_body(c);
-		if (!live_read_fits(c)) {
+		if (!live_read_fits()) {
 			proto_fail(resp, E_TOO_MANY_CONNECTIONS);
 			return queue_as(c, resp, 1);
 		}
@@ -644,10 +645,8 @@ static enum MHD_Result handle(struct conn *c, struct tls *t)
 		drop_body(c);
 		/* The events go out from tail.c, which takes the socket:
 		 * libmicrohttpd closes its own descriptor of it (MHD_NO). */
-		c->kind = K_SSE;
-		if (live_read_fits(c) && tail_adopt(c, resp) == 0)
+		if (live_read_fits() && tail_adopt(c, resp) == 0)
 			return MHD_NO;
-		c->kind = K_PLAIN;
 		proto_live_clear(&c->live);
 		proto_fail(resp, E_TOO_MANY_CONNECTIONS);
 		return queue_as(c, resp, 1);

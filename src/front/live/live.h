@@ -233,12 +233,9 @@ int tail_start(void);
 /* Takes over c's SSE response whose head is r (c->live moves to it, c's
  * socket is duplicated): after 0 the caller returns MHD_NO, so that
  * libmicrohttpd closes its own descriptor without a word. -1: nothing was
- * taken (out of descriptors or memory). */
+ * taken (out of descriptors or memory, or its address holds
+ * max_connections_per_ip subscribers already). */
 int tail_adopt(struct conn *c, const struct proto_response *r);
-
-/* Whether a subscriber from c's address fits under max_connections_per_ip
- * (TCP only). */
-int tail_ip_ok(struct conn *c);
 
 /* Ends every subscriber (their connections close) and stops the thread. */
 void tail_stop(void);

@@ -194,17 +194,6 @@ static uint64_t conn_ip(struct conn *c)
 	return ci && ci->client_addr ? ip_key(ci->client_addr) : 0;
 }
 
-int tail_ip_ok(struct conn *c)
-{
-	uint64_t key = conn_ip(c);
-	if (!key)
-		return 1;
-	if (ip_add(key, 1, live.cfg.max_connections_per_ip) < 0)
-		return 0;
-	ip_add(key, -1, 0);
-	return 1;
-}
-
 /* --- the registry's operations ------------------------------------------------ */
 
 /* Under the registry's lock, from any thread. */
@@ -587,10 +576,8 @@ static void hang_up(struct sub *s)
 {
 	s->gone = 1;
 	reg_lock(&live.reg);
-	int waiting = s->w.waiting;
 	reg_remove(&live.reg, &s->w);
 	reg_unlock(&live.reg);
-	(void)waiting;
 	pthread_mutex_lock(&tail.qlock);
 	int queued = s->queued;
 	pthread_mutex_unlock(&tail.qlock);
