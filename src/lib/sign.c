@@ -17,12 +17,10 @@ static int too_small(char *out, size_t cap)
 	return -1;
 }
 
-/* Standard base64 (EVP_EncodeBlock) to base64url in place, dropping the
- * padding; returns the new length. */
+/* Standard base64 (EVP_EncodeBlock, without its padding) to base64url in
+ * place, NUL terminated; returns the length. */
 static size_t to_url(char *s, size_t n)
 {
-	while (n > 0 && s[n - 1] == '=')
-		n--;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '+')
 			s[i] = '-';
@@ -38,15 +36,16 @@ int b64url_encode(const unsigned char *in, size_t n, char *out, size_t cap)
 	if (n > (size_t)INT_MAX / 4 * 3 || cap < B64URL_LEN(n) + 1)
 		return too_small(out, cap);
 	/* Whole groups of three straight into out; the last one or two bytes
-	 * through a small buffer, as EVP writes them padded. */
+	 * through a small buffer, as EVP pads them to four characters: only
+	 * their two or three data characters are copied. */
 	size_t whole = n / 3 * 3;
 	EVP_EncodeBlock((unsigned char *)out, in, (int)whole);
 	size_t len = whole / 3 * 4;
 	if (n > whole) {
 		unsigned char tail[5];
 		EVP_EncodeBlock(tail, in + whole, (int)(n - whole));
-		memcpy(out + len, tail, 4);
-		len += 4;
+		memcpy(out + len, tail, n - whole + 1);
+		len += n - whole + 1;
 	}
 	return (int)to_url(out, len);
 }
