@@ -88,6 +88,7 @@
 #define LS_MAX_FORK_DEPTH     32    /* inherited ranges of a fork: a chain of at most 32 forks */
 #define LS_MAX_TOKEN          4096  /* bytes of a token (401 above) */
 #define LS_MAX_WEBHOOK_URL    2048  /* bytes of a subscription's webhook URL */
+#define LS_WEBHOOK_ANSWER_MAX (64UL << 10) /* a webhook's answer body beyond this fails the delivery */
 #define LS_ANSWER_ROOM        1024  /* lmstream-live: request headers may fill conn_memory / 2 less this (431 above) */
 
 #endif
