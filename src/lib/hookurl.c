@@ -70,6 +70,7 @@ static int v6_in(const unsigned char *a, const unsigned char *prefix, unsigned b
 static enum target v6_target(const unsigned char *a, const char **why)
 {
 	static const unsigned char zero[16], mapped[12] = { [10] = 0xff, [11] = 0xff },
+	                           translated[12] = { [8] = 0xff, [9] = 0xff },
 	                           nat64[12] = { 0x00, 0x64, 0xff, 0x9b },
 	                           nat64_local[6] = { 0x00, 0x64, 0xff, 0x9b, 0x00, 0x01 },
 	                           sixto4[2] = { 0x20, 0x02 }, doc[4] = { 0x20, 0x01, 0x0d, 0xb8 },
@@ -81,9 +82,9 @@ static enum target v6_target(const unsigned char *a, const char **why)
 		return a[15] ? T_LOOPBACK : T_REFUSED;
 	}
 	/* IPv4 inside IPv6: the IPv4 rules decide. ::a.b.c.d (IPv4-compatible,
-	 * deprecated) and ::ffff:a.b.c.d (mapped), 64:ff9b::a.b.c.d (NAT64),
-	 * 2002:AABB:CCDD::/48 (6to4). */
-	if (v6_in(a, zero, 96) || v6_in(a, mapped, 96) || v6_in(a, nat64, 96))
+	 * deprecated), ::ffff:a.b.c.d (mapped), ::ffff:0:a.b.c.d (translated,
+	 * SIIT), 64:ff9b::a.b.c.d (NAT64), 2002:AABB:CCDD::/48 (6to4). */
+	if (v6_in(a, zero, 96) || v6_in(a, mapped, 96) || v6_in(a, translated, 96) || v6_in(a, nat64, 96))
 		return v4_target(be32(a + 12), why);
 	if (v6_in(a, sixto4, 16))
 		return v4_target(be32(a + 2), why);

@@ -114,6 +114,8 @@ static const struct {
 	{ __LINE__, "https://[::ffff:192.168.0.1]/", 0, 0 },
 	{ __LINE__, "http://[::ffff:10.0.0.1]/", 0, 0 },
 	{ __LINE__, "https://[::10.0.0.1]/", 0, 0 },              /* IPv4-compatible */
+	{ __LINE__, "https://[::ffff:0:10.0.0.1]/", 0, 0 },       /* IPv4-translated */
+	{ __LINE__, "https://[::ffff:0:93.184.216.34]/", 1, 1 },
 	{ __LINE__, "https://[64:ff9b::10.0.0.1]/", 0, 0 },       /* NAT64 */
 	{ __LINE__, "https://[64:ff9b:1::1]/", 0, 0 },
 	{ __LINE__, "https://[2002:a00:1::]/", 0, 0 },            /* 6to4 of 10.0.0.1 */
