@@ -94,3 +94,43 @@ int glob_match_list(const char *list, const char *path, size_t path_len)
 {
 	return glob_match_list_user(list, path, path_len, NULL);
 }
+
+/* Whether pattern position pi covers every path the subscription pattern
+ * s matches from si on: s's "*" and "**" segments are wildcards, which
+ * only a "*" (for "*") or a "**" (for either) of the pattern covers. Sound
+ * rather than complete: an unusual pair may be refused that a longer proof
+ * would accept, never the reverse. */
+static int covers_from(const char *pat, size_t pl, size_t pi, const struct subject *s, size_t si)
+{
+	const char *ps, *ss = NULL;
+	size_t pn, sn = 0, pnext = pi, snext = si;
+	int more = next_seg(s->path, s->len, &snext, &ss, &sn);
+	if (!next_seg(pat, pl, &pnext, &ps, &pn))
+		return !more;
+	if (is_seg(ps, pn, "**"))
+		return covers_from(pat, pl, pnext, s, si) || (more && covers_from(pat, pl, pi, s, snext));
+	if (!more || is_seg(ss, sn, "**"))
+		return 0;
+	if (is_seg(ss, sn, "*"))
+		return is_seg(ps, pn, "*") && covers_from(pat, pl, pnext, s, snext);
+	return seg_matches(ps, pn, ss, sn, s) && covers_from(pat, pl, pnext, s, snext);
+}
+
+int glob_covers_list_user(const char *list, const char *sub, size_t sub_len, const char *user)
+{
+	struct subject s = { sub, sub_len, user, user ? strlen(user) : 0 };
+	const char *w;
+	size_t n;
+	if (user && (!s.user_len || memchr(user, '/', s.user_len)))
+		s.user = NULL;
+	for (size_t pos = 0; parse_next_word(list, &pos, &w, &n);)
+		if (covers_from(w, n, 0, &s, 0))
+			return 1;
+	return 0;
+}
+
+int glob_covers(const char *pat, size_t pat_len, const char *sub, size_t sub_len)
+{
+	struct subject s = { sub, sub_len, NULL, 0 };
+	return covers_from(pat, pat_len, 0, &s, 0);
+}

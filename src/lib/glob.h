@@ -20,4 +20,12 @@ int glob_match_list(const char *list, const char *path, size_t path_len);
  * empty or containing '/': such segments match nothing). */
 int glob_match_list_user(const char *list, const char *path, size_t path_len, const char *user);
 
+/* Whether one of the patterns of list covers every path the subscription
+ * pattern sub matches (its "*" is one segment, its "**" any number, as
+ * here): a then ** covers a then *, and a/b then **; a then * covers a
+ * then *, but not a then **. A path without wildcards is covered when it
+ * matches (tests/unit/test_glob.c has the cases). */
+int glob_covers(const char *pat, size_t pat_len, const char *sub, size_t sub_len);
+int glob_covers_list_user(const char *list, const char *sub, size_t sub_len, const char *user);
+
 #endif

@@ -27,7 +27,7 @@ struct sync_shared {
 
 struct store {
 	MDB_env *env;
-	MDB_dbi streams, data, producers, expiry, gc, sys, state, marks, retain;
+	MDB_dbi streams, data, producers, expiry, gc, sys, state, marks, retain, subs;
 	enum durability durability;
 	uint64_t reserve;       /* map_reserve, at most an eighth of the map */
 	size_t psize;           /* LMDB page size */

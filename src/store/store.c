@@ -143,7 +143,8 @@ static int open_dbis(struct store *st)
 	    (rc = mdb_dbi_open(txn, "sys", MDB_CREATE, &st->sys)) ||
 	    (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &st->state)) ||
 	    (rc = mdb_dbi_open(txn, "marks", MDB_CREATE, &st->marks)) ||
-	    (rc = mdb_dbi_open(txn, "retain", MDB_CREATE, &st->retain))) {
+	    (rc = mdb_dbi_open(txn, "retain", MDB_CREATE, &st->retain)) ||
+	    (rc = mdb_dbi_open(txn, "subs", MDB_CREATE, &st->subs))) {
 		mdb_txn_abort(txn);
 		return map_rc(st, rc, "dbi_open");
 	}
@@ -561,7 +562,7 @@ static uint64_t used_pages(struct store_txn *t)
 {
 	struct store *st = t->st;
 	const MDB_dbi dbis[] = { 0, 1, st->streams, st->data, st->producers, st->expiry, st->gc,
-	                         st->sys, st->state, st->marks, st->retain };
+	                         st->sys, st->state, st->marks, st->retain, st->subs };
 	uint64_t n = 2;
 	for (size_t i = 0; i < sizeof dbis / sizeof dbis[0]; i++) {
 		MDB_stat s;

@@ -13,6 +13,10 @@
  *   marks     be64 id, be64 seq        -> be64 ms: every message before seq was appended by then
  *   retain    be64 id                  -> stream name: streams with a retention bound or
  *                                         trimmed rows still to delete
+ *   subs      byte-string keys         -> records of the subscriptions (core/subs.c
+ *                                         encodes them; store_sub_* move bytes): a
+ *                                         database older releases never open, so
+ *                                         adding it changed no format
  *
  * Forks (docs/forks.md) copy nothing: a fork's metadata lists the ranges of
  * its ancestors' data it inherits, as (data id, first seq, end seq), and its
@@ -279,6 +283,20 @@ int store_touch_flush(struct store *st, int always);
  * apply the retention bounds of one stream (round robin over the retain
  * index). */
 int store_housekeep(struct store_txn *t, int64_t now_ms, int max);
+
+/* --- Subscriptions (subs.c): opaque records under byte-string keys ------ */
+
+/* The value under key, pointing into the map (valid until t ends):
+ * ST_OK, ST_NOTFOUND or an error. */
+int store_sub_get(struct store_txn *t, const void *key, size_t klen, const void **val, size_t *vlen);
+int store_sub_put(struct store_txn *t, const void *key, size_t klen, const void *val, size_t vlen);
+/* Deletes key; ST_OK also when it was absent. */
+int store_sub_del(struct store_txn *t, const void *key, size_t klen);
+/* Calls fn for every key that starts with prefix, in key order, until fn
+ * returns non-zero. fn may not write through t. */
+typedef int (*store_sub_fn)(void *ctx, const unsigned char *key, size_t klen, const void *val,
+                            size_t vlen);
+int store_sub_scan(struct store_txn *t, const void *prefix, size_t plen, store_sub_fn fn, void *ctx);
 
 /* --- Operations (admin.c, verify.c): what lmstreamctl reads and does ------ */
 

@@ -100,8 +100,46 @@ static const struct {
 	{ __LINE__, "teams/*/{user}/**", "teams/red/bob/x", "alice", 0 },
 };
 
+/* glob_covers: a right's pattern over every path of a subscription's. */
+static const struct {
+	int line;
+	const char *right, *sub;
+	int covers;
+} cover_rows[] = {
+	{ __LINE__, "**", "a/*", 1 },
+	{ __LINE__, "**", "**", 1 },
+	{ __LINE__, "a/**", "a/*", 1 },
+	{ __LINE__, "a/**", "a/b/**", 1 },
+	{ __LINE__, "a/**", "a/**", 1 },
+	{ __LINE__, "a/**", "a", 1 },
+	{ __LINE__, "a/**", "**", 0 },
+	{ __LINE__, "a/**", "b/*", 0 },
+	{ __LINE__, "a/*", "a/*", 1 },
+	{ __LINE__, "a/*", "a/b", 1 },
+	{ __LINE__, "a/*", "a/**", 0 },      /* a/** also matches a and a/b/c */
+	{ __LINE__, "a/*", "a/*/c", 0 },
+	{ __LINE__, "a/b", "a/*", 0 },       /* one stream does not cover them all */
+	{ __LINE__, "*/x", "*/x", 1 },
+	{ __LINE__, "*/x", "a/x", 1 },
+	{ __LINE__, "*/x", "**/x", 0 },
+	{ __LINE__, "**/x", "*/x", 1 },
+	{ __LINE__, "**/x", "a/**/x", 1 },
+	{ __LINE__, "**/x", "a/**", 0 },
+	{ __LINE__, "a/*/**", "a/*", 1 },
+	{ __LINE__, "a/*/**", "a/**", 0 },    /* a itself */
+	{ __LINE__, "events/*", "events/*", 1 },
+	{ __LINE__, "events/*", "events/x/y", 0 },
+};
+
 int main(void)
 {
+	for (size_t i = 0; i < NELEM(cover_rows); i++)
+		CHECK_INT_AT(cover_rows[i].line,
+		             glob_covers(cover_rows[i].right, strlen(cover_rows[i].right), cover_rows[i].sub,
+		                         strlen(cover_rows[i].sub)),
+		             cover_rows[i].covers);
+	CHECK_INT(glob_covers_list_user("x/** users/{user}/**", "users/alice/*", 13, "alice"), 1);
+	CHECK_INT(glob_covers_list_user("x/** users/{user}/**", "users/bob/*", 11, "alice"), 0);
 	for (size_t i = 0; i < NELEM(user_rows); i++)
 		CHECK_INT_AT(user_rows[i].line,
 		             glob_match_list_user(user_rows[i].list, user_rows[i].path, strlen(user_rows[i].path),
