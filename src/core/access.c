@@ -216,6 +216,11 @@ enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, st
 	memset(out, 0, sizeof *out);
 	if (ctx->cfg->auth == AUTH_NONE)
 		return E_OK;
+	/* The control APIs decide for themselves (core/subs.c): what a
+	 * subscription needs depends on its patterns, and callbacks, acks and
+	 * releases carry a wake token, not a token of ours. */
+	if (q->ctl != CTL_NONE)
+		return E_OK;
 	if (!ctx->auth) {
 		e = E_AUTH_UNAVAILABLE;
 		why = "no key was loaded";
@@ -238,6 +243,70 @@ enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, st
 	if (e) {
 		log_denial(ctx, q, have_grant ? g.sub : NULL, why);
 		deny(resp, e, q, why);
+	}
+	if (have_grant)
+		grant_free(&g);
+	return e;
+}
+
+/* Whether right r over every path of pattern p comes from the public
+ * lists, the web server's user or the grant g (NULL: none). */
+static enum proto_err covers(const struct proto_ctx *ctx, const struct req *q, const struct grant *g,
+                             enum right r, const char *p, size_t plen, int *credentialed)
+{
+	const struct config *cfg = ctx->cfg;
+	const char *pub = r == RIGHT_READ ? cfg->public_read : r == RIGHT_WRITE ? cfg->public_write : "";
+	const char *usr = r == RIGHT_READ ? cfg->user_read : r == RIGHT_WRITE ? cfg->user_write : cfg->user_admin;
+	if (glob_covers_list_user(pub, p, plen, NULL))
+		return E_OK;
+	*credentialed = 1;
+	const char *why;
+	if (q->user && glob_covers_list_user(usr, p, plen, q->user))
+		return ambient_ok(ctx, q, r, &why);
+	if (!g)
+		return q->user ? E_FORBIDDEN : E_AUTH_REQUIRED;
+	for (size_t i = 0; i < g->rights[r].n; i++)
+		if (glob_covers(g->rights[r].v[i], strlen(g->rights[r].v[i]), p, plen))
+			return q->cred == CRED_COOKIE ? ambient_ok(ctx, q, r, &why) : E_OK;
+	return E_FORBIDDEN;
+}
+
+enum proto_err access_check_cover(const struct proto_ctx *ctx, const struct req *q,
+                                  const struct access_need *need, size_t n, struct access *out,
+                                  struct proto_response *resp)
+{
+	struct grant g;
+	int have_grant = 0;
+	const char *why = NULL;
+	char detail[LS_MAX_PATH_HARD + 32];
+	enum proto_err e = E_OK;
+
+	memset(out, 0, sizeof *out);
+	if (ctx->cfg->auth == AUTH_NONE)
+		return E_OK;
+	if (!ctx->auth) {
+		e = E_AUTH_UNAVAILABLE;
+		why = "no key was loaded";
+	} else if (q->cred != CRED_NONE &&
+	           (q->cred_too_long || auth_verify(ctx->auth, q->cred_token, store_now_ms(), ctx->cfg->auth_skew_s, &g, &why))) {
+		e = E_TOKEN_INVALID;
+		if (q->cred_too_long)
+			why = "too long";
+	} else {
+		have_grant = q->cred != CRED_NONE;
+		for (size_t i = 0; i < n && !e; i++) {
+			e = covers(ctx, q, have_grant ? &g : NULL, need[i].right, need[i].pattern, need[i].len,
+			           &out->credentialed);
+			if (e) {
+				snprintf(detail, sizeof detail, "%s on every stream of %.*s", right_names[need[i].right],
+				         (int)need[i].len, need[i].pattern);
+				why = detail;
+			}
+		}
+	}
+	if (e) {
+		log_denial(ctx, q, have_grant ? g.sub : NULL, why);
+		proto_fail_detail(resp, e, why);
 	}
 	if (have_grant)
 		grant_free(&g);

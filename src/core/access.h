@@ -28,6 +28,20 @@ struct access {
 enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, struct access *out,
                             struct proto_response *resp);
 
+/* For the control APIs (core/subs.c), which access_check lets through:
+ * whether q's credential grants each right over every stream path the
+ * pattern may match (a path without wildcards is just that path), by the
+ * same sources as access_check. Returns E_OK, or the denial with resp
+ * filled and one log line. */
+struct access_need {
+	enum right right;
+	const char *pattern;
+	size_t len;
+};
+enum proto_err access_check_cover(const struct proto_ctx *ctx, const struct req *q,
+                                  const struct access_need *need, size_t n, struct access *out,
+                                  struct proto_response *resp);
+
 /* Whether origin is one of the words of cors_origins (ignoring case):
  * access_origin_listed(cfg, "*") says whether any page may read. */
 int access_origin_listed(const struct config *cfg, const char *origin);

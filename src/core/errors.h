@@ -100,6 +100,18 @@
 	X(E_FORK_SUB_PAST_END, 400, "Stream-Fork-Sub-Offset is past the end of the message at Stream-Fork-Offset") \
 	X(E_FORK_TOO_DEEP, 400, "fork chain too deep") \
 	X(E_FORK_TOO_MANY, 409, "the source stream has as many forks as it may have (max_forks)") \
+	/* subscriptions (subs.c: JSON bodies {"error": {"code", "message"}}) */ \
+	X(E_CTL_NOT_FOUND, 404, "no such control API under __ds") \
+	X(E_SUB_NOT_FOUND, 404, "subscription not found") \
+	X(E_SUB_REQUEST, 400, "invalid subscription request") \
+	X(E_SUB_EXISTS, 409, "subscription already exists with a different configuration") \
+	X(E_WEBHOOK_URL, 400, "webhook URL rejected") \
+	X(E_SUB_TOKEN, 401, "invalid or expired wake token") \
+	X(E_FENCED, 409, "stale wake: its generation or wake_id is not the current one") \
+	X(E_ALREADY_CLAIMED, 409, "another worker holds the subscription's lease") \
+	X(E_NO_PENDING_WORK, 409, "the subscription has no pending work") \
+	X(E_ACK_OFFSET, 409, "ack names a stream the subscription does not link, or an offset behind its cursor or beyond the tail") \
+	X(E_NOT_PULL_WAKE, 400, "claim, ack and release are for pull-wake subscriptions") \
 	/* resources and the store */ \
 	X(E_STORAGE_FULL, 507, "storage is full") \
 	X(E_BUSY, 503, "server busy, try again") \

@@ -4,6 +4,7 @@
  * it to the module of its method (read.c, write.c, snapshot.c). No I/O. */
 #include "core/access.h"
 #include "core/core.h"
+#include "core/subs.h"
 #include "lib/limits.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
@@ -237,6 +238,10 @@ static void dispatch(struct proto_ctx *ctx, const struct req *q, struct proto_re
 {
 	if (q->metrics) {
 		scrape_answer(ctx, q, resp);
+		return;
+	}
+	if (q->ctl != CTL_NONE) {
+		subs_handle(ctx, q, resp);
 		return;
 	}
 	if (q->method == M_GET)

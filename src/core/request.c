@@ -465,6 +465,69 @@ static enum proto_err parse_fields(const struct proto_request *raw, const struct
 	return E_OK;
 }
 
+/* The route of a target under {prefix}__ds ("rest" is what follows the
+ * prefix, still percent-encoded). */
+static enum proto_err parse_ctl(const char *rest, size_t len, const struct config *cfg, struct req *r)
+{
+	static const struct { const char *name; enum ctl_route route; } actions[] = {
+		{ "streams", CTL_SUB_STREAMS }, { "callback", CTL_CALLBACK }, { "claim", CTL_CLAIM },
+		{ "ack", CTL_ACK }, { "release", CTL_RELEASE },
+	};
+	static const char subs[] = "__ds/subscriptions/";
+	r->ctl = CTL_UNKNOWN;
+	if (len == 14 && !memcmp(rest, "__ds/jwks.json", 14)) {
+		r->ctl = CTL_JWKS;
+		return E_OK;
+	}
+	if (len <= sizeof subs - 1 || memcmp(rest, subs, sizeof subs - 1))
+		return E_OK;
+	const char *id = rest + sizeof subs - 1, *end = rest + len;
+	const char *slash = memchr(id, '/', (size_t)(end - id));
+	size_t idlen = (size_t)((slash ? slash : end) - id);
+	if (!idlen || idlen > LS_MAX_SUB_ID ||
+	    strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-") < idlen ||
+	    (idlen <= 2 && id[0] == '.' && (idlen == 1 || id[1] == '.')))
+		return E_OK;
+	memcpy(r->ctl_id, id, idlen);
+	r->ctl_id[idlen] = '\0';
+	if (!slash) {
+		r->ctl = CTL_SUB;
+		return E_OK;
+	}
+	const char *act = slash + 1, *aend = memchr(act, '/', (size_t)(end - act));
+	size_t alen = (size_t)((aend ? aend : end) - act);
+	for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++) {
+		if (alen != strlen(actions[i].name) || memcmp(act, actions[i].name, alen))
+			continue;
+		if (!aend) {
+			r->ctl = actions[i].route;
+			return E_OK;
+		}
+		if (actions[i].route != CTL_SUB_STREAMS || aend + 1 >= end)
+			return E_OK;
+		/* The stream path is one URL-encoded segment: %2F is '/' here. */
+		char enc[LS_MAX_PATH_HARD * 3 + 1];
+		size_t n = 0;
+		for (const char *p = aend + 1; p < end && n + 1 < sizeof enc; p++) {
+			if (p + 2 < end && p[0] == '%' && p[1] == '2' && (p[2] == 'F' || p[2] == 'f')) {
+				enc[n++] = '/';
+				p += 2;
+			} else {
+				enc[n++] = *p;
+			}
+		}
+		enc[n] = '\0';
+		enum path_error pe = parse_stream_path(enc, n, "", cfg->max_path, r->ctl_path.s, &r->ctl_path.len);
+		if (pe == PATH_TOO_LONG)
+			return E_PATH_TOO_LONG;
+		if (pe != PATH_OK)
+			return E_SUB_REQUEST;
+		r->ctl = CTL_SUB_STREAM;
+		return E_OK;
+	}
+	return E_OK;
+}
+
 enum proto_err req_parse(const struct proto_request *raw, const struct config *cfg, struct req *r)
 {
 	memset(r, 0, sizeof *r);
@@ -483,6 +546,16 @@ enum proto_err req_parse(const struct proto_request *raw, const struct config *c
 		find_credential(raw, cfg, r);
 		r->user = usable_user(raw->remote_user);
 		return r->method == M_GET || r->method == M_HEAD ? E_OK : E_METHOD;
+	}
+	size_t plen = strlen(cfg->prefix);
+	if (raw->target_len >= plen + 4 && !memcmp(raw->target, cfg->prefix, plen) &&
+	    !memcmp(raw->target + plen, "__ds", 4) && (raw->target_len == plen + 4 || raw->target[plen + 4] == '/')) {
+		/* Routed before streams: no stream is called __ds (PROTOCOL.md 6). */
+		find_credential(raw, cfg, r);
+		r->user = usable_user(raw->remote_user);
+		if (raw->body_too_large)
+			return E_BODY_TOO_LARGE;
+		return parse_ctl(raw->target + plen, raw->target_len - plen, cfg, r);
 	}
 	enum proto_err e = parse_path(raw->target, raw->target_len, cfg, &r->name, 0);
 	if (e)

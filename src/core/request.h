@@ -36,6 +36,21 @@ struct snap_token {
 	unsigned char after[STATE_MAX_ROW_KEY];
 };
 
+/* The reserved control APIs under {prefix}__ds/ (core/subs.c). */
+enum ctl_route {
+	CTL_NONE,          /* a stream */
+	CTL_UNKNOWN,       /* under __ds/, but no API: 404 */
+	CTL_JWKS,          /* __ds/jwks.json */
+	CTL_SUB,           /* __ds/subscriptions/:id */
+	CTL_SUB_STREAMS,   /* .../:id/streams */
+	CTL_SUB_STREAM,    /* .../:id/streams/:path (path URL-encoded, %2F allowed) */
+	CTL_CALLBACK,      /* .../:id/callback */
+	CTL_CLAIM,         /* .../:id/claim */
+	CTL_ACK,           /* .../:id/ack */
+	CTL_RELEASE,       /* .../:id/release */
+};
+#define LS_MAX_SUB_ID 128
+
 /* Where the request's credential came from (access.c). */
 enum cred_source { CRED_NONE, CRED_BEARER, CRED_COOKIE, CRED_QUERY };
 
@@ -93,6 +108,9 @@ struct req {
 	                             * name (1..LS_MAX_USER printable bytes, no '/'),
 	                             * or NULL */
 	int metrics;                /* the request is for metrics_path, not a stream */
+	enum ctl_route ctl;         /* a control API, not a stream (name is then empty) */
+	char ctl_id[LS_MAX_SUB_ID + 1];  /* the subscription id: [A-Za-z0-9._~-], 1..128 */
+	struct stream_name ctl_path;     /* CTL_SUB_STREAM's stream path */
 	int loopback;               /* from proto_request */
 	const unsigned char *who;   /* the principal whose producer ids a POST uses
 	                             * (STORE_PRINCIPAL_LEN bytes, set by access_check

@@ -276,20 +276,29 @@ size_t resp_url_path(char *out, size_t cap, const char *prefix, const char *name
 	return n;
 }
 
-void resp_add_location(struct proto_response *r, const struct req *q, const struct config *cfg,
+size_t resp_stream_url(char *url, size_t cap, const struct req *q, const struct config *cfg,
                        const char *name, size_t nlen)
 {
-	char url[LS_MAX_URL];
 	size_t n;
 	if (cfg->public_url[0]) {
-		n = (size_t)snprintf(url, sizeof url, "%s", cfg->public_url);
+		n = (size_t)snprintf(url, cap, "%s", cfg->public_url);
 	} else {
 		const char *host = q->host;
 		if (!host || !*host || strlen(host) > 255 ||
 		    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != strlen(host))
 			host = "localhost";
-		n = (size_t)snprintf(url, sizeof url, "%s://%s", q->https ? "https" : "http", host);
+		n = (size_t)snprintf(url, cap, "%s://%s", q->https ? "https" : "http", host);
 	}
-	if (n < sizeof url && resp_url_path(url + n, sizeof url - n, cfg->prefix, name, nlen))
+	if (n >= cap)
+		return 0;
+	size_t p = resp_url_path(url + n, cap - n, cfg->prefix, name, nlen);
+	return p ? n + p : 0;
+}
+
+void resp_add_location(struct proto_response *r, const struct req *q, const struct config *cfg,
+                       const char *name, size_t nlen)
+{
+	char url[LS_MAX_URL];
+	if (resp_stream_url(url, sizeof url, q, cfg, name, nlen))
 		proto_add_header(r, "Location", url);
 }

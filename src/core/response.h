@@ -37,6 +37,9 @@ size_t resp_url_path(char *out, size_t cap, const char *prefix, const char *name
  * name; "localhost" otherwise). */
 void resp_add_location(struct proto_response *r, const struct req *q, const struct config *cfg,
                        const char *name, size_t nlen);
+/* That URL into url (cap bytes): its length, or 0 when it does not fit. */
+size_t resp_stream_url(char *url, size_t cap, const struct req *q, const struct config *cfg,
+                       const char *name, size_t nlen);
 
 /* The next Stream-Cursor: the current 20-second interval, or a random
  * distance past the client's when it is already there (PROTOCOL.md,

@@ -4,6 +4,7 @@
  * under which a response is counted: one per error of the table (its
  * reason label is the error's name), then one per success status. */
 #include "core/core.h"
+#include "core/subs.h"
 #include "lib/metrics.h"
 
 #include <ctype.h>
@@ -161,6 +162,32 @@ static void store_part(struct buf *b, struct store *st)
 	    ss.last_txnid);
 }
 
+/* Subscriptions, from their records in the store (core/subs.h). */
+static void subs_part(struct buf *b, struct proto_ctx *ctx)
+{
+	struct subs_stats ss;
+	if (store_read_begin(&ctx->rtxn) != ST_OK)
+		return;
+	int rc = subs_stats(&ctx->rtxn, &ss);
+	store_read_end(&ctx->rtxn);
+	if (rc != ST_OK)
+		return;
+	family(b, "lmstream_subscriptions", "gauge", "Subscriptions, by type");
+	buf_printf(b, "lmstream_subscriptions{type=\"webhook\"} %llu\n", (unsigned long long)ss.subscriptions[0]);
+	buf_printf(b, "lmstream_subscriptions{type=\"pull-wake\"} %llu\n", (unsigned long long)ss.subscriptions[1]);
+	one(b, "lmstream_subscriptions_busy", "gauge",
+	    "Subscriptions with a wake due, outstanding or claimed", ss.busy);
+	one(b, "lmstream_subscriptions_failing", "gauge",
+	    "Webhook subscriptions whose last delivery failed (a retry is scheduled)", ss.failing);
+	family(b, "lmstream_webhook_deliveries_total", "counter",
+	       "Webhook delivery attempts of the subscriptions there are now, by result");
+	buf_printf(b, "lmstream_webhook_deliveries_total{result=\"ok\"} %llu\n", (unsigned long long)ss.webhooks_ok);
+	buf_printf(b, "lmstream_webhook_deliveries_total{result=\"failed\"} %llu\n",
+	           (unsigned long long)ss.webhooks_failed);
+	one(b, "lmstream_wake_events_total", "counter",
+	    "Wake events appended for the pull-wake subscriptions there are now", ss.wake_events);
+}
+
 void scrape_answer(struct proto_ctx *ctx, const struct req *q, struct proto_response *resp)
 {
 	struct metrics_sum s;
@@ -213,6 +240,7 @@ void scrape_answer(struct proto_ctx *ctx, const struct req *q, struct proto_resp
 	    s.c[MC_DELIVERED_BYTES]);
 	responses(b, &s);
 	store_part(b, ctx->store);
+	subs_part(b, ctx);
 	one(b, "lmstream_metrics_since_seconds", "gauge",
 	    "When the node's counters started (seconds since the epoch): they count from then on", s.created_s);
 }

@@ -2,6 +2,7 @@
  * appends and closes with idempotent producers and Stream-Seq (4.3),
  * DELETE (4.4). Every write runs as a batch job (core_write). */
 #include "core/core.h"
+#include "core/subs.h"
 #include "lib/jsonsplit.h"
 #include "lib/limits.h"
 #include "lib/metrics.h"
@@ -205,8 +206,10 @@ static int put_job(struct store_txn *w, void *arg, uint64_t *key)
 		return core_no_room(j->resp);
 	if (rc == ST_NOTFOUND && !(rc = put_new_meta(w, j, now)) && j->q->is_fork)
 		rc = put_fork(w, j, now);
+	uint64_t seq0 = j->m.tail_seq, bytes0 = j->m.tail_bytes;
 	if (rc == ST_OK && !(rc = append_all(w, &j->m, now, j->q->body, &j->ms, &j->ev)) &&
-	    !(rc = store_meta_put(w, n->s, n->len, &j->m)))
+	    !(rc = store_meta_put(w, n->s, n->len, &j->m)) &&
+	    !(rc = subs_on_write(w, n->s, n->len, seq0, bytes0, &j->m)))
 		return put_created(j, key);
 	if (rc != ST_REFUSED)
 		resp_store_error(j->resp, rc);
@@ -488,8 +491,10 @@ static int post_job(struct store_txn *w, void *arg, uint64_t *key)
 	if (store_room(w, j->q->body_len) != ST_OK)
 		return core_no_room(j->resp);
 	int rc = post_admit(j, w, &m, &ps, now);
+	uint64_t seq0 = m.tail_seq, bytes0 = m.tail_bytes;
 	if (rc == ST_OK && !(rc = append_all(w, &m, now, j->q->body, &j->ms, &j->ev)) &&
-	    !(rc = post_commit(j, w, &m, &ps, now))) {
+	    !(rc = post_commit(j, w, &m, &ps, now)) &&
+	    (m.tail_seq == seq0 || !(rc = subs_on_write(w, j->q->name.s, j->q->name.len, seq0, bytes0, &m)))) {
 		*key = m.id;
 		post_answer(w->st, j->q, &m, j->resp);
 		j->appended = 1;
@@ -559,6 +564,8 @@ static int delete_job(struct store_txn *w, void *arg, uint64_t *key)
 	struct stream_meta m;
 	enum proto_err e = core_usable(w, j->q->name.s, j->q->name.len, store_now_ms(), &m);
 	int rc = e ? ST_OK : store_meta_del(w, j->q->name.s, j->q->name.len, &m);
+	if (!e && !rc)
+		rc = subs_on_delete(w, j->q->name.s, j->q->name.len);
 	if (e || rc) {
 		proto_fail(j->resp, e ? e : err_of_store(rc));
 		return 0;

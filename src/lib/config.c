@@ -171,6 +171,12 @@ static const struct config_key keys[] = {
 	  NULL, PATH_ONE },
 	{ "log_level", T_ENUM, NUM(log_level), 0, LS_DEFAULT_LOG_LEVEL, 0, 0, 0,
 	  "least severity logged on stderr: error, warn, info or debug", log_level_names, PATH_NONE },
+	{ "subscriptions_allow_loopback", T_ENUM, NUM(subscriptions_allow_loopback), 0, "off", 0, 0, 0,
+	  "on: webhook subscriptions may call http://localhost, 127.0.0.x and [::1] (development and"
+	  " tests); off: https only, and never a private, loopback or link-local address", onoff_names, PATH_NONE },
+	{ "webhook_timeout_ms", T_INT, NUM(webhook_timeout_ms), 0, NULL, 10000, 100, 600000,
+	  "time one webhook delivery may take, connecting included; a slower receiver counts as failed"
+	  " and is retried", NULL, PATH_NONE },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -60,6 +60,8 @@ struct config {
 	char     metrics_path[128]; /* URL path of the Prometheus scrape; "" = none */
 	char     access_log[512];  /* lmstream-live's access log: a file, "-" stderr, "" none */
 	int      log_level;        /* LOG_LVL_* of lib/log.h */
+	int      subscriptions_allow_loopback; /* webhooks to http://localhost, 127.x, ::1 (development) */
+	int      webhook_timeout_ms; /* one webhook delivery attempt, connect to answer */
 };
 
 /* Fills cfg with the built-in defaults. */
