@@ -18,6 +18,8 @@
 #include "lib/metrics.h"
 #include "lib/num.h"
 #include "lib/parse.h"
+#include "core/subs.h"
+#include "front/deliver.h"
 #include "front/notify.h"
 #include "core/protocol.h"
 #include "core/request.h"
@@ -750,11 +752,52 @@ static int serve(struct worker *w, struct call *k)
 	return 0;
 }
 
-/* Tell lmstream-live (if it runs) which stream changed. */
+/* Whether the last commit found no lmstream-live to tell: then this
+ * process delivers the subscriptions its commits make due. */
+static atomic_int no_daemon;
+static struct process *the_process;
+
+/* Tell lmstream-live (if it runs) which stream changed. Without it, a
+ * commit that made a subscription due starts this process's deliverer (a
+ * thread of a FastCGI process; a CGI process's, after its answer). */
 static void announce(void *arg, uint64_t stream_id, uint64_t txnid)
 {
 	(void)arg;
-	notify_send(stream_id, txnid);
+	int alone = !notify_send(stream_id, txnid);
+	atomic_store(&no_daemon, alone);
+	if (alone && subs_marked() && !FCGX_IsCGI() && the_process && the_process->st) {
+		subs_unmark();
+		if (deliver_thread_start(the_process->st, the_process->cfg, NULL, NULL) == 0)
+			deliver_kick();
+	}
+}
+
+/* A CGI process that made a subscription due, with no lmstream-live to
+ * deliver it: after the answer is out and the store closed, a detached
+ * child (the web server ends the CGI process itself once it answered)
+ * makes one bounded attempt. Retries are then lmstreamctl deliver's, from
+ * cron. */
+static void cgi_deliver_detached(const struct config *cfg)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid != 0)
+		return;
+	setsid();
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	struct store *st;
+	if (store_open(&st, cfg) == ST_OK) {
+		deliver_run(st, cfg, DELIVER_CGI_BUDGET_MS, NULL, NULL, NULL);
+		store_close(st);
+	}
+	_exit(0);
 }
 
 /* --- threads of a FastCGI process ------------------------------------------ */
@@ -987,6 +1030,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct process pr = { .cfg = &cfg, .front = FCGX_IsCGI() ? "cgi" : "fcgi" };
+	the_process = &pr;
 	/* One thread always free for everything else (mod_fcgid, which runs one
 	 * thread, gives a busy process nothing); a CGI process serves one request. */
 	pr.live_cap = FCGX_IsCGI() || cfg.worker_threads < 2 ? 1 : cfg.worker_threads - 1;
@@ -1016,9 +1060,12 @@ int main(int argc, char **argv)
 	} else {
 		rc = run_threads(&pr);
 	}
+	deliver_thread_stop();
 	batch_free(pr.batch); /* answers the writes still queued */
 	metrics_detach();
 	auth_close(pr.auth);
 	store_close(pr.st);
+	if (FCGX_IsCGI() && subs_marked() && atomic_load(&no_daemon))
+		cgi_deliver_detached(&cfg);
 	return rc;
 }

@@ -51,16 +51,16 @@ void notify_sender_init(const struct config *cfg)
 	send_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }
 
-void notify_send(uint64_t stream_id, uint64_t txnid)
+int notify_send(uint64_t stream_id, uint64_t txnid)
 {
 	struct notify_msg m = { stream_id, txnid };
 	if (send_fd < 0)
-		return;
+		return 0;
 	/* ENOENT / ECONNREFUSED: no daemon. EAGAIN: its queue is full; it will
 	 * notice the commit through the store's transaction id. */
 	ssize_t r = sendto(send_fd, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL,
 	                   (struct sockaddr *)&send_addr, send_len);
-	(void)r;
+	return r >= 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS;
 }
 
 int notify_listen(const struct config *cfg)

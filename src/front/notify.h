@@ -19,9 +19,10 @@ struct notify_msg {
 int notify_path(const struct config *cfg, char *out, size_t cap);
 
 /* Sender side (any process). notify_send never blocks and never fails
- * loudly. */
+ * loudly; it returns 1 when a daemon is there to take it, 0 when none
+ * listens (then nobody delivers subscriptions but the workers). */
 void notify_sender_init(const struct config *cfg);
-void notify_send(uint64_t stream_id, uint64_t txnid);
+int notify_send(uint64_t stream_id, uint64_t txnid);
 
 /* Receiver side (lmstream-live): binds the socket (replacing a stale one)
  * and returns its descriptor, or -1 with errno. */

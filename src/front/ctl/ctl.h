@@ -98,5 +98,7 @@ int cmd_verify(struct ctl *c, int argc, char **argv);
 int cmd_readers(struct ctl *c, int argc, char **argv);
 int cmd_stats(struct ctl *c, int argc, char **argv);
 int cmd_metrics(struct ctl *c, int argc, char **argv);
+int cmd_deliver(struct ctl *c, int argc, char **argv);
+int cmd_webhook_key(struct ctl *c, int argc, char **argv);
 
 #endif

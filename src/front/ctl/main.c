@@ -48,6 +48,11 @@ static void usage(FILE *f)
 	      "  readers [--clear]          LMDB reader slots; --clear frees those of dead processes\n"
 	      "  stats                      space used and free, pages, rows, readers\n"
 	      "  metrics                    the node's metrics (Prometheus text), as metrics_path\n"
+	      "  deliver [--for S]          sends the subscription webhooks and wake events due now,\n"
+	      "                             for at most S seconds (default 50): from cron where no\n"
+	      "                             lmstream-live runs\n"
+	      "  webhook-key rotate         a new webhook signing key; the old one stays published\n"
+	      "                             in __ds/jwks.json for an hour\n"
 	      "                             serves them\n"
 	      "Tokens:\n"
 	      "  token ...                  a signed token (lmstreamctl token --help)\n"
@@ -251,6 +256,7 @@ static const struct {
 	{ "delete", cmd_delete, 1 },   { "export", cmd_export, 1 },   { "import", cmd_import, 1 },
 	{ "backup", cmd_backup, 1 },   { "restore", cmd_restore, 0 }, { "verify", cmd_verify, 1 },
 	{ "readers", cmd_readers, 2 }, { "stats", cmd_stats, 1 },     { "metrics", cmd_metrics, 1 },
+	{ "deliver", cmd_deliver, 1 }, { "webhook-key", cmd_webhook_key, 1 },
 };
 
 int main(int argc, char **argv)

@@ -1,5 +1,6 @@
 /* background.c: lmstream-live's notifier thread (commits, hang-ups, timers) and housekeeper. */
 #include "front/live/live.h"
+#include "front/deliver.h"
 #include "front/notify.h"
 #include "lib/limits.h"
 #include "lib/log.h"
@@ -93,7 +94,17 @@ static void take_datagrams(void)
 		}
 		reg_note_txnid(&live.reg, m.txnid);
 		reg_wake(&live.reg, m.stream_id);
+		deliver_kick();
 	}
+}
+
+void bg_woke(void *arg, uint64_t stream_id, uint64_t txnid)
+{
+	(void)arg;
+	reg_note_txnid(&live.reg, txnid);
+	reg_wake(&live.reg, stream_id);
+	if (live.group_fd >= 0)
+		notify_post(live.group_fd, stream_id, txnid);
 }
 
 /* A client hung up. The edge comes once: if the connection is busy right

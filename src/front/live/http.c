@@ -1,5 +1,6 @@
 /* http.c: lmstream-live's requests: libmicrohttpd callbacks, long-poll, SSE, static files. */
 #include "front/live/live.h"
+#include "front/deliver.h"
 #include "front/notify.h"
 #include "lib/limits.h"
 #include "lib/metrics.h"
@@ -66,6 +67,7 @@ static void on_own_commit(void *arg, uint64_t stream_id, uint64_t txnid)
 	reg_wake(&live.reg, stream_id);
 	if (live.group_fd >= 0)
 		notify_post(live.group_fd, stream_id, txnid);
+	deliver_kick();
 }
 
 /* On the flusher thread: the queued write of c is answered (c->wresp). */

@@ -242,6 +242,10 @@ void tail_stop(void);
 
 /* --- background.c ---------------------------------------------------------- */
 
+/* A commit made by the subscription deliverer (a wake event): wakes the
+ * stream's readers here and, in a group, in the other processes. */
+void bg_woke(void *arg, uint64_t stream_id, uint64_t txnid);
+
 /* Opens what the notifier listens to: the notify socket (or live.group_fd)
  * and the epoll set for it and for waiting clients' hang-ups; records the
  * store's last commit as announced. Returns 0, or -1 (logged). */

@@ -1,6 +1,7 @@
 /* main.c: lmstream-live's start-up: configuration, one daemon (serve) or a group, stop. */
 #include "core/auth.h"
 #include "front/live/listen.h"
+#include "front/deliver.h"
 #include "front/live/live.h"
 #include "lib/limits.h"
 #include "lib/log.h"
@@ -179,6 +180,7 @@ static void drain(int sig)
 	/* Queued writes are answered (their connections resumed) while
 	 * libmicrohttpd still runs; later ones commit in the request thread. */
 	batch_stop(live.batch);
+	deliver_thread_stop();
 	bg_stop();
 	tail_stop();
 	reg_scan(&live.reg, store_mono_ms(), 1);
@@ -210,7 +212,7 @@ int serve(const struct sockaddr_storage *ssp, const sigset_t *sigsp)
 		log_error("cannot listen on %s", live.cfg.listen);
 		return 1;
 	}
-	if (bg_start() < 0 || tail_start() < 0)
+	if (bg_start() < 0 || tail_start() < 0 || deliver_thread_start(live.store, &live.cfg, bg_woke, NULL) < 0)
 		return 1;
 	log_info("listening on %s (data %s, %d thread(s), max %d connections%s)", live.cfg.listen,
 	         live.cfg.data_dir, live.cfg.threads, live.cfg.max_connections,
