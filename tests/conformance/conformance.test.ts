@@ -9,6 +9,9 @@
 //   LMSTREAM_TOKEN        a token for a server with auth = token: every request
 //                         the suite makes carries it (Authorization: Bearer),
 //                         unless the suite sets Authorization itself.
+//   LMSTREAM_SUBSCRIPTIONS "0" leaves out the subscription group (the server
+//                         must let webhooks call the suite's receiver on
+//                         127.0.0.1: subscriptions_allow_loopback = on).
 //
 // Normally invoked through tests/conformance/run, which also applies the
 // test-name filter that excludes the `Fork - ...` groups.
@@ -41,6 +44,6 @@ if (!Number.isInteger(longPollTimeoutMs) || longPollTimeoutMs <= 0) {
 runConformanceTests({
   baseUrl: baseUrl.replace(/\/+$/, ``),
   longPollTimeoutMs,
-  // The optional `Reserved subscription APIs` group is not implemented.
-  subscriptions: false,
+  // The `Reserved subscription APIs` group (PROTOCOL.md 6-7).
+  subscriptions: process.env.LMSTREAM_SUBSCRIPTIONS !== `0`,
 })
