@@ -180,7 +180,8 @@ static int sub_store(struct store_txn *w, struct sub *s)
 	int busy = jstr(s->j, "wake") || jstr(s->j, "holder") || jnum(s->j, "due") || jnum(s->j, "att");
 	v[0] = busy ? 'b' : 'i';
 	put_be64(v + 1, (uint64_t)sub_next(s));
-	memcpy(v + HDR, pat, pl);
+	if (pl)
+		memcpy(v + HDR, pat, pl);
 	v[HDR + pl] = '\n';
 	memcpy(v + HDR + pl + 1, json, jl);
 	unsigned char k[2 + LS_MAX_SUB_ID];
@@ -1809,7 +1810,7 @@ static int64_t retry_delay(int64_t n)
 }
 
 int subs_attempt_end(struct store *st, const struct subs_attempt *a, int64_t now, long status,
-                     const char *body, size_t len)
+                     const char *body, size_t len, const char *why)
 {
 	struct store_txn w;
 	struct sub s = { 0 };
@@ -1854,8 +1855,12 @@ int subs_attempt_end(struct store *st, const struct subs_attempt *a, int64_t now
 			jset_num(s.j, "retry", n);
 			jset_str(s.j, "status", "failed");
 			jset_num(s.j, "due", now + retry_delay(n));
-			log_warn("subscription %s: webhook delivery failed (%s%ld), retry %" PRId64 " in %" PRId64 " ms",
-			         s.id, status ? "HTTP " : "no answer ", status, n, jnum(s.j, "due") - now);
+			if (status)
+				log_warn("subscription %s: webhook to %s answered %ld; retry %" PRId64 " in %" PRId64 " ms",
+				         s.id, a->url, status, n, jnum(s.j, "due") - now);
+			else
+				log_warn("subscription %s: webhook to %s failed: %s; retry %" PRId64 " in %" PRId64 " ms",
+				         s.id, a->url, why && *why ? why : "no answer", n, jnum(s.j, "due") - now);
 		}
 		if (!jstr(s.j, "wake") && !jstr(s.j, "holder") && rc == ST_OK) {
 			struct linked ls;

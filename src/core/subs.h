@@ -78,10 +78,11 @@ int subs_take(struct store *st, const struct config *cfg, int64_t now, struct su
               struct subs_woke *woke);
 /* The result of an attempt: status 0 when no HTTP answer came (refused,
  * timed out, not allowed), body what came back (its JSON {"done": true}
- * acks the wake). A failure schedules a retry, 1 s doubling to 60 s with
+ * acks the wake), why what went wrong when no answer came (logged). A
+ * failure schedules a retry, 1 s doubling to 60 s with
  * 20 % jitter. */
 int subs_attempt_end(struct store *st, const struct subs_attempt *a, int64_t now, long status,
-                     const char *body, size_t len);
+                     const char *body, size_t len, const char *why);
 
 /* What the metrics show of subscriptions (counted in their records, so
  * they survive restarts and cover every process). */

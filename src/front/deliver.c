@@ -49,10 +49,7 @@ int deliver_run(struct store *st, const struct config *cfg, int64_t budget_ms, d
 			if (res) {
 				send_one(cfg, &a, res);
 				sent++;
-				if (res->status < 200 || res->status >= 300)
-					log_info("subscription %s: webhook to %s: %s%ld %s", a.id, a.url,
-					         res->status ? "HTTP " : "", res->status, res->error);
-				if (subs_attempt_end(st, &a, store_now_ms(), res->status, res->body, res->body_len) < 0)
+				if (subs_attempt_end(st, &a, store_now_ms(), res->status, res->body, res->body_len, res->error) < 0)
 					sent = -1;
 				free(res);
 			}

@@ -757,6 +757,14 @@ static int serve(struct worker *w, struct call *k)
 static atomic_int no_daemon;
 static struct process *the_process;
 
+/* A wake event a deliverer of this process appended: its readers are
+ * lmstream-live's, if one runs. */
+static void woke_notify(void *arg, uint64_t stream_id, uint64_t txnid)
+{
+	(void)arg;
+	notify_send(stream_id, txnid);
+}
+
 /* Tell lmstream-live (if it runs) which stream changed. Without it, a
  * commit that made a subscription due starts this process's deliverer (a
  * thread of a FastCGI process; a CGI process's, after its answer). */
@@ -767,7 +775,7 @@ static void announce(void *arg, uint64_t stream_id, uint64_t txnid)
 	atomic_store(&no_daemon, alone);
 	if (alone && subs_marked() && !FCGX_IsCGI() && the_process && the_process->st) {
 		subs_unmark();
-		if (deliver_thread_start(the_process->st, the_process->cfg, NULL, NULL) == 0)
+		if (deliver_thread_start(the_process->st, the_process->cfg, woke_notify, NULL) == 0)
 			deliver_kick();
 	}
 }
@@ -794,7 +802,7 @@ static void cgi_deliver_detached(const struct config *cfg)
 	}
 	struct store *st;
 	if (store_open(&st, cfg) == ST_OK) {
-		deliver_run(st, cfg, DELIVER_CGI_BUDGET_MS, NULL, NULL, NULL);
+		deliver_run(st, cfg, DELIVER_CGI_BUDGET_MS, woke_notify, NULL, NULL);
 		store_close(st);
 	}
 	_exit(0);
@@ -957,11 +965,47 @@ static int run_threads(struct process *pr)
 	return 0;
 }
 
+/* A CGI process: its one request. */
+static int serve_cgi(struct process *pr)
+{
+	struct worker w = { .pr = pr };
+	struct call *k = call_new();
+	if (!k) {
+		log_error("out of memory");
+		return 1;
+	}
+	worker_setup(&w);
+	k->io = (struct io){ NULL, 0 };
+	serve(&w, k);
+	fflush(stdout);
+	call_free(k);
+	worker_cleanup(&w);
+	return 0;
+}
+
+/* lmstream.fcgi --deliver (lmstream.cgi --deliver from a shared host's
+ * cron): what is due now, then exit. */
+static int deliver_once(const struct config *cfg)
+{
+	struct store *st;
+	if (store_open(&st, cfg) != ST_OK)
+		return 1;
+	notify_sender_init(cfg);
+	int n = deliver_run(st, cfg, 50000, woke_notify, NULL, NULL);
+	store_close(st);
+	if (n < 0)
+		return 1;
+	log_info("--deliver: %d webhook(s) sent", n);
+	return 0;
+}
+
 static void usage(FILE *f)
 {
-	fputs("usage: lmstream.fcgi [--config FILE] [--data DIR] [--set key=value]...\n"
+	fputs("usage: lmstream.fcgi [--config FILE] [--data DIR] [--set key=value]... [--deliver]\n"
 	      "Runs as a FastCGI worker when started with a listening socket on fd 0\n"
 	      "(lighttpd mod_fastcgi, Apache mod_fcgid, spawn-fcgi), otherwise as a CGI program.\n"
+	      "--deliver: sends the subscription deliveries due now (for at most 50 s) and\n"
+	      "exits; from cron where no lmstream-live runs (shared hosting).\n"
 	      "Environment: LMSTREAM_CONFIG=FILE, LMSTREAM_<KEY>=value for any config key.\n", f);
 }
 
@@ -1001,7 +1045,8 @@ int main(int argc, char **argv)
 #ifdef LS_CONFIG_BESIDE
 	config_beside();
 #endif
-	int status = config_main(&cfg, argc, argv, "lmstream.fcgi", usage, NULL);
+	static const char *const extra[] = { "--deliver", NULL };
+	int status = config_main(&cfg, argc, argv, "lmstream.fcgi", usage, extra);
 	if (status == 2 && argc == 1 && getenv("GATEWAY_INTERFACE")) {
 		/* A CGI run with a configuration it cannot use: say so to the
 		 * client, not only to the web server's error log (which has the
@@ -1014,6 +1059,10 @@ int main(int argc, char **argv)
 		return status;
 	/* From here on the configuration's log_level (LMSTREAM_DEBUG: debug). */
 	log_init("lmstream.fcgi", getenv("LMSTREAM_DEBUG") ? LOG_LVL_DEBUG : cfg.log_level);
+
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--deliver"))
+			return deliver_once(&cfg);
 
 	if (FCGX_Init() != 0) {
 		log_error("FCGX_Init failed");
@@ -1043,23 +1092,7 @@ int main(int argc, char **argv)
 	}
 	notify_sender_init(&cfg);
 
-	int rc = 0;
-	if (FCGX_IsCGI()) {
-		struct worker w = { .pr = &pr };
-		struct call *k = call_new();
-		if (!k) {
-			log_error("out of memory");
-			return 1;
-		}
-		worker_setup(&w);
-		k->io = (struct io){ NULL, 0 };
-		serve(&w, k);
-		fflush(stdout);
-		call_free(k);
-		worker_cleanup(&w);
-	} else {
-		rc = run_threads(&pr);
-	}
+	int rc = FCGX_IsCGI() ? serve_cgi(&pr) : run_threads(&pr);
 	deliver_thread_stop();
 	batch_free(pr.batch); /* answers the writes still queued */
 	metrics_detach();

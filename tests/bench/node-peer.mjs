@@ -3,6 +3,7 @@
 // run `npm install` there on first use), run as a benchmark peer.
 //   node tests/bench/node-peer.mjs PORT [DATA_DIR]
 // Loopback only. With DATA_DIR it uses its file-backed store, else memory.
+// PEER_WEBHOOKS=1 turns on its webhook subscriptions (the webhook workload).
 // Prints "ready <url>" on stdout once listening; stops on SIGTERM/SIGINT.
 import { DurableStreamTestServer } from '@durable-streams/server'
 
@@ -12,6 +13,7 @@ const server = new DurableStreamTestServer({
   port,
   host: '127.0.0.1',
   longPollTimeout: 30000,
+  webhooks: process.env.PEER_WEBHOOKS === '1',
   ...(dataDir ? { dataDir } : {}),
 })
 const url = await server.start()

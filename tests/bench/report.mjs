@@ -43,6 +43,7 @@ const names = {
   cgi: 'lmstream, lighttpd CGI',
   'node-memory': 'DS-Node, in memory',
   'node-file': 'DS-Node, file-backed',
+  'node-webhooks': 'DS-Node, in memory, webhooks on',
   static: 'lighttpd, static file (Range)',
   lmstream: 'lmstream-live',
   nchan: 'Nchan (nginx)',
@@ -379,6 +380,18 @@ const targets23 = []
       lm.met === null ? undefined : `${lm.shown}; Nchan: ${nc.shown}`, lm.met)
   }
   if (!hv.length) t23('subscribers held on 2 cores: 50,000 SSE, with a publisher still served (`held`)', undefined, null)
+}
+
+if (variants('webhook').length) {
+  md.push('## 9. From an append to its webhook', '', 'A webhook subscription following `bench/*` and a receiver on 127.0.0.1 that answers every delivery `{"done": true}`; then 300 times (after 20 to warm up), one append and the wait for the delivery that covers it (`tests/bench/webhook.mjs`). Latency: from sending the POST to the webhook\'s arrival, an upper bound of commit to webhook that includes the append\'s own round trip (its median is shown too). lmstream delivers from lmstream-live\'s thread alone and through lighttpd (a FastCGI worker commits, the daemon delivers), and from the CGI process itself (a detached child after its answer, no daemon). × DS-Node: the ratio of p99s.', '')
+  md.push('| system | webhook p50 ms | webhook p99 ms | append p50 ms | samples | lost | × DS-Node (p99) | runs |', '|---|---|---|---|---|---|---|---|')
+  const peer = med('webhook', 'append', 'node-webhooks', 'p99_ms')
+  for (const sy of systems('webhook', 'append')) {
+    for (const k of ['p50_ms', 'p99_ms', 'post_p50_ms']) json.medians[['webhook', 'append', sy, k].join('|')] = med('webhook', 'append', sy, k)
+    const p99 = med('webhook', 'append', sy, 'p99_ms')
+    md.push(`| ${names[sy] || sy} | ${fmt(med('webhook', 'append', sy, 'p50_ms'), 2)} | ${fmt(p99, 2)} | ${fmt(med('webhook', 'append', sy, 'post_p50_ms'), 2)} | ${fmt(med('webhook', 'append', sy, 'samples'))} | ${fmt(med('webhook', 'append', sy, 'lost'))} | ${sy === 'node-webhooks' ? '' : fx(ratio(p99, peer))} | ${runs('webhook', 'append', sy, 'p99_ms')} |`)
+  }
+  md.push('')
 }
 
 if (variants('metrics-append').length) {

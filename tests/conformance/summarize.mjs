@@ -62,7 +62,7 @@ const run = counts.passed + counts.failed
 const skipped = counts.filtered + counts.subs + counts.otherSkip
 const parts = [`Fork groups: ${counts.forkPassed} passed, ${counts.forkFailed} failed`]
 if (counts.filtered) parts.push(`${counts.filtered} filtered out by LMSTREAM_CONFORMANCE_FILTER`)
-if (counts.subs) parts.push(`${counts.subs} disabled: Reserved subscription APIs`)
+if (counts.subs) parts.push(`${counts.subs} of the subscription group not run`)
 if (counts.otherSkip) parts.push(`${counts.otherSkip} skipped by the suite`)
 console.log(
   `conformance[${name}]: ${counts.passed} passed, ${counts.failed} failed, ${skipped} skipped (${parts.join(`; `)})`
