@@ -16,7 +16,7 @@ const warm = 20
 const id = `b${process.pid}${Date.now()}`
 const stream = `bench/${id}`
 
-let waiting = null // { need: tail seq, resolve }
+let waiting = null // { need: the append's Stream-Next-Offset, resolve }
 const rx = http.createServer((q, s) => {
   const chunks = []
   q.on('data', (c) => chunks.push(c))
@@ -26,8 +26,9 @@ const rx = http.createServer((q, s) => {
     try {
       const wake = JSON.parse(Buffer.concat(chunks))
       const st = wake.streams.find((x) => x.path === stream)
-      const tail = st ? Number(st.tail_offset.split('_')[0]) : 0
-      if (waiting && tail >= waiting.need) {
+      // offsets are opaque but ordered as strings (PROTOCOL.md)
+      if (waiting && !waiting.need && st) waiting.seen.push({ tail: st.tail_offset, at })
+      if (waiting && waiting.need && st && st.tail_offset >= waiting.need) {
         const w = waiting
         waiting = null
         w.resolve(at)
@@ -44,6 +45,7 @@ const call = async (method, path, body) => {
   })
   await r.arrayBuffer()
   if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status}`)
+  return r.headers.get('stream-next-offset')
 }
 
 await call('PUT', `__ds/subscriptions/${id}`, { type: 'webhook', pattern: 'bench/*', webhook: { url: hook } })
@@ -51,10 +53,16 @@ await call('PUT', stream)
 const lat = [], post = []
 let lost = 0
 for (let i = 0; i < samples + warm; i++) {
-  const arrived = new Promise((resolve) => { waiting = { need: i + 1, resolve } })
+  let early = null // a delivery that came before the POST's answer
+  const arrived = new Promise((resolve) => { waiting = { need: null, resolve, seen: [] } })
   const t0 = performance.now()
-  await call('POST', stream, [{ i }])
+  const next = await call('POST', stream, [{ i }])
   const t1 = performance.now()
+  if (waiting) {
+    waiting.need = next
+    early = waiting.seen.find((x) => x.tail >= next)
+    if (early) { waiting.resolve(early.at); waiting = null }
+  }
   const t2 = await Promise.race([arrived, new Promise((r) => setTimeout(() => r(null), 10_000))])
   if (t2 === null) {
     lost++

@@ -66,7 +66,7 @@ function verified(keys, header, raw) {
  * order, per stream; bad: deliveries that failed verification.
  */
 function receiver(port, base, { delayMs = 0, status = 200, keys = null } = {}) {
-  const r = { base, events: new Map(), wakes: [], deliveries: 0, bad: 0, inflight: 0, maxInflight: 0, server: null }
+  const r = { base, events: new Map(), wakes: [], sigs: [], deliveries: 0, bad: 0, inflight: 0, maxInflight: 0, server: null }
   r.start = () => new Promise((resolve) => {
     r.server = http.createServer(async (q, s) => {
       const chunks = []
@@ -76,6 +76,7 @@ function receiver(port, base, { delayMs = 0, status = 200, keys = null } = {}) {
       r.maxInflight = Math.max(r.maxInflight, r.inflight)
       try {
         r.deliveries++
+        r.sigs.push(q.headers['webhook-signature'])
         if (!verified(keys || await jwksOf(r.base), q.headers['webhook-signature'], raw)) {
           r.bad++
           s.writeHead(401).end()
@@ -303,5 +304,46 @@ test('rights: admin and read over the whole pattern; wake tokens are checked and
   } finally {
     await live.stop()
     fs.rmSync(data, { recursive: true, force: true })
+  }
+})
+
+test('the signing key is in backups, and rotates with the old key still published', { timeout: 60_000 }, async () => {
+  const data = tmp('keys')
+  const backup = path.join(tmp('keys-backup'), 'b')
+  const ctl = path.join(BINDIR, 'lmstreamctl')
+  const env = { ...process.env, LMSTREAM_DATA_DIR: data }
+  let live = await startLiveAlone(data, LOOPBACK)
+  const port = await freePort()
+  let rx
+  try {
+    assert.equal((await req(live.url, 'PUT', '__ds/subscriptions/k', {
+      body: { type: 'webhook', pattern: 'k/*', webhook: { url: `http://127.0.0.1:${port}/` } },
+    })).status, 201)
+    const k1 = [...(await jwksOf(live.url)).keys()]
+    assert.equal(k1.length, 1)
+    await live.stop()
+    execFileSync(ctl, ['backup', backup], { env })
+    const k2 = execFileSync(ctl, ['webhook-key', 'rotate'], { env, encoding: 'utf8' }).trim()
+    assert.match(k2, /^ds_[A-Za-z0-9_-]{43}$/)
+    assert.notEqual(k2, k1[0])
+    live = await startLiveAlone(data, LOOPBACK)
+    assert.deepEqual(new Set((await jwksOf(live.url)).keys()), new Set([k1[0], k2]), 'both keys published')
+    rx = receiver(port, live.url)
+    await rx.start()
+    assert.equal((await req(live.url, 'PUT', 'k/a', { body: [{ n: 1 }] })).status, 201)
+    await until('a delivery', () => rx.wakes.length === 1)
+    assert.equal(rx.bad, 0)
+    assert.ok(rx.sigs[0].includes(`,kid=${k2},`), `signed with the new key: ${rx.sigs[0]}`)
+    assert.equal((await req(live.url, 'GET', '__ds/subscriptions/k')).json.webhook.signing.kid, k2)
+    await live.stop()
+    // the backup, served as it is: the key as it was then
+    live = await startLiveAlone(backup, LOOPBACK)
+    assert.ok(live.up, live.log())
+    assert.deepEqual([...(await jwksOf(live.url)).keys()], k1)
+  } finally {
+    await rx?.stop()
+    await live.stop()
+    fs.rmSync(data, { recursive: true, force: true })
+    fs.rmSync(path.dirname(backup), { recursive: true, force: true })
   }
 })
