@@ -3,9 +3,10 @@
  * Records of the store's subs database (keys are byte strings):
  *   "c/" id              the subscription: a fixed header (1 byte 'i' idle
  *                        or 'b' busy, be64 next_ms: when a deliverer must
- *                        look at it, 0 never), its pattern and '\n', then
- *                        a JSON object with its configuration and state
- *   "l/" id 0 path       a linked stream: "<kinds> <acked offset>", kinds
+ *                        look at it, 0 never, be64 its number), its pattern
+ *                        and '\n', then a JSON object with its
+ *                        configuration and state
+ *   "l/" number path     a linked stream: "<kinds> <acked offset>", kinds
  *                        1 glob, 2 explicit, 3 both
  *   "k/" kid             a webhook signing key: 32 bytes raw Ed25519,
  *                        be64 created, be64 retired (0: the active one)
@@ -40,7 +41,7 @@
 #include <string.h>
 #include <time.h>
 
-#define HDR 9                                  /* flag byte + be64 next_ms */
+#define HDR 17                                 /* flag byte, be64 next_ms, be64 number */
 #define DEFAULT_LEASE_MS 30000
 #define MIN_LEASE_MS 1000
 #define MAX_LEASE_MS 600000
@@ -80,17 +81,17 @@ static size_t key_sub(unsigned char *k, const char *id)
 	return n + 2;
 }
 
-/* "l/" id 0 (path appended when plen is not 0) */
-static size_t key_link(unsigned char *k, const char *id, const char *path, size_t plen)
+/* "l/", the subscription's number (be64), then the path (none when plen is
+ * 0: the prefix of all its links). A number, not the id, so that the
+ * longest id and the longest path fit LMDB's 511-byte keys. */
+static size_t key_link(unsigned char *k, uint64_t num, const char *path, size_t plen)
 {
-	size_t n = strlen(id);
 	memcpy(k, "l/", 2);
-	memcpy(k + 2, id, n);
-	k[2 + n] = 0;
-	memcpy(k + 3 + n, path, plen);
-	return 3 + n + plen;
+	put_be64(k + 2, num);
+	memcpy(k + 10, path, plen);
+	return 10 + plen;
 }
-#define LINK_KEY_MAX (3 + LS_MAX_SUB_ID + LS_MAX_PATH_HARD)
+#define LINK_KEY_MAX (10 + LS_MAX_PATH_HARD)
 
 /* --- a subscription in memory --------------------------------------------- */
 
@@ -98,6 +99,7 @@ struct sub {
 	char id[LS_MAX_SUB_ID + 1];
 	char busy;
 	int64_t next_ms;
+	uint64_t num;      /* keys its links (key_link), from store_new_id */
 	cJSON *j;          /* the JSON part, owned */
 };
 
@@ -147,6 +149,7 @@ static int sub_load(struct store_txn *t, const char *id, struct sub *s)
 	snprintf(s->id, sizeof s->id, "%s", id);
 	s->busy = (char)p[0];
 	s->next_ms = (int64_t)get_be64(p + 1);
+	s->num = get_be64(p + 9);
 	s->j = cJSON_ParseWithLength((const char *)nl + 1, vl - (size_t)(nl + 1 - p));
 	return s->j ? ST_OK : ST_ERROR;
 }
@@ -180,6 +183,7 @@ static int sub_store(struct store_txn *w, struct sub *s)
 	int busy = jstr(s->j, "wake") || jstr(s->j, "holder") || jnum(s->j, "due") || jnum(s->j, "att");
 	v[0] = busy ? 'b' : 'i';
 	put_be64(v + 1, (uint64_t)sub_next(s));
+	put_be64(v + 9, s->num);
 	if (pl)
 		memcpy(v + HDR, pat, pl);
 	v[HDR + pl] = '\n';
@@ -198,12 +202,12 @@ struct link {
 	struct offset acked;
 };
 
-static int link_get(struct store_txn *t, const char *id, const char *path, size_t plen, struct link *l)
+static int link_get(struct store_txn *t, uint64_t num, const char *path, size_t plen, struct link *l)
 {
 	unsigned char k[LINK_KEY_MAX];
 	const void *v;
 	size_t vl;
-	int rc = store_sub_get(t, k, key_link(k, id, path, plen), &v, &vl);
+	int rc = store_sub_get(t, k, key_link(k, num, path, plen), &v, &vl);
 	if (rc)
 		return rc;
 	const char *p = v;
@@ -214,14 +218,14 @@ static int link_get(struct store_txn *t, const char *id, const char *path, size_
 	return ST_OK;
 }
 
-static int link_put(struct store_txn *w, const char *id, const char *path, size_t plen, const struct link *l)
+static int link_put(struct store_txn *w, uint64_t num, const char *path, size_t plen, const struct link *l)
 {
 	unsigned char k[LINK_KEY_MAX];
 	char v[2 + OFFSET_LEN + 1];
 	v[0] = (char)('0' + l->kinds);
 	v[1] = ' ';
 	offset_format(v + 2, l->acked.seq, l->acked.bytes);
-	return store_sub_put(w, k, key_link(k, id, path, plen), v, 2 + OFFSET_LEN);
+	return store_sub_put(w, k, key_link(k, num, path, plen), v, 2 + OFFSET_LEN);
 }
 
 /* The tail of a stream as subscriptions see it: 0_0 when there is none. */
@@ -292,10 +296,10 @@ static int collect_link(void *vctx, const unsigned char *key, size_t klen, const
 	return 0;
 }
 
-static int linked_load(struct store_txn *t, const char *id, int64_t now, struct linked *ls)
+static int linked_load(struct store_txn *t, uint64_t num, int64_t now, struct linked *ls)
 {
 	unsigned char k[LINK_KEY_MAX];
-	struct collect c = { ls, key_link(k, id, "", 0), 0 };
+	struct collect c = { ls, key_link(k, num, "", 0), 0 };
 	memset(ls, 0, sizeof *ls);
 	int rc = store_sub_scan(t, k, c.skip, collect_link, &c);
 	if (rc == ST_OK && c.failed)
@@ -480,7 +484,7 @@ struct hook_scan {
 	const char *name;
 	size_t nlen;
 	size_t n, cap;
-	struct hook_hit { char id[LS_MAX_SUB_ID + 1]; int glob; char busy; } *v;
+	struct hook_hit { char id[LS_MAX_SUB_ID + 1]; uint64_t num; int glob; char busy; } *v;
 	int failed;
 };
 
@@ -506,6 +510,7 @@ static int hook_visit(void *vctx, const unsigned char *key, size_t klen, const v
 	size_t pl = (size_t)(nl - (p + HDR));
 	hit->glob = pl && glob_match((const char *)p + HDR, pl, h->name, h->nlen);
 	hit->busy = (char)p[0];
+	hit->num = get_be64(p + 9);
 	return 0;
 }
 
@@ -526,11 +531,11 @@ int subs_on_write(struct store_txn *w, const char *name, size_t nlen, uint64_t b
 	int64_t now = store_now_ms();
 	for (size_t i = 0; rc == ST_OK && i < h.n; i++) {
 		struct link l;
-		int lr = link_get(w, h.v[i].id, name, nlen, &l);
+		int lr = link_get(w, h.v[i].num, name, nlen, &l);
 		if (lr == ST_NOTFOUND && h.v[i].glob) {
 			/* Discovered by this write: linked before it, so it wakes. */
 			l = (struct link){ 1, { OFFSET_AT, before_seq, before_bytes } };
-			lr = link_put(w, h.v[i].id, name, nlen, &l);
+			lr = link_put(w, h.v[i].num, name, nlen, &l);
 		} else if (lr == ST_NOTFOUND) {
 			continue;
 		}
@@ -556,7 +561,7 @@ int subs_on_delete(struct store_txn *w, const char *name, size_t nlen)
 	int rc = hook_hits(w, name, nlen, &h);
 	for (size_t i = 0; rc == ST_OK && i < h.n; i++) {
 		unsigned char k[LINK_KEY_MAX];
-		rc = store_sub_del(w, k, key_link(k, h.v[i].id, name, nlen));
+		rc = store_sub_del(w, k, key_link(k, h.v[i].num, name, nlen));
 	}
 	free(h.v);
 	return rc;
@@ -989,11 +994,11 @@ static void iso_time(int64_t ms, char out[32])
 }
 
 /* Links path explicitly (kinds |= 2) at its tail, unless it is already. */
-static int link_explicit(struct store_txn *w, const char *id, const char *path, int64_t now)
+static int link_explicit(struct store_txn *w, uint64_t num, const char *path, int64_t now)
 {
 	struct link l;
 	size_t pl = strlen(path);
-	int rc = link_get(w, id, path, pl, &l);
+	int rc = link_get(w, num, path, pl, &l);
 	if (rc == ST_OK) {
 		if (l.kinds & 2)
 			return ST_OK;
@@ -1004,7 +1009,7 @@ static int link_explicit(struct store_txn *w, const char *id, const char *path, 
 	} else {
 		return rc;
 	}
-	return link_put(w, id, path, pl, &l);
+	return link_put(w, num, path, pl, &l);
 }
 
 struct names {
@@ -1051,7 +1056,7 @@ static int name_visit(void *vctx, const char *name, size_t len, const struct str
 }
 
 /* Links every existing stream the pattern matches, at its tail. */
-static int backfill(struct store_txn *w, const char *id, const char *pat, int64_t now)
+static int backfill(struct store_txn *w, uint64_t num, const char *pat, int64_t now)
 {
 	struct names ns = { .pat = pat, .now = now };
 	int rc = store_meta_scan(w, NULL, 0, name_visit, &ns);
@@ -1059,7 +1064,7 @@ static int backfill(struct store_txn *w, const char *id, const char *pat, int64_
 		rc = ST_ERROR;
 	for (size_t i = 0; rc == ST_OK && i < ns.n; i++) {
 		struct link l;
-		int lr = link_get(w, id, ns.v[i], ns.len[i], &l);
+		int lr = link_get(w, num, ns.v[i], ns.len[i], &l);
 		if (lr == ST_OK) {
 			l.kinds |= 1;
 		} else if (lr == ST_NOTFOUND) {
@@ -1068,7 +1073,7 @@ static int backfill(struct store_txn *w, const char *id, const char *pat, int64_
 			rc = lr;
 			break;
 		}
-		rc = link_put(w, id, ns.v[i], ns.len[i], &l);
+		rc = link_put(w, num, ns.v[i], ns.len[i], &l);
 	}
 	for (size_t i = 0; i < ns.n; i++)
 		free(ns.v[i]);
@@ -1082,7 +1087,7 @@ static int answer_sub(struct ctl_job *j, struct store_txn *t, const struct sub *
 {
 	struct linked ls;
 	struct keyscan ks = { 0 };
-	int rc = linked_load(t, s->id, store_now_ms(), &ls);
+	int rc = linked_load(t, s->num, store_now_ms(), &ls);
 	if (rc)
 		return rc;
 	if (jstr(s->j, "url") && (rc = key_active(t, t->write, &ks)) && rc != ST_NOTFOUND) {
@@ -1132,6 +1137,11 @@ static int put_job(struct store_txn *w, void *arg, uint64_t *key)
 	}
 	snprintf(s.id, sizeof s.id, "%s", j->q->ctl_id);
 	s.j = c;
+	if ((rc = store_new_id(w, &s.num))) {
+		sub_free(&s);
+		resp_store_error(j->resp, rc);
+		return 0;
+	}
 	char nonce[33], created[32];
 	random_hex(nonce, 16);
 	iso_time(now, created);
@@ -1145,11 +1155,11 @@ static int put_job(struct store_txn *w, void *arg, uint64_t *key)
 	const char *pat = jstr(c, "pattern");
 	cJSON_ArrayForEach(e2, cJSON_GetObjectItemCaseSensitive(c, "streams"))
 		if (!rc || rc == ST_NOTFOUND)
-			rc = link_explicit(w, s.id, e2->valuestring, now);
+			rc = link_explicit(w, s.num, e2->valuestring, now);
 	if (rc == ST_NOTFOUND)
 		rc = ST_OK;
 	if (rc == ST_OK && pat)
-		rc = backfill(w, s.id, pat, now);
+		rc = backfill(w, s.num, pat, now);
 	if (rc == ST_OK)
 		rc = sub_store(w, &s);
 	if (rc == ST_OK)
@@ -1163,13 +1173,13 @@ static int put_job(struct store_txn *w, void *arg, uint64_t *key)
 	return 1;
 }
 
-static int del_links(struct store_txn *w, const char *id)
+static int del_links(struct store_txn *w, uint64_t num)
 {
 	struct linked ls;
-	int rc = linked_load(w, id, 0, &ls);
+	int rc = linked_load(w, num, 0, &ls);
 	for (size_t i = 0; rc == ST_OK && i < ls.n; i++) {
 		unsigned char k[LINK_KEY_MAX];
-		rc = store_sub_del(w, k, key_link(k, id, ls.v[i].path, ls.v[i].len));
+		rc = store_sub_del(w, k, key_link(k, num, ls.v[i].path, ls.v[i].len));
 	}
 	linked_free(&ls);
 	return rc;
@@ -1195,7 +1205,7 @@ static int delete_job(struct store_txn *w, void *arg, uint64_t *key)
 		return 0;
 	int rc = sub_access(j, s.j, RIGHT_ADMIN, RIGHT__COUNT) ? ST_REFUSED : ST_OK;
 	unsigned char k[2 + LS_MAX_SUB_ID];
-	if (rc == ST_OK && !(rc = del_links(w, s.id)))
+	if (rc == ST_OK && !(rc = del_links(w, s.num)))
 		rc = store_sub_del(w, k, key_sub(k, s.id));
 	sub_free(&s);
 	if (rc == ST_OK) {
@@ -1236,23 +1246,23 @@ static int streams_job(struct store_txn *w, void *arg, uint64_t *key)
 		cJSON_Delete(need);
 		cJSON_ArrayForEach(e, arr)
 			if (rc == ST_OK && norm_path(e->valuestring, j->cfg, buf, sizeof buf) >= 0)
-				rc = link_explicit(w, s.id, buf, now);
+				rc = link_explicit(w, s.num, buf, now);
 	} else {
 		struct link l;
 		const char *path = j->q->ctl_path.s;
 		size_t pl = j->q->ctl_path.len;
 		if (sub_access(j, s.j, RIGHT_ADMIN, RIGHT__COUNT))
 			rc = ST_REFUSED;
-		else if ((rc = link_get(w, s.id, path, pl, &l)) == ST_NOTFOUND)
+		else if ((rc = link_get(w, s.num, path, pl, &l)) == ST_NOTFOUND)
 			rc = ST_OK;
 		else if (rc == ST_OK && (l.kinds & 2)) {
 			const char *pat = jstr(s.j, "pattern");
 			l.kinds &= ~2;
 			if (pat && glob_match(pat, strlen(pat), path, pl)) {
-				rc = link_put(w, s.id, path, pl, &l);
+				rc = link_put(w, s.num, path, pl, &l);
 			} else {
 				unsigned char k[LINK_KEY_MAX];
-				rc = store_sub_del(w, k, key_link(k, s.id, path, pl));
+				rc = store_sub_del(w, k, key_link(k, s.num, path, pl));
 			}
 		}
 	}
@@ -1291,7 +1301,7 @@ static enum proto_err apply_acks(struct store_txn *w, struct sub *s, const cJSON
 				return (*why = "each ack needs stream and offset"), E_SUB_REQUEST;
 			if (offset_parse(o, strlen(o), &off) || off.kind != OFFSET_AT)
 				return (*why = "ack offset must be an offset of the stream"), E_ACK_OFFSET;
-			int rc = link_get(w, s->id, p, pl, &l);
+			int rc = link_get(w, s->num, p, pl, &l);
 			if (rc)
 				return rc == ST_NOTFOUND ? ((*why = "unknown subscription stream"), E_ACK_OFFSET) : err_of_store(rc);
 			tail_of(w, p, pl, now, &tail);
@@ -1301,7 +1311,7 @@ static enum proto_err apply_acks(struct store_txn *w, struct sub *s, const cJSON
 				return (*why = "ack offset is beyond the stream's tail"), E_ACK_OFFSET;
 			if (pass == 1) {
 				l.acked = off;
-				if ((rc = link_put(w, s->id, p, pl, &l)))
+				if ((rc = link_put(w, s->num, p, pl, &l)))
 					return err_of_store(rc);
 			}
 		}
@@ -1348,7 +1358,7 @@ static int wake_call_job(struct store_txn *w, void *arg, uint64_t *key)
 	if (done) {
 		struct linked ls;
 		wake_clear(&s);
-		if ((rc = linked_load(w, s.id, now, &ls)) == ST_OK) {
+		if ((rc = linked_load(w, s.num, now, &ls)) == ST_OK) {
 			rearm(&s, &ls, now);
 			next = jnum(s.j, "due") != 0;
 			linked_free(&ls);
@@ -1398,7 +1408,7 @@ static int claim_job(struct store_txn *w, void *arg, uint64_t *key)
 		cJSON_AddStringToObject(x, "current_holder", holder);
 		cJSON_AddNumberToObject(x, "generation", (double)jnum(s.j, "gen"));
 		answer_error(j->resp, E_ALREADY_CLAIMED, NULL, x);
-	} else if ((rc = linked_load(w, s.id, now, &ls)) == ST_OK && !any_pending(&ls)) {
+	} else if ((rc = linked_load(w, s.num, now, &ls)) == ST_OK && !any_pending(&ls)) {
 		if (holder)
 			wake_clear(&s), rc = sub_store(w, &s);
 		answer_error(j->resp, E_NO_PENDING_WORK, NULL, NULL);
@@ -1710,7 +1720,7 @@ static int take_one(struct store_txn *w, const struct config *cfg, const char *i
 	int rc = sub_load(w, id, &s), send = 0;
 	if (rc)
 		return rc == ST_NOTFOUND ? 0 : rc;
-	if ((rc = linked_load(w, id, now, &ls))) {
+	if ((rc = linked_load(w, s.num, now, &ls))) {
 		sub_free(&s);
 		return rc;
 	}
@@ -1839,9 +1849,9 @@ int subs_attempt_end(struct store *st, const struct subs_attempt *a, int64_t now
 					struct offset o;
 					size_t pl = strlen(e->string);
 					if (cJSON_IsString(e) && !offset_parse(e->valuestring, strlen(e->valuestring), &o) &&
-					    link_get(&w, s.id, e->string, pl, &l) == ST_OK && o.seq > l.acked.seq) {
+					    link_get(&w, s.num, e->string, pl, &l) == ST_OK && o.seq > l.acked.seq) {
 						l.acked = o;
-						if ((rc = link_put(&w, s.id, e->string, pl, &l)))
+						if ((rc = link_put(&w, s.num, e->string, pl, &l)))
 							break;
 					}
 				}
@@ -1864,7 +1874,7 @@ int subs_attempt_end(struct store *st, const struct subs_attempt *a, int64_t now
 		}
 		if (!jstr(s.j, "wake") && !jstr(s.j, "holder") && rc == ST_OK) {
 			struct linked ls;
-			if ((rc = linked_load(&w, s.id, now, &ls)) == ST_OK) {
+			if ((rc = linked_load(&w, s.num, now, &ls)) == ST_OK) {
 				rearm(&s, &ls, now);
 				linked_free(&ls);
 			}

@@ -347,3 +347,25 @@ test('the signing key is in backups, and rotates with the old key still publishe
     fs.rmSync(path.dirname(backup), { recursive: true, force: true })
   }
 })
+
+test('the longest subscription id with the longest stream path', async () => {
+  const data = tmp('long')
+  const live = await startLiveAlone(data, LOOPBACK)
+  assert.ok(live.up, live.log())
+  try {
+    const id = 's'.repeat(128)
+    const p = `long/${'x'.repeat(395)}` // max_path: 400 bytes
+    assert.equal((await req(live.url, 'PUT', 'wake', { body: '[]' })).status, 201)
+    const put = await req(live.url, 'PUT', `__ds/subscriptions/${id}`, { body: { type: 'pull-wake', streams: [p], wake_stream: 'wake' } })
+    assert.equal(put.status, 201, put.text)
+    assert.equal((await req(live.url, 'PUT', `__ds/subscriptions/${'s'.repeat(129)}`, { body: { type: 'pull-wake', streams: [p], wake_stream: 'wake' } })).status, 404)
+    assert.equal((await req(live.url, 'PUT', p, { body: [{ n: 1 }] })).status, 201)
+    await until('a wake event', async () => (await req(live.url, 'GET', 'wake')).json.length === 1)
+    const claim = await req(live.url, 'POST', `__ds/subscriptions/${id}/claim`, { body: { worker: 'w' } })
+    assert.equal(claim.status, 200, claim.text)
+    assert.equal(claim.json.streams[0].path, p)
+  } finally {
+    await live.stop()
+    fs.rmSync(data, { recursive: true, force: true })
+  }
+})
