@@ -205,6 +205,28 @@ static void principal_of(const struct req *q, const struct grant *g, struct acce
 		out->has_principal = !auth_principal("u:", q->user, out->principal);
 }
 
+/* The request's credential: E_OK, with *g filled and *have set when it
+ * carries a token that verifies (none: E_OK, *have 0), or why not. */
+static enum proto_err credential(const struct proto_ctx *ctx, const struct req *q, struct grant *g, int *have,
+                                 const char **why)
+{
+	*have = 0;
+	if (!ctx->auth) {
+		*why = "no key was loaded";
+		return E_AUTH_UNAVAILABLE;
+	}
+	if (q->cred == CRED_NONE)
+		return E_OK;
+	if (q->cred_too_long) {
+		*why = "too long";
+		return E_TOKEN_INVALID;
+	}
+	if (auth_verify(ctx->auth, q->cred_token, store_now_ms(), ctx->cfg->auth_skew_s, g, why))
+		return E_TOKEN_INVALID;
+	*have = 1;
+	return E_OK;
+}
+
 enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, struct access *out,
                             struct proto_response *resp)
 {
@@ -216,21 +238,12 @@ enum proto_err access_check(const struct proto_ctx *ctx, const struct req *q, st
 	memset(out, 0, sizeof *out);
 	if (ctx->cfg->auth == AUTH_NONE)
 		return E_OK;
-	/* The control APIs decide for themselves (core/subs.c): what a
+	/* The control APIs decide for themselves (core/subs_api.c): what a
 	 * subscription needs depends on its patterns, and callbacks, acks and
 	 * releases carry a wake token, not a token of ours. */
 	if (q->ctl != CTL_NONE)
 		return E_OK;
-	if (!ctx->auth) {
-		e = E_AUTH_UNAVAILABLE;
-		why = "no key was loaded";
-	} else if (q->cred != CRED_NONE &&
-	           (q->cred_too_long || auth_verify(ctx->auth, q->cred_token, store_now_ms(), ctx->cfg->auth_skew_s, &g, &why))) {
-		e = E_TOKEN_INVALID;
-		if (q->cred_too_long)
-			why = "too long";
-	} else {
-		have_grant = q->cred != CRED_NONE;
+	if (!(e = credential(ctx, q, &g, &have_grant, &why))) {
 		e = check_needs(ctx, q, have_grant ? &g : NULL, &out->credentialed, &why);
 		if (!e && q->method == M_POST && q->has_producer)
 			principal_of(q, have_grant ? &g : NULL, out);
@@ -284,16 +297,7 @@ enum proto_err access_check_cover(const struct proto_ctx *ctx, const struct req 
 	memset(out, 0, sizeof *out);
 	if (ctx->cfg->auth == AUTH_NONE)
 		return E_OK;
-	if (!ctx->auth) {
-		e = E_AUTH_UNAVAILABLE;
-		why = "no key was loaded";
-	} else if (q->cred != CRED_NONE &&
-	           (q->cred_too_long || auth_verify(ctx->auth, q->cred_token, store_now_ms(), ctx->cfg->auth_skew_s, &g, &why))) {
-		e = E_TOKEN_INVALID;
-		if (q->cred_too_long)
-			why = "too long";
-	} else {
-		have_grant = q->cred != CRED_NONE;
+	if (!(e = credential(ctx, q, &g, &have_grant, &why))) {
 		for (size_t i = 0; i < n && !e; i++) {
 			e = covers(ctx, q, have_grant ? &g : NULL, need[i].right, need[i].pattern, need[i].len,
 			           &out->credentialed);
