@@ -747,8 +747,6 @@ static int claim_job(struct store_txn *w, void *arg, uint64_t *key)
 		cJSON_AddNumberToObject(x, "generation", (double)sj_num(s.j, "gen"));
 		answer_error(j->resp, E_ALREADY_CLAIMED, NULL, x);
 	} else if ((rc = linked_load(w, s.num, now, &ls)) == ST_OK && !links_pending(&ls)) {
-		if (holder)
-			wake_clear(&s), rc = sub_store(w, &s);
 		answer_error(j->resp, E_NO_PENDING_WORK, NULL, NULL);
 	} else if (rc == ST_OK) {
 		char token[128];
