@@ -19,13 +19,21 @@
 //     their live readers get every message. Readers of the dead node's
 //     stream (the official client @durable-streams/client over SSE and
 //     long-poll, www/lmstream.js over long-poll in Node and over SSE in
-//     Chromium) retry no faster than Retry-After: an attempt starts at least
-//     4.9 s after the answer to the one before, an attempt being the requests
-//     of one reconnection (each less than 1 s after the answer to the one
+//     Chromium) retry no faster than Retry-After: every 503 carries one, and
+//     an attempt starts no sooner than the Retry-After of the answers to the
+//     one before (less 0.1 s) after them, an attempt being the requests of
+//     one reconnection (each less than 1 s after the answer to the one
 //     before, at most two: the SSE request and the catch-up read that learns
 //     why it failed). Once the node is back (SIGUSR1 to deploy/run starts it
 //     on its data) they resume from their offsets: each ends with exactly the
 //     stream, nothing lost or doubled.
+//   * Adding a node, as README ("Several machines") says: the cluster started
+//     again with --nodes 4 keeps every stream where it was; a bucket marked
+//     "moving" in buckets.map (SIGHUP) answers 503 with Retry-After while
+//     deploy/haproxy/buckets --move-to node4 moves its streams; after the
+//     next SIGHUP they are on node4 only, with their offsets and producer
+//     state, and their readers (lmstream.js, the official client) end with
+//     exactly the stream.
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -47,13 +55,14 @@ const JSON_CT = 'application/json'
 const netnsTag = `${process.pid}`
 
 let cluster // { url, nodes: { node1: { url, pid } }, token, child, log, pid }
-let netnsArgs = []
+let netns = null // { names: [...], addrs: [...] }: four namespaces, or null (loopback)
 
-function startCluster(root) {
+function startCluster(root, nodes = 3) {
   const conf = path.join(root, 'lmstream.conf')
   fs.writeFileSync(conf, 'auth = token\nlong_poll_timeout = 3000\n')
-  const args = ['--server', 'cluster', '--nodes', '3', '--port', '0', '--data', path.join(root, 'data'),
-    '--config', conf, ...netnsArgs]
+  const args = ['--server', 'cluster', '--nodes', String(nodes), '--port', '0', '--data', path.join(root, 'data'),
+    '--config', conf]
+  if (netns) args.push('--netns', netns.names.slice(0, nodes).join(' '), '--node-addrs', netns.addrs.slice(0, nodes).join(' '))
   const child = spawn('setpriv', ['--pdeathsig', 'TERM', '--', RUN, ...args],
     { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   let log = ''
@@ -141,9 +150,9 @@ let root
 before(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'lmstream-cluster-'))
   try {
-    const out = execFileSync(NETNS, ['up', '3'], { env: { ...process.env, LMSTREAM_NETNS_TAG: netnsTag } }).toString()
+    const out = execFileSync(NETNS, ['up', '4'], { env: { ...process.env, LMSTREAM_NETNS_TAG: netnsTag } }).toString()
     const m = /--netns '([^']*)' --node-addrs '([^']*)'/.exec(out)
-    if (m) netnsArgs = ['--netns', m[1], '--node-addrs', m[2]]
+    if (m) netns = { names: m[1].split(' '), addrs: m[2].split(' ') }
   } catch {
     process.stderr.write('cluster test: no network namespaces here; nodes on loopback ports\n')
   }
@@ -152,11 +161,16 @@ before(async () => {
   assert.deepEqual(Object.keys(cluster.nodes).sort(), ['node1', 'node2', 'node3'])
 })
 
-after(async () => {
+async function stopCluster() {
   if (cluster?.child && cluster.child.exitCode === null) {
+    const exited = new Promise((r) => cluster.child.once('exit', r))
     cluster.child.kill('SIGTERM')
-    await Promise.race([new Promise((r) => cluster.child.once('exit', r)), sleep(20_000)])
+    await Promise.race([exited, sleep(20_000)])
   }
+}
+
+after(async () => {
+  await stopCluster()
   try { execFileSync(NETNS, ['down'], { env: { ...process.env, LMSTREAM_NETNS_TAG: netnsTag } }) } catch {}
   if (!process.env.LMSTREAM_KEEP_DATA) fs.rmSync(root, { recursive: true, force: true })
 })
@@ -234,6 +248,7 @@ function recordingFetch(st) {
     try {
       const res = await fetch(input, init)
       entry.status = res.status
+      entry.retryAfter = Number(res.headers.get('retry-after')) || 0
       entry.end = Date.now()
       return res
     } catch (e) {
@@ -305,7 +320,10 @@ async function browserReader(name, url) {
     entries.set(r, e)
     st.requests.push(e)
   })
-  page.on('response', (r) => { const e = entries.get(r.request()); if (e) { e.status = r.status(); e.end = Date.now() } })
+  page.on('response', (r) => {
+    const e = entries.get(r.request())
+    if (e) { e.status = r.status(); e.retryAfter = Number(r.headers()['retry-after']) || 0; e.end = Date.now() }
+  })
   page.on('requestfailed', (r) => { const e = entries.get(r); if (e && e.status === null) { e.status = 'error'; e.end = Date.now() } })
   await page.goto(`${cluster.url}/lmstream.js`)
   await page.addScriptTag({ url: '/lmstream.js' })
@@ -325,7 +343,8 @@ async function browserReader(name, url) {
  * Attempts of a reader while a stream's node was down: from its first 503 to
  * its first answer that is not one, requests that start less than 1 s after
  * the answer to the one before make one attempt. Returns [{ t: when its
- * first request started, end: when its last answer came, requests }].
+ * first request started, end: when its last answer came, requests,
+ * retryAfter: the largest Retry-After (s) of its answers }].
  */
 function attemptsWhileDown(st) {
   const reqs = st.requests.slice().sort((x, y) => x.t - y.t)
@@ -336,9 +355,10 @@ function attemptsWhileDown(st) {
   const attempts = []
   let prev = -Infinity
   for (const r of reqs.slice(first, last + 1)) {
-    if (r.t - prev >= 1000) attempts.push({ t: r.t, requests: 0 })
+    if (r.t - prev >= 1000) attempts.push({ t: r.t, requests: 0, retryAfter: 0 })
     const a = attempts[attempts.length - 1]
     a.requests++
+    a.retryAfter = Math.max(a.retryAfter, r.retryAfter || 0)
     a.end = r.end ?? r.t
     prev = a.end
   }
@@ -422,15 +442,21 @@ test(`a node killed for ${OUTAGE_MS / 1000} s: 503 with Retry-After for its stre
       const starts = attempts.map((a) => a.t)
       // from the answer that said Retry-After to the next attempt
       const gaps = attempts.slice(1).map((a, k) => a.t - attempts[k].end)
-      report.push(`${r.name}: ${r.requests.length} requests, ${starts.length} attempts while down, gaps ${gaps.map((g) => (g / 1000).toFixed(1)).join(' ')} s`)
+      report.push(`${r.name}: ${r.requests.length} requests, ${starts.length} attempts while down, gaps ${gaps.map((g) => (g / 1000).toFixed(1)).join(' ')} s` +
+        ` (Retry-After ${attempts.map((a) => a.retryAfter).join(' ')})`)
       // every request from 2 s before the kill, for a failure's message: start+duration(status) in s
       const trace = r.requests.filter((q) => q.t >= tKill - 2000)
-        .map((q) => `${((q.t - tKill) / 1000).toFixed(2)}+${(((q.end ?? q.t) - q.t) / 1000).toFixed(2)}(${q.status})`).join(' ')
+        .map((q) => `${((q.t - tKill) / 1000).toFixed(2)}+${(((q.end ?? q.t) - q.t) / 1000).toFixed(2)}(${q.status}${q.retryAfter ? ` ra ${q.retryAfter}` : ''})`).join(' ')
       assert.ok(starts.length >= 2, `${r.name} tried again while the node was down:\n${report.join('\n')}`)
       assert.ok(starts[0] < tBack, `${r.name}: its first 503 came while the node was down`)
       // (at most a reconnection and the catch-up read that learns why it failed)
       assert.ok(attempts.every((a) => a.requests <= 2), `${r.name}: an attempt of more than 2 requests:\n${report.join('\n')}\n${trace}`)
-      for (const g of gaps) assert.ok(g >= RETRY_AFTER_S * 1000 - 100, `${r.name}: retried after ${g} ms, sooner than Retry-After:\n${report.join('\n')}\n${trace}`)
+      // every 503 said when to come back: HAProxy's 5 s, or 1 s from the node's own
+      // lighttpd for a request under way when its backends died first
+      assert.ok(r.requests.every((q) => q.status !== 503 || q.retryAfter > 0), `${r.name}: a 503 without Retry-After\n${trace}`)
+      assert.ok(attempts.some((a) => a.retryAfter === RETRY_AFTER_S), `${r.name}: HAProxy's 503 (Retry-After ${RETRY_AFTER_S})\n${trace}`)
+      gaps.forEach((g, k) => assert.ok(g >= attempts[k].retryAfter * 1000 - 100,
+        `${r.name}: retried ${g} ms after an answer with Retry-After ${attempts[k].retryAfter}:\n${report.join('\n')}\n${trace}`))
     }
     process.stderr.write(`cluster test, readers of the stream on the killed node:\n  ${report.join('\n  ')}\n`)
 
@@ -440,5 +466,77 @@ test(`a node killed for ${OUTAGE_MS / 1000} s: 503 with Retry-After for its stre
     assert.deepEqual(await holders(V), [victim])
   } finally {
     for (const r of [...readers, survivor]) await r.stop()
+  }
+})
+
+test('adding a node: a bucket marked moving answers 503 while its streams move to the new node, with their offsets; readers resume exactly', { timeout: 180_000 }, async () => {
+  const dataDir = path.join(root, 'data')
+  const buckets = path.join(REPO_ROOT, 'deploy', 'haproxy', 'buckets')
+  const where = (name) => execFileSync(buckets, ['--data', dataDir, name]).toString().trim().split('\t')
+  // a prefix on node1 and another prefix of node1 in another bucket, which stays
+  const mp = PREFIXES.find((p) => nodeOf.get(p) === 'node1')
+  const bucket = where(mp)[2].replace('bucket ', '')
+  const stay = PREFIXES.find((p) => nodeOf.get(p) === 'node1' && where(p)[2] !== `bucket ${bucket}`)
+  const M = `${STREAM_PREFIX}${mp}/moved`
+  const ct = { 'Content-Type': JSON_CT }
+  const append = async (i, seq = i) => {
+    const r = await req('POST', M, { headers: { ...ct, 'Producer-Id': `mover-${tag}`, 'Producer-Epoch': '0', 'Producer-Seq': String(seq) }, body: JSON.stringify({ i }) })
+    assert.ok(r.status === 200 || r.status === 204, `POST ${M} ${i}: ${r.status} ${r.text}`)
+    return r
+  }
+
+  await stopCluster()
+  cluster = await startCluster(root, 4)
+  assert.deepEqual(Object.keys(cluster.nodes).sort(), ['node1', 'node2', 'node3', 'node4'])
+  // every stream where it was: the map gives node4 nothing yet
+  for (const pre of PREFIXES.slice(0, 12)) {
+    assert.equal((await req('HEAD', `${STREAM_PREFIX}${pre}/s`)).node, nodeOf.get(pre), `${pre} after the restart with 4 nodes`)
+  }
+  assert.equal((await req('PUT', M, { headers: ct })).status, 201)
+  for (let i = 0; i < 5; i++) await append(i)
+  const before = (await req('HEAD', M)).headers.get('stream-next-offset')
+
+  const readers = [
+    officialReader('official client, SSE', cluster.url + M, 'sse'),
+    await lmstreamJsReader('lmstream.js, long-poll (Node)', cluster.url + M),
+  ]
+  try {
+    await until('the readers to have 5 messages', () => readers.every((r) => r.items.length >= 5), 30_000)
+    const settled = () => (cluster.log().match(/HAProxy: the process before the reload has finished/g) || []).length
+    const reload = async () => {
+      const n = settled()
+      process.kill(cluster.pid, 'SIGHUP')
+      await until('HAProxy to reload, and its old process to finish', () => settled() > n, 30_000)
+    }
+    const map = path.join(dataDir, 'buckets.map')
+    fs.writeFileSync(map, fs.readFileSync(map, 'utf8').replace(new RegExp(`^${bucket} node1$`, 'm'), `${bucket} moving`))
+    await reload()
+    const r = await req('GET', `${M}?offset=-1`)
+    assert.equal(r.status, 503, 'a stream of a moving bucket')
+    assert.equal(r.headers.get('retry-after'), String(RETRY_AFTER_S))
+    assert.equal((await req('GET', `${STREAM_PREFIX}${stay}/s?offset=-1`)).status, 200, 'another bucket of the same node is served meanwhile')
+    await sleep(RETRY_AFTER_S * 1000 + 1000) // (an operator's pace: the readers meet the 503)
+    const out = execFileSync(buckets, ['--data', dataDir, '--move-to', 'node4']).toString()
+    assert.match(out, new RegExp(`moved ${mp}/moved \\(bucket ${bucket}\\) from node1 to node4`))
+    await reload()
+
+    const h = await req('HEAD', M)
+    assert.equal(h.status, 200)
+    assert.equal(h.node, 'node4')
+    assert.equal(h.headers.get('stream-next-offset'), before, 'the same offsets on the new node')
+    assert.deepEqual(await holders(M), ['node4'])
+    assert.deepEqual(await holders(`${STREAM_PREFIX}${stay}/s`), ['node1'], 'the other bucket stayed')
+    // the producer's state came along: a retry of its last append is a duplicate
+    assert.equal((await append(4, 4)).status, 204)
+    for (let i = 5; i < 10; i++) await append(i)
+    await until('the readers to have the 10 messages', () => readers.every((r) => r.items.length >= 10), 60_000)
+    await sleep(1000)
+    for (const rd of readers) assert.deepEqual(rd.items.map((m) => m.i), [...Array(10).keys()], `${rd.name}: every message once, in order`)
+    // (a long-poll reader asks again every few seconds, so it met the 503 of
+    // the move; an SSE response that began before stays on the old HAProxy
+    // process until its stream is deleted on node1)
+    assert.ok(readers[1].requests.some((q) => q.status === 503), 'the long-poll reader met the move (503)')
+  } finally {
+    for (const rd of readers) await rd.stop()
   }
 })
