@@ -34,6 +34,8 @@
 //     next SIGHUP they are on node4 only, with their offsets and producer
 //     state, and their readers (lmstream.js, the official client) end with
 //     exactly the stream.
+//   * SIGTERM to deploy/run stops every process of the cluster (HAProxy, each
+//     node's lighttpd, workers and lmstream-live), none left behind.
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -61,7 +63,7 @@ function startCluster(root, nodes = 3) {
   const conf = path.join(root, 'lmstream.conf')
   fs.writeFileSync(conf, 'auth = token\nlong_poll_timeout = 3000\n')
   const args = ['--server', 'cluster', '--nodes', String(nodes), '--port', '0', '--data', path.join(root, 'data'),
-    '--config', conf]
+    '--config', conf, '--rundir', path.join(root, 'run')]
   if (netns) args.push('--netns', netns.names.slice(0, nodes).join(' '), '--node-addrs', netns.addrs.slice(0, nodes).join(' '))
   const child = spawn('setpriv', ['--pdeathsig', 'TERM', '--', RUN, ...args],
     { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -539,4 +541,15 @@ test('adding a node: a bucket marked moving answers 503 while its streams move t
   } finally {
     for (const rd of readers) await rd.stop()
   }
+})
+
+test('stopping the cluster (SIGTERM) stops every process it started, nodes and HAProxy', async () => {
+  const mine = () => fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid).filter((d) => {
+    try { return fs.readFileSync(`/proc/${d}/environ`, 'latin1').includes(root) || fs.readFileSync(`/proc/${d}/cmdline`, 'latin1').includes(root) } catch { return false }
+  })
+  assert.ok(mine().length > 0, 'the cluster runs')
+  await stopCluster()
+  assert.notEqual(cluster.child.exitCode, null, 'deploy/run exited')
+  await until('no process of the cluster left', () => mine().length === 0, 10_000).catch(() => {})
+  assert.deepEqual(mine().map((d) => fs.readFileSync(`/proc/${d}/cmdline`, 'latin1').replace(/\0/g, ' ')), [])
 })
