@@ -487,6 +487,7 @@ test('adding a node: a bucket marked moving answers 503 while its streams move t
     return r
   }
 
+  assert.equal(cluster.child.exitCode, null, `the cluster still runs:\n${cluster.log().slice(-3000)}`)
   await stopCluster()
   cluster = await startCluster(root, 4)
   assert.deepEqual(Object.keys(cluster.nodes).sort(), ['node1', 'node2', 'node3', 'node4'])
