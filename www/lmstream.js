@@ -26,6 +26,8 @@
 //   err.reason (the server's one-line reason), err.stopped (true when it waits for resync()), err.retryIn (ms).
 //   EventSource shows no status: when it fails before opening (and before reopening it after a refusal), one
 //   catch-up read with the same credentials tells a refusal from other failures.
+// 503 (or any failure) with Retry-After, as from a web server whose backend is restarting or HAProxy whose node
+// is down: the next request of follow() or producer() waits at least that long, on every rung of the ladder.
 ;(function (root) {
   'use strict'
 
@@ -46,6 +48,13 @@
       function done () { clearTimeout(t); if (signal) signal.removeEventListener('abort', done); resolve() }
       if (signal) signal.addEventListener('abort', done)
     })
+  }
+
+  // A Retry-After header (seconds, or an HTTP date) in ms, at most 10 minutes; 0 when absent or unreadable.
+  function retryAfterMs (value) {
+    if (!value) return 0
+    const ms = /^\d+$/.test(value.trim()) ? Number(value.trim()) * 1000 : Date.parse(value) - Date.now()
+    return Number.isFinite(ms) && ms > 0 ? Math.min(ms, 600000) : 0
   }
 
   // The ms until the exp of a JWT, Infinity for a token that is not one (or none): it is sent as it is.
@@ -310,6 +319,7 @@
       const e = new Error('HTTP ' + res.status + (reason ? ': ' + reason : ''))
       e.status = res.status
       e.reason = reason
+      e.retryAfter = retryAfterMs(res.headers.get('Retry-After'))
       return e
     }
 
@@ -427,7 +437,8 @@
       const tok = await token()
       if (stopper.signal.aborted) return failed // closed while the token function ran
       const r = await runSse(tok)
-      if (checked && !r.opened && !r.progressed && !sentStale && !stopper.signal.aborted) await check()
+      // (not opened: one catch-up read learns why, e.g. a 503 and its Retry-After)
+      if (!r.opened && !r.progressed && !sentStale && !stopper.signal.aborted) await check()
       return r
     }
 
@@ -491,7 +502,10 @@
           delay = r.wait
           continue
         }
-        if (tried !== level) { delay = 0; continue } // a failed probe: back to the rung that works, at once
+        // A server that said when to come back (503 and Retry-After: a node or a backend is down) is asked
+        // no sooner, whatever the rung.
+        const notBefore = (r.error && r.error.retryAfter) || 0
+        if (tried !== level) { delay = notBefore; continue } // a failed probe: back to the rung that works, at once
         failures++
         levelFailures++
         // Go one rung down when this one keeps failing, or at once when SSE connects but stays silent.
@@ -506,6 +520,7 @@
           const d = Math.min(backoffMax, backoffMin * Math.pow(2, failures - 1))
           delay = d / 2 + Math.random() * d / 2 // jitter: tabs of many users do not return in step
         }
+        delay = Math.max(delay, notBefore)
         setState(root.navigator && root.navigator.onLine === false ? 'offline' : r.missing ? 'waiting' : 'reconnecting', LEVELS[level])
       }
     }
@@ -730,7 +745,7 @@
           if (res) api.lastError = 'HTTP ' + res.status
           changed()
           waker = new AbortController()
-          await sleep(delay / 2 + Math.random() * delay / 2, waker.signal)
+          await sleep(Math.max(delay / 2 + Math.random() * delay / 2, retryAfterMs(res && res.headers.get('Retry-After'))), waker.signal)
           waker = null
           delay = Math.min(delay * 2, backoffMax)
         }

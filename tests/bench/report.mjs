@@ -408,6 +408,25 @@ if (variants('metrics-append').length) {
   md.push('')
 }
 
+if (variants('cluster-append').length || variants('cluster-read').length) {
+  md.push('## 9. The hop through HAProxy', '', 'Three deployments at once, each on a data directory of its own: one lighttpd node alone (`deploy/run --server lighttpd`), the same node behind HAProxy (`deploy/run --server cluster --nodes 1`: what the hop costs), and three nodes behind HAProxy (`--nodes 3`, on the same cores: the routing cost, not scaling); each repetition measures all three in turn, in a rotating order. Appends: `publish`, 16 connections over 100 JSON streams, 100-byte messages; reads: wrk, 16 connections, `GET ?offset=X` of one small message. Added per request: C / rate − C / rate of the node alone (C = 16 connections: the mean time a request takes, by Little\'s law); Δ p50 likewise.', '')
+  md.push('| system | appends/s | × alone | append p50 ms | added per append ms | Δ p50 ms | reads/s | × alone | read p50 ms | added per read ms | Δ p50 ms | errors | runs |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+  const C = 16
+  const cnames = { lighttpd: 'one node alone (lighttpd)', cluster1: 'the node behind HAProxy', cluster3: '3 nodes behind HAProxy' }
+  const added = (r, r0) => (r && r0 ? (C / r - C / r0) * 1000 : undefined)
+  const diff = (a, b) => (a !== undefined && b !== undefined ? a - b : undefined)
+  for (const sys of ['lighttpd', 'cluster1', 'cluster3']) {
+    const a = med('cluster-append', '100 streams', sys, 'appends_s'), a0 = med('cluster-append', '100 streams', 'lighttpd', 'appends_s')
+    const rd = med('cluster-read', 'tiny', sys, 'reads_s'), rd0 = med('cluster-read', 'tiny', 'lighttpd', 'reads_s')
+    const ap50 = med('cluster-append', '100 streams', sys, 'p50_ms'), rp50 = med('cluster-read', 'tiny', sys, 'p50_ms')
+    for (const [w, v, k] of [['cluster-append', '100 streams', 'appends_s'], ['cluster-append', '100 streams', 'p50_ms'], ['cluster-read', 'tiny', 'reads_s'], ['cluster-read', 'tiny', 'p50_ms']]) json.medians[[w, v, sys, k].join('|')] = med(w, v, sys, k)
+    const errs = (med('cluster-append', '100 streams', sys, 'errors') || 0) + (med('cluster-read', 'tiny', sys, 'errors') || 0)
+    const base = sys === 'lighttpd'
+    md.push(`| ${cnames[sys]} | ${fmt(a)} | ${fx(ratio(a, a0))} | ${fmt(ap50, 2)} | ${base ? '' : fmt(added(a, a0), 3)} | ${base ? '' : fmt(diff(ap50, med('cluster-append', '100 streams', 'lighttpd', 'p50_ms')), 3)} | ${fmt(rd)} | ${fx(ratio(rd, rd0))} | ${fmt(rp50, 2)} | ${base ? '' : fmt(added(rd, rd0), 3)} | ${base ? '' : fmt(diff(rp50, med('cluster-read', 'tiny', 'lighttpd', 'p50_ms')), 3)} | ${fmt(errs)} | ${runs('cluster-append', '100 streams', sys, 'appends_s')}/${runs('cluster-read', 'tiny', sys, 'reads_s')} |`)
+  }
+  md.push('')
+}
+
 if (variants('auth-append').length || variants('auth-read').length || variants('auth-verify').length) {
   md.push('## 7. What tokens cost', '', 'Three deployments of each system at once, on copies of one data directory: `auth = none`, `auth = token` (an HS256 secret and an EC P-256 public key in `auth_key`), and `auth = token` with `LMSTREAM_BENCH_NO_AUTH_CACHE=1` (every request verifies its token); each repetition measures every mode in turn, in a rotating order. Each request carries the mode\'s token in `Authorization: Bearer` (one token for every request, as a browser or a producer sends it). Appends: `publish`, 16 connections, 100-byte JSON messages; reads: wrk, 16 connections, `GET ?offset=X` at random offsets of a small stream (100 messages of 100 bytes). × none: the ratio to `auth = none` of the same system.', '')
   const modeNames = { none: 'auth = none', hs256: 'token, HS256', es256: 'token, ES256', 'hs256-nocache': 'token, HS256, no cache', 'es256-nocache': 'token, ES256, no cache' }

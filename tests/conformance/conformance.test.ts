@@ -13,8 +13,7 @@
 //                         must let webhooks call the suite's receiver on
 //                         127.0.0.1: subscriptions_allow_loopback = on).
 //
-// Normally invoked through tests/conformance/run, which also applies the
-// test-name filter that excludes the `Fork - ...` groups.
+// Normally invoked through tests/conformance/run.
 
 // The suite calls the global fetch; wrap it before the suite is loaded.
 const token = process.env.LMSTREAM_TOKEN
@@ -24,6 +23,25 @@ if (token) {
     const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined))
     if (!headers.has(`authorization`)) headers.set(`authorization`, `Bearer ${token}`)
     return plainFetch(input, { ...init, headers })
+  }
+}
+// Through HAProxy in front of several nodes (deploy/run --server cluster), a
+// fork whose source lives on another node is refused with 409 "source on
+// another node". LMSTREAM_CROSS_NODE_LOG names a file that gets the full name
+// of each test that received such an answer, one a line, so that
+// summarize.mjs can tell those refusals from real failures.
+const crossNodeLog = process.env.LMSTREAM_CROSS_NODE_LOG
+if (crossNodeLog) {
+  const { appendFileSync } = await import(`node:fs`)
+  const { expect } = await import(`vitest`)
+  const innerFetch = globalThis.fetch
+  globalThis.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
+    const res = await innerFetch(input, init)
+    if (res.status === 409 && !res.headers.has(`x-lmstream-node`) &&
+        (await res.clone().text()).trim() === `source on another node`) {
+      appendFileSync(crossNodeLog, `${expect.getState().currentTestName ?? `?`}\n`)
+    }
+    return res
   }
 }
 const { runConformanceTests } = await import(`@durable-streams/server-conformance-tests`)
