@@ -9,6 +9,7 @@
 // (wake_ms: the median time from an append to its last client; ok=0 when a
 // client missed or doubled a message).
 import { execFileSync } from 'node:child_process'
+import http from 'node:http'
 
 const [url, origin, vdir, nArg, mArg] = process.argv.slice(2)
 const N = Number(nArg), M = Number(mArg)
@@ -16,6 +17,21 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const backendReq = () => Number(/MAIN\.backend_req\s+(\d+)/.exec(
   execFileSync('varnishstat', ['-n', vdir, '-1', '-f', 'MAIN.backend_req']).toString())[1])
 
+// one keep-alive connection per client at most (fetch may open more than
+// one per client while the old ones close, and 10,000 clients are near the
+// descriptor limit)
+const agent = new http.Agent({ keepAlive: true, maxSockets: N, maxFreeSockets: N })
+function get (u) {
+  return new Promise((resolve, reject) => {
+    http.get(u, { agent }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => { body += c })
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }))
+      res.on('error', reject)
+    }).on('error', reject)
+  })
+}
 const ct = { 'content-type': 'text/plain' }
 const put = await fetch(origin, { method: 'PUT', headers: ct })
 if (put.status !== 201) throw new Error(`PUT ${origin}: ${put.status}`)
@@ -27,9 +43,9 @@ async function client (i) {
   while (!stop) {
     let res
     try {
-      res = await fetch(`${url}?offset=${offset}&live=long-poll${cursor ? `&cursor=${cursor}` : ''}`)
+      res = await get(`${url}?offset=${offset}&live=long-poll${cursor ? `&cursor=${cursor}` : ''}`)
     } catch { errors++; await sleep(200); continue }
-    const body = await res.text()
+    const body = res.body
     if (res.status === 200) {
       for (const m of body.split('\n').filter(Boolean)) {
         if (m !== `m${got[i]}`) bad++
@@ -38,8 +54,8 @@ async function client (i) {
     } else if (res.status === 204) {
       if (i === 0) timeouts0++
     } else { errors++; await sleep(200); continue }
-    offset = res.headers.get('stream-next-offset') || offset
-    cursor = res.headers.get('stream-cursor') || cursor
+    offset = res.headers['stream-next-offset'] || offset
+    cursor = res.headers['stream-cursor'] || cursor
   }
 }
 const loops = []
