@@ -31,8 +31,8 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { REPO_ROOT, STREAM_PREFIX, sleep, until } from '../integration/lib/server.mjs'
+import { startDeployRun } from './deploy-run.mjs'
 
-const RUN = path.join(REPO_ROOT, 'deploy', 'run')
 const VCL = path.join(REPO_ROOT, 'deploy', 'varnish', 'lmstream.vcl')
 const BINDIR = process.env.LMSTREAM_BINDIR || path.join(REPO_ROOT, 'src')
 const CTL = path.join(BINDIR, 'lmstreamctl')
@@ -47,35 +47,20 @@ const TEXT = { 'Content-Type': 'text/plain' }
 let cluster // { url, haproxy, varnishDir, child, log, key }
 let root
 
-function startCluster() {
+async function startCluster() {
   const conf = path.join(root, 'lmstream.conf')
   fs.writeFileSync(conf, `auth = token\nlong_poll_timeout = ${LONG_POLL_MS}\npublic_read = ${PUB}/**\npublic_write = ${PUB}/**\n`)
   const args = ['--server', 'cluster', '--nodes', '2', '--port', '0', '--data', path.join(root, 'data'),
     '--config', conf, '--rundir', path.join(root, 'run')]
-  const child = spawn('setpriv', ['--pdeathsig', 'TERM', '--', RUN, ...args],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  let log = ''
-  const add = (c) => { log += c.toString('utf8'); if (log.length > 1 << 20) log = log.slice(-(1 << 19)) }
-  child.stdout.on('data', add)
-  child.stderr.on('data', add)
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`cluster not ready in 90 s:\n${log.slice(-4000)}`)), 90_000)
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`deploy/run exited (${code}):\n${log.slice(-4000)}`)) })
-    const poll = setInterval(() => {
-      const m = /lmstream: ready on (http:\/\/\S+) \(server=cluster, cache=varnish/.exec(log)
-      if (!m) return
-      clearInterval(poll)
-      clearTimeout(timer)
-      resolve({
-        url: m[1],
-        haproxy: /lmstream: HAProxy on (http:\/\/\S+)/.exec(log)[1],
-        varnishDir: /varnishstat -n (\S+)\)/.exec(log)[1],
-        child,
-        log: () => log,
-        key: path.join(root, 'data', 'auth.key'),
-      })
-    }, 100)
-  })
+  const c = await startDeployRun(args)
+  const log = c.log()
+  assert.match(log, /\(server=cluster, cache=varnish/)
+  return {
+    ...c,
+    haproxy: /lmstream: HAProxy on (http:\/\/\S+)/.exec(log)[1],
+    varnishDir: /varnishstat -n (\S+)\)/.exec(log)[1],
+    key: path.join(root, 'data', 'auth.key'),
+  }
 }
 
 function token(sub, read, write = read, admin = null) {
