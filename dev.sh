@@ -19,7 +19,7 @@ BUILD_PKGS="build-essential autoconf automake pkg-config liblmdb-dev libfcgi-dev
 	libmicrohttpd-dev libcjson-dev libjwt-dev libssl-dev libcurl4-openssl-dev openssl curl"
 RUN_PKGS="lighttpd lighttpd-modules-lua"
 TEST_PKGS="apache2 libapache2-mod-fcgid valgrind chromium lmdb-utils psmisc procps strace
-	lighttpd-mod-openssl mandoc dpkg-dev debhelper lintian prometheus wrk haproxy iproute2"
+	lighttpd-mod-openssl mandoc dpkg-dev debhelper lintian prometheus wrk haproxy varnish iproute2"
 
 # apt_install PKG...: installs the packages that are not installed yet.
 apt_install() {

@@ -21,7 +21,11 @@ vcl 4.1;
 #   - Varnish's own failures answer 503 with Retry-After and one line.
 #
 # The backend is given by variables substituted when the file is rendered:
-# LMSTREAM_ORIGIN_HOST and LMSTREAM_ORIGIN_PORT.
+# LMSTREAM_ORIGIN_HOST and LMSTREAM_ORIGIN_PORT, and LMSTREAM_LIVE_TIMEOUT
+# (seconds: longer than long_poll_timeout and than the SSE heartbeat).
+#
+# Every ban tests obj.http.* only, so Varnish's ban lurker retires them in
+# the background instead of each lookup testing them.
 
 import std;
 
@@ -29,10 +33,10 @@ backend origin {
 	.host = "${LMSTREAM_ORIGIN_HOST}";
 	.port = "${LMSTREAM_ORIGIN_PORT}";
 	.connect_timeout = 2s;
-	# a long-poll waits up to long_poll_timeout (20 s by default) for data
-	.first_byte_timeout = 65s;
+	# a long-poll waits up to long_poll_timeout for data
+	.first_byte_timeout = ${LMSTREAM_LIVE_TIMEOUT}s;
 	# an SSE response sends a heartbeat every few seconds
-	.between_bytes_timeout = 65s;
+	.between_bytes_timeout = ${LMSTREAM_LIVE_TIMEOUT}s;
 }
 
 sub vcl_recv {
@@ -71,7 +75,9 @@ sub vcl_backend_response {
 	}
 	set beresp.http.x-lmstream-path = regsub(bereq.url, "\?.*$", "");
 	if (beresp.http.Stream-Up-To-Date) {
+		# the tail: never served past its max-age (no grace)
 		set beresp.http.x-lmstream-tail = "1";
+		set beresp.grace = 0s;
 	}
 	if (bereq.url ~ "[?&]live=long-poll" && beresp.status == 204) {
 		# the long-poll's timeout: kept 1 s for the waiters of this cursor

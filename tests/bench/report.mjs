@@ -427,6 +427,23 @@ if (variants('cluster-append').length || variants('cluster-read').length) {
   md.push('')
 }
 
+if (variants('varnish-catchup').length || variants('varnish-longpoll').length) {
+  md.push('## 10. Varnish in front of HAProxy', '', 'One node behind HAProxy with Varnish in front (`deploy/run --server cluster --nodes 1`, `deploy/varnish/lmstream.vcl`, auth none). Catch-up: wrk, 16 connections, `GET ?offset=X` of one 8 MB stream of 4 KiB messages, X at random among the offsets a reader catching up from the start asks for (-1, then each answer\'s `Stream-Next-Offset`: reads of up to 1 MB), through Varnish and through HAProxy directly (the same node and data), in turn. Long-poll collapse: N clients (Node fetch, one process) long-polling one stream through Varnish with `offset` and `cursor`, 5 appends one at a time; origin requests = what Varnish sent to HAProxy (varnishstat `MAIN.backend_req`) per wake-up and per long-poll timeout; ratio = origin requests per wake-up / N; wake = the median time from an append to its last client.', '')
+  md.push('| catch-up through | reads/s | MiB/s | p50 ms | p99 ms | errors | runs |', '|---|---|---|---|---|---|---|')
+  for (const sys of ['haproxy', 'varnish']) {
+    const g = (k) => med('varnish-catchup', '4 KiB', sys, k)
+    for (const k of ['reads_s', 'mib_s', 'p50_ms']) json.medians[['varnish-catchup', '4 KiB', sys, k].join('|')] = g(k)
+    md.push(`| ${sys === 'varnish' ? 'Varnish (cached)' : 'HAProxy alone'} | ${fmt(g('reads_s'))} | ${fmt(g('mib_s'), 1)} | ${fmt(g('p50_ms'), 2)} | ${fmt(g('p99_ms'), 2)} | ${fmt(g('errors'))} | ${runs('varnish-catchup', '4 KiB', sys, 'reads_s')} |`)
+  }
+  md.push('', '| long-poll clients | origin requests per wake-up | per timeout | collapse ratio | wake ms | client errors | every message once |', '|---|---|---|---|---|---|---|')
+  for (const v of variants('varnish-longpoll')) {
+    const g = (k) => med('varnish-longpoll', v, 'varnish', k)
+    for (const k of ['per_wakeup', 'per_timeout', 'ratio']) json.medians[['varnish-longpoll', v, 'varnish', k].join('|')] = g(k)
+    md.push(`| ${v} | ${fmt(g('per_wakeup'), 2)} | ${fmt(g('per_timeout'), 2)} | ${g('ratio') === undefined ? '—' : g('ratio').toExponential(1)} | ${fmt(g('wake_ms'))} | ${fmt(g('errors'))} | ${g('ok') === 1 ? 'yes' : 'NO'} |`)
+  }
+  md.push('')
+}
+
 if (variants('auth-append').length || variants('auth-read').length || variants('auth-verify').length) {
   md.push('## 7. What tokens cost', '', 'Three deployments of each system at once, on copies of one data directory: `auth = none`, `auth = token` (an HS256 secret and an EC P-256 public key in `auth_key`), and `auth = token` with `LMSTREAM_BENCH_NO_AUTH_CACHE=1` (every request verifies its token); each repetition measures every mode in turn, in a rotating order. Each request carries the mode\'s token in `Authorization: Bearer` (one token for every request, as a browser or a producer sends it). Appends: `publish`, 16 connections, 100-byte JSON messages; reads: wrk, 16 connections, `GET ?offset=X` at random offsets of a small stream (100 messages of 100 bytes). × none: the ratio to `auth = none` of the same system.', '')
   const modeNames = { none: 'auth = none', hs256: 'token, HS256', es256: 'token, ES256', 'hs256-nocache': 'token, HS256, no cache', 'es256-nocache': 'token, ES256, no cache' }

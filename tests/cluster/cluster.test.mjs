@@ -39,7 +39,7 @@
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, execFileSync } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -47,8 +47,8 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { DurableStream } from '@durable-streams/client'
 import { REPO_ROOT, STREAM_PREFIX, sleep, until } from '../integration/lib/server.mjs'
+import { startDeployRun } from './deploy-run.mjs'
 
-const RUN = path.join(REPO_ROOT, 'deploy', 'run')
 const NETNS = path.join(REPO_ROOT, 'tests', 'cluster', 'netns')
 const OUTAGE_MS = Number(process.env.LMSTREAM_CLUSTER_OUTAGE_MS || 60_000)
 const RETRY_AFTER_S = 5 // deploy/haproxy/503.http
@@ -59,34 +59,20 @@ const netnsTag = `${process.pid}`
 let cluster // { url, nodes: { node1: { url, pid } }, token, child, log, pid }
 let netns = null // { names: [...], addrs: [...] }: four namespaces, or null (loopback)
 
-function startCluster(root, nodes = 3) {
+async function startCluster(root, nodes = 3) {
   const conf = path.join(root, 'lmstream.conf')
   fs.writeFileSync(conf, 'auth = token\nlong_poll_timeout = 3000\n')
   const args = ['--server', 'cluster', '--nodes', String(nodes), '--port', '0', '--data', path.join(root, 'data'),
     '--config', conf, '--rundir', path.join(root, 'run')]
   if (netns) args.push('--netns', netns.names.slice(0, nodes).join(' '), '--node-addrs', netns.addrs.slice(0, nodes).join(' '))
-  const child = spawn('setpriv', ['--pdeathsig', 'TERM', '--', RUN, ...args],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  let log = ''
-  const add = (c) => { log += c.toString('utf8'); if (log.length > 1 << 20) log = log.slice(-(1 << 19)) }
-  child.stdout.on('data', add)
-  child.stderr.on('data', add)
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`cluster not ready in 90 s:\n${log.slice(-4000)}`)), 90_000)
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`deploy/run exited (${code}):\n${log.slice(-4000)}`)) })
-    const poll = setInterval(() => {
-      const m = /lmstream: ready on (http:\/\/\S+) \(server=cluster/.exec(log)
-      if (!m) return
-      clearInterval(poll)
-      clearTimeout(timer)
-      const nodes = {}
-      for (const n of log.matchAll(/lmstream: (node\d) on (http:\/\/\S+).*\(deploy\/run pid (\d+)/g)) {
-        nodes[n[1]] = { url: n[2], pid: Number(n[3]) }
-      }
-      const token = /a token for every node \([^)]*\): (\S+)/.exec(log)?.[1]
-      resolve({ url: m[1], nodes, token, child, pid: child.pid, log: () => log })
-    }, 100)
-  })
+  const c = await startDeployRun(args)
+  const log = c.log()
+  const byName = {}
+  for (const n of log.matchAll(/lmstream: (node\d) on (http:\/\/\S+).*\(deploy\/run pid (\d+)/g)) {
+    byName[n[1]] = { url: n[2], pid: Number(n[3]) }
+  }
+  const token = /a token for every node \([^)]*\): (\S+)/.exec(log)?.[1]
+  return { ...c, nodes: byName, token }
 }
 
 /** One request through HAProxy (or to base): { status, headers, text, node }. */
