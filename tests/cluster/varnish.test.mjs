@@ -71,13 +71,34 @@ function token(sub, read, write = read, admin = null) {
 /** Varnish's counters: { 'MAIN.backend_req': n, ... } */
 function vstat() {
   const out = execFileSync('varnishstat', ['-n', cluster.varnishDir, '-1', '-f', 'MAIN.backend_req', '-f', 'MAIN.cache_hit',
-    '-f', 'MAIN.cache_miss', '-f', 'MAIN.s_pass']).toString()
+    '-f', 'MAIN.cache_miss', '-f', 'MAIN.s_pass', '-f', 'MAIN.client_req']).toString()
   const s = {}
   for (const line of out.split('\n')) {
     const m = /^(\S+)\s+(\d+)/.exec(line)
     if (m) s[m[1]] = Number(m[2])
   }
   return s
+}
+
+/**
+ * Varnish's counters once they have caught up. A worker thread keeps its
+ * counts and adds them to the shared ones only when it finds the lock free
+ * (or after thread_stats_rate tasks), so right after a burst of concurrent
+ * requests varnishstat can be short by a few. Waits until at least
+ * `clientReqs` client requests past `base` are counted and two readings
+ * 200 ms apart agree (at most 10 s).
+ */
+async function vstatSettled(base, clientReqs = 0) {
+  let prev = vstat()
+  const end = Date.now() + 10_000
+  while (Date.now() < end) {
+    await sleep(200)
+    const cur = vstat()
+    const counted = base ? cur['MAIN.client_req'] - base['MAIN.client_req'] : clientReqs
+    if (counted >= clientReqs && Object.keys(cur).every((k) => cur[k] === prev[k])) return cur
+    prev = cur
+  }
+  return prev
 }
 
 async function req(method, p, { base = cluster.url, headers = {}, body } = {}) {
@@ -141,21 +162,21 @@ test(`${CLIENTS} long-poll clients on one stream: at most 3 origin requests per 
     await sleep(1000) // every client is waiting at the tail
     for (let i = 0; i < 8; i++) {
       const msg = `m${i}-${tag}\n`
-      const before = vstat()['MAIN.backend_req']
+      const before = (await vstatSettled())['MAIN.backend_req']
       // the writer goes to HAProxy itself: only the readers' requests count
       const w = await req('POST', p, { base: cluster.haproxy, headers: TEXT, body: msg })
       assert.ok(w.status === 200 || w.status === 204, `POST: ${w.status}`)
       sent.push(msg.trim())
       await until(`every client got message ${i}`, () => clients.every((c) => c.items.length === sent.length), 20_000)
       await sleep(300) // and is waiting again
-      wakeups.push(vstat()['MAIN.backend_req'] - before)
+      wakeups.push((await vstatSettled())['MAIN.backend_req'] - before)
     }
     // quiet: the long-polls time out (204 kept 1 s), the clients ask again
     const t0 = clients[0].timeouts
-    const before = vstat()['MAIN.backend_req']
+    const before = (await vstatSettled())['MAIN.backend_req']
     await until('three timeouts', () => clients[0].timeouts >= t0 + 3, 4 * LONG_POLL_MS + 5000)
     await sleep(300)
-    const timeoutReqs = vstat()['MAIN.backend_req'] - before
+    const timeoutReqs = (await vstatSettled())['MAIN.backend_req'] - before
     const rounds = clients[0].timeouts - t0
     process.stderr.write(`varnish: ${CLIENTS} long-poll clients: origin requests per wake-up ${wakeups.join(' ')}; ` +
       `${timeoutReqs} over ${rounds} timeouts\n`)
@@ -184,14 +205,16 @@ async function catchUp(p, headers = {}) {
   let offset = '-1'
   const items = []
   const urls = []
+  let hits = 0
   for (;;) {
     const url = `${p}?offset=${offset}`
     urls.push(url)
     const r = await req('GET', url, { headers })
     assert.equal(r.status, 200, `${url}: ${r.status} ${r.text}`)
     if (r.text) items.push(...r.text.split('\n').filter(Boolean))
+    if (r.headers.get('x-cache') === 'hit') hits++
     offset = r.headers.get('stream-next-offset')
-    if (r.headers.get('stream-up-to-date')) return { items, urls, last: r }
+    if (r.headers.get('stream-up-to-date')) return { items, urls, hits, last: r }
   }
 }
 
@@ -205,16 +228,18 @@ test('a hot stream\'s catch-up is served from Varnish; appends are read at once;
     const r = await req('POST', p, { base: cluster.haproxy, headers: TEXT, body: `${m}\n` })
     assert.ok(r.status === 200 || r.status === 204)
   }
-  const s0 = vstat()
+  const s0 = await vstatSettled()
   const reads = await Promise.all(Array.from({ length: 100 }, () => catchUp(p)))
-  const s1 = vstat()
   const chunks = reads[0].urls.length
+  const s1 = await vstatSettled(s0, 100 * chunks)
   for (const r of reads) assert.deepEqual(r.items, old)
   const origin = s1['MAIN.backend_req'] - s0['MAIN.backend_req']
   const hits = s1['MAIN.cache_hit'] - s0['MAIN.cache_hit']
   process.stderr.write(`varnish: 100 catch-up readers of ${chunks} read(s): ${origin} origin requests, ${hits} cache hits\n`)
   assert.ok(origin <= chunks + 2, `${origin} origin requests for 100 readers of ${chunks} reads`)
   assert.ok(hits >= 100 * chunks - chunks - 2, `${hits} cache hits`)
+  const seen = reads.reduce((n, r) => n + r.hits, 0)
+  assert.ok(seen >= 100 * chunks - chunks - 2, `${seen} responses marked X-Cache: hit`)
 
   // an append through Varnish: the writer (and every reader) reads it at once
   const more = `new-${tag}`
@@ -248,7 +273,7 @@ test('a credentialed read is never served to another user', async () => {
   const b = token('bob', `other-${tag}/**`)
   assert.equal((await req('PUT', p, { headers: { ...TEXT, Authorization: `Bearer ${a}` } })).status, 201)
   await req('POST', p, { headers: { ...TEXT, Authorization: `Bearer ${a}` }, body: `secret-${tag}\n` })
-  const s0 = vstat()
+  const s0 = await vstatSettled()
   for (let i = 0; i < 3; i++) {
     const r = await req('GET', `${p}?offset=-1`, { headers: { Authorization: `Bearer ${a}` } })
     assert.equal(r.status, 200)
@@ -256,7 +281,7 @@ test('a credentialed read is never served to another user', async () => {
     const q = await req('GET', `${p}?offset=-1&token=${a}`)
     assert.equal(q.status, 200)
   }
-  assert.equal(vstat()['MAIN.backend_req'] - s0['MAIN.backend_req'], 6, 'every credentialed read went to the origin')
+  assert.equal((await vstatSettled(s0, 6))['MAIN.backend_req'] - s0['MAIN.backend_req'], 6, 'every credentialed read went to the origin')
   for (const headers of [{ Authorization: `Bearer ${b}` }, {}]) {
     const r = await req('GET', `${p}?offset=-1`, { headers })
     assert.ok(r.status === 401 || r.status === 403, `another user: ${r.status}`)
