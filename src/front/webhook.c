@@ -98,7 +98,7 @@ static struct curl_slist *header_list(const char *const *headers)
 /* The locked-down options of one POST; CURLE_OK when libcurl took them all
  * (any other value is the failures' codes or-ed: only its being set counts). */
 static CURLcode set_options(CURL *c, const char *url, struct curl_slist *hl, const char *body, size_t len,
-                            int timeout_ms, struct post *post, char *errbuf)
+                            int timeout_ms, const char *ca_file, struct post *post, char *errbuf)
 {
 	const char *protocols = post->allow_loopback ? "https,http" : "https";
 	CURLcode rc = CURLE_OK;
@@ -114,6 +114,8 @@ static CURLcode set_options(CURL *c, const char *url, struct curl_slist *hl, con
 	rc |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	rc |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 	rc |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ca_file && ca_file[0])
+		rc |= curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
 	rc |= curl_easy_setopt(c, CURLOPT_USERAGENT, PACKAGE_NAME "/" PACKAGE_VERSION);
 	rc |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
 	rc |= curl_easy_setopt(c, CURLOPT_POST, 1L);
@@ -129,7 +131,7 @@ static CURLcode set_options(CURL *c, const char *url, struct curl_slist *hl, con
 }
 
 int webhook_post(const char *url, const char *const *headers, const char *body, size_t len, int timeout_ms,
-                 int allow_loopback, struct webhook_result *res)
+                 int allow_loopback, const char *ca_file, struct webhook_result *res)
 {
 	struct post post = { .res = res, .allow_loopback = allow_loopback };
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -151,7 +153,7 @@ int webhook_post(const char *url, const char *const *headers, const char *body, 
 	CURL *c = curl_easy_init();
 	struct curl_slist *hl = header_list(headers);
 	CURLcode rc = CURLE_OUT_OF_MEMORY;
-	if (c && hl && set_options(c, url, hl, body, len, timeout_ms, &post, errbuf) != CURLE_OK)
+	if (c && hl && set_options(c, url, hl, body, len, timeout_ms, ca_file, &post, errbuf) != CURLE_OK)
 		rc = CURLE_FAILED_INIT; /* this libcurl lacks an option (too old) */
 	else if (c && hl)
 		rc = curl_easy_perform(c);

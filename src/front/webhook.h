@@ -30,12 +30,13 @@ int webhook_global_init(void);
 /* POSTs body (len bytes) to url with the extra request headers in headers
  * (NULL, or a NULL-terminated array of "Name: value" strings; give the
  * Content-Type and Webhook-Signature there), waiting at most timeout_ms
- * (> 0) in all. Fills *res and returns 0 when an HTTP answer came in full,
+ * (> 0) in all. ca_file: NULL or "" to check the receiver's certificate
+ * against the system's authorities, else a PEM file of the ones to trust. Fills *res and returns 0 when an HTTP answer came in full,
  * whatever its status; returns -1 when the URL or an address was refused,
  * the connection or TLS failed, the time ran out, or the answer was longer
  * than LS_WEBHOOK_ANSWER_MAX (res->error says which; res->status may still
  * be set). No redirect is followed: a 3xx is an answer like any other. */
 int webhook_post(const char *url, const char *const *headers, const char *body, size_t len, int timeout_ms,
-                 int allow_loopback, struct webhook_result *res);
+                 int allow_loopback, const char *ca_file, struct webhook_result *res);
 
 #endif

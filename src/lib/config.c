@@ -177,6 +177,11 @@ static const struct config_key keys[] = {
 	{ "webhook_timeout_ms", T_INT, NUM(webhook_timeout_ms), 0, NULL, 10000, 100, 600000,
 	  "time one webhook delivery may take, connecting included; a slower receiver counts as failed"
 	  " and is retried", NULL, PATH_NONE },
+	{ "webhook_concurrency", T_INT, NUM(webhook_concurrency), 0, NULL, 8, 1, 256,
+	  "webhooks one process sends at once; a receiver that hangs holds one of them", NULL, PATH_NONE },
+	{ "webhook_ca_file", T_STR, F(webhook_ca_file), S_ANY, "", 0, 0, 0,
+	  "PEM file of the certificate authorities webhook receivers' certificates are checked against;"
+	  " empty: the system's (libcurl's default)", NULL, PATH_ONE },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

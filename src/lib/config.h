@@ -62,6 +62,8 @@ struct config {
 	int      log_level;        /* LOG_LVL_* of lib/log.h */
 	int      subscriptions_allow_loopback; /* webhooks to http://localhost, 127.x, ::1 (development) */
 	int      webhook_timeout_ms; /* one webhook delivery attempt, connect to answer */
+	int      webhook_concurrency; /* webhooks one process sends at once */
+	char     webhook_ca_file[512]; /* PEM file of the CAs webhook receivers are checked against; "" = the system's */
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -8,6 +8,8 @@
 //   - only one delivery attempt of a subscription runs at a time, across
 //     the processes of an lmstream-live group;
 //   - without any lmstream-live, `lmstreamctl deliver` (cron) delivers;
+//   - a receiver that hangs does not hold another subscription's delivery,
+//     and an https receiver's certificate is checked (webhook_ca_file);
 //   - webhook URLs: private, link-local and (unless allowed) loopback
 //     targets are refused; rights: creating needs admin and read over the
 //     whole pattern; wake tokens are checked and fenced.
@@ -17,6 +19,7 @@ import assert from 'node:assert/strict'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
 import os from 'node:os'
 import path from 'node:path'
 import { execFile, execFileSync } from 'node:child_process'
@@ -365,6 +368,71 @@ test('the longest subscription id with the longest stream path', async () => {
     assert.equal(claim.status, 200, claim.text)
     assert.equal(claim.json.streams[0].path, p)
   } finally {
+    await live.stop()
+    fs.rmSync(data, { recursive: true, force: true })
+  }
+})
+
+/** A key and a self-signed certificate for 127.0.0.1 (PEM files in dir). */
+function selfSigned(dir) {
+  const key = path.join(dir, 'rx.key')
+  const cert = path.join(dir, 'rx.pem')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=lmstream test receiver',
+    '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
+  return { key, cert }
+}
+
+test('a receiver that hangs holds only its own deliveries; https receivers are checked against webhook_ca_file', { timeout: 90_000 }, async () => {
+  const data = tmp('tls')
+  const { key, cert } = selfSigned(data)
+  // an https receiver with a certificate no system authority signed
+  const got = []
+  let hangOpen = false
+  const tls = https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) }, async (q, s) => {
+    for await (const _ of q);
+    got.push({ at: Date.now(), hangOpen })
+    s.writeHead(200, { 'content-type': 'application/json' }).end('{"done":true}')
+  })
+  // a receiver that takes each request and never answers
+  const held = []
+  const hang = http.createServer((q, s) => { hangOpen = true; held.push(s); q.on('close', () => { hangOpen = false }) })
+  const [tlsPort, hangPort] = [await freePort(), await freePort()]
+  await new Promise((resolve) => tls.listen(tlsPort, '127.0.0.1', resolve))
+  await new Promise((resolve) => hang.listen(hangPort, '127.0.0.1', resolve))
+  const sub = (base, id, pattern, url) => req(base, 'PUT', `__ds/subscriptions/${id}`, {
+    body: { type: 'webhook', pattern, webhook: { url } },
+  })
+  let live = await startLiveAlone(data, { ...LOOPBACK, LMSTREAM_WEBHOOK_TIMEOUT_MS: '8000', LMSTREAM_WEBHOOK_CA_FILE: cert })
+  try {
+    assert.ok(live.up, live.log())
+    assert.equal((await sub(live.url, 'hang', 'hang/*', `http://127.0.0.1:${hangPort}/`)).status, 201)
+    assert.equal((await sub(live.url, 'tls', 'tls/*', `https://127.0.0.1:${tlsPort}/`)).status, 201)
+    assert.equal((await req(live.url, 'PUT', 'hang/a', { body: [{ n: 0 }] })).status, 201)
+    await until('the hanging receiver holds a delivery', () => hangOpen, 10_000)
+    assert.equal((await req(live.url, 'PUT', 'tls/a', { body: [{ n: 0 }] })).status, 201)
+    await until('the https receiver got its delivery', () => got.length === 1, 15_000)
+    assert.equal(got[0].hangOpen, true, 'the https delivery waited for the hanging receiver to time out')
+    const tail = (await req(live.url, 'HEAD', 'tls/a')).headers.get('stream-next-offset')
+    await until('the https subscription is acked to the tail', async () => {
+      const r = await req(live.url, 'GET', '__ds/subscriptions/tls')
+      return r.json.status === 'active' && r.json.streams.length === 1 && r.json.streams[0].acked_offset === tail
+    }, 10_000)
+    await live.stop()
+
+    // the same receiver without webhook_ca_file: its certificate is refused
+    live = await startLiveAlone(data, { ...LOOPBACK, LMSTREAM_WEBHOOK_TIMEOUT_MS: '3000' })
+    assert.ok(live.up, live.log())
+    assert.ok((await req(live.url, 'POST', 'tls/a', { body: [{ n: 1 }] })).status < 300)
+    await until('a refused certificate', () => /subscription tls: webhook to https:\/\/127\.0\.0\.1:\d+\/ failed: .*(certificate|SSL)/i.test(live.log()), 15_000)
+    assert.equal(got.length, 1, 'a delivery went to a receiver whose certificate no trusted authority signed')
+    assert.equal((await req(live.url, 'GET', '__ds/subscriptions/tls')).json.status, 'failed')
+  } finally {
+    for (const s of held) s.destroy()
+    hang.closeAllConnections?.()
+    tls.closeAllConnections?.()
+    await new Promise((resolve) => hang.close(resolve))
+    await new Promise((resolve) => tls.close(resolve))
     await live.stop()
     fs.rmSync(data, { recursive: true, force: true })
   }

@@ -133,7 +133,7 @@ static void test_delivery(int fd, int port)
 
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", port);
 	server_start(&s, fd, OK_ANSWER, strlen(OK_ANSWER));
-	CHECK_INT(webhook_post(url, headers, body, strlen(body), 5000, 1, &res), 0);
+	CHECK_INT(webhook_post(url, headers, body, strlen(body), 5000, 1, NULL, &res), 0);
 	pthread_join(s.thread, NULL);
 	CHECK_INT(res.status, 200);
 	CHECK_STR(res.body, "{\"done\":true}");
@@ -174,13 +174,13 @@ static void test_refused(int fd, int port)
 		char url[80];
 		struct webhook_result res;
 		snprintf(url, sizeof url, "%s%d/hook", rows[i].base, port);
-		CHECK_INT_AT(rows[i].line, webhook_post(url, NULL, "{}", 2, 2000, rows[i].allow_loopback, &res), -1);
+		CHECK_INT_AT(rows[i].line, webhook_post(url, NULL, "{}", 2, 2000, rows[i].allow_loopback, NULL, &res), -1);
 		CHECK_INT_AT(rows[i].line, res.status, 0);
 		CHECK_STR_AT(rows[i].line, res.error, rows[i].error);
 		CHECK_AT(rows[i].line, !pending(fd));
 	}
 	struct webhook_result res;
-	CHECK_INT(webhook_post("https://worker.example/", NULL, "", 0, 0, 0, &res), -1);
+	CHECK_INT(webhook_post("https://worker.example/", NULL, "", 0, 0, 0, NULL, &res), -1);
 	CHECK_STR(res.error, "no time given");
 }
 
@@ -203,14 +203,14 @@ static void test_resolved(int fd, int port)
 	freeaddrinfo(ai);
 	snprintf(url, sizeof url, "https://%s:%d/hook", name, port);
 	CHECK_INT(hookurl_check(url, 0, NULL), 0);
-	CHECK_INT(webhook_post(url, NULL, "{}", 2, 2000, 0, &res), -1);
+	CHECK_INT(webhook_post(url, NULL, "{}", 2, 2000, 0, NULL, &res), -1);
 	CHECK_INT(res.status, 0);
 	CHECK_STR(res.error, "refused to connect to 127.0.0.1: loopback address");
 	CHECK(!pending(fd));
 	/* Over http, as a development setup would, with loopback allowed the
 	 * URL check refuses a name that is not localhost; it never connects. */
 	snprintf(url, sizeof url, "http://%s:%d/hook", name, port);
-	CHECK_INT(webhook_post(url, NULL, "{}", 2, 2000, 1, &res), -1);
+	CHECK_INT(webhook_post(url, NULL, "{}", 2, 2000, 1, NULL, &res), -1);
 	CHECK_STR(res.error, "webhook URL refused: http only to loopback");
 	CHECK(!pending(fd));
 }
@@ -229,7 +229,7 @@ static void test_answers(int fd, int port)
 	                 "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/other\r\nContent-Length: 0\r\n"
 	                 "Connection: close\r\n\r\n", port);
 	server_start(&s, fd, redirect, (size_t)n);
-	CHECK_INT(webhook_post(url, NULL, "{}", 2, 5000, 1, &res), 0);
+	CHECK_INT(webhook_post(url, NULL, "{}", 2, 5000, 1, NULL, &res), 0);
 	pthread_join(s.thread, NULL);
 	CHECK_INT(res.status, 302);
 	CHECK_UINT(res.body_len, 0);
@@ -240,7 +240,7 @@ static void test_answers(int fd, int port)
 		n = snprintf(big, sizeof big, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", body);
 		memset(big + n, 'x', body);
 		server_start(&s, fd, big, (size_t)n + body);
-		int rc = webhook_post(url, NULL, "{}", 2, 5000, 1, &res);
+		int rc = webhook_post(url, NULL, "{}", 2, 5000, 1, NULL, &res);
 		pthread_join(s.thread, NULL);
 		CHECK_INT(res.status, 200);
 		CHECK_UINT(res.body_len, sizeof res.body - 1);
@@ -251,7 +251,7 @@ static void test_answers(int fd, int port)
 	}
 
 	server_start(&s, fd, NULL, 0);
-	CHECK_INT(webhook_post(url, NULL, "{}", 2, 300, 1, &res), -1);
+	CHECK_INT(webhook_post(url, NULL, "{}", 2, 300, 1, NULL, &res), -1);
 	pthread_join(s.thread, NULL);
 	CHECK(s.accepted);
 	CHECK_INT(res.status, 0);
