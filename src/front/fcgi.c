@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -1033,6 +1034,20 @@ static void config_beside(void)
 }
 #endif
 
+/* A FastCGI process ends with the web server that started it, even one
+ * killed with SIGKILL (which cannot stop its workers): SIGTERM then stops it
+ * as the web server's own would. Returns the parent followed, or 0. */
+static pid_t follow_parent(const struct config *cfg)
+{
+	pid_t parent = getppid();
+	if (FCGX_IsCGI() || !cfg->exit_with_parent)
+		return 0;
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		stopping = 1; /* gone already */
+	return parent;
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -1078,6 +1093,7 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR2, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	pid_t parent = follow_parent(&cfg);
 	struct process pr = { .cfg = &cfg, .front = FCGX_IsCGI() ? "cgi" : "fcgi" };
 	the_process = &pr;
 	/* One thread always free for everything else (mod_fcgid, which runs one
@@ -1093,6 +1109,9 @@ int main(int argc, char **argv)
 	notify_sender_init(&cfg);
 
 	int rc = FCGX_IsCGI() ? serve_cgi(&pr) : run_threads(&pr);
+	if (parent && getppid() != parent)
+		log_info("the process that started this one (pid %ld) has ended: stopped (exit_with_parent = on;"
+		         " under spawn-fcgi set it off)", (long)parent);
 	deliver_thread_stop();
 	batch_free(pr.batch); /* answers the writes still queued */
 	metrics_detach();

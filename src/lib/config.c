@@ -105,6 +105,9 @@ static const struct config_key keys[] = {
 	  "lmstream-live request threads per process (writes commit on the process's writer thread)", NULL, PATH_NONE },
 	{ "worker_threads", T_INT, NUM(worker_threads), 0, NULL, LS_DEFAULT_WORKER_THREADS, 1, 256,
 	  "threads of one lmstream.fcgi process that take requests (a queued write holds none)", NULL, PATH_NONE },
+	{ "exit_with_parent", T_ENUM, NUM(exit_with_parent), 0, "on", 0, 0, 0,
+	  "on: a FastCGI lmstream.fcgi stops when the process that started it (the web server) ends, even"
+	  " killed; off: it goes on (spawn-fcgi, which exits once the workers run)", onoff_names, PATH_NONE },
 	{ "max_live_reads", T_INT, NUM(max_live_reads), 0, NULL,
 	  LS_DEFAULT_MAX_LIVE_READS, 0, LS_MAX_LIVE_READS_HARD,
 	  "live reads (long-poll, SSE) lmstream.fcgi serves at once, all its processes on the data directory"

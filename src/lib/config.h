@@ -33,6 +33,7 @@ struct config {
 	int      max_connections;  /* lmstream-live connection cap */
 	int      threads;          /* lmstream-live worker threads (per process) */
 	int      worker_threads;   /* lmstream.fcgi threads (per FastCGI process) */
+	int      exit_with_parent; /* a FastCGI process stops when the one that started it ends */
 	int      max_live_reads;   /* live reads lmstream.fcgi serves at once, all its processes together */
 	int      live_processes;   /* lmstream-live processes sharing the port (SO_REUSEPORT) */
 	uint64_t conn_memory;      /* lmstream-live bytes per connection for headers and writes */
