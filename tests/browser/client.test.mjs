@@ -130,10 +130,24 @@ async function expectComplete(tab) {
 /** The middle value: a count sampled while one SSE response ends and the next begins may be one off. */
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]
 
-/** Connections the daemon holds (srv.liveConnections()), sampled `times` times over about `ms`. */
+/**
+ * Live responses (SSE and long-poll) the server has open now, from its own
+ * gauge (lmstream_live_connections in the metrics). Not its TCP connections:
+ * Apache keeps a connection to the daemon in its pool for ttl = 5 s after a
+ * response ends, and the tabs' SSE responses end every 4 s here
+ * (sse_lifetime), so a pooled idle connection was counted as a tab's.
+ */
+async function liveResponses() {
+  const text = await (await fetch(`${srv.url}/__lmstream/metrics`)).text()
+  let n = 0
+  for (const m of text.matchAll(/^lmstream_live_connections\{mode="[^"]+"\} (\d+)$/gm)) n += Number(m[1])
+  return n
+}
+
+/** Live responses open (liveResponses()), sampled `times` times over about `ms`. */
 async function samples(times, ms) {
   const out = []
-  for (let i = 0; i < times; i++) { out.push(srv.liveConnections()); await sleep(ms / times) }
+  for (let i = 0; i < times; i++) { out.push(await liveResponses()); await sleep(ms / times) }
   return out
 }
 
@@ -267,7 +281,7 @@ test(`browser client on ${SERVER_KIND}`, async (t) => {
   })
 
   await t.test('two tabs: with BroadcastChannel sharing, one live connection; same final state', async () => {
-    // Control: without sharing, two tabs hold two connections on the daemon (the count is real).
+    // Control: without sharing, two tabs hold two live responses (the count is real).
     const plain = await browser.newContext()
     const idle = `tabs-plain-${RUN}`
     const p1 = await openPage(plain, idle)
@@ -275,12 +289,15 @@ test(`browser client on ${SERVER_KIND}`, async (t) => {
     await fetch(streamUrl(idle), { method: 'PUT', headers: { 'Content-Type': 'application/json' } })
     await waitFor(p1, 'live', () => document.getElementById('status').dataset.state === 'live')
     await waitFor(p2, 'live', () => document.getElementById('status').dataset.state === 'live')
-    // Apache keeps a connection to the daemon in its pool for ttl = 5 s after
-    // a live read that ended (the tabs' first tries, before the stream
-    // existed): wait that out, then count what stays.
-    for (let i = 0; i < 40 && srv.liveConnections() > 2; i++) await sleep(200)
+    // (a live response of an earlier scenario's closed page ends once the
+    // server sees the hang-up, at the latest with sse_lifetime)
+    for (let i = 0; i < 40 && (await liveResponses()) > 2; i++) await sleep(200)
     const unshared = await samples(10, 3000)
-    assert.equal(median(unshared), 2, `two unshared tabs: two connections on the daemon (${unshared})`)
+    const t0 = p1.requests[0]?.at || 0
+    const timeline = (tab) => [...tab.requests.map((r) => `+${r.at - t0} ms GET offset=${r.offset} live=${r.live}`),
+      ...tab.responses.map((r) => `+${r.at - t0} ms ${r.status} live=${r.live} from ${r.front}`)].join('; ')
+    assert.equal(median(unshared), 2, `two unshared tabs: two live responses (${unshared})\n` +
+      `tab 1: ${timeline(p1)}\ntab 2: ${timeline(p2)}`)
     await plain.close()
     // The daemon drops those connections once it sees the hang-ups (at the latest when sse_lifetime ends).
     for (let i = 0; i < 100 && srv.liveConnections() > 0; i++) await sleep(200)
@@ -294,7 +311,7 @@ test(`browser client on ${SERVER_KIND}`, async (t) => {
     await waitCount(a, 10)
     await waitCount(b, 10)
     const shared = await samples(16, 5000)
-    assert.equal(median(shared), 1, `two sharing tabs: one connection on the daemon (${shared})`)
+    assert.equal(median(shared), 1, `two sharing tabs: one live response (${shared})`)
     const roles = await Promise.all([a, b].map((x) => x.page.evaluate(() => window.lmDemo.sub.role)))
     assert.deepEqual([...roles].sort(), ['follower', 'leader'], 'one tab leads, the other follows')
     const follower = roles[0] === 'follower' ? a : b
