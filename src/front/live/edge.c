@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -300,6 +301,12 @@ void edge_scan(int64_t now)
 		struct slot *s = &edge.slots[fd];
 		int64_t since = atomic_load(&s->since);
 		if (!since || now - since < live.cfg.header_timeout_ms)
+			continue;
+		/* Bytes the client sent that are still in the socket's buffer: the
+		 * wait is ours (a burst of connections, a starved process), not the
+		 * client's; looked at again on the next scan. */
+		int unread = 0;
+		if (ioctl(fd, FIONREAD, &unread) == 0 && unread > 0)
 			continue;
 		pthread_mutex_lock(&edge.lock);
 		/* Still the same wait on the same connection? */
