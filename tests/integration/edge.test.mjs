@@ -271,25 +271,30 @@ describe('edge[standalone]: bad requests, memory, descriptors, notices', () => {
   })
 
   test('requests the server has not read yet are not 408: a stalled daemon serves them when it resumes', { timeout: 60_000 }, async () => {
-    // 300 clients connect (the daemon accepts them: their header deadline
-    // runs), then lmstream-live is stopped (SIGSTOP) while they send whole
-    // requests, for twice header_timeout: the bytes wait in the daemon's
-    // sockets, and the wait is the server's, not the clients'. When it
-    // resumes, each request is served; none gets "408 ... headers came too
-    // slowly".
+    // 300 clients connect and the daemon accepts them (their header deadline
+    // runs); within half of header_timeout lmstream-live is stopped (SIGSTOP),
+    // the clients send whole requests, and it stays stopped for twice
+    // header_timeout: the bytes wait in the daemon's sockets, and the wait is
+    // the server's, not the clients'. When it resumes, each request is served;
+    // none gets "408 ... headers came too slowly".
     const p = `${STREAM_PREFIX}stall-${tag}`
     await create(srv, p, 'text/plain')
     const base = fdCount(pid)
     const conns = []
     for (let i = 0; i < 300; i++) {
       const s = net.connect({ host: '127.0.0.1', port: srv.port })
-      const c = { s, data: '', done: null }
+      const c = { s, data: '', done: null, connected: null }
+      c.connected = new Promise((resolve) => { s.once('connect', resolve); s.once('error', resolve) })
       c.done = new Promise((resolve) => { s.on('close', resolve); s.on('error', resolve) })
       s.on('data', (d) => { c.data += d.toString('latin1'); if (/\r\n\r\n/.test(c.data)) s.end() })
       conns.push(c)
     }
-    for (let t = 0; t < 100 && fdCount(pid) < base + 300; t++) await sleep(50)
-    assert.ok(fdCount(pid) >= base + 300, `only ${fdCount(pid) - base} of 300 connections accepted`)
+    await Promise.race([Promise.all(conns.map((c) => c.connected)), sleep(10_000)])
+    // Stopped no later than 500 ms after the last connection was made (the
+    // deadline is 1000 ms): on a loaded machine not every one is accepted by
+    // then; those that are carry the test.
+    for (let t = 0; t < 10 && fdCount(pid) < base + 300; t++) await sleep(50)
+    const accepted = fdCount(pid) - base
     process.kill(pid, 'SIGSTOP')
     try {
       for (const c of conns) c.s.write(`HEAD ${p} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`)
@@ -300,7 +305,9 @@ describe('edge[standalone]: bad requests, memory, descriptors, notices', () => {
     await Promise.race([Promise.all(conns.map((c) => c.done)), sleep(30_000)])
     const statuses = new Map()
     for (const c of conns) { const st = statusOf(Buffer.from(c.data, 'latin1')); statuses.set(st, (statuses.get(st) || 0) + 1) }
-    assert.deepEqual([...statuses], [[200, 300]], `statuses after the stall: ${JSON.stringify([...statuses])}`)
+    assert.ok(accepted >= 100, `only ${accepted} of 300 connections accepted before the stop: nothing was tested`)
+    assert.deepEqual([...statuses], [[200, 300]],
+      `statuses after the stall (${accepted} of 300 accepted before it): ${JSON.stringify([...statuses])}`)
   })
 
   test('2,000 idle SSE clients closed at once after a keep-alive request: every descriptor is released', { timeout: 90_000 }, async () => {

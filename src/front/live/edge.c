@@ -28,7 +28,15 @@ enum {
 struct slot {
 	_Atomic int64_t since;  /* waiting for headers since (monotonic ms); 0: not waiting */
 	atomic_int flags;
+	/* Written by the scan only: the wait it found over time with nothing
+	 * unread, and when (see edge_scan). */
+	int64_t late_since, late_seen;
 };
+
+/* How long a wait found over time with nothing left unread is given before
+ * its 408: libmicrohttpd's thread may have read the last bytes of the
+ * headers and not yet parsed them. */
+#define LATE_GRACE_MS 250
 
 static struct {
 	struct slot *slots;
@@ -307,6 +315,16 @@ void edge_scan(int64_t now)
 		 * client's; looked at again on the next scan. */
 		int unread = 0;
 		if (ioctl(fd, FIONREAD, &unread) == 0 && unread > 0)
+			continue;
+		/* Nothing unread: the headers may be read and not yet parsed (a
+		 * thread starved or just resumed). The 408 goes out on a later
+		 * scan if the same wait is still there. */
+		if (s->late_since != since) {
+			s->late_since = since;
+			s->late_seen = now;
+			continue;
+		}
+		if (now - s->late_seen < LATE_GRACE_MS)
 			continue;
 		pthread_mutex_lock(&edge.lock);
 		/* Still the same wait on the same connection? */
